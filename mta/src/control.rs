@@ -1,0 +1,136 @@
+//! Queue administration (`mta queue …`), both through the running server's
+//! control socket (`<data>/control.sock`, owner only) and, when no server
+//! runs, directly on the queue database. The same [`execute`] serves both.
+//!
+//! The protocol is one command line in, text out; the first line of the
+//! answer is `ok` or `error: <why>`.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::mpsc::Sender;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+use crate::directory::Target;
+use crate::envelope::{Envelope, QueueId, Status};
+use crate::queue::{Queue, Schedule};
+
+/// Serves the control socket in the background.
+pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> anyhow::Result<()> {
+    // A socket left by a killed server would make bind fail.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).with_context(|| format!("creating the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let queue = queue.clone();
+            let schedule = schedule.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                if BufReader::new(read).read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let answer = tokio::task::spawn_blocking(move || execute(&queue, Some(&schedule), line.trim()))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
+                let text = match answer {
+                    Ok(text) => format!("ok\n{text}"),
+                    Err(e) => format!("error: {e:#}\n"),
+                };
+                let _ = write.write_all(text.as_bytes()).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Sends one command to a running server; `None` when none is listening.
+pub fn request(path: &Path, command: &str) -> Option<anyhow::Result<String>> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+    let result = (|| {
+        stream.write_all(format!("{command}\n").as_bytes())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        match answer.split_once('\n') {
+            Some(("ok", rest)) => Ok(rest.to_string()),
+            Some((err, _)) => bail!("{}", err.trim_start_matches("error: ")),
+            None => bail!("the server gave no answer"),
+        }
+    })();
+    Some(result)
+}
+
+/// Runs one administration command against the queue.
+pub fn execute(queue: &Queue, schedule: Option<&Sender<Schedule>>, command: &str) -> anyhow::Result<String> {
+    let mut words = command.split_whitespace();
+    let verb = words.next().unwrap_or("");
+    let id = || -> anyhow::Result<QueueId> {
+        let text = command.split_whitespace().nth(1).context("this command needs a queue id")?;
+        text.parse().map_err(|_| anyhow::anyhow!("{text:?} is not a queue id"))
+    };
+    match verb {
+        "list" => Ok(format_list(&queue.list()?)),
+        "show" => {
+            let id = id()?;
+            let env = queue.envelope(id)?.with_context(|| format!("no message {id} in the queue"))?;
+            let body = queue.body(id)?.unwrap_or_default();
+            let mut out = format_list(std::slice::from_ref(&env));
+            out.push('\n');
+            out.push_str(&String::from_utf8_lossy(&body));
+            Ok(out)
+        }
+        "hold" => queue.hold(id()?).map(|s| s + "\n"),
+        "release" => queue.release(id()?).map(|s| s + "\n"),
+        "delete" => queue.delete(id()?).map(|s| s + "\n"),
+        "flush" => match schedule {
+            Some(s) => {
+                s.send(Schedule::Flush).map_err(|_| anyhow::anyhow!("the scheduler has stopped"))?;
+                Ok("delivery of all queued messages started\n".into())
+            }
+            None => bail!("the server is not running; queued mail is attempted as soon as it starts"),
+        },
+        "" => bail!("empty command"),
+        other => bail!("unknown command {other:?} (list, show ID, hold ID, release ID, delete ID, flush)"),
+    }
+}
+
+fn format_list(envelopes: &[Envelope]) -> String {
+    let mut out = String::new();
+    if envelopes.is_empty() {
+        return "the queue is empty\n".into();
+    }
+    for env in envelopes {
+        let arrival = chrono::DateTime::from_timestamp_micros(env.arrival as i64)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let flag = if env.held { "!" } else { " " };
+        let from = if env.from.is_empty() { "<>" } else { env.from.as_str() };
+        let _ = writeln!(out, "{}{flag} {:>9}  {arrival}  {from}", env.id, env.size);
+        for r in &env.recipients {
+            let to = match &r.target {
+                Target::Local { delivered_to, .. } => delivered_to,
+                Target::Remote { address } => address,
+            };
+            let status = match r.status {
+                Status::Pending => "pending",
+                Status::Delivered => "delivered",
+                Status::Failed => "failed",
+            };
+            let _ = write!(out, "{:38}-> {to} ({status}, {} attempts", "", r.attempts);
+            if let Some(e) = &r.last_error {
+                let _ = write!(out, ": {e}");
+            }
+            let _ = writeln!(out, ")");
+        }
+    }
+    let held = envelopes.iter().filter(|e| e.held).count();
+    let _ = writeln!(out, "-- {} messages, {} held", envelopes.len(), held);
+    out
+}

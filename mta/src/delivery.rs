@@ -1,0 +1,218 @@
+//! Delivery: a scheduler that knows when each queued message is due, and a
+//! pool of worker threads that deliver it and report the results to the
+//! queue.
+//!
+//! Local recipients go to their Maildir. Remote recipients (aliases that
+//! forward elsewhere) stay queued until outbound SMTP exists; they are
+//! retried with backoff like any temporary failure, never dropped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::directory::Target;
+use crate::envelope::{Envelope, QueueId, Status, now_micros, now_secs};
+use crate::maildir::{Delivered, Maildirs, stored_size};
+use crate::queue::{Outcome, Queue, Schedule};
+
+/// Bodies kept in memory between intake and delivery, at most.
+const FRESH_CACHE_BYTES: usize = 64 << 20;
+
+struct Job {
+    id: QueueId,
+    fresh: Option<(Arc<Envelope>, Arc<Vec<u8>>)>,
+}
+
+/// Starts the scheduler and `workers` delivery threads. Returns the sender
+/// the queue reports to (pass it to [`Queue::open`] before calling this, via
+/// the pair from [`channel`]).
+pub fn start(queue: Queue, maildirs: Maildirs, workers: usize, schedule_rx: Receiver<Schedule>) -> anyhow::Result<()> {
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    for n in 0..workers {
+        let queue = queue.clone();
+        let maildirs = maildirs.clone();
+        let job_rx = job_rx.clone();
+        std::thread::Builder::new()
+            .name(format!("delivery-{n}"))
+            .spawn(move || {
+                loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    deliver(&queue, &maildirs, job);
+                }
+            })?;
+    }
+    let initial = queue.startup_schedule()?;
+    std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || Scheduler::default().run(schedule_rx, job_tx, initial))?;
+    Ok(())
+}
+
+/// The channel between the queue and the scheduler.
+pub fn channel() -> (Sender<Schedule>, Receiver<Schedule>) {
+    mpsc::channel()
+}
+
+#[derive(Default)]
+struct Scheduler {
+    due: BTreeSet<(u64, QueueId)>,
+    when: HashMap<QueueId, u64>,
+    fresh: HashMap<QueueId, (Arc<Envelope>, Arc<Vec<u8>>)>,
+    fresh_bytes: usize,
+}
+
+impl Scheduler {
+    fn run(mut self, rx: Receiver<Schedule>, jobs: Sender<Job>, initial: Vec<(QueueId, u64)>) {
+        for (id, due) in initial {
+            self.set(id, due);
+        }
+        loop {
+            let now = now_secs();
+            while let Some(&(due, id)) = self.due.first() {
+                if due > now {
+                    break;
+                }
+                self.due.pop_first();
+                self.when.remove(&id);
+                let fresh = self.fresh.remove(&id);
+                if let Some((_, body)) = &fresh {
+                    self.fresh_bytes -= body.len();
+                }
+                if jobs.send(Job { id, fresh }).is_err() {
+                    return;
+                }
+            }
+            let wait = self
+                .due
+                .first()
+                .map(|&(due, _)| Duration::from_secs(due.saturating_sub(now)).max(Duration::from_millis(50)))
+                .unwrap_or(Duration::from_secs(3600));
+            match rx.recv_timeout(wait) {
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // Take everything else that is waiting before dispatching.
+            while let Ok(msg) = rx.try_recv() {
+                self.handle(msg);
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Schedule) {
+        match msg {
+            Schedule::Due { id, due, fresh } => {
+                if let Some((env, body)) = fresh {
+                    if self.fresh_bytes + body.len() <= FRESH_CACHE_BYTES {
+                        self.fresh_bytes += body.len();
+                        self.fresh.insert(id, (env, body));
+                    }
+                }
+                self.set(id, due);
+            }
+            Schedule::Forget(id) => {
+                if let Some(due) = self.when.remove(&id) {
+                    self.due.remove(&(due, id));
+                }
+                if let Some((_, body)) = self.fresh.remove(&id) {
+                    self.fresh_bytes -= body.len();
+                }
+            }
+            Schedule::Flush => {
+                let all: Vec<QueueId> = self.when.keys().copied().collect();
+                for id in all {
+                    self.set(id, 0);
+                }
+            }
+        }
+    }
+
+    fn set(&mut self, id: QueueId, due: u64) {
+        if let Some(old) = self.when.insert(id, due) {
+            self.due.remove(&(old, id));
+        }
+        self.due.insert((due, id));
+    }
+}
+
+fn deliver(queue: &Queue, maildirs: &Maildirs, job: Job) {
+    // A message handed over at intake cannot have been delivered before; one
+    // read back from disk may have been, just before a crash.
+    let check_previous = job.fresh.is_none();
+    let (envelope, body) = match job.fresh {
+        Some((e, b)) => (e, b),
+        None => match (queue.envelope(job.id), queue.body(job.id)) {
+            (Ok(Some(e)), Ok(Some(b))) => (Arc::new(e), Arc::new(b)),
+            (Ok(None), _) | (_, Ok(None)) => return, // deleted meanwhile
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("{}: cannot read from the queue: {e:#}", job.id);
+                // Not a hot loop: the queue reschedules it at once.
+                std::thread::sleep(Duration::from_secs(1));
+                queue.record(job.id, vec![]);
+                return;
+            }
+        },
+    };
+    if envelope.held {
+        return;
+    }
+    let mut results = Vec::new();
+    for (index, rcpt) in envelope.recipients.iter().enumerate() {
+        if rcpt.status != Status::Pending {
+            continue;
+        }
+        let started = now_micros();
+        let (relay, outcome) = match &rcpt.target {
+            Target::Local { account, delivered_to } => {
+                let head = format!(
+                    "Return-Path: <{}>\nDelivered-To: {}\n",
+                    envelope.from, delivered_to
+                );
+                let size = stored_size(head.as_bytes(), &body);
+                let name = maildirs.file_name(envelope.arrival, &envelope.id.to_string(), index, size);
+                let outcome = match maildirs.deliver(account, &name, head.as_bytes(), &body, check_previous) {
+                    Ok(Delivered::New(_)) => Outcome::Delivered,
+                    Ok(Delivered::AlreadyThere(_)) => Outcome::Delivered,
+                    Err(e) => Outcome::Deferred(format!("cannot write to the maildir of {account}: {e}")),
+                };
+                ("local", outcome)
+            }
+            Target::Remote { .. } => (
+                "none",
+                Outcome::Deferred("delivery to other domains is not available in this version".into()),
+            ),
+        };
+        let delay = (started.saturating_sub(envelope.arrival)) as f64 / 1e6;
+        let shown_to = match &rcpt.target {
+            Target::Local { delivered_to, .. } => delivered_to.clone(),
+            Target::Remote { address } => address.clone(),
+        };
+        let orig = if rcpt.original.eq_ignore_ascii_case(&shown_to) {
+            String::new()
+        } else {
+            format!(", orig_to=<{}>", rcpt.original)
+        };
+        match &outcome {
+            Outcome::Delivered => tracing::info!(
+                "{}: from=<{}>, to=<{}>{orig}, relay={relay}, delay={delay:.3}, status=sent (delivered to maildir)",
+                envelope.id,
+                envelope.from,
+                shown_to
+            ),
+            Outcome::Deferred(why) => tracing::warn!(
+                "{}: from=<{}>, to=<{}>{orig}, relay={relay}, delay={delay:.3}, status=deferred ({why})",
+                envelope.id,
+                envelope.from,
+                shown_to
+            ),
+        }
+        results.push((index, outcome));
+    }
+    queue.record(envelope.id, results);
+}

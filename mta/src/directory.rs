@@ -1,0 +1,294 @@
+//! Who receives mail here: domains, accounts, aliases, catch-alls,
+//! plus-addressing and the always-routable postmaster and abuse addresses.
+//!
+//! Pure data built from the [`Config`]; the SMTP session asks it at `RCPT`
+//! time and the queue stores the answer. It never touches the disk.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::address::Address;
+use crate::config::Config;
+
+/// Where one copy of a message goes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Target {
+    /// The Maildir of a local account; `delivered_to` is the address shown in
+    /// the `Delivered-To:` header (the plus-address when one was used).
+    Local { account: String, delivered_to: String },
+    /// An address in another domain (an alias that forwards).
+    Remote { address: String },
+}
+
+impl Target {
+    fn dedupe_key(&self) -> String {
+        match self {
+            Target::Local { account, .. } => format!("local:{account}"),
+            Target::Remote { address } => format!("remote:{}", address.to_lowercase()),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The address is ours and leads to these targets.
+    Deliver(Vec<Target>),
+    /// The domain is not one of ours (relaying).
+    NotLocal,
+    /// The domain is ours but nobody has this address.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{0} leads to an alias loop (or more than {MAX_DEPTH} levels of aliases)")]
+    Loop(String),
+    #[error("{0} is in a local domain but is neither an account nor an alias")]
+    Unknown(String),
+}
+
+const MAX_DEPTH: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct Directory {
+    domains: HashSet<String>,
+    /// lower-case address → the account's address as configured
+    accounts: HashMap<String, Address>,
+    aliases: HashMap<String, Vec<Address>>,
+    delimiter: String,
+    postmaster: Option<Address>,
+    first_account: Option<Address>,
+}
+
+impl Directory {
+    pub fn new(config: &Config) -> Directory {
+        Directory {
+            domains: config.domains.iter().cloned().collect(),
+            accounts: config
+                .accounts
+                .iter()
+                .map(|a| (a.address.key(), a.address.clone()))
+                .collect(),
+            aliases: config.aliases.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            delimiter: config.recipient_delimiter.clone(),
+            postmaster: config.postmaster.clone(),
+            first_account: config.accounts.first().map(|a| a.address.clone()),
+        }
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.contains(domain)
+    }
+
+    /// The first local domain, for the bare `RCPT TO:<postmaster>` of RFC 5321.
+    pub fn primary_domain(&self) -> Option<&str> {
+        self.first_account.as_ref().map(|a| a.domain())
+    }
+
+    /// Resolves an envelope recipient.
+    pub fn lookup(&self, rcpt: &Address) -> Result<Lookup, ResolveError> {
+        if !self.is_local_domain(rcpt.domain()) {
+            return Ok(Lookup::NotLocal);
+        }
+        let mut out = Vec::new();
+        if !self.resolve(rcpt, 0, false, &mut out)? {
+            return Ok(Lookup::Unknown);
+        }
+        Ok(Lookup::Deliver(dedupe(out)))
+    }
+
+    /// Resolves an alias target (configuration check and expansion).
+    pub fn resolve_target(&self, target: &Address) -> Result<Vec<Target>, ResolveError> {
+        let mut out = Vec::new();
+        self.expand_target(target, 1, &mut out)?;
+        Ok(dedupe(out))
+    }
+
+    fn expand_target(&self, t: &Address, depth: usize, out: &mut Vec<Target>) -> Result<(), ResolveError> {
+        if !self.is_local_domain(t.domain()) {
+            out.push(Target::Remote { address: t.to_string() });
+            return Ok(());
+        }
+        if self.resolve(t, depth, true, out)? {
+            Ok(())
+        } else {
+            Err(ResolveError::Unknown(t.to_string()))
+        }
+    }
+
+    /// Appends the targets of a local-domain address; false when nobody has it.
+    /// `account_first` makes an account win over an alias of the same name, so
+    /// an alias may list its own address to keep a copy.
+    fn resolve(&self, a: &Address, depth: usize, account_first: bool, out: &mut Vec<Target>) -> Result<bool, ResolveError> {
+        if depth > MAX_DEPTH {
+            return Err(ResolveError::Loop(a.to_string()));
+        }
+        let key = a.key();
+        let shown = |account: &Address| {
+            if depth == 0 { a.to_string() } else { account.to_string() }
+        };
+        let try_exact = |key: &str, out: &mut Vec<Target>| -> Result<bool, ResolveError> {
+            let account = self.accounts.get(key);
+            let alias = self.aliases.get(key);
+            match (account, alias) {
+                (Some(acc), _) if account_first || alias.is_none() => {
+                    out.push(Target::Local {
+                        account: acc.key(),
+                        delivered_to: shown(acc),
+                    });
+                    Ok(true)
+                }
+                (_, Some(targets)) => {
+                    for t in targets {
+                        self.expand_target(t, depth + 1, out)?;
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        };
+        if try_exact(&key, out)? {
+            return Ok(true);
+        }
+        // Plus-addressing: alice+lists@ → alice@.
+        if let Some(base) = self.base_local(a.local()) {
+            let base_key = format!("{}@{}", base.to_lowercase(), a.domain());
+            if try_exact(&base_key, out)? {
+                return Ok(true);
+            }
+        }
+        let lower = a.local().to_lowercase();
+        let is_role = lower == "postmaster" || lower == "abuse";
+        if is_role {
+            if let Some(pm) = &self.postmaster {
+                self.expand_target(pm, depth + 1, out)?;
+                return Ok(true);
+            }
+        }
+        if let Some(targets) = self.aliases.get(&format!("@{}", a.domain())) {
+            for t in targets {
+                self.expand_target(t, depth + 1, out)?;
+            }
+            return Ok(true);
+        }
+        if is_role {
+            // RFC 5321 §4.5.1: postmaster must always be deliverable; RFC 2142
+            // asks the same of abuse. Without a configured one, the first
+            // account (the owner who set the box up) receives them.
+            let owner = self
+                .accounts
+                .values()
+                .find(|acc| acc.domain() == a.domain())
+                .or(self.first_account.as_ref());
+            if let Some(owner) = owner {
+                out.push(Target::Local {
+                    account: owner.key(),
+                    delivered_to: owner.to_string(),
+                });
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn base_local<'a>(&self, local: &'a str) -> Option<&'a str> {
+        if self.delimiter.is_empty() || local.starts_with('"') {
+            return None;
+        }
+        let pos = local.find(|c| self.delimiter.contains(c))?;
+        (pos > 0).then(|| &local[..pos])
+    }
+}
+
+fn dedupe(targets: Vec<Target>) -> Vec<Target> {
+    let mut seen = HashSet::new();
+    targets.into_iter().filter(|t| seen.insert(t.dedupe_key())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn dir() -> Directory {
+        let text = r#"
+hostname = "mail.example.org"
+data_dir = "/d"
+domains = ["example.org", "example.net"]
+[[accounts]]
+address = "alice@example.org"
+[[accounts]]
+address = "bob@example.org"
+[[accounts]]
+address = "carol@example.net"
+[aliases]
+"team@example.org" = ["alice@example.org", "bob@example.org", "team2@example.org"]
+"team2@example.org" = ["bob@example.org", "dave@elsewhere.example"]
+"alice@example.org" = ["alice@example.org", "bob@example.org"]
+"@example.net" = "carol@example.net"
+"#;
+        Directory::new(&Config::parse(Path::new("t.toml"), text).unwrap())
+    }
+
+    fn a(s: &str) -> Address {
+        Address::parse(s, false).unwrap()
+    }
+
+    fn local(account: &str, shown: &str) -> Target {
+        Target::Local {
+            account: account.into(),
+            delivered_to: shown.into(),
+        }
+    }
+
+    #[test]
+    fn account_resolves_case_insensitively() {
+        assert_eq!(
+            dir().lookup(&a("Bob@Example.org")).unwrap(),
+            Lookup::Deliver(vec![local("bob@example.org", "Bob@example.org")])
+        );
+    }
+
+    #[test]
+    fn plus_address_goes_to_the_base_account() {
+        assert_eq!(
+            dir().lookup(&a("bob+lists@example.org")).unwrap(),
+            Lookup::Deliver(vec![local("bob@example.org", "bob+lists@example.org")])
+        );
+    }
+
+    #[test]
+    fn nested_aliases_expand_once_per_target() {
+        let Lookup::Deliver(t) = dir().lookup(&a("team@example.org")).unwrap() else { panic!() };
+        assert_eq!(
+            t,
+            vec![
+                local("alice@example.org", "alice@example.org"),
+                local("bob@example.org", "bob@example.org"),
+                Target::Remote { address: "dave@elsewhere.example".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn alias_listing_its_own_account_keeps_a_copy() {
+        let Lookup::Deliver(t) = dir().lookup(&a("alice@example.org")).unwrap() else { panic!() };
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn catch_all_and_unknown_and_foreign() {
+        assert_eq!(
+            dir().lookup(&a("anything@example.net")).unwrap(),
+            Lookup::Deliver(vec![local("carol@example.net", "carol@example.net")])
+        );
+        assert_eq!(dir().lookup(&a("nobody@example.org")).unwrap(), Lookup::Unknown);
+        assert_eq!(dir().lookup(&a("x@elsewhere.example")).unwrap(), Lookup::NotLocal);
+    }
+
+    #[test]
+    fn postmaster_and_abuse_are_always_routable() {
+        for addr in ["postmaster@example.org", "ABUSE@example.org"] {
+            assert!(matches!(dir().lookup(&a(addr)).unwrap(), Lookup::Deliver(_)), "{addr}");
+        }
+    }
+}

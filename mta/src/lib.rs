@@ -1,0 +1,19 @@
+//! Mailbox's mail server.
+//!
+//! Mail comes in over SMTP ([`smtp::session`] is the protocol, [`server`] the
+//! sockets), is stored durably in the [`queue`] before it is acknowledged, and
+//! is delivered by [`delivery`] into [`maildir`]s. Who may receive mail here is
+//! decided by the [`directory`], built from the [`config`].
+
+pub mod address;
+pub mod config;
+pub mod control;
+pub mod delivery;
+pub mod directory;
+pub mod envelope;
+pub mod maildir;
+pub mod password;
+pub mod queue;
+pub mod server;
+pub mod smtp;
+pub mod tls;

@@ -1,0 +1,197 @@
+//! Local delivery into Maildirs (`<data>/mail/<domain>/<user>/{tmp,new,cur}`).
+//!
+//! A message is written to `tmp/`, fsynced, renamed into `new/`, and `new/` is
+//! fsynced, so a file in `new/` is always complete and durable. File names are
+//! derived from the queue id and the recipient's index, never from the clock
+//! or a counter, so delivering the same queue entry again after a crash lands
+//! on the same name: the rename replaces the earlier copy instead of adding a
+//! second one. Lines are stored with LF ends, as Maildir readers expect.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The Maildirs under one root (`<data>/mail`).
+#[derive(Debug, Clone)]
+pub struct Maildirs {
+    root: PathBuf,
+    hostname: String,
+}
+
+/// The outcome of one delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// Written now.
+    New(PathBuf),
+    /// A previous attempt had already delivered it (found in `cur/`).
+    AlreadyThere(PathBuf),
+}
+
+impl Maildirs {
+    pub fn new(root: PathBuf, hostname: &str) -> Maildirs {
+        // Maildir names may not contain '/' or ':' (the flag separator).
+        let hostname = hostname.replace('/', "\\057").replace(':', "\\072");
+        Maildirs { root, hostname }
+    }
+
+    /// The Maildir of an account (`local@domain`, lower case).
+    pub fn path_of(&self, account: &str) -> PathBuf {
+        let (local, domain) = account.rsplit_once('@').unwrap_or((account, "localhost"));
+        self.root.join(domain).join(local)
+    }
+
+    /// The unique file name of one copy: `<arrival>.M<µs>Q<id>R<index>.<host>,S=<size>`.
+    pub fn file_name(&self, arrival_micros: u64, queue_id: &str, index: usize, size: u64) -> String {
+        format!(
+            "{}.M{}Q{}R{}.{},S={}",
+            arrival_micros / 1_000_000,
+            arrival_micros % 1_000_000,
+            queue_id,
+            index,
+            self.hostname,
+            size
+        )
+    }
+
+    /// Delivers `head` (our added header lines, LF ends) followed by `body`
+    /// (CRLF ends, converted to LF) to `account` under `name`.
+    ///
+    /// With `check_previous`, a copy that a mail client already moved to
+    /// `cur/` counts as delivered; that scan is only needed for messages that
+    /// may have been delivered before a crash.
+    pub fn deliver(&self, account: &str, name: &str, head: &[u8], body: &[u8], check_previous: bool) -> io::Result<Delivered> {
+        let dir = self.path_of(account);
+        self.ensure(&dir)?;
+        let new_path = dir.join("new").join(name);
+        if check_previous {
+            if let Some(found) = find_in_cur(&dir, name)? {
+                return Ok(Delivered::AlreadyThere(found));
+            }
+        }
+        let tmp_path = dir.join("tmp").join(name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp_path)?;
+        let mut w = BufWriter::with_capacity(64 * 1024, file);
+        w.write_all(head)?;
+        write_lf(&mut w, body)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp_path, &new_path)?;
+        sync_dir(&dir.join("new"))?;
+        Ok(Delivered::New(new_path))
+    }
+
+    fn ensure(&self, dir: &Path) -> io::Result<()> {
+        if dir.join("new").is_dir() && dir.join("cur").is_dir() && dir.join("tmp").is_dir() {
+            return Ok(());
+        }
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        // Make the new directories themselves durable, up to the root.
+        sync_dir(dir)?;
+        let mut p = dir.parent();
+        while let Some(parent) = p {
+            sync_dir(parent)?;
+            if parent == self.root {
+                break;
+            }
+            p = parent.parent();
+        }
+        Ok(())
+    }
+}
+
+/// Size of `head` + `body` once CRLF became LF.
+pub fn stored_size(head: &[u8], body: &[u8]) -> u64 {
+    let crlf = body.windows(2).filter(|w| w == b"\r\n").count();
+    (head.len() + body.len() - crlf) as u64
+}
+
+fn write_lf(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
+    let mut start = 0;
+    let mut i = 0;
+    while i + 1 < body.len() {
+        if body[i] == b'\r' && body[i + 1] == b'\n' {
+            w.write_all(&body[start..i])?;
+            start = i + 1;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    w.write_all(&body[start..])
+}
+
+fn find_in_cur(dir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
+    let cur = dir.join("cur");
+    for entry in fs::read_dir(&cur)? {
+        let entry = entry?;
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if file == name || file.strip_prefix(name).is_some_and(|rest| rest.starts_with(':')) {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_becomes_lf_and_size_matches() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Maildirs::new(t.path().to_path_buf(), "mail.example.org");
+        let head = b"Delivered-To: a@example.org\n";
+        let body = b"Subject: x\r\n\r\nhello\r\nbare\rcr\r\n";
+        let size = stored_size(head, body);
+        let name = m.file_name(1_700_000_000_123_456, "ABC", 0, size);
+        assert_eq!(name, format!("1700000000.M123456QABCR0.mail.example.org,S={size}"));
+        let Delivered::New(p) = m.deliver("a@example.org", &name, head, body, false).unwrap() else { panic!() };
+        let stored = fs::read(&p).unwrap();
+        assert_eq!(stored, b"Delivered-To: a@example.org\nSubject: x\n\nhello\nbare\rcr\n");
+        assert_eq!(stored.len() as u64, size);
+        assert!(p.starts_with(t.path().join("example.org/a/new")));
+    }
+
+    #[test]
+    fn redelivery_replaces_instead_of_duplicating() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Maildirs::new(t.path().to_path_buf(), "h");
+        m.deliver("a@example.org", "n1", b"", b"x\r\n", false).unwrap();
+        m.deliver("a@example.org", "n1", b"", b"x\r\n", true).unwrap();
+        assert_eq!(fs::read_dir(t.path().join("example.org/a/new")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_copy_moved_to_cur_counts_as_delivered() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Maildirs::new(t.path().to_path_buf(), "h");
+        let Delivered::New(p) = m.deliver("a@example.org", "n1", b"", b"x\r\n", false).unwrap() else { panic!() };
+        let seen = t.path().join("example.org/a/cur/n1:2,S");
+        fs::rename(&p, &seen).unwrap();
+        assert_eq!(
+            m.deliver("a@example.org", "n1", b"", b"x\r\n", true).unwrap(),
+            Delivered::AlreadyThere(seen)
+        );
+        assert_eq!(fs::read_dir(t.path().join("example.org/a/new")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn hostname_separators_are_escaped() {
+        let m = Maildirs::new(PathBuf::from("/x"), "a/b:c");
+        assert!(m.file_name(0, "Q", 1, 2).contains("a\\057b\\072c"));
+    }
+}

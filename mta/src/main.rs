@@ -1,0 +1,158 @@
+//! `mta`: the command line of Mailbox's mail server.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use argh::FromArgs;
+
+use mta::config::Config;
+use mta::password::PasswordHash;
+use mta::queue::{Queue, RetryPolicy};
+
+/// Mailbox's mail server.
+#[derive(FromArgs)]
+struct Args {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Serve(Serve),
+    CheckConfig(CheckConfig),
+    Queue(QueueCmd),
+    HashPassword(HashPassword),
+}
+
+const DEFAULT_CONFIG: &str = "/data/mailbox.toml";
+
+/// run the server until SIGTERM or SIGINT
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+struct Serve {
+    /// configuration file (default /data/mailbox.toml)
+    #[argh(option, default = "DEFAULT_CONFIG.into()")]
+    config: PathBuf,
+}
+
+/// check the configuration file and report every problem
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check-config")]
+struct CheckConfig {
+    /// configuration file (default /data/mailbox.toml)
+    #[argh(option, default = "DEFAULT_CONFIG.into()")]
+    config: PathBuf,
+}
+
+/// inspect and manage the queue: list, show ID, flush, hold ID, release ID, delete ID
+#[derive(FromArgs)]
+#[argh(subcommand, name = "queue")]
+struct QueueCmd {
+    /// configuration file (default /data/mailbox.toml)
+    #[argh(option, default = "DEFAULT_CONFIG.into()")]
+    config: PathBuf,
+    /// list, show, flush, hold, release or delete
+    #[argh(positional)]
+    action: String,
+    /// queue id (for show, hold, release, delete)
+    #[argh(positional)]
+    id: Option<String>,
+}
+
+/// read a password on standard input and print its argon2id hash for the configuration
+#[derive(FromArgs)]
+#[argh(subcommand, name = "hash-password")]
+struct HashPassword {}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    init_logging();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mta: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MTA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Serve(s) => {
+            let config = Config::load(&s.config)?;
+            mta::server::run(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig(c) => {
+            let text = std::fs::read_to_string(&c.config)
+                .with_context(|| format!("cannot read {}", c.config.display()))?;
+            match Config::parse(&c.config, &text) {
+                Ok(config) => {
+                    println!(
+                        "{}: ok ({} domains, {} accounts, {} aliases)",
+                        c.config.display(),
+                        config.domains.len(),
+                        config.accounts.len(),
+                        config.aliases.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    eprintln!("{} problem(s) found", e.problems.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Queue(q) => {
+            let config = Config::load(&q.config)?;
+            let command = match &q.id {
+                Some(id) => format!("{} {id}", q.action),
+                None => q.action.clone(),
+            };
+            print!("{}", queue_command(&config, &command)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword(_) => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!("no password given on standard input");
+            }
+            println!("{}", PasswordHash::create(password).as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Through the running server when there is one, else on the database.
+fn queue_command(config: &Config, command: &str) -> anyhow::Result<String> {
+    if let Some(answer) = mta::control::request(&config.control_socket(), command) {
+        return answer;
+    }
+    let queue = Queue::open(
+        &config.queue_dir(),
+        0,
+        RetryPolicy {
+            min: config.queue.retry_min,
+            max: config.queue.retry_max,
+        },
+        None,
+    )?;
+    mta::control::execute(&queue, None, command)
+}

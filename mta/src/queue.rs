@@ -1,0 +1,554 @@
+//! The durable queue: envelopes and message bodies in one redb database
+//! (`<data>/queue/queue.redb`).
+//!
+//! One writer thread owns every write transaction. Sessions hand it messages
+//! and wait; the writer takes everything that is waiting, writes it in one
+//! transaction and commits it with immediate durability, then answers all of
+//! them. That is group commit: under load one fsync covers many messages, and
+//! no session is told `250` before its message is on disk.
+//!
+//! Delivery results are written by the same thread without forcing a sync of
+//! their own (`Durability::None`); the next durable commit, or a periodic one,
+//! makes them permanent. Losing one to a crash only means delivering again,
+//! which Maildir delivery makes idempotent.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::envelope::{Envelope, QueueId, Status, now_secs};
+use crate::smtp::session::IntakeError;
+
+const ENVELOPES: TableDefinition<u64, &[u8]> = TableDefinition::new("envelopes");
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+
+/// How long non-durable delivery results may wait for a durable commit.
+const LAZY_SYNC: Duration = Duration::from_millis(500);
+/// At most this many operations share one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// The result of one delivery attempt for one recipient.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered,
+    /// Try again later.
+    Deferred(String),
+}
+
+/// Sent to the scheduler when a message needs (another) delivery attempt or
+/// no longer does.
+#[derive(Debug)]
+pub enum Schedule {
+    /// Attempt delivery at `due` (unix seconds). `fresh` carries the message
+    /// when it has just been received, to spare a read.
+    Due {
+        id: QueueId,
+        due: u64,
+        fresh: Option<(Arc<Envelope>, Arc<Vec<u8>>)>,
+    },
+    /// Forget the message (delivered, held or deleted).
+    Forget(QueueId),
+    /// Attempt every scheduled message now.
+    Flush,
+}
+
+enum Op {
+    Intake {
+        envelope: Envelope,
+        body: Arc<Vec<u8>>,
+        done: tokio::sync::oneshot::Sender<Result<(), IntakeError>>,
+    },
+    Results {
+        id: QueueId,
+        results: Vec<(usize, Outcome)>,
+    },
+    Admin {
+        action: Admin,
+        done: mpsc::Sender<anyhow::Result<String>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Admin {
+    Hold(QueueId),
+    Release(QueueId),
+    Delete(QueueId),
+}
+
+/// Retry policy used when results are written.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff: min, 2·min, 4·min … capped at max.
+    pub fn delay(&self, attempts: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.min.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// A handle to the queue; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    db: Arc<Database>,
+    ops: Sender<Op>,
+}
+
+impl Queue {
+    /// Opens (or creates) the queue under `dir` and starts its writer thread.
+    /// `schedule` receives every change that matters to delivery.
+    pub fn open(
+        dir: &Path,
+        min_free_space: u64,
+        retry: RetryPolicy,
+        schedule: Option<Sender<Schedule>>,
+    ) -> anyhow::Result<Queue> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the queue directory {}", dir.display()))?;
+        let path = dir.join("queue.redb");
+        let db = Database::builder()
+            .set_cache_size(32 << 20)
+            .create(&path)
+            .with_context(|| {
+                format!(
+                    "opening the queue {} (is another mta using this data directory?)",
+                    path.display()
+                )
+            })?;
+        {
+            let txn = db.begin_write()?;
+            txn.open_table(ENVELOPES)?;
+            txn.open_table(BODIES)?;
+            txn.commit()?;
+        }
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            dir: dir.to_path_buf(),
+            min_free_space,
+            retry,
+            schedule,
+        };
+        std::thread::Builder::new()
+            .name("queue-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Queue { db, ops: tx })
+    }
+
+    /// Stores a message durably; resolves once it is on disk (or failed).
+    pub async fn intake(&self, envelope: Envelope, body: Vec<u8>) -> Result<(), IntakeError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let op = Op::Intake {
+            envelope,
+            body: Arc::new(body),
+            done,
+        };
+        if self.ops.send(op).is_err() {
+            return Err(IntakeError::Failed);
+        }
+        wait.await.unwrap_or(Err(IntakeError::Failed))
+    }
+
+    /// Records delivery results for some recipients of a message.
+    pub fn record(&self, id: QueueId, results: Vec<(usize, Outcome)>) {
+        let _ = self.ops.send(Op::Results { id, results });
+    }
+
+    /// Every message now in the queue, in arrival order.
+    pub fn list(&self) -> anyhow::Result<Vec<Envelope>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENVELOPES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            out.push(postcard::from_bytes(value.value()).context("decoding an envelope")?);
+        }
+        Ok(out)
+    }
+
+    pub fn envelope(&self, id: QueueId) -> anyhow::Result<Option<Envelope>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENVELOPES)?;
+        Ok(match table.get(id.0)? {
+            Some(v) => Some(postcard::from_bytes(v.value()).context("decoding an envelope")?),
+            None => None,
+        })
+    }
+
+    pub fn body(&self, id: QueueId) -> anyhow::Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BODIES)?;
+        Ok(table.get(id.0)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn hold(&self, id: QueueId) -> anyhow::Result<String> {
+        self.admin(Admin::Hold(id))
+    }
+
+    pub fn release(&self, id: QueueId) -> anyhow::Result<String> {
+        self.admin(Admin::Release(id))
+    }
+
+    pub fn delete(&self, id: QueueId) -> anyhow::Result<String> {
+        self.admin(Admin::Delete(id))
+    }
+
+    fn admin(&self, action: Admin) -> anyhow::Result<String> {
+        let (done, wait) = mpsc::channel();
+        self.ops
+            .send(Op::Admin { action, done })
+            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
+        wait.recv().map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
+    }
+
+    /// Messages to attempt at startup: everything pending and not held.
+    pub fn startup_schedule(&self) -> anyhow::Result<Vec<(QueueId, u64)>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|e| !e.held)
+            .filter_map(|e| e.next_attempt().map(|due| (e.id, due)))
+            .collect())
+    }
+}
+
+struct Writer {
+    db: Arc<Database>,
+    dir: std::path::PathBuf,
+    min_free_space: u64,
+    retry: RetryPolicy,
+    schedule: Option<Sender<Schedule>>,
+}
+
+impl Writer {
+    fn run(self, rx: Receiver<Op>) {
+        let mut unsynced = false;
+        loop {
+            let first = if unsynced {
+                match rx.recv_timeout(LAZY_SYNC) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = self.sync() {
+                            tracing::error!("queue: periodic commit failed: {e:#}");
+                        }
+                        unsynced = false;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => break,
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let durable = self.commit(batch);
+            unsynced = !durable;
+        }
+        if unsynced {
+            let _ = self.sync();
+        }
+    }
+
+    fn sync(&self) -> anyhow::Result<()> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Applies a batch in one transaction; returns whether it was durable.
+    fn commit(&self, batch: Vec<Op>) -> bool {
+        let durable = batch.iter().any(|op| !matches!(op, Op::Results { .. }));
+        // Refuse intake before the disk is full, not after: a message must
+        // never be half-accepted, and redb needs room to commit anything.
+        let incoming: u64 = batch
+            .iter()
+            .map(|op| match op {
+                Op::Intake { body, .. } => body.len() as u64 * 2 + 4096,
+                _ => 0,
+            })
+            .sum();
+        let room = incoming == 0 || free_space(&self.dir).is_none_or(|free| free >= self.min_free_space + incoming);
+
+        let mut replies: Vec<(tokio::sync::oneshot::Sender<Result<(), IntakeError>>, QueueId)> = Vec::new();
+        let mut refused = Vec::new();
+        let mut admin_replies = Vec::new();
+        let mut schedule = Vec::new();
+        let mut results_applied = Vec::new();
+
+        let outcome = (|| -> anyhow::Result<()> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+            {
+                let mut envelopes = txn.open_table(ENVELOPES)?;
+                let mut bodies = txn.open_table(BODIES)?;
+                for op in batch {
+                    match op {
+                        Op::Intake { envelope, body, done } => {
+                            if !room {
+                                refused.push(done);
+                                continue;
+                            }
+                            let id = envelope.id;
+                            envelopes.insert(id.0, postcard::to_stdvec(&envelope)?.as_slice())?;
+                            bodies.insert(id.0, body.as_slice())?;
+                            replies.push((done, id));
+                            schedule.push(Schedule::Due {
+                                id,
+                                due: 0,
+                                fresh: Some((Arc::new(envelope), body)),
+                            });
+                        }
+                        Op::Results { id, results } => {
+                            let Some(mut env) = read_envelope(&envelopes, id)? else { continue };
+                            self.apply_results(&mut env, &results);
+                            if env.is_done() {
+                                envelopes.remove(id.0)?;
+                                bodies.remove(id.0)?;
+                                schedule.push(Schedule::Forget(id));
+                            } else {
+                                envelopes.insert(id.0, postcard::to_stdvec(&env)?.as_slice())?;
+                                if env.held {
+                                    schedule.push(Schedule::Forget(id));
+                                } else if let Some(due) = env.next_attempt() {
+                                    schedule.push(Schedule::Due { id, due, fresh: None });
+                                }
+                            }
+                            results_applied.push(id);
+                        }
+                        Op::Admin { action, done } => {
+                            let r = self.apply_admin(action, &mut envelopes, &mut bodies, &mut schedule);
+                            admin_replies.push((done, r));
+                        }
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+
+        for done in refused {
+            let _ = done.send(Err(IntakeError::DiskFull));
+        }
+        match outcome {
+            Ok(()) => {
+                for (done, _) in replies {
+                    let _ = done.send(Ok(()));
+                }
+                for (done, r) in admin_replies {
+                    let _ = done.send(r);
+                }
+                if let Some(s) = &self.schedule {
+                    for item in schedule {
+                        let _ = s.send(item);
+                    }
+                }
+            }
+            Err(e) => {
+                let full = is_disk_full(&e);
+                tracing::error!("queue: commit failed: {e:#}");
+                for (done, _) in replies {
+                    let _ = done.send(Err(if full { IntakeError::DiskFull } else { IntakeError::Failed }));
+                }
+                for (done, _) in admin_replies {
+                    let _ = done.send(Err(anyhow::anyhow!("the queue could not be written: {e:#}")));
+                }
+                // Results that were not recorded are simply attempted again.
+                if let Some(s) = &self.schedule {
+                    for id in results_applied {
+                        let due = now_secs() + self.retry.min.as_secs();
+                        let _ = s.send(Schedule::Due { id, due, fresh: None });
+                    }
+                }
+                if matches!(e.downcast_ref::<redb::StorageError>(), Some(redb::StorageError::PreviousIo))
+                    || e.chain().any(|c| c.to_string().contains("previous I/O error"))
+                {
+                    // redb refuses all further writes after an I/O error; a
+                    // restart (init restarts us) reopens the database.
+                    tracing::error!("queue: the database must be reopened after an I/O error; exiting");
+                    std::process::exit(75);
+                }
+            }
+        }
+        durable
+    }
+
+    fn apply_results(&self, env: &mut Envelope, results: &[(usize, Outcome)]) {
+        let now = now_secs();
+        for (index, outcome) in results {
+            let Some(r) = env.recipients.get_mut(*index) else { continue };
+            if r.status != Status::Pending {
+                continue;
+            }
+            r.attempts += 1;
+            match outcome {
+                Outcome::Delivered => {
+                    r.status = Status::Delivered;
+                    r.last_error = None;
+                }
+                Outcome::Deferred(why) => {
+                    r.next_attempt = now + self.retry.delay(r.attempts).as_secs();
+                    r.last_error = Some(why.clone());
+                }
+            }
+        }
+    }
+
+    fn apply_admin(
+        &self,
+        action: Admin,
+        envelopes: &mut redb::Table<u64, &[u8]>,
+        bodies: &mut redb::Table<u64, &[u8]>,
+        schedule: &mut Vec<Schedule>,
+    ) -> anyhow::Result<String> {
+        let id = match action {
+            Admin::Hold(id) | Admin::Release(id) | Admin::Delete(id) => id,
+        };
+        let Some(mut env) = read_envelope(envelopes, id)? else {
+            bail!("no message {id} in the queue");
+        };
+        match action {
+            Admin::Hold(_) => {
+                env.held = true;
+                envelopes.insert(id.0, postcard::to_stdvec(&env)?.as_slice())?;
+                schedule.push(Schedule::Forget(id));
+                Ok(format!("{id}: held"))
+            }
+            Admin::Release(_) => {
+                env.held = false;
+                for r in env.recipients.iter_mut().filter(|r| r.status == Status::Pending) {
+                    r.next_attempt = 0;
+                }
+                envelopes.insert(id.0, postcard::to_stdvec(&env)?.as_slice())?;
+                schedule.push(Schedule::Due { id, due: 0, fresh: None });
+                Ok(format!("{id}: released"))
+            }
+            Admin::Delete(_) => {
+                envelopes.remove(id.0)?;
+                bodies.remove(id.0)?;
+                schedule.push(Schedule::Forget(id));
+                tracing::info!("{id}: removed by the administrator");
+                Ok(format!("{id}: deleted"))
+            }
+        }
+    }
+}
+
+fn read_envelope(table: &redb::Table<u64, &[u8]>, id: QueueId) -> anyhow::Result<Option<Envelope>> {
+    Ok(match table.get(id.0)? {
+        Some(v) => Some(postcard::from_bytes(v.value()).context("decoding an envelope")?),
+        None => None,
+    })
+}
+
+/// Bytes available to us on the file system holding `dir`.
+pub fn free_space(dir: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(nix::libc::ENOSPC))
+            || c.downcast_ref::<redb::StorageError>().is_some_and(|s| {
+                matches!(s, redb::StorageError::Io(io) if io.raw_os_error() == Some(nix::libc::ENOSPC))
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Target;
+    use crate::envelope::Recipient;
+
+    fn envelope(id: u64) -> Envelope {
+        Envelope {
+            id: QueueId(id),
+            from: "a@example.org".into(),
+            arrival: 0,
+            client: "x [127.0.0.1]".into(),
+            recipients: vec![Recipient {
+                original: "b@example.org".into(),
+                target: Target::Local {
+                    account: "b@example.org".into(),
+                    delivered_to: "b@example.org".into(),
+                },
+                status: Status::Pending,
+                attempts: 0,
+                next_attempt: 0,
+                last_error: None,
+            }],
+            held: false,
+            size: 3,
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            min: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = policy();
+        assert_eq!(p.delay(1).as_secs(), 60);
+        assert_eq!(p.delay(2).as_secs(), 120);
+        assert_eq!(p.delay(4).as_secs(), 480);
+        assert_eq!(p.delay(30).as_secs(), 3600);
+        assert_eq!(p.delay(100).as_secs(), 3600);
+    }
+
+    #[tokio::test]
+    async fn intake_survives_reopen_and_results_remove_it() {
+        let t = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open(t.path(), 0, policy(), None).unwrap();
+            q.intake(envelope(7), b"hi\r\n".to_vec()).await.unwrap();
+        }
+        // The writer thread ends when the handle is dropped; give it a moment.
+        let q = loop {
+            match Queue::open(t.path(), 0, policy(), None) {
+                Ok(q) => break q,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        assert_eq!(q.list().unwrap(), vec![envelope(7)]);
+        assert_eq!(q.body(QueueId(7)).unwrap().unwrap(), b"hi\r\n");
+        q.record(QueueId(7), vec![(0, Outcome::Deferred("busy".into()))]);
+        q.hold(QueueId(7)).unwrap(); // serialised after the results
+        let e = q.envelope(QueueId(7)).unwrap().unwrap();
+        assert!(e.held);
+        assert_eq!(e.recipients[0].attempts, 1);
+        assert_eq!(e.recipients[0].last_error.as_deref(), Some("busy"));
+        q.record(QueueId(7), vec![(0, Outcome::Delivered)]);
+        assert!(q.delete(QueueId(7)).is_err(), "delivered message is gone");
+        assert!(q.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn no_room_means_disk_full_not_accepted() {
+        let t = tempfile::tempdir().unwrap();
+        let q = Queue::open(t.path(), u64::MAX / 4, policy(), None).unwrap();
+        assert_eq!(q.intake(envelope(1), vec![0; 10]).await, Err(IntakeError::DiskFull));
+        assert!(q.list().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,320 @@
+//! The socket side of the server: listeners, per-client limits, the tokio
+//! adapter that drives each [`Session`], STARTTLS, and orderly shutdown.
+//!
+//! Protocol decisions are not made here; this module moves bytes between
+//! the socket and the session, runs timers, and hands finished messages to
+//! the [`Queue`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::config::{Config, Role};
+use crate::directory::Directory;
+use crate::maildir::Maildirs;
+use crate::queue::{Queue, RetryPolicy};
+use crate::smtp::session::{Session, SessionConfig, Step};
+use crate::{control, delivery, tls};
+
+/// How long running sessions get to finish when the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+struct Shared {
+    session: Arc<SessionConfig>,
+    directory: Arc<Directory>,
+    queue: Queue,
+    tls: tokio_rustls::TlsAcceptor,
+    greeting_delay: Duration,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    per_ip_limit: usize,
+    active: AtomicUsize,
+    limit: usize,
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mta")
+        .build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let tls = tls::server_config(&config)?;
+    let (schedule_tx, schedule_rx) = delivery::channel();
+    let queue = Queue::open(
+        &config.queue_dir(),
+        config.limits.min_free_space,
+        RetryPolicy {
+            min: config.queue.retry_min,
+            max: config.queue.retry_max,
+        },
+        Some(schedule_tx.clone()),
+    )?;
+    delivery::start(
+        queue.clone(),
+        Maildirs::new(config.mail_dir(), &config.hostname),
+        config.queue.delivery_workers,
+        schedule_rx,
+    )?;
+    control::listen(&config.control_socket(), queue.clone(), schedule_tx).await?;
+
+    let shared = Arc::new(Shared {
+        session: Arc::new(SessionConfig {
+            hostname: config.hostname.clone(),
+            max_message_size: config.limits.message_size,
+            max_recipients: config.limits.recipients,
+            max_errors: config.limits.max_errors,
+            command_timeout: config.limits.command_timeout,
+            data_timeout: config.limits.data_timeout,
+            tls_available: true,
+        }),
+        directory: Arc::new(Directory::new(&config)),
+        queue,
+        tls: tokio_rustls::TlsAcceptor::from(tls),
+        greeting_delay: config.limits.greeting_delay,
+        per_ip: Mutex::new(HashMap::new()),
+        per_ip_limit: config.limits.connections_per_ip,
+        active: AtomicUsize::new(0),
+        limit: config.limits.connections,
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accept_tasks = Vec::new();
+    for l in &config.listeners {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .with_context(|| format!("listening on {}", l.address))?;
+        let bound = listener.local_addr()?;
+        let role = match l.role {
+            Role::Mx => "mx",
+        };
+        tracing::info!("listening on {bound} for {role}");
+        accept_tasks.push(tokio::spawn(accept_loop(listener, shared.clone(), stop_rx.clone())));
+    }
+    tracing::info!("mta {} started for {}", env!("CARGO_PKG_VERSION"), config.domains.join(", "));
+
+    wait_for_stop_signal().await;
+    tracing::info!("stopping: no new connections, waiting for sessions");
+    let _ = stop_tx.send(true);
+    for t in accept_tasks {
+        t.abort();
+    }
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while shared.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_file(config.control_socket());
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let Some(_slot) = Slot::take(&shared, peer.ip()) else {
+                let mut stream = stream;
+                let text = format!("421 4.7.0 {} Error: too many connections\r\n", shared.session.hostname);
+                let _ = stream.write_all(text.as_bytes()).await;
+                tracing::info!("refused {peer}: too many connections");
+                return;
+            };
+            tracing::debug!("connect from {peer}");
+            if let Err(e) = handle(stream, peer, &shared, stop).await {
+                tracing::debug!("{peer}: {e}");
+            }
+            tracing::debug!("disconnect from {peer}");
+        });
+    }
+}
+
+/// A connection slot, counted globally and per client address.
+struct Slot<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+}
+
+impl<'a> Slot<'a> {
+    fn take(shared: &'a Shared, ip: IpAddr) -> Option<Slot<'a>> {
+        let mut per_ip = shared.per_ip.lock().expect("per-ip map");
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= shared.per_ip_limit || shared.active.load(Ordering::SeqCst) >= shared.limit {
+            return None;
+        }
+        *n += 1;
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        Some(Slot { shared, ip })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.per_ip.lock().expect("per-ip map");
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl Conn {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+            Conn::Gone => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.write_all(data).await,
+            Conn::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Conn::Gone => Ok(()),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Conn::Plain(s) => s.shutdown().await,
+            Conn::Tls(s) => s.shutdown().await,
+            Conn::Gone => Ok(()),
+        };
+    }
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    let mut conn = Conn::Plain(stream);
+    let mut session = Session::new(shared.session.clone(), shared.directory.clone(), peer.ip());
+    let mut buf = vec![0u8; 64 * 1024];
+
+    if !shared.greeting_delay.is_zero() {
+        // A client that talks before our greeting is a spam engine, not an MTA.
+        match tokio::time::timeout(shared.greeting_delay, conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+            Ok(Ok(n)) => {
+                session.receive(&buf[..n]);
+                tracing::info!("{peer}: early talker rejected");
+            }
+            Err(_) => {}
+        }
+    }
+    session.greet();
+
+    loop {
+        let step = session.process();
+        if session.has_output() {
+            let out = session.take_output();
+            conn.write_all(&out).await?;
+        }
+        match step {
+            Step::NeedInput => {
+                let idle = session.is_idle();
+                tokio::select! {
+                    r = tokio::time::timeout(session.timeout(), conn.read(&mut buf)) => match r {
+                        Err(_) => {
+                            tracing::info!("{peer}: timeout");
+                            session.timed_out();
+                        }
+                        Ok(Ok(0)) => return Ok(()),
+                        Ok(Ok(n)) => session.receive(&buf[..n]),
+                        Ok(Err(e)) => return Err(e),
+                    },
+                    _ = stop.wait_for(|s| *s), if idle => session.shutdown(),
+                }
+            }
+            Step::Submit(submission) => {
+                let id = submission.envelope.id;
+                let from = submission.envelope.from.clone();
+                let size = submission.body.len();
+                let nrcpt = submission.envelope.recipients.len();
+                let outcome = shared.queue.intake(submission.envelope, submission.body).await;
+                match &outcome {
+                    Ok(()) => tracing::info!("{id}: client={peer}, from=<{from}>, size={size}, nrcpt={nrcpt} (queued)"),
+                    Err(e) => tracing::warn!("{id}: client={peer}, from=<{from}>: not queued: {e:?}"),
+                }
+                session.submitted(id, outcome);
+            }
+            Step::StartTls => {
+                let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
+                    return Ok(());
+                };
+                let handshake = tokio::time::timeout(shared.session.command_timeout, shared.tls.accept(tcp)).await;
+                match handshake {
+                    Ok(Ok(tls)) => {
+                        let (_, state) = tls.get_ref();
+                        let description = format!(
+                            "{} with cipher {}",
+                            state
+                                .protocol_version()
+                                .map(|v| format!("{v:?}").replace("TLSv1_", "TLSv1."))
+                                .unwrap_or_default(),
+                            state
+                                .negotiated_cipher_suite()
+                                .map(|c| format!("{:?}", c.suite()))
+                                .unwrap_or_default()
+                        );
+                        conn = Conn::Tls(Box::new(tls));
+                        session.tls_established(description);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!("{peer}: TLS handshake failed: {e}");
+                        return Ok(());
+                    }
+                    Err(_) => {
+                        tracing::info!("{peer}: TLS handshake timed out");
+                        return Ok(());
+                    }
+                }
+            }
+            Step::Close => {
+                conn.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}

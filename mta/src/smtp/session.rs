@@ -1,0 +1,816 @@
+//! The SMTP server session as a pure state machine (RFC 5321, with RFC 1870
+//! SIZE, 2920 PIPELINING, 3030 CHUNKING, 3207 STARTTLS, 6152 8BITMIME, 6531
+//! SMTPUTF8, 2034 ENHANCEDSTATUSCODES).
+//!
+//! It is fed bytes ([`Session::receive`]) and asked what to do next
+//! ([`Session::process`]); the replies to write accumulate in
+//! [`Session::take_output`]. It never reads a socket, a clock deadline or the
+//! disk: the adapter in [`crate::server`] does that, which is what makes every
+//! limit below testable without a network.
+//!
+//! Limits, all explicit: command lines of 512 octets and text lines of 1000
+//! (RFC 5321 §4.5.3.1), the configured message size and recipient count, and a
+//! maximum number of errors before the client is dropped. Bare LF and bare CR
+//! are refused everywhere outside BDAT chunks (the SMTP smuggling class).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::address::{Address, AddressError, split_path};
+use crate::directory::{Directory, Lookup, Target};
+use crate::envelope::{Envelope, QueueId, Recipient, Status, now_micros};
+
+/// RFC 5321 §4.5.3.1.4, CRLF included.
+pub const MAX_COMMAND_LINE: usize = 512;
+/// RFC 5321 §4.5.3.1.6, CRLF included.
+pub const MAX_TEXT_LINE: usize = 1000;
+
+/// What the session needs from the listener it runs on.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub hostname: String,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_errors: u32,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// A certificate is loaded, so STARTTLS can be offered.
+    pub tls_available: bool,
+}
+
+/// What the adapter must do next.
+#[derive(Debug)]
+pub enum Step {
+    /// Write the pending output, then read more input (within [`Session::timeout`]).
+    NeedInput,
+    /// Write the pending output, store the message durably, then call
+    /// [`Session::submitted`] with the outcome.
+    Submit(Submission),
+    /// Write the pending output (the `220` reply), run the TLS handshake,
+    /// then call [`Session::tls_established`].
+    StartTls,
+    /// Write the pending output and close the connection.
+    Close,
+}
+
+/// A complete message ready for the queue.
+#[derive(Debug)]
+pub struct Submission {
+    pub envelope: Envelope,
+    /// The message as received, CRLF line ends, with our `Received:` on top.
+    pub body: Vec<u8>,
+}
+
+/// Why the queue could not take a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeError {
+    /// No room on the data partition (`452`).
+    DiskFull,
+    /// Any other storage failure (`451`).
+    Failed,
+}
+
+#[derive(Debug)]
+enum State {
+    Command,
+    Data(DataScan),
+    Bdat(BdatChunk),
+    AwaitingCommit,
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct DataScan {
+    at_line_start: bool,
+    prev_cr: bool,
+    line_len: usize,
+}
+
+#[derive(Debug)]
+struct BdatChunk {
+    remaining: u64,
+    last: bool,
+    /// The reply to give once the chunk has been read and thrown away, when
+    /// the BDAT command itself was refused.
+    refused: Option<(u16, &'static str, String)>,
+}
+
+#[derive(Debug)]
+struct Transaction {
+    from: Option<Address>,
+    smtputf8: bool,
+    recipients: Vec<(Address, Vec<Target>)>,
+    body: Vec<u8>,
+    oversize: bool,
+    long_line: bool,
+    chunked: bool,
+}
+
+pub struct Session {
+    cfg: Arc<SessionConfig>,
+    directory: Arc<Directory>,
+    peer: IpAddr,
+    state: State,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    greeted: bool,
+    helo: Option<(String, bool)>,
+    tls: Option<String>,
+    tx: Option<Transaction>,
+    errors: u32,
+    skipping_long_line: bool,
+}
+
+impl Session {
+    pub fn new(cfg: Arc<SessionConfig>, directory: Arc<Directory>, peer: IpAddr) -> Session {
+        Session {
+            cfg,
+            directory,
+            peer,
+            state: State::Command,
+            input: Vec::new(),
+            output: Vec::new(),
+            greeted: false,
+            helo: None,
+            tls: None,
+            tx: None,
+            errors: 0,
+            skipping_long_line: false,
+        }
+    }
+
+    /// Input from the client. May be called before [`Session::greet`]: a
+    /// client that talks first is refused there.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if !matches!(self.state, State::Closed) {
+            self.input.extend_from_slice(bytes);
+        }
+    }
+
+    /// Sends the `220` greeting, or refuses a client that did not wait for it.
+    pub fn greet(&mut self) {
+        self.greeted = true;
+        if !self.input.is_empty() {
+            self.input.clear();
+            self.raw_reply(554, "5.5.0", "Error: you talked before my greeting".into());
+            self.state = State::Closed;
+            return;
+        }
+        let text = format!("{} ESMTP Mailbox", self.cfg.hostname);
+        self.raw_reply(220, "", text);
+    }
+
+    /// Bytes to send to the client.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// How long the adapter may wait for the next input.
+    pub fn timeout(&self) -> Duration {
+        match self.state {
+            State::Data(_) | State::Bdat(_) => self.cfg.data_timeout,
+            _ => self.cfg.command_timeout,
+        }
+    }
+
+    /// The wait from [`Session::timeout`] ran out.
+    pub fn timed_out(&mut self) {
+        let text = format!("{} Error: timeout exceeded", self.cfg.hostname);
+        self.raw_reply(421, "4.4.2", text);
+        self.state = State::Closed;
+    }
+
+    /// The server is stopping; only called between commands.
+    pub fn shutdown(&mut self) {
+        let text = format!("{} Service shutting down, try again later", self.cfg.hostname);
+        self.raw_reply(421, "4.3.2", text);
+        self.state = State::Closed;
+    }
+
+    /// True while no message is being received or stored, so the adapter may
+    /// end the session for a shutdown without losing anything.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Command) && self.input.is_empty()
+    }
+
+    /// The TLS handshake after `STARTTLS` succeeded. RFC 3207 §4.2: the
+    /// session starts over, the client must say EHLO again.
+    pub fn tls_established(&mut self, description: String) {
+        self.tls = Some(description);
+        self.helo = None;
+        self.tx = None;
+        self.input.clear();
+        self.state = State::Command;
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The queue's answer to the last [`Step::Submit`].
+    pub fn submitted(&mut self, id: QueueId, outcome: Result<(), IntakeError>) {
+        self.tx = None;
+        self.state = State::Command;
+        match outcome {
+            Ok(()) => self.reply(250, "2.0.0", format!("Ok: queued as {id}")),
+            Err(IntakeError::DiskFull) => self.reply(452, "4.3.1", "Insufficient system storage".into()),
+            Err(IntakeError::Failed) => self.reply(451, "4.3.0", "Error: queue file write error".into()),
+        }
+    }
+
+    /// Runs the state machine over the buffered input.
+    pub fn process(&mut self) -> Step {
+        loop {
+            match &mut self.state {
+                State::Closed => return Step::Close,
+                State::AwaitingCommit => return Step::NeedInput,
+                State::Command => {
+                    if !self.greeted {
+                        return Step::NeedInput;
+                    }
+                    if let Some(step) = self.command_line() {
+                        return step;
+                    }
+                }
+                State::Data(_) => {
+                    if let Some(step) = self.data() {
+                        return step;
+                    }
+                }
+                State::Bdat(_) => {
+                    if let Some(step) = self.bdat() {
+                        return step;
+                    }
+                }
+            }
+        }
+    }
+
+    fn raw_reply(&mut self, code: u16, enhanced: &str, text: String) {
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let sep = if lines.peek().is_some() { '-' } else { ' ' };
+            if enhanced.is_empty() {
+                self.output.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
+            } else {
+                self.output
+                    .extend_from_slice(format!("{code}{sep}{enhanced} {line}\r\n").as_bytes());
+            }
+        }
+    }
+
+    /// A reply to a command; errors count towards the limit.
+    fn reply(&mut self, code: u16, enhanced: &str, text: String) {
+        self.raw_reply(code, enhanced, text);
+        if code >= 400 {
+            self.errors += 1;
+            if self.errors >= self.cfg.max_errors && !matches!(self.state, State::Closed) {
+                let text = format!("{} Error: too many errors", self.cfg.hostname);
+                self.raw_reply(421, "4.7.0", text);
+                self.state = State::Closed;
+            }
+        }
+    }
+
+    fn close_with(&mut self, code: u16, enhanced: &str, text: &str) -> Step {
+        self.raw_reply(code, enhanced, text.to_string());
+        self.state = State::Closed;
+        Step::Close
+    }
+
+    /// One command from the input; `None` to go on, `Some` to stop processing.
+    fn command_line(&mut self) -> Option<Step> {
+        let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
+            if self.input.len() > MAX_COMMAND_LINE {
+                self.input.clear();
+                if !self.skipping_long_line {
+                    self.skipping_long_line = true;
+                    self.reply(500, "5.5.2", "Error: line too long".into());
+                }
+                if matches!(self.state, State::Closed) {
+                    return Some(Step::Close);
+                }
+            }
+            return Some(Step::NeedInput);
+        };
+        let line: Vec<u8> = self.input.drain(..=lf).collect();
+        if self.skipping_long_line {
+            self.skipping_long_line = false;
+            return None;
+        }
+        if line.len() < 2 || line[line.len() - 2] != b'\r' {
+            return Some(self.close_with(521, "5.5.2", "Error: bare <LF> received"));
+        }
+        let line = &line[..line.len() - 2];
+        if line.contains(&b'\r') {
+            return Some(self.close_with(521, "5.5.2", "Error: bare <CR> received"));
+        }
+        if line.len() + 2 > MAX_COMMAND_LINE {
+            self.reply(500, "5.5.2", "Error: line too long".into());
+            return None;
+        }
+        let Ok(text) = std::str::from_utf8(line) else {
+            self.reply(500, "5.5.2", "Error: command is not valid UTF-8".into());
+            return None;
+        };
+        let text = text.to_string();
+        self.command(&text)
+    }
+
+    fn command(&mut self, line: &str) -> Option<Step> {
+        let (verb, arg) = match line.find(' ') {
+            Some(i) => (&line[..i], line[i + 1..].trim()),
+            None => (line, ""),
+        };
+        let verb = verb.to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" | "HELO" => self.helo(arg, verb == "EHLO"),
+            "MAIL" => self.mail(arg),
+            "RCPT" => self.rcpt(arg),
+            "DATA" => self.data_command(arg),
+            "BDAT" => return self.bdat_command(arg),
+            "RSET" => {
+                self.tx = None;
+                self.reply(250, "2.0.0", "Ok".into());
+            }
+            "NOOP" => self.reply(250, "2.0.0", "Ok".into()),
+            "QUIT" => return Some(self.close_with(221, "2.0.0", "Bye")),
+            "VRFY" => {
+                if arg.is_empty() {
+                    self.reply(501, "5.5.4", "Syntax: VRFY address".into());
+                } else {
+                    // RFC 5321 §3.5.3: 252 neither confirms nor denies, so
+                    // VRFY cannot be used to enumerate accounts.
+                    self.reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery".into());
+                }
+            }
+            "EXPN" => self.reply(502, "5.5.1", "Error: EXPN is not available".into()),
+            "HELP" => self.reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS".into()),
+            "STARTTLS" => return self.starttls(arg),
+            // A web browser or proxy pointed at port 25 (Postfix's
+            // smtpd_forbidden_commands).
+            "GET" | "POST" | "CONNECT" | "HEAD" | "PUT" => {
+                return Some(self.close_with(521, "5.7.0", "Error: this is an SMTP server"));
+            }
+            _ => self.reply(500, "5.5.2", "Error: command not recognized".into()),
+        }
+        if matches!(self.state, State::Closed) {
+            return Some(Step::Close);
+        }
+        None
+    }
+
+    fn helo(&mut self, arg: &str, extended: bool) {
+        let name = arg.split_whitespace().next().unwrap_or("");
+        if name.is_empty() || arg.split_whitespace().count() > 1 && !extended {
+            let verb = if extended { "EHLO" } else { "HELO" };
+            self.reply(501, "5.5.4", format!("Syntax: {verb} hostname"));
+            return;
+        }
+        self.tx = None;
+        self.helo = Some((name.to_string(), extended));
+        if !extended {
+            self.raw_reply(250, "", self.cfg.hostname.clone());
+            return;
+        }
+        let mut lines = vec![format!("{} Hello {} [{}]", self.cfg.hostname, name, self.peer)];
+        lines.push("PIPELINING".into());
+        lines.push(format!("SIZE {}", self.cfg.max_message_size));
+        if self.cfg.tls_available && self.tls.is_none() {
+            lines.push("STARTTLS".into());
+        }
+        lines.push("ENHANCEDSTATUSCODES".into());
+        lines.push("8BITMIME".into());
+        lines.push("CHUNKING".into());
+        lines.push("SMTPUTF8".into());
+        self.raw_reply(250, "", lines.join("\n"));
+    }
+
+    fn mail(&mut self, arg: &str) {
+        if self.helo.is_none() {
+            return self.reply(503, "5.5.1", "Error: send HELO/EHLO first".into());
+        }
+        if self.tx.is_some() {
+            return self.reply(503, "5.5.1", "Error: nested MAIL command".into());
+        }
+        let Some(path) = strip_keyword(arg, "FROM:") else {
+            return self.reply(501, "5.5.4", "Syntax: MAIL FROM:<address>".into());
+        };
+        let path = match split_path(path) {
+            Ok(p) => p,
+            Err(AddressError::SourceRoute) => {
+                return self.reply(553, "5.1.7", "Error: source routes are not accepted".into());
+            }
+            Err(e) => return self.reply(501, "5.1.7", format!("Bad sender address syntax: {e}")),
+        };
+        let mut smtputf8 = false;
+        for param in path.params.split_whitespace() {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            match key.to_ascii_uppercase().as_str() {
+                "SIZE" => match value.parse::<u64>() {
+                    Ok(n) if n > self.cfg.max_message_size => {
+                        return self.reply(552, "5.3.4", "Message size exceeds fixed limit".into());
+                    }
+                    Ok(_) => {}
+                    Err(_) => return self.reply(501, "5.5.4", "Bad SIZE parameter".into()),
+                },
+                "BODY" => {
+                    if !matches!(value.to_ascii_uppercase().as_str(), "7BIT" | "8BITMIME") {
+                        return self.reply(555, "5.5.4", format!("Unsupported BODY type {value:?}"));
+                    }
+                }
+                "SMTPUTF8" if value.is_empty() => smtputf8 = true,
+                _ => return self.reply(555, "5.5.4", format!("Unsupported option: {param}")),
+            }
+        }
+        let from = match path.address {
+            None => None,
+            Some(text) => match Address::parse(text, smtputf8) {
+                Ok(a) => Some(a),
+                Err(AddressError::NeedsUtf8) => {
+                    return self.reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter".into());
+                }
+                Err(e) => return self.reply(501, "5.1.7", format!("Bad sender address syntax: {e}")),
+            },
+        };
+        self.tx = Some(Transaction {
+            from,
+            smtputf8,
+            recipients: Vec::new(),
+            body: Vec::new(),
+            oversize: false,
+            long_line: false,
+            chunked: false,
+        });
+        self.reply(250, "2.1.0", "Ok".into());
+    }
+
+    fn rcpt(&mut self, arg: &str) {
+        let Some(tx) = &self.tx else {
+            return self.reply(503, "5.5.1", "Error: need MAIL command".into());
+        };
+        let smtputf8 = tx.smtputf8;
+        let count = tx.recipients.len();
+        let Some(path) = strip_keyword(arg, "TO:") else {
+            return self.reply(501, "5.5.4", "Syntax: RCPT TO:<address>".into());
+        };
+        let path = match split_path(path) {
+            Ok(p) => p,
+            Err(AddressError::SourceRoute) => {
+                return self.reply(554, "5.7.1", "Relay access denied: source routes are not accepted".into());
+            }
+            Err(e) => return self.reply(501, "5.1.3", format!("Bad recipient address syntax: {e}")),
+        };
+        if !path.params.is_empty() {
+            return self.reply(555, "5.5.4", format!("Unsupported option: {}", path.params));
+        }
+        let Some(text) = path.address else {
+            return self.reply(501, "5.1.3", "Bad recipient address syntax: empty path".into());
+        };
+        // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
+        let text = if text.eq_ignore_ascii_case("postmaster") {
+            match self.directory.primary_domain() {
+                Some(d) => format!("postmaster@{d}"),
+                None => text.to_string(),
+            }
+        } else {
+            text.to_string()
+        };
+        let address = match Address::parse(&text, smtputf8) {
+            Ok(a) => a,
+            Err(AddressError::NeedsUtf8) => {
+                return self.reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter".into());
+            }
+            Err(e @ (AddressError::QuotedAt | AddressError::RoutingCharacters)) => {
+                return self.reply(554, "5.7.1", format!("Relay access denied: {e}"));
+            }
+            Err(e) => return self.reply(501, "5.1.3", format!("Bad recipient address syntax: {e}")),
+        };
+        if let Some(e) = address.routing_trick() {
+            return self.reply(554, "5.7.1", format!("<{address}>: Relay access denied: {e}"));
+        }
+        if count >= self.cfg.max_recipients {
+            return self.reply(452, "4.5.3", "Error: too many recipients".into());
+        }
+        match self.directory.lookup(&address) {
+            Ok(Lookup::Deliver(targets)) => {
+                let tx = self.tx.as_mut().expect("checked above");
+                if !tx.recipients.iter().any(|(a, _)| a.key() == address.key()) {
+                    tx.recipients.push((address, targets));
+                }
+                self.reply(250, "2.1.5", "Ok".into());
+            }
+            Ok(Lookup::NotLocal) => self.reply(554, "5.7.1", format!("<{address}>: Relay access denied")),
+            Ok(Lookup::Unknown) => self.reply(
+                550,
+                "5.1.1",
+                format!("<{address}>: Recipient address rejected: User unknown"),
+            ),
+            Err(e) => {
+                tracing::error!(recipient = %address, "configuration error: {e}");
+                self.reply(451, "4.3.0", format!("<{address}>: Temporary lookup failure"))
+            }
+        }
+    }
+
+    fn data_command(&mut self, arg: &str) {
+        if !arg.is_empty() {
+            return self.reply(501, "5.5.4", "Syntax: DATA".into());
+        }
+        match &self.tx {
+            None => return self.reply(503, "5.5.1", "Error: need MAIL command".into()),
+            Some(tx) if tx.recipients.is_empty() => {
+                return self.reply(503, "5.5.1", "Error: need RCPT command".into());
+            }
+            Some(tx) if tx.chunked => {
+                return self.reply(503, "5.5.1", "Error: DATA after BDAT".into());
+            }
+            Some(_) => {}
+        }
+        self.raw_reply(354, "", "End data with <CR><LF>.<CR><LF>".into());
+        self.state = State::Data(DataScan {
+            at_line_start: true,
+            ..DataScan::default()
+        });
+    }
+
+    fn bdat_command(&mut self, arg: &str) -> Option<Step> {
+        let mut words = arg.split_whitespace();
+        let size = words.next().and_then(|w| w.parse::<u64>().ok());
+        let last = match words.next() {
+            None => false,
+            Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+            Some(_) => {
+                return Some(self.close_with(501, "5.5.4", "Syntax: BDAT count [LAST]"));
+            }
+        };
+        let Some(size) = size.filter(|_| words.next().is_none()) else {
+            // Without a valid count the rest of the stream cannot be framed.
+            return Some(self.close_with(501, "5.5.4", "Syntax: BDAT count [LAST]"));
+        };
+        let refused = match &mut self.tx {
+            None => Some((503, "5.5.1", "Error: need MAIL command".to_string())),
+            Some(tx) if tx.recipients.is_empty() => Some((503, "5.5.1", "Error: need RCPT command".to_string())),
+            Some(tx) => {
+                tx.chunked = true;
+                None
+            }
+        };
+        self.state = State::Bdat(BdatChunk {
+            remaining: size,
+            last,
+            refused,
+        });
+        None
+    }
+
+    fn starttls(&mut self, arg: &str) -> Option<Step> {
+        if !arg.is_empty() {
+            self.reply(501, "5.5.4", "Syntax: STARTTLS".into());
+        } else if self.tls.is_some() {
+            self.reply(554, "5.5.1", "Error: TLS already active".into());
+        } else if !self.cfg.tls_available {
+            self.reply(454, "4.7.0", "TLS not available".into());
+        } else {
+            self.raw_reply(220, "2.0.0", "Ready to start TLS".into());
+            // Anything the client pipelined after STARTTLS was sent in the
+            // clear and must not be executed inside TLS (CVE-2011-0411).
+            if !self.input.is_empty() {
+                tracing::warn!(peer = %self.peer, bytes = self.input.len(), "discarding input pipelined after STARTTLS");
+                self.input.clear();
+            }
+            return Some(Step::StartTls);
+        }
+        if matches!(self.state, State::Closed) {
+            return Some(Step::Close);
+        }
+        None
+    }
+
+    /// Scans DATA input: dot-unstuffing, end marker, bare CR/LF, line and
+    /// size limits.
+    fn data(&mut self) -> Option<Step> {
+        let State::Data(scan) = &mut self.state else { unreachable!() };
+        let tx = self.tx.as_mut().expect("DATA state has a transaction");
+        loop {
+            if self.input.is_empty() {
+                return Some(Step::NeedInput);
+            }
+            if scan.at_line_start && self.input[0] == b'.' {
+                if self.input.len() < 3 {
+                    // ".", ".\r": not enough to tell the end marker from a stuffed dot.
+                    if b".\r\n".starts_with(&self.input) {
+                        return Some(Step::NeedInput);
+                    }
+                }
+                if self.input.starts_with(b".\r\n") {
+                    self.input.drain(..3);
+                    return Some(self.end_of_message());
+                }
+                if self.input.starts_with(b".\n") || self.input.starts_with(b".\r") && self.input[1..].first() != Some(&b'\n') {
+                    return Some(self.close_with(521, "5.5.2", "Error: bare <LF> or <CR> in the end-of-data marker"));
+                }
+                // Dot-stuffing (RFC 5321 §4.5.2): drop the first dot.
+                self.input.drain(..1);
+                scan.at_line_start = false;
+                scan.line_len += 1;
+                continue;
+            }
+            let lf = self.input.iter().position(|&b| b == b'\n');
+            let segment_end = lf.map_or(self.input.len(), |i| i + 1);
+            let segment = &self.input[..segment_end];
+            // A CR is only allowed right before LF.
+            let bare_cr = segment.iter().enumerate().any(|(i, &b)| {
+                b == b'\r' && i + 1 < segment.len() && segment[i + 1] != b'\n'
+            }) || (scan.prev_cr && segment[0] != b'\n');
+            let bare_lf = match lf {
+                Some(0) => !scan.prev_cr,
+                Some(i) => segment[i - 1] != b'\r',
+                None => false,
+            };
+            if bare_cr || bare_lf {
+                let what = if bare_lf { "Error: bare <LF> received" } else { "Error: bare <CR> received" };
+                return Some(self.close_with(521, "5.5.2", what));
+            }
+            scan.line_len += segment.len();
+            if scan.line_len > MAX_TEXT_LINE {
+                tx.long_line = true;
+            }
+            if !tx.oversize {
+                if (tx.body.len() + segment.len()) as u64 > self.cfg.max_message_size {
+                    tx.oversize = true;
+                    tx.body = Vec::new();
+                } else {
+                    tx.body.extend_from_slice(segment);
+                }
+            }
+            scan.prev_cr = lf.is_none() && segment.last() == Some(&b'\r');
+            scan.at_line_start = lf.is_some();
+            if lf.is_some() {
+                scan.line_len = 0;
+            }
+            self.input.drain(..segment_end);
+        }
+    }
+
+    fn bdat(&mut self) -> Option<Step> {
+        let State::Bdat(chunk) = &mut self.state else { unreachable!() };
+        let take = chunk.remaining.min(self.input.len() as u64) as usize;
+        if chunk.refused.is_none() {
+            let tx = self.tx.as_mut().expect("accepted BDAT has a transaction");
+            if !tx.oversize {
+                if (tx.body.len() + take) as u64 > self.cfg.max_message_size {
+                    tx.oversize = true;
+                    tx.body = Vec::new();
+                } else {
+                    tx.body.extend_from_slice(&self.input[..take]);
+                }
+            }
+        }
+        self.input.drain(..take);
+        chunk.remaining -= take as u64;
+        if chunk.remaining > 0 {
+            return Some(Step::NeedInput);
+        }
+        let last = chunk.last;
+        let refused = chunk.refused.take();
+        self.state = State::Command;
+        if let Some((code, enhanced, text)) = refused {
+            self.reply(code, enhanced, text);
+            return matches!(self.state, State::Closed).then_some(Step::Close);
+        }
+        let tx = self.tx.as_ref().expect("accepted BDAT has a transaction");
+        if tx.oversize {
+            self.tx = None;
+            self.reply(552, "5.3.4", "Message size exceeds fixed limit".into());
+            return matches!(self.state, State::Closed).then_some(Step::Close);
+        }
+        if last {
+            return Some(self.end_of_message());
+        }
+        let size = tx.body.len();
+        self.reply(250, "2.0.0", format!("{size} octets received"));
+        None
+    }
+
+    fn end_of_message(&mut self) -> Step {
+        self.state = State::Command;
+        let tx = self.tx.take().expect("end of message needs a transaction");
+        if tx.oversize {
+            self.reply(552, "5.3.4", "Message size exceeds fixed limit".into());
+            return self.after_reply();
+        }
+        if tx.long_line {
+            self.reply(
+                550,
+                "5.6.0",
+                format!("Message has a line longer than {} octets (RFC 5321 4.5.3.1.6)", MAX_TEXT_LINE - 2),
+            );
+            return self.after_reply();
+        }
+        let id = QueueId::generate();
+        let arrival = now_micros();
+        let (helo, esmtp) = self.helo.clone().unwrap_or_default();
+        let received = self.received_header(id, &tx, &helo, esmtp);
+        let mut body = Vec::with_capacity(received.len() + tx.body.len());
+        body.extend_from_slice(received.as_bytes());
+        body.extend_from_slice(&tx.body);
+        let recipients = tx
+            .recipients
+            .iter()
+            .flat_map(|(original, targets)| {
+                targets.iter().map(move |t| (original, t))
+            })
+            .fold(Vec::<Recipient>::new(), |mut acc, (original, target)| {
+                // The same mailbox reached through several recipients gets one copy.
+                if !acc.iter().any(|r| &r.target == target || same_account(&r.target, target)) {
+                    acc.push(Recipient {
+                        original: original.to_string(),
+                        target: target.clone(),
+                        status: Status::Pending,
+                        attempts: 0,
+                        next_attempt: 0,
+                        last_error: None,
+                    });
+                }
+                acc
+            });
+        let envelope = Envelope {
+            id,
+            from: tx.from.map(|a| a.to_string()).unwrap_or_default(),
+            arrival,
+            client: format!("{helo} [{}]", self.peer),
+            recipients,
+            held: false,
+            size: body.len() as u64,
+        };
+        self.state = State::AwaitingCommit;
+        Step::Submit(Submission { envelope, body })
+    }
+
+    fn after_reply(&mut self) -> Step {
+        if matches!(self.state, State::Closed) {
+            Step::Close
+        } else {
+            // Keep going over pipelined input.
+            self.process()
+        }
+    }
+
+    fn received_header(&self, id: QueueId, tx: &Transaction, helo: &str, esmtp: bool) -> String {
+        // RFC 5321 §4.4 and the protocol names of RFC 3848 / RFC 6531.
+        let mut proto = String::new();
+        if tx.smtputf8 {
+            proto.push_str("UTF8");
+        }
+        proto.push_str(if esmtp { "ESMTP" } else { "SMTP" });
+        if self.tls.is_some() {
+            proto.push('S');
+        }
+        if tx.smtputf8 && !esmtp {
+            proto = "UTF8SMTP".into();
+        }
+        let helo = sanitize_header_word(helo);
+        let ip = match self.peer {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("IPv6:{v6}"),
+        };
+        let mut h = format!("Received: from {helo} ([{ip}])\r\n");
+        if let Some(tls) = &self.tls {
+            h.push_str(&format!("\t(using {tls})\r\n"));
+        }
+        h.push_str(&format!("\tby {} (Mailbox) with {proto} id {id}", self.cfg.hostname));
+        // Like Postfix, name the recipient only when there is exactly one, so
+        // a copy does not reveal the other (Bcc) recipients.
+        if let [(rcpt, _)] = tx.recipients.as_slice() {
+            h.push_str(&format!("\r\n\tfor <{rcpt}>"));
+        }
+        let date = chrono::Local::now().to_rfc2822();
+        h.push_str(&format!("; {date}\r\n"));
+        h
+    }
+}
+
+fn same_account(a: &Target, b: &Target) -> bool {
+    matches!((a, b), (Target::Local { account: x, .. }, Target::Local { account: y, .. }) if x == y)
+}
+
+fn sanitize_header_word(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() || c == '(' || c == ')' { '?' } else { c })
+        .collect()
+}
+
+/// `FROM:<…>` / `TO:<…>`, case-insensitively, allowing a space after the colon.
+fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = arg.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword).then(|| arg[keyword.len()..].trim_start())
+}
+
+#[cfg(test)]
+mod tests;

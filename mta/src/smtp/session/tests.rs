@@ -1,0 +1,318 @@
+//! The session core without sockets: every rule is a conversation.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::Config;
+
+const CONFIG: &str = r#"
+hostname = "mx.example.org"
+data_dir = "/d"
+domains = ["example.org"]
+[[accounts]]
+address = "alice@example.org"
+[[accounts]]
+address = "bob@example.org"
+[aliases]
+"both@example.org" = ["alice@example.org", "bob@example.org"]
+"#;
+
+struct Harness {
+    s: Session,
+    submitted: Vec<Submission>,
+}
+
+fn harness_with(max_size: u64, max_rcpt: usize, tls: bool) -> Harness {
+    let config = Config::parse(Path::new("t.toml"), CONFIG).unwrap();
+    let cfg = SessionConfig {
+        hostname: "mx.example.org".into(),
+        max_message_size: max_size,
+        max_recipients: max_rcpt,
+        max_errors: 5,
+        command_timeout: Duration::from_secs(300),
+        data_timeout: Duration::from_secs(600),
+        tls_available: tls,
+    };
+    let mut s = Session::new(Arc::new(cfg), Arc::new(Directory::new(&config)), "192.0.2.7".parse().unwrap());
+    s.greet();
+    Harness { s, submitted: Vec::new() }
+}
+
+fn harness() -> Harness {
+    harness_with(10_000, 3, true)
+}
+
+impl Harness {
+    /// Feeds `input`, commits every submission, returns (output, last step name).
+    fn talk(&mut self, input: &str) -> (String, &'static str) {
+        self.talk_bytes(input.as_bytes())
+    }
+
+    fn talk_bytes(&mut self, input: &[u8]) -> (String, &'static str) {
+        self.s.receive(input);
+        let mut out = String::from_utf8(self.s.take_output()).unwrap();
+        loop {
+            let step = self.s.process();
+            out.push_str(&String::from_utf8(self.s.take_output()).unwrap());
+            match step {
+                Step::Submit(sub) => {
+                    let id = sub.envelope.id;
+                    self.submitted.push(sub);
+                    self.s.submitted(id, Ok(()));
+                }
+                Step::NeedInput => return (out, "need-input"),
+                Step::StartTls => return (out, "starttls"),
+                Step::Close => return (out, "close"),
+            }
+        }
+    }
+
+    fn codes(&mut self, input: &str) -> Vec<u16> {
+        let (out, _) = self.talk(input);
+        reply_codes(&out)
+    }
+}
+
+fn reply_codes(out: &str) -> Vec<u16> {
+    out.lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| l[..3].parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn greeting_then_full_pipelined_transaction() {
+    let mut h = harness();
+    let (out, _) = h.talk("");
+    assert!(out.starts_with("220 mx.example.org ESMTP"), "{out}");
+    let codes = h.codes("EHLO client.example\r\nMAIL FROM:<x@sender.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    assert_eq!(codes, vec![250, 250, 250, 354]);
+    let codes = h.codes("Subject: hi\r\n\r\n..dot\r\n.\r\nQUIT\r\n");
+    assert_eq!(codes, vec![250, 221]);
+    let sub = &h.submitted[0];
+    let body = String::from_utf8_lossy(&sub.body);
+    assert!(body.starts_with("Received: from client.example ([192.0.2.7])\r\n"), "{body}");
+    assert!(body.contains("with ESMTP id "), "{body}");
+    assert!(body.ends_with("Subject: hi\r\n\r\n.dot\r\n"), "{body}");
+    assert_eq!(sub.envelope.from, "x@sender.example");
+}
+
+#[test]
+fn ehlo_advertises_the_extensions() {
+    let mut h = harness();
+    let (out, _) = h.talk("EHLO c.example\r\n");
+    for ext in ["PIPELINING", "SIZE 10000", "STARTTLS", "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8"] {
+        assert!(out.contains(&format!("250-{ext}\r\n")) || out.contains(&format!("250 {ext}\r\n")), "{ext}: {out}");
+    }
+}
+
+#[test]
+fn mail_needs_helo_first() {
+    let mut h = harness();
+    assert_eq!(h.codes("MAIL FROM:<a@b.example>\r\n")[1..], [503]);
+}
+
+#[test]
+fn bare_lf_in_data_closes_the_session() {
+    let mut h = harness();
+    h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    let (out, step) = h.talk("Subject: x\r\n\r\nsmuggled\n.\nMAIL FROM:<evil@x>\r\n");
+    assert!(out.starts_with("521 5.5.2"), "{out}");
+    assert_eq!(step, "close");
+    assert!(h.submitted.is_empty());
+}
+
+#[test]
+fn bare_cr_in_data_closes_the_session() {
+    let mut h = harness();
+    h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    let (out, step) = h.talk("Subject: x\r\n\r\nab\rcd\r\n.\r\n");
+    assert!(out.starts_with("521 5.5.2"), "{out}");
+    assert_eq!(step, "close");
+}
+
+#[test]
+fn end_marker_split_across_reads_is_found() {
+    let mut h = harness();
+    h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    for piece in ["Subject: x\r", "\n\r\nbody\r\n", ".", "\r", "\n"] {
+        h.talk(piece);
+    }
+    assert_eq!(h.submitted.len(), 1);
+    assert!(h.submitted[0].body.ends_with(b"\r\nbody\r\n"));
+}
+
+#[test]
+fn bare_lf_in_command_closes_the_session() {
+    let mut h = harness();
+    let (out, step) = h.talk("EHLO c\n");
+    assert!(out.contains("521 5.5.2"), "{out}");
+    assert_eq!(step, "close");
+}
+
+#[test]
+fn relay_attempts_are_refused() {
+    let mut h = harness();
+    h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+    for (rcpt, code) in [
+        ("<victim@elsewhere.example>", 554),
+        ("<@example.org:victim@elsewhere.example>", 554),
+        ("<victim%elsewhere.example@example.org>", 554),
+        ("<elsewhere.example!victim@example.org>", 554),
+        ("<\"victim@elsewhere.example\"@example.org>", 554),
+        ("<nobody@example.org>", 550),
+    ] {
+        let mut h = harness();
+        h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+        assert_eq!(h.codes(&format!("RCPT TO:{rcpt}\r\n")), vec![code], "{rcpt}");
+    }
+}
+
+#[test]
+fn too_many_recipients_is_452() {
+    let mut h = harness_with(10_000, 2, false);
+    h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+    let codes = h.codes("RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<both@example.org>\r\n");
+    assert_eq!(codes, vec![250, 250, 452]);
+}
+
+#[test]
+fn declared_and_actual_size_limits() {
+    let mut h = harness_with(100, 3, false);
+    h.talk("EHLO c\r\n");
+    assert_eq!(h.codes("MAIL FROM:<a@b.example> SIZE=101\r\n"), vec![552]);
+    h.talk("MAIL FROM:<a@b.example> SIZE=50\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    let big = format!("{}\r\n.\r\n", "x".repeat(150));
+    assert_eq!(h.codes(&big), vec![552]);
+    assert!(h.submitted.is_empty());
+    // The session goes on after the refusal.
+    assert_eq!(h.codes("NOOP\r\n"), vec![250]);
+}
+
+#[test]
+fn overlong_text_line_is_refused_at_the_end_of_data() {
+    let mut h = harness_with(100_000, 3, false);
+    h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    let long = format!("{}\r\n.\r\n", "y".repeat(1200));
+    assert_eq!(h.codes(&long), vec![550]);
+    assert!(h.submitted.is_empty());
+}
+
+#[test]
+fn overlong_command_line_is_refused() {
+    let mut h = harness();
+    let long = format!("NOOP {}\r\nNOOP\r\n", "z".repeat(600));
+    assert_eq!(h.codes(&long)[1..], [500, 250]);
+}
+
+#[test]
+fn bdat_chunks_make_one_message() {
+    let mut h = harness();
+    h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\n");
+    let codes = h.codes("BDAT 12\r\nSubject: x\r\nBDAT 6 LAST\r\n\r\nhi\r\n");
+    assert_eq!(codes, vec![250, 250]);
+    assert_eq!(h.submitted.len(), 1);
+    assert!(h.submitted[0].body.ends_with(b"Subject: x\r\n\r\nhi\r\n"));
+}
+
+#[test]
+fn refused_bdat_still_consumes_its_chunk() {
+    let mut h = harness();
+    h.talk("EHLO c\r\n");
+    // Without MAIL the chunk is read and thrown away; "QUIT\r\n" inside it is data.
+    let codes = h.codes("BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n");
+    assert_eq!(codes, vec![503, 250]);
+}
+
+#[test]
+fn starttls_discards_pipelined_commands() {
+    let mut h = harness();
+    h.talk("EHLO c\r\n");
+    let (out, step) = h.talk("STARTTLS\r\nMAIL FROM:<injected@x.example>\r\n");
+    assert_eq!(reply_codes(&out), vec![220]);
+    assert_eq!(step, "starttls");
+    h.s.tls_established("TLSv1.3".into());
+    // The injected MAIL must not have survived, and EHLO is needed again.
+    assert_eq!(h.codes("MAIL FROM:<a@b.example>\r\n"), vec![503]);
+    let (out, _) = h.talk("EHLO c\r\n");
+    assert!(!out.contains("STARTTLS"), "{out}");
+}
+
+#[test]
+fn early_talker_is_refused() {
+    let config = Config::parse(Path::new("t.toml"), CONFIG).unwrap();
+    let cfg = SessionConfig {
+        hostname: "mx.example.org".into(),
+        max_message_size: 100,
+        max_recipients: 1,
+        max_errors: 5,
+        command_timeout: Duration::from_secs(1),
+        data_timeout: Duration::from_secs(1),
+        tls_available: false,
+    };
+    let mut s = Session::new(Arc::new(cfg), Arc::new(Directory::new(&config)), "192.0.2.7".parse().unwrap());
+    s.receive(b"EHLO spam\r\n");
+    s.greet();
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert!(out.starts_with("554 5.5.0"), "{out}");
+    assert!(matches!(s.process(), Step::Close));
+}
+
+#[test]
+fn too_many_errors_drops_the_client() {
+    let mut h = harness();
+    let (out, step) = h.talk("FOO\r\nFOO\r\nFOO\r\nFOO\r\nFOO\r\nFOO\r\n");
+    assert!(out.contains("421 4.7.0"), "{out}");
+    assert_eq!(step, "close");
+}
+
+#[test]
+fn vrfy_does_not_enumerate() {
+    let mut h = harness();
+    h.talk("EHLO c\r\n");
+    assert_eq!(h.codes("VRFY alice@example.org\r\n"), vec![252]);
+    assert_eq!(h.codes("VRFY nobody@example.org\r\n"), vec![252]);
+}
+
+#[test]
+fn duplicates_and_aliases_give_one_copy_per_mailbox() {
+    let mut h = harness();
+    h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<both@example.org>\r\nRCPT TO:<alice+x@example.org>\r\nDATA\r\nx\r\n.\r\n");
+    let rcpts: Vec<_> = h.submitted[0].envelope.recipients.iter().map(|r| r.target.clone()).collect();
+    assert_eq!(rcpts.len(), 2, "{rcpts:?}");
+}
+
+#[test]
+fn timeout_says_421_and_closes() {
+    let mut h = harness();
+    h.talk("EHLO c\r\n");
+    h.s.timed_out();
+    let (out, step) = h.talk("");
+    assert!(out.starts_with("421 4.4.2"), "{out}");
+    assert_eq!(step, "close");
+}
+
+#[test]
+fn smtputf8_address_needs_the_parameter() {
+    let mut h = harness();
+    h.talk("EHLO c\r\n");
+    assert_eq!(h.codes("MAIL FROM:<jöran@b.example>\r\n"), vec![553]);
+    assert_eq!(h.codes("MAIL FROM:<jöran@b.example> SMTPUTF8\r\n"), vec![250]);
+}
+
+#[test]
+fn disk_full_at_intake_is_452() {
+    let mut h = harness();
+    h.s.receive(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\n");
+    let id = loop {
+        match h.s.process() {
+            Step::Submit(sub) => break sub.envelope.id,
+            Step::NeedInput => panic!("no submission"),
+            _ => {}
+        }
+    };
+    h.s.take_output();
+    h.s.submitted(id, Err(IntakeError::DiskFull));
+    let out = String::from_utf8(h.s.take_output()).unwrap();
+    assert!(out.starts_with("452 4.3.1"), "{out}");
+}
