@@ -1,0 +1,284 @@
+//! Test harness: runs the real `mta serve` binary on loopback with a
+//! throw-away data directory, and a small blocking SMTP client to talk to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const MTA: &str = env!("CARGO_BIN_EXE_mta");
+
+pub const BASE_CONFIG: &str = r#"
+hostname = "mx.example.org"
+domains = ["example.org"]
+[[accounts]]
+address = "alice@example.org"
+[[accounts]]
+address = "bob@example.org"
+[aliases]
+"both@example.org" = ["alice@example.org", "bob@example.org"]
+"friend@example.org" = "someone@elsewhere.example"
+[[listeners]]
+address = "127.0.0.1:0"
+role = "mx"
+"#;
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts a server; `extra` is appended to the configuration (tables
+    /// such as `[limits]`).
+    pub fn start(extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("mailbox.toml");
+        let text = format!(
+            "data_dir = \"{}\"\n{BASE_CONFIG}\n{extra}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let (child, addr, log) = spawn(&config);
+        Server {
+            dir,
+            config,
+            addr,
+            child,
+            log,
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same data (new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, addr, log) = spawn(&self.config);
+        self.child = child;
+        self.addr = addr;
+        self.log = log;
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Files in `new/` of an account's Maildir.
+    pub fn maildir(&self, account: &str) -> Vec<PathBuf> {
+        let (local, domain) = account.split_once('@').unwrap();
+        let dir = self.data().join("mail").join(domain).join(local).join("new");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        files
+    }
+
+    /// Waits until the account has `n` messages, and returns them.
+    pub fn wait_for_mail(&self, account: &str, n: usize) -> Vec<PathBuf> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let files = self.maildir(account);
+            if files.len() >= n {
+                return files;
+            }
+            assert!(Instant::now() < deadline, "{account} has {} messages, expected {n}", files.len());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `mta queue ACTION [ID]` against this server.
+    pub fn queue(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(MTA)
+            .arg("queue")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(config: &Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(MTA)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting mta");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                let _ = tx.send(addr);
+            }
+            log2.lock().unwrap().push(line);
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("mta did not start: {:?}", log.lock().unwrap()));
+    (child, addr, log)
+}
+
+/// A reply: code and the text of all lines.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+/// A blocking SMTP client over plain TCP.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    /// Connects and reads the greeting.
+    pub fn greeted(addr: SocketAddr) -> Client {
+        let mut c = Client::connect(addr);
+        let r = c.reply();
+        assert_eq!(r.code, 220, "{r:?}");
+        c
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn reply(&mut self) -> Reply {
+        self.try_reply().expect("connection closed while waiting for a reply")
+    }
+
+    pub fn try_reply(&mut self) -> Option<Reply> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            text.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Some(Reply { code, text });
+            }
+        }
+    }
+
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// True when the server has closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+
+    /// One complete transaction; returns the final reply.
+    pub fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> Reply {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        if r.code != 250 {
+            return r;
+        }
+        for t in to {
+            let r = self.cmd(&format!("RCPT TO:<{t}>"));
+            assert_eq!(r.code, 250, "RCPT {t}: {r:?}");
+        }
+        let r = self.cmd("DATA");
+        assert_eq!(r.code, 354, "{r:?}");
+        let mut data = String::new();
+        for line in message.strip_suffix("\r\n").unwrap_or(message).split("\r\n") {
+            if line.starts_with('.') {
+                data.push('.');
+            }
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+        data.push_str(".\r\n");
+        self.send(data.as_bytes());
+        self.reply()
+    }
+}
+
+/// Strips the header lines Mailbox adds (Return-Path, Delivered-To and our
+/// Received, which is folded over several lines) and turns LF into CRLF, to
+/// compare a stored message with what was sent.
+pub fn original_of(stored: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stored).to_string();
+    let mut lines = text.split('\n').peekable();
+    let mut out = Vec::new();
+    let mut skipping = false;
+    let mut in_header = true;
+    while let Some(line) = lines.next() {
+        if in_header {
+            if line.starts_with('\t') && skipping {
+                continue;
+            }
+            skipping = false;
+            if line.starts_with("Return-Path:") || line.starts_with("Delivered-To:") {
+                continue;
+            }
+            if line.starts_with("Received:") && out.is_empty() {
+                skipping = true;
+                continue;
+            }
+            if line.is_empty() {
+                in_header = false;
+            }
+        }
+        out.push(line);
+    }
+    out.join("\r\n")
+}

@@ -1,0 +1,436 @@
+//! The receive path over real TCP: SMTP rules, TLS, queue and Maildir.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Client, Server, original_of};
+
+const MESSAGE: &str = "From: Sender <x@sender.example>\r\nTo: alice@example.org\r\nSubject: hello\r\nMessage-ID: <m1@sender.example>\r\n\r\nFirst line.\r\n.A line that starts with a dot.\r\n\r\nLast line.\r\n";
+
+#[test]
+fn message_lands_in_the_maildir_byte_for_byte_with_trace_headers() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    assert_eq!(c.cmd("EHLO client.example").code, 250);
+    let r = c.send_mail("x@sender.example", &["alice@example.org"], MESSAGE);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(r.text.contains("queued as"), "{r:?}");
+    let files = s.wait_for_mail("alice@example.org", 1);
+    let stored = std::fs::read(&files[0]).unwrap();
+    let text = String::from_utf8_lossy(&stored);
+    assert!(text.starts_with("Return-Path: <x@sender.example>\nDelivered-To: alice@example.org\nReceived: from client.example ([127.0.0.1])\n"), "{text}");
+    assert!(text.contains("by mx.example.org (Mailbox) with ESMTP id"), "{text}");
+    assert_eq!(original_of(&stored), MESSAGE);
+    // Maildir name: unique, with the size of the file.
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.ends_with(&format!(",S={}", stored.len())), "{name}");
+    assert_eq!(c.cmd("QUIT").code, 221);
+}
+
+#[test]
+fn pipelined_commands_get_their_replies_in_order() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    c.send(b"MAIL FROM:<x@sender.example>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+    let codes: Vec<u16> = (0..5).map(|_| c.reply().code).collect();
+    assert_eq!(codes, vec![250, 250, 550, 250, 354]);
+    c.send(b"Subject: p\r\n\r\nbody\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+    let codes: Vec<u16> = (0..4).map(|_| c.reply().code).collect();
+    assert_eq!(codes, vec![250, 250, 250, 354]);
+    c.send(b"second\r\n.\r\nQUIT\r\n");
+    assert_eq!(c.reply().code, 250);
+    assert_eq!(c.reply().code, 221);
+    s.wait_for_mail("alice@example.org", 1);
+    s.wait_for_mail("bob@example.org", 2);
+}
+
+#[test]
+fn starttls_with_a_rustls_client_then_mail() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    let ehlo = c.cmd("EHLO client.example");
+    assert!(ehlo.text.contains("STARTTLS"), "{ehlo:?}");
+    assert_eq!(c.cmd("STARTTLS").code, 220);
+
+    // Trust exactly the certificate the server generated for itself.
+    let pem = std::fs::read(s.data().join("tls/self-signed.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "mx.example.org".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = c.stream.try_clone().unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut reader_lines = Vec::new();
+    let mut talk = |tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, line: &str| -> u16 {
+        tls.write_all(line.as_bytes()).unwrap();
+        tls.flush().unwrap();
+        let mut r = BufReader::new(&mut *tls);
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            reader_lines.push(l.clone());
+            if l.as_bytes().get(3) == Some(&b' ') {
+                return l[..3].parse().unwrap();
+            }
+        }
+    };
+    assert_eq!(talk(&mut tls, "EHLO client.example\r\n"), 250);
+    assert_eq!(talk(&mut tls, "MAIL FROM:<x@sender.example>\r\n"), 250);
+    assert_eq!(talk(&mut tls, "RCPT TO:<alice@example.org>\r\n"), 250);
+    assert_eq!(talk(&mut tls, "DATA\r\n"), 354);
+    assert_eq!(talk(&mut tls, "Subject: tls\r\n\r\nsecret\r\n.\r\n"), 250);
+    assert_eq!(talk(&mut tls, "QUIT\r\n"), 221);
+    assert!(!reader_lines.iter().any(|l| l.contains("STARTTLS")), "STARTTLS offered inside TLS");
+    let files = s.wait_for_mail("alice@example.org", 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains("with ESMTPS id"), "{text}");
+    assert!(text.contains("(using TLSv1.3 with cipher"), "{text}");
+}
+
+#[test]
+fn commands_pipelined_after_starttls_are_not_executed() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    // The injected commands arrive in the same packet as STARTTLS.
+    c.send(b"STARTTLS\r\nMAIL FROM:<evil@x.example>\r\nRCPT TO:<alice@example.org>\r\n");
+    assert_eq!(c.reply().code, 220);
+    // We now speak garbage instead of a TLS ClientHello: if the server had
+    // executed the injected commands it would answer them in plain text.
+    c.send(b"DATA\r\n");
+    let r = c.try_reply();
+    assert!(r.is_none() || r.as_ref().unwrap().code != 250, "{r:?}");
+    assert!(s.maildir("alice@example.org").is_empty());
+}
+
+#[test]
+fn bdat_chunking_over_tcp() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<x@sender.example>");
+    c.cmd("RCPT TO:<alice@example.org>");
+    let part1 = b"Subject: chunks\r\n\r\n";
+    let part2 = b"binary\x00safe? no, but 8bit \xc3\xa9 is\r\n";
+    c.send(format!("BDAT {}\r\n", part1.len()).as_bytes());
+    c.send(part1);
+    assert_eq!(c.reply().code, 250);
+    c.send(format!("BDAT {} LAST\r\n", part2.len()).as_bytes());
+    c.send(part2);
+    let r = c.reply();
+    assert_eq!(r.code, 250, "{r:?}");
+    let files = s.wait_for_mail("alice@example.org", 1);
+    let stored = std::fs::read(&files[0]).unwrap();
+    assert!(stored.ends_with(b"Subject: chunks\n\nbinary\x00safe? no, but 8bit \xc3\xa9 is\n"));
+}
+
+#[test]
+fn relay_and_routing_tricks_are_refused() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<x@sender.example>");
+    for rcpt in [
+        "<victim@elsewhere.example>",
+        "<@example.org:victim@elsewhere.example>",
+        "<victim%elsewhere.example@example.org>",
+        "<elsewhere.example!victim@example.org>",
+        "<\"victim@elsewhere.example\"@example.org>",
+        "<victim@[127.0.0.1]>",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:{rcpt}"));
+        assert_eq!(r.code, 554, "{rcpt}: {r:?}");
+        assert!(r.text.contains("5.7.1"), "{rcpt}: {r:?}");
+    }
+    let r = c.cmd("RCPT TO:<nobody@example.org>");
+    assert!(r.text.starts_with("550 5.1.1"), "{r:?}");
+    assert_eq!(c.cmd("DATA").code, 503);
+}
+
+#[test]
+fn smtp_smuggling_end_markers_are_refused() {
+    for smuggled in [&b"\n.\n"[..], b"\r\n.\n", b"\n.\r\n"] {
+        let s = Server::start("");
+        let mut c = Client::greeted(s.addr);
+        c.cmd("EHLO client.example");
+        c.cmd("MAIL FROM:<x@sender.example>");
+        c.cmd("RCPT TO:<alice@example.org>");
+        assert_eq!(c.cmd("DATA").code, 354);
+        let mut data = b"Subject: a\r\n\r\nhello".to_vec();
+        data.extend_from_slice(smuggled);
+        data.extend_from_slice(b"MAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\n.\r\n");
+        c.send(&data);
+        let r = c.reply();
+        assert_eq!(r.code, 521, "{smuggled:?}: {r:?}");
+        assert!(c.closed());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(s.maildir("alice@example.org").is_empty());
+        assert!(s.maildir("bob@example.org").is_empty());
+    }
+}
+
+#[test]
+fn oversize_messages_are_refused_and_the_session_continues() {
+    let s = Server::start("[limits]\nmessage_size = 1000\n");
+    let mut c = Client::greeted(s.addr);
+    let ehlo = c.cmd("EHLO client.example");
+    assert!(ehlo.text.contains("SIZE 1000"), "{ehlo:?}");
+    assert!(c.cmd("MAIL FROM:<x@sender.example> SIZE=5000").text.starts_with("552 5.3.4"));
+    let big = format!("Subject: big\r\n\r\n{}", "0123456789\r\n".repeat(200));
+    let r = c.send_mail("x@sender.example", &["alice@example.org"], &big);
+    assert!(r.text.starts_with("552 5.3.4"), "{r:?}");
+    let r = c.send_mail("x@sender.example", &["alice@example.org"], "Subject: small\r\n\r\nok\r\n");
+    assert_eq!(r.code, 250);
+    assert_eq!(s.wait_for_mail("alice@example.org", 1).len(), 1);
+}
+
+#[test]
+fn too_many_recipients_is_452() {
+    let s = Server::start("[limits]\nrecipients = 2\n");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<x@sender.example>");
+    assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<bob@example.org>").code, 250);
+    assert!(c.cmd("RCPT TO:<both@example.org>").text.starts_with("452 4.5.3"));
+}
+
+#[test]
+fn early_talker_is_refused() {
+    let s = Server::start("[limits]\ngreeting_delay = \"500ms\"\n");
+    let mut c = Client::connect(s.addr);
+    c.send(b"EHLO impatient.example\r\n");
+    let r = c.reply();
+    assert!(r.text.starts_with("554 5.5.0"), "{r:?}");
+    assert!(c.closed());
+    // A patient client is served.
+    let mut c = Client::greeted(s.addr);
+    assert_eq!(c.cmd("EHLO patient.example").code, 250);
+}
+
+#[test]
+fn idle_client_times_out_with_421() {
+    let s = Server::start("[limits]\ncommand_timeout = \"1s\"\n");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    let r = c.reply();
+    assert!(r.text.starts_with("421 4.4.2"), "{r:?}");
+    assert!(c.closed());
+}
+
+#[test]
+fn too_many_errors_disconnects() {
+    let s = Server::start("[limits]\nmax_errors = 3\n");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    c.cmd("BOGUS");
+    c.cmd("BOGUS");
+    assert_eq!(c.cmd("BOGUS").code, 500);
+    let r = c.reply();
+    assert!(r.text.starts_with("421 4.7.0"), "{r:?}");
+    assert!(c.closed());
+}
+
+#[test]
+fn connections_per_ip_are_limited() {
+    let s = Server::start("[limits]\nconnections_per_ip = 2\n");
+    let _a = Client::greeted(s.addr);
+    let _b = Client::greeted(s.addr);
+    let mut c = Client::connect(s.addr);
+    let r = c.reply();
+    assert!(r.text.starts_with("421 4.7.0"), "{r:?}");
+    drop(_a);
+    std::thread::sleep(Duration::from_millis(200));
+    let _d = Client::greeted(s.addr);
+}
+
+#[test]
+fn helo_is_required_and_vrfy_does_not_enumerate() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    assert!(c.cmd("MAIL FROM:<x@sender.example>").text.starts_with("503 5.5.1"));
+    c.cmd("HELO client.example");
+    assert_eq!(c.cmd("VRFY alice@example.org").code, 252);
+    assert_eq!(c.cmd("VRFY nobody@example.org").code, 252);
+    assert_eq!(c.cmd("HELP").code, 214);
+    assert_eq!(c.cmd("NOOP").code, 250);
+    assert_eq!(c.cmd("RSET").code, 250);
+}
+
+#[test]
+fn aliases_plus_addresses_and_duplicates() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    let r = c.send_mail(
+        "x@sender.example",
+        &["both@example.org", "alice+news@example.org", "Alice@Example.org"],
+        "Subject: fan-out\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.wait_for_mail("alice@example.org", 1).len(), 1, "alice gets one copy");
+    assert_eq!(s.wait_for_mail("bob@example.org", 1).len(), 1, "bob gets one copy");
+    let r = c.send_mail("x@sender.example", &["alice+news@example.org"], "Subject: plus\r\n\r\nx\r\n");
+    assert_eq!(r.code, 250);
+    let files = s.wait_for_mail("alice@example.org", 2);
+    let plus = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).find(|t| t.contains("Subject: plus")).unwrap();
+    assert!(plus.contains("Delivered-To: alice+news@example.org\n"), "{plus}");
+}
+
+#[test]
+fn full_disk_answers_452_and_keeps_nothing() {
+    // More free space demanded than any disk has: the queue must refuse.
+    let s = Server::start("[limits]\nmin_free_space = \"1000000G\"\n");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    let r = c.send_mail("x@sender.example", &["alice@example.org"], "Subject: x\r\n\r\nx\r\n");
+    assert!(r.text.starts_with("452 4.3.1"), "{r:?}");
+    let (ok, list) = s.queue(&["list"]);
+    assert!(ok && list.contains("the queue is empty"), "{list}");
+}
+
+#[test]
+fn temporary_delivery_failure_is_retried_after_flush() {
+    let s = Server::start("");
+    // bob's Maildir cannot be created: a file is in the way.
+    let blocker = s.data().join("mail/example.org/bob");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    let r = c.send_mail("x@sender.example", &["bob@example.org"], "Subject: later\r\n\r\nx\r\n");
+    assert_eq!(r.code, 250);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = s.queue(&["list"]);
+        if list.contains("1 attempts") {
+            assert!(list.contains("cannot write to the maildir"), "{list}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(s.log_contains("status=deferred"));
+    std::fs::remove_file(&blocker).unwrap();
+    let (ok, out) = s.queue(&["flush"]);
+    assert!(ok, "{out}");
+    let files = s.wait_for_mail("bob@example.org", 1);
+    assert!(std::fs::read_to_string(&files[0]).unwrap().contains("Subject: later"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !s.queue(&["list"]).1.contains("the queue is empty") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn queue_cli_lists_shows_holds_releases_and_deletes_while_running() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    // friend@ forwards to another domain, which stays queued in this version.
+    let r = c.send_mail("x@sender.example", &["friend@example.org"], "Subject: queued\r\n\r\nx\r\n");
+    assert_eq!(r.code, 250);
+    let id = r.text.split("queued as ").nth(1).unwrap().trim().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, list) = s.queue(&["list"]);
+    assert!(ok && list.contains(&id) && list.contains("someone@elsewhere.example"), "{list}");
+    let (ok, show) = s.queue(&["show", &id]);
+    assert!(ok && show.contains("Subject: queued"), "{show}");
+    let (ok, out) = s.queue(&["hold", &id]);
+    assert!(ok && out.contains("held"), "{out}");
+    assert!(s.queue(&["list"]).1.contains(&format!("{id}!")));
+    let (ok, out) = s.queue(&["release", &id]);
+    assert!(ok && out.contains("released"), "{out}");
+    let (ok, out) = s.queue(&["delete", &id]);
+    assert!(ok && out.contains("deleted"), "{out}");
+    assert!(s.queue(&["list"]).1.contains("the queue is empty"));
+    let (ok, out) = s.queue(&["show", "0123456789ABCDEF"]);
+    assert!(!ok && out.contains("no message"), "{out}");
+}
+
+#[test]
+fn swaks_delivers_with_starttls() {
+    let s = Server::start("");
+    let out = Command::new("swaks")
+        .args(["--server", &s.addr.to_string(), "--from", "x@sender.example", "--to", "alice@example.org"])
+        .args(["--tls", "--header", "Subject: from swaks", "--body", "sent by swaks"])
+        .output()
+        .expect("swaks is needed for this test: `cargo xtask test` installs it (apt-get install swaks)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("250 2.0.0 Ok: queued as"), "{text}");
+    let files = s.wait_for_mail("alice@example.org", 1);
+    let stored = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(stored.contains("Subject: from swaks") && stored.contains("sent by swaks"), "{stored}");
+    assert!(stored.contains("with ESMTPS"), "{stored}");
+}
+
+#[test]
+fn python_smtplib_delivers_with_starttls_and_bdat_free_smtputf8() {
+    let s = Server::start("");
+    let script = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(host, port, timeout=20) as c:
+    c.ehlo("py.example")
+    assert c.has_extn("smtputf8") and c.has_extn("size")
+    c.starttls(context=ctx)
+    c.ehlo("py.example")
+    msg = "From: jöran@sender.example\r\nTo: alice@example.org\r\nSubject: ünïcode\r\n\r\nhej då\r\n".encode()
+    refused = c.sendmail("jöran@sender.example", ["alice@example.org"], msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    assert not refused, refused
+print("sent")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(s.addr.ip().to_string())
+        .arg(s.addr.port().to_string())
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let files = s.wait_for_mail("alice@example.org", 1);
+    let stored = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(stored.contains("Return-Path: <jöran@sender.example>"), "{stored}");
+    assert!(stored.contains("with UTF8ESMTPS"), "{stored}");
+    assert!(stored.contains("hej då"), "{stored}");
+}
+
+#[test]
+fn check_config_reports_problems_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "hostname = \"mx.example.org\"\ndata_dir = \"/d\"\ndomains = [\"example.org\"]\n[[accounts]]\naddress = \"alice@example.org\"\npassword = \"plaintext\"\n",
+    )
+    .unwrap();
+    let out = Command::new(common::MTA).args(["check-config", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:6:"), "{err}");
+    assert!(err.contains("mta hash-password"), "{err}");
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let out = Command::new(common::MTA).args(["check-config", "--config", example]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
