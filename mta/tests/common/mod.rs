@@ -70,6 +70,10 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill();
         let (child, addr, log) = spawn(&self.config);
+        let mut old = std::mem::take(&mut *self.log.lock().unwrap());
+        old.push("--- restart ---".into());
+        old.append(&mut log.lock().unwrap());
+        *log.lock().unwrap() = old;
         self.child = child;
         self.addr = addr;
         self.log = log;
@@ -129,6 +133,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if std::env::var_os("MTA_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("kept {}", dir.keep().display());
+        }
     }
 }
 
