@@ -1,1 +1,93 @@
+//! Board definitions: everything that differs between the machines Mailbox
+//! runs on, as data. Adding a board means adding a definition here, not
+//! editing the build.
+//!
+//! This crate only describes boards; `xtask` builds images from the
+//! descriptions and `init` reads nothing from here at run time.
 
+/// How the firmware finds and chooses a boot slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMethod {
+    /// UEFI + systemd-boot with Boot Loader Specification entries and boot
+    /// counting (A/B by `+N-M` entry names).
+    SystemdBoot,
+    /// Raspberry Pi firmware with `autoboot.txt` and `tryboot`.
+    PiTryboot,
+}
+
+/// One kind of machine.
+#[derive(Debug, Clone)]
+pub struct Board {
+    /// Name used on the command line (`--board`).
+    pub name: &'static str,
+    /// Debian architecture name.
+    pub debian_arch: &'static str,
+    /// Rust target the userland is built for (static musl).
+    pub rust_target: &'static str,
+    /// Debian kernel package.
+    pub kernel_package: &'static str,
+    /// Kernel modules the image carries (their dependencies are added).
+    pub modules: &'static [&'static str],
+    pub boot: BootMethod,
+    /// Kernel console argument.
+    pub console: &'static str,
+    /// QEMU system emulator and machine arguments, when the board can be emulated.
+    pub qemu: Option<(&'static str, &'static [&'static str])>,
+}
+
+pub const PC_X86_64: Board = Board {
+    name: "pc-x86_64",
+    debian_arch: "amd64",
+    rust_target: "x86_64-unknown-linux-musl",
+    kernel_package: "linux-image-amd64",
+    modules: &[
+        "virtio_pci",
+        "virtio_blk",
+        "virtio_net",
+        "virtio_rng",
+        "ahci",
+        "nvme",
+        "usb_storage",
+        "uas",
+        "xhci_pci",
+        "e1000",
+        "e1000e",
+        "igb",
+        "r8169",
+        "ext4",
+        "vfat",
+        "nls_cp437",
+        "nls_ascii",
+        "efivarfs",
+        "i6300esb",
+        "iTCO_wdt",
+    ],
+    boot: BootMethod::SystemdBoot,
+    console: "ttyS0,115200",
+    qemu: Some(("qemu-system-x86_64", &["-machine", "q35", "-m", "512"])),
+};
+
+/// Every known board.
+pub const BOARDS: &[Board] = &[PC_X86_64];
+
+/// Looks a board up by name.
+pub fn by_name(name: &str) -> Option<&'static Board> {
+    BOARDS.iter().find(|b| b.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boards_are_found_by_name_and_names_are_unique() {
+        assert_eq!(
+            by_name("pc-x86_64").unwrap().rust_target,
+            "x86_64-unknown-linux-musl"
+        );
+        assert!(by_name("toaster").is_none());
+        let mut names: Vec<_> = BOARDS.iter().map(|b| b.name).collect();
+        names.dedup();
+        assert_eq!(names.len(), BOARDS.len());
+    }
+}

@@ -87,10 +87,8 @@ impl Address {
     /// The local part contains a relay trick (`%`, `!`, or a quoted `@`).
     /// Harmless for a sender, refused for a recipient.
     pub fn routing_trick(&self) -> Option<AddressError> {
-        if self.local.starts_with('"') {
-            if self.local.contains('@') {
-                return Some(AddressError::QuotedAt);
-            }
+        if self.local.starts_with('"') && self.local.contains('@') {
+            return Some(AddressError::QuotedAt);
         }
         if self.local.contains('%') || self.local.contains('!') {
             return Some(AddressError::RoutingCharacters);
@@ -207,7 +205,9 @@ fn check_local_part(local: &str) -> Result<(), AddressError> {
         return Err(AddressError::BadLocalPart);
     }
     let atext = |c: char| {
-        c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || (!c.is_ascii() && !c.is_control())
+        c.is_ascii_alphanumeric()
+            || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+            || (!c.is_ascii() && !c.is_control())
     };
     if local.chars().all(atext) {
         Ok(())
@@ -247,9 +247,9 @@ pub fn normalise_domain(domain: &str) -> Result<String, AddressError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric()));
+            && label.chars().all(|c| {
+                c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
+            });
         if !valid {
             return Err(AddressError::BadDomain);
         }
@@ -327,10 +327,16 @@ mod tests {
             "a b@example.org",
             "a@[300.1.1.1]",
         ] {
-            assert!(Address::parse(bad, false).is_err(), "{bad} should be rejected");
+            assert!(
+                Address::parse(bad, false).is_err(),
+                "{bad} should be rejected"
+            );
         }
         let long = format!("{}@example.org", "a".repeat(65));
-        assert_eq!(Address::parse(&long, false).err(), Some(AddressError::TooLong));
+        assert_eq!(
+            Address::parse(&long, false).err(),
+            Some(AddressError::TooLong)
+        );
     }
 
     #[test]

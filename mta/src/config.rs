@@ -103,7 +103,14 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.path.display(), p.line, p.column, p.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
             if let Some(help) = &p.help {
                 write!(f, "\n  help: {help}")?;
             }
@@ -186,7 +193,10 @@ impl Checker<'_> {
     fn position(&self, offset: usize) -> (usize, usize) {
         let before = &self.source[..offset.min(self.source.len())];
         let line = before.matches('\n').count() + 1;
-        let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |nl| before.len() - nl - 1)
+            + 1;
         (line, column)
     }
 
@@ -200,7 +210,12 @@ impl Checker<'_> {
         });
     }
 
-    fn duration(&mut self, value: &Option<Spanned<String>>, default: Duration, name: &str) -> Duration {
+    fn duration(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        default: Duration,
+        name: &str,
+    ) -> Duration {
         let Some(value) = value else { return default };
         match humantime::parse_duration(value.get_ref()) {
             Ok(d) => d,
@@ -215,11 +230,21 @@ impl Checker<'_> {
         }
     }
 
-    fn count(&mut self, value: &Option<Spanned<i64>>, default: usize, min: i64, name: &str) -> usize {
+    fn count(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        default: usize,
+        min: i64,
+        name: &str,
+    ) -> usize {
         let Some(value) = value else { return default };
         let v = *value.get_ref();
         if v < min {
-            self.report(value.span(), format!("`{name}` must be at least {min}, not {v}"), None);
+            self.report(
+                value.span(),
+                format!("`{name}` must be at least {min}, not {v}"),
+                None,
+            );
             return default;
         }
         v as usize
@@ -238,7 +263,9 @@ impl Checker<'_> {
                 self.report(
                     value.span(),
                     format!("`{name}` is not a size"),
-                    Some("write a number of bytes, or a string such as \"50M\", \"512K\" or \"2G\""),
+                    Some(
+                        "write a number of bytes, or a string such as \"50M\", \"512K\" or \"2G\"",
+                    ),
                 );
                 default
             }
@@ -267,8 +294,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the configuration {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the configuration {}: {e}", path.display())
+        })?;
         Ok(Config::parse(path, &text)?)
     }
 
@@ -283,7 +311,9 @@ impl Config {
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 let help = if e.message().contains("unknown field") {
-                    Some("remove the key or fix its spelling; see mta/config.example.toml for every key")
+                    Some(
+                        "remove the key or fix its spelling; see mta/config.example.toml for every key",
+                    )
                 } else {
                     None
                 };
@@ -300,7 +330,10 @@ impl Config {
             _ => {
                 ck.report(
                     raw.hostname.span(),
-                    format!("hostname {:?} is not a fully qualified domain name", raw.hostname.get_ref()),
+                    format!(
+                        "hostname {:?} is not a fully qualified domain name",
+                        raw.hostname.get_ref()
+                    ),
                     Some("use the name your MX record points to, such as \"mail.example.org\""),
                 );
                 String::new()
@@ -311,7 +344,10 @@ impl Config {
         if !data_dir.is_absolute() {
             ck.report(
                 raw.data_dir.span(),
-                format!("data_dir {:?} is not an absolute path", raw.data_dir.get_ref()),
+                format!(
+                    "data_dir {:?} is not an absolute path",
+                    raw.data_dir.get_ref()
+                ),
                 None,
             );
         }
@@ -333,18 +369,28 @@ impl Config {
                         domains.push(n);
                     }
                 }
-                _ => ck.report(d.span(), format!("{:?} is not a domain name", d.get_ref()), None),
+                _ => ck.report(
+                    d.span(),
+                    format!("{:?} is not a domain name", d.get_ref()),
+                    None,
+                ),
             }
         }
 
         let recipient_delimiter = match &raw.recipient_delimiter {
             None => "+".to_string(),
             Some(d) => {
-                let bad = d.get_ref().chars().any(|c| c == '@' || c.is_whitespace() || c.is_control());
+                let bad = d
+                    .get_ref()
+                    .chars()
+                    .any(|c| c == '@' || c.is_whitespace() || c.is_control());
                 if bad {
                     ck.report(
                         d.span(),
-                        format!("recipient_delimiter {:?} may not contain @ or spaces", d.get_ref()),
+                        format!(
+                            "recipient_delimiter {:?} may not contain @ or spaces",
+                            d.get_ref()
+                        ),
                         Some("use \"+\" (the default), \"-\", or \"\" to turn plus-addressing off"),
                     );
                 }
@@ -356,7 +402,11 @@ impl Config {
             match Address::parse(s.get_ref(), true) {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    ck.report(s.span(), format!("{what} {:?} is not an address: {e}", s.get_ref()), None);
+                    ck.report(
+                        s.span(),
+                        format!("{what} {:?} is not an address: {e}", s.get_ref()),
+                        None,
+                    );
                     None
                 }
             }
@@ -383,7 +433,11 @@ impl Config {
                 );
             }
             if accounts.iter().any(|a| a.address.key() == address.key()) {
-                ck.report(raw_account.address.span(), format!("account {address} is defined twice"), None);
+                ck.report(
+                    raw_account.address.span(),
+                    format!("account {address} is defined twice"),
+                    None,
+                );
             }
             let password = match &raw_account.password {
                 None => None,
@@ -432,7 +486,9 @@ impl Config {
                 ck.report(
                     key.span(),
                     format!("alias {key_text:?} is not in one of the domains"),
-                    Some("aliases can only be defined for the domains this server receives mail for"),
+                    Some(
+                        "aliases can only be defined for the domains this server receives mail for",
+                    ),
                 );
             }
             let texts: Vec<(String, Range<usize>)> = match value.get_ref() {
@@ -444,7 +500,11 @@ impl Config {
                 _ => vec![("\u{0}".to_string(), value.span())],
             };
             if texts.is_empty() {
-                ck.report(value.span(), format!("alias {key_text:?} has no targets"), None);
+                ck.report(
+                    value.span(),
+                    format!("alias {key_text:?} has no targets"),
+                    None,
+                );
             }
             let mut targets = Vec::new();
             for (t, span) in texts {
@@ -458,7 +518,11 @@ impl Config {
                 }
             }
             if aliases.contains_key(&key_norm) {
-                ck.report(key.span(), format!("alias {key_text:?} is defined twice"), None);
+                ck.report(
+                    key.span(),
+                    format!("alias {key_text:?} is defined twice"),
+                    None,
+                );
             }
             alias_spans.insert(key_norm.clone(), value.span());
             aliases.insert(key_norm, targets);
@@ -470,7 +534,11 @@ impl Config {
             recipients: ck.count(&l.recipients, 1000, 1, "recipients"),
             connections_per_ip: ck.count(&l.connections_per_ip, 20, 1, "connections_per_ip"),
             connections: ck.count(&l.connections, 500, 1, "connections"),
-            command_timeout: ck.duration(&l.command_timeout, Duration::from_secs(300), "command_timeout"),
+            command_timeout: ck.duration(
+                &l.command_timeout,
+                Duration::from_secs(300),
+                "command_timeout",
+            ),
             data_timeout: ck.duration(&l.data_timeout, Duration::from_secs(600), "data_timeout"),
             max_errors: ck.count(&l.max_errors, 10, 1, "max_errors") as u32,
             greeting_delay: ck.duration(&l.greeting_delay, Duration::ZERO, "greeting_delay"),
@@ -496,7 +564,10 @@ impl Config {
                         Err(_) => {
                             ck.report(
                                 l.address.span(),
-                                format!("listener address {:?} is not IP:PORT", l.address.get_ref()),
+                                format!(
+                                    "listener address {:?} is not IP:PORT",
+                                    l.address.get_ref()
+                                ),
                                 Some("for example \"0.0.0.0:25\" or \"[::]:25\""),
                             );
                             continue;
@@ -522,7 +593,11 @@ impl Config {
         let tls = raw.tls.as_ref().map(|t| {
             for f in [&t.certificate, &t.key] {
                 if !Path::new(f.get_ref()).is_absolute() {
-                    ck.report(f.span(), format!("{:?} is not an absolute path", f.get_ref()), None);
+                    ck.report(
+                        f.span(),
+                        format!("{:?} is not an absolute path", f.get_ref()),
+                        None,
+                    );
                 }
             }
             TlsFiles {
@@ -553,21 +628,33 @@ impl Config {
             for t in targets {
                 if let Err(e) = directory.resolve_target(t) {
                     let span = alias_spans.get(key).cloned().unwrap_or(0..0);
-                    ck.report(span, format!("alias {key}: {e}"), Some("point it to an account or to an address in another domain"));
+                    ck.report(
+                        span,
+                        format!("alias {key}: {e}"),
+                        Some("point it to an account or to an address in another domain"),
+                    );
                 }
             }
         }
-        if config.accounts.is_empty() && !config.aliases.values().flatten().any(|a| !config.is_local_domain(a.domain())) {
+        if config.accounts.is_empty()
+            && !config
+                .aliases
+                .values()
+                .flatten()
+                .any(|a| !config.is_local_domain(a.domain()))
+        {
             ck.report(
                 raw.domains.span(),
                 "no accounts: mail for these domains would have nowhere to go",
                 Some("add an [[accounts]] entry"),
             );
         }
-        if let (Some(pm), Some(span)) = (&config.postmaster, raw.postmaster.as_ref().map(|p| p.span())) {
-            if let Err(e) = directory.resolve_target(pm) {
-                ck.report(span, format!("postmaster {pm}: {e}"), None);
-            }
+        if let (Some(pm), Some(span)) = (
+            &config.postmaster,
+            raw.postmaster.as_ref().map(|p| p.span()),
+        ) && let Err(e) = directory.resolve_target(pm)
+        {
+            ck.report(span, format!("postmaster {pm}: {e}"), None);
         }
 
         if ck.problems.is_empty() {
@@ -635,7 +722,10 @@ address = "bob@example.net"
 
     #[test]
     fn unknown_key_is_an_error_with_its_line() {
-        let text = GOOD.replace("[[accounts]]\naddress = \"bob", "[[accounts]]\npasword = \"x\"\naddress = \"bob");
+        let text = GOOD.replace(
+            "[[accounts]]\naddress = \"bob",
+            "[[accounts]]\npasword = \"x\"\naddress = \"bob",
+        );
         let e = parse(&text).unwrap_err();
         let shown = e.to_string();
         assert!(shown.starts_with("test.toml:10:"), "{shown}");
@@ -659,7 +749,10 @@ command_timeout = "forever"
         let e = parse(text).unwrap_err();
         let lines: Vec<usize> = e.problems.iter().map(|p| p.line).collect();
         for expected in [1, 2, 5, 6, 8, 10, 11] {
-            assert!(lines.contains(&expected), "no problem on line {expected}: {e}");
+            assert!(
+                lines.contains(&expected),
+                "no problem on line {expected}: {e}"
+            );
         }
     }
 

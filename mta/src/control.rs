@@ -22,11 +22,14 @@ use crate::queue::{Queue, Schedule};
 pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> anyhow::Result<()> {
     // A socket left by a killed server would make bind fail.
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).with_context(|| format!("creating the control socket {}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("creating the control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let queue = queue.clone();
             let schedule = schedule.clone();
             tokio::spawn(async move {
@@ -35,9 +38,11 @@ pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> an
                 if BufReader::new(read).read_line(&mut line).await.is_err() {
                     return;
                 }
-                let answer = tokio::task::spawn_blocking(move || execute(&queue, Some(&schedule), line.trim()))
-                    .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
+                let answer = tokio::task::spawn_blocking(move || {
+                    execute(&queue, Some(&schedule), line.trim())
+                })
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
                 let text = match answer {
                     Ok(text) => format!("ok\n{text}"),
                     Err(e) => format!("error: {e:#}\n"),
@@ -68,18 +73,28 @@ pub fn request(path: &Path, command: &str) -> Option<anyhow::Result<String>> {
 }
 
 /// Runs one administration command against the queue.
-pub fn execute(queue: &Queue, schedule: Option<&Sender<Schedule>>, command: &str) -> anyhow::Result<String> {
+pub fn execute(
+    queue: &Queue,
+    schedule: Option<&Sender<Schedule>>,
+    command: &str,
+) -> anyhow::Result<String> {
     let mut words = command.split_whitespace();
     let verb = words.next().unwrap_or("");
     let id = || -> anyhow::Result<QueueId> {
-        let text = command.split_whitespace().nth(1).context("this command needs a queue id")?;
-        text.parse().map_err(|_| anyhow::anyhow!("{text:?} is not a queue id"))
+        let text = command
+            .split_whitespace()
+            .nth(1)
+            .context("this command needs a queue id")?;
+        text.parse()
+            .map_err(|_| anyhow::anyhow!("{text:?} is not a queue id"))
     };
     match verb {
         "list" => Ok(format_list(&queue.list()?)),
         "show" => {
             let id = id()?;
-            let env = queue.envelope(id)?.with_context(|| format!("no message {id} in the queue"))?;
+            let env = queue
+                .envelope(id)?
+                .with_context(|| format!("no message {id} in the queue"))?;
             let body = queue.body(id)?.unwrap_or_default();
             let mut out = format_list(std::slice::from_ref(&env));
             out.push('\n');
@@ -91,13 +106,18 @@ pub fn execute(queue: &Queue, schedule: Option<&Sender<Schedule>>, command: &str
         "delete" => queue.delete(id()?).map(|s| s + "\n"),
         "flush" => match schedule {
             Some(s) => {
-                s.send(Schedule::Flush).map_err(|_| anyhow::anyhow!("the scheduler has stopped"))?;
+                s.send(Schedule::Flush)
+                    .map_err(|_| anyhow::anyhow!("the scheduler has stopped"))?;
                 Ok("delivery of all queued messages started\n".into())
             }
-            None => bail!("the server is not running; queued mail is attempted as soon as it starts"),
+            None => {
+                bail!("the server is not running; queued mail is attempted as soon as it starts")
+            }
         },
         "" => bail!("empty command"),
-        other => bail!("unknown command {other:?} (list, show ID, hold ID, release ID, delete ID, flush)"),
+        other => bail!(
+            "unknown command {other:?} (list, show ID, hold ID, release ID, delete ID, flush)"
+        ),
     }
 }
 
@@ -111,7 +131,11 @@ fn format_list(envelopes: &[Envelope]) -> String {
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default();
         let flag = if env.held { "!" } else { " " };
-        let from = if env.from.is_empty() { "<>" } else { env.from.as_str() };
+        let from = if env.from.is_empty() {
+            "<>"
+        } else {
+            env.from.as_str()
+        };
         let _ = writeln!(out, "{}{flag} {:>9}  {arrival}  {from}", env.id, env.size);
         for r in &env.recipients {
             let to = match &r.target {

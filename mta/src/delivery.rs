@@ -27,7 +27,12 @@ struct Job {
 /// Starts the scheduler and `workers` delivery threads. Returns the sender
 /// the queue reports to (pass it to [`Queue::open`] before calling this, via
 /// the pair from [`channel`]).
-pub fn start(queue: Queue, maildirs: Maildirs, workers: usize, schedule_rx: Receiver<Schedule>) -> anyhow::Result<()> {
+pub fn start(
+    queue: Queue,
+    maildirs: Maildirs,
+    workers: usize,
+    schedule_rx: Receiver<Schedule>,
+) -> anyhow::Result<()> {
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     for n in 0..workers {
@@ -91,7 +96,9 @@ impl Scheduler {
             let wait = self
                 .due
                 .first()
-                .map(|&(due, _)| Duration::from_secs(due.saturating_sub(now)).max(Duration::from_millis(50)))
+                .map(|&(due, _)| {
+                    Duration::from_secs(due.saturating_sub(now)).max(Duration::from_millis(50))
+                })
                 .unwrap_or(Duration::from_secs(3600));
             match rx.recv_timeout(wait) {
                 Ok(msg) => self.handle(msg),
@@ -108,11 +115,11 @@ impl Scheduler {
     fn handle(&mut self, msg: Schedule) {
         match msg {
             Schedule::Due { id, due, fresh } => {
-                if let Some((env, body)) = fresh {
-                    if self.fresh_bytes + body.len() <= FRESH_CACHE_BYTES {
-                        self.fresh_bytes += body.len();
-                        self.fresh.insert(id, (env, body));
-                    }
+                if let Some((env, body)) = fresh
+                    && self.fresh_bytes + body.len() <= FRESH_CACHE_BYTES
+                {
+                    self.fresh_bytes += body.len();
+                    self.fresh.insert(id, (env, body));
                 }
                 self.set(id, due);
             }
@@ -169,23 +176,37 @@ fn deliver(queue: &Queue, maildirs: &Maildirs, job: Job) {
         }
         let started = now_micros();
         let (relay, outcome) = match &rcpt.target {
-            Target::Local { account, delivered_to } => {
+            Target::Local {
+                account,
+                delivered_to,
+            } => {
                 let head = format!(
                     "Return-Path: <{}>\nDelivered-To: {}\n",
                     envelope.from, delivered_to
                 );
                 let size = stored_size(head.as_bytes(), &body);
-                let name = maildirs.file_name(envelope.arrival, &envelope.id.to_string(), index, size);
-                let outcome = match maildirs.deliver(account, &name, head.as_bytes(), &body, check_previous) {
+                let name =
+                    maildirs.file_name(envelope.arrival, &envelope.id.to_string(), index, size);
+                let outcome = match maildirs.deliver(
+                    account,
+                    &name,
+                    head.as_bytes(),
+                    &body,
+                    check_previous,
+                ) {
                     Ok(Delivered::New(_)) => Outcome::Delivered,
                     Ok(Delivered::AlreadyThere(_)) => Outcome::Delivered,
-                    Err(e) => Outcome::Deferred(format!("cannot write to the maildir of {account}: {e}")),
+                    Err(e) => {
+                        Outcome::Deferred(format!("cannot write to the maildir of {account}: {e}"))
+                    }
                 };
                 ("local", outcome)
             }
             Target::Remote { .. } => (
                 "none",
-                Outcome::Deferred("delivery to other domains is not available in this version".into()),
+                Outcome::Deferred(
+                    "delivery to other domains is not available in this version".into(),
+                ),
             ),
         };
         let delay = (started.saturating_sub(envelope.arrival)) as f64 / 1e6;

@@ -14,7 +14,10 @@ use crate::config::Config;
 pub enum Target {
     /// The Maildir of a local account; `delivered_to` is the address shown in
     /// the `Delivered-To:` header (the plus-address when one was used).
-    Local { account: String, delivered_to: String },
+    Local {
+        account: String,
+        delivered_to: String,
+    },
     /// An address in another domain (an alias that forwards).
     Remote { address: String },
 }
@@ -68,7 +71,11 @@ impl Directory {
                 .iter()
                 .map(|a| (a.address.key(), a.address.clone()))
                 .collect(),
-            aliases: config.aliases.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            aliases: config
+                .aliases
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             delimiter: config.recipient_delimiter.clone(),
             postmaster: config.postmaster.clone(),
             first_account: config.accounts.first().map(|a| a.address.clone()),
@@ -103,9 +110,16 @@ impl Directory {
         Ok(dedupe(out))
     }
 
-    fn expand_target(&self, t: &Address, depth: usize, out: &mut Vec<Target>) -> Result<(), ResolveError> {
+    fn expand_target(
+        &self,
+        t: &Address,
+        depth: usize,
+        out: &mut Vec<Target>,
+    ) -> Result<(), ResolveError> {
         if !self.is_local_domain(t.domain()) {
-            out.push(Target::Remote { address: t.to_string() });
+            out.push(Target::Remote {
+                address: t.to_string(),
+            });
             return Ok(());
         }
         if self.resolve(t, depth, true, out)? {
@@ -118,13 +132,23 @@ impl Directory {
     /// Appends the targets of a local-domain address; false when nobody has it.
     /// `account_first` makes an account win over an alias of the same name, so
     /// an alias may list its own address to keep a copy.
-    fn resolve(&self, a: &Address, depth: usize, account_first: bool, out: &mut Vec<Target>) -> Result<bool, ResolveError> {
+    fn resolve(
+        &self,
+        a: &Address,
+        depth: usize,
+        account_first: bool,
+        out: &mut Vec<Target>,
+    ) -> Result<bool, ResolveError> {
         if depth > MAX_DEPTH {
             return Err(ResolveError::Loop(a.to_string()));
         }
         let key = a.key();
         let shown = |account: &Address| {
-            if depth == 0 { a.to_string() } else { account.to_string() }
+            if depth == 0 {
+                a.to_string()
+            } else {
+                account.to_string()
+            }
         };
         let try_exact = |key: &str, out: &mut Vec<Target>| -> Result<bool, ResolveError> {
             let account = self.accounts.get(key);
@@ -158,11 +182,9 @@ impl Directory {
         }
         let lower = a.local().to_lowercase();
         let is_role = lower == "postmaster" || lower == "abuse";
-        if is_role {
-            if let Some(pm) = &self.postmaster {
-                self.expand_target(pm, depth + 1, out)?;
-                return Ok(true);
-            }
+        if is_role && let Some(pm) = &self.postmaster {
+            self.expand_target(pm, depth + 1, out)?;
+            return Ok(true);
         }
         if let Some(targets) = self.aliases.get(&format!("@{}", a.domain())) {
             for t in targets {
@@ -201,7 +223,10 @@ impl Directory {
 
 fn dedupe(targets: Vec<Target>) -> Vec<Target> {
     let mut seen = HashSet::new();
-    targets.into_iter().filter(|t| seen.insert(t.dedupe_key())).collect()
+    targets
+        .into_iter()
+        .filter(|t| seen.insert(t.dedupe_key()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -258,20 +283,26 @@ address = "carol@example.net"
 
     #[test]
     fn nested_aliases_expand_once_per_target() {
-        let Lookup::Deliver(t) = dir().lookup(&a("team@example.org")).unwrap() else { panic!() };
+        let Lookup::Deliver(t) = dir().lookup(&a("team@example.org")).unwrap() else {
+            panic!()
+        };
         assert_eq!(
             t,
             vec![
                 local("alice@example.org", "alice@example.org"),
                 local("bob@example.org", "bob@example.org"),
-                Target::Remote { address: "dave@elsewhere.example".into() },
+                Target::Remote {
+                    address: "dave@elsewhere.example".into()
+                },
             ]
         );
     }
 
     #[test]
     fn alias_listing_its_own_account_keeps_a_copy() {
-        let Lookup::Deliver(t) = dir().lookup(&a("alice@example.org")).unwrap() else { panic!() };
+        let Lookup::Deliver(t) = dir().lookup(&a("alice@example.org")).unwrap() else {
+            panic!()
+        };
         assert_eq!(t.len(), 2);
     }
 
@@ -281,14 +312,23 @@ address = "carol@example.net"
             dir().lookup(&a("anything@example.net")).unwrap(),
             Lookup::Deliver(vec![local("carol@example.net", "carol@example.net")])
         );
-        assert_eq!(dir().lookup(&a("nobody@example.org")).unwrap(), Lookup::Unknown);
-        assert_eq!(dir().lookup(&a("x@elsewhere.example")).unwrap(), Lookup::NotLocal);
+        assert_eq!(
+            dir().lookup(&a("nobody@example.org")).unwrap(),
+            Lookup::Unknown
+        );
+        assert_eq!(
+            dir().lookup(&a("x@elsewhere.example")).unwrap(),
+            Lookup::NotLocal
+        );
     }
 
     #[test]
     fn postmaster_and_abuse_are_always_routable() {
         for addr in ["postmaster@example.org", "ABUSE@example.org"] {
-            assert!(matches!(dir().lookup(&a(addr)).unwrap(), Lookup::Deliver(_)), "{addr}");
+            assert!(
+                matches!(dir().lookup(&a(addr)).unwrap(), Lookup::Deliver(_)),
+                "{addr}"
+            );
         }
     }
 }

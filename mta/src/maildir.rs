@@ -42,7 +42,13 @@ impl Maildirs {
     }
 
     /// The unique file name of one copy: `<arrival>.M<µs>Q<id>R<index>.<host>,S=<size>`.
-    pub fn file_name(&self, arrival_micros: u64, queue_id: &str, index: usize, size: u64) -> String {
+    pub fn file_name(
+        &self,
+        arrival_micros: u64,
+        queue_id: &str,
+        index: usize,
+        size: u64,
+    ) -> String {
         format!(
             "{}.M{}Q{}R{}.{},S={}",
             arrival_micros / 1_000_000,
@@ -60,14 +66,19 @@ impl Maildirs {
     /// With `check_previous`, a copy that a mail client already moved to
     /// `cur/` counts as delivered; that scan is only needed for messages that
     /// may have been delivered before a crash.
-    pub fn deliver(&self, account: &str, name: &str, head: &[u8], body: &[u8], check_previous: bool) -> io::Result<Delivered> {
+    pub fn deliver(
+        &self,
+        account: &str,
+        name: &str,
+        head: &[u8],
+        body: &[u8],
+        check_previous: bool,
+    ) -> io::Result<Delivered> {
         let dir = self.path_of(account);
         self.ensure(&dir)?;
         let new_path = dir.join("new").join(name);
-        if check_previous {
-            if let Some(found) = find_in_cur(&dir, name)? {
-                return Ok(Delivered::AlreadyThere(found));
-            }
+        if check_previous && let Some(found) = find_in_cur(&dir, name)? {
+            return Ok(Delivered::AlreadyThere(found));
         }
         let tmp_path = dir.join("tmp").join(name);
         let file = OpenOptions::new()
@@ -135,7 +146,11 @@ fn find_in_cur(dir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
         let entry = entry?;
         let file = entry.file_name();
         let file = file.to_string_lossy();
-        if file == name || file.strip_prefix(name).is_some_and(|rest| rest.starts_with(':')) {
+        if file == name
+            || file
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(':'))
+        {
             return Ok(Some(entry.path()));
         }
     }
@@ -158,10 +173,21 @@ mod tests {
         let body = b"Subject: x\r\n\r\nhello\r\nbare\rcr\r\n";
         let size = stored_size(head, body);
         let name = m.file_name(1_700_000_000_123_456, "ABC", 0, size);
-        assert_eq!(name, format!("1700000000.M123456QABCR0.mail.example.org,S={size}"));
-        let Delivered::New(p) = m.deliver("a@example.org", &name, head, body, false).unwrap() else { panic!() };
+        assert_eq!(
+            name,
+            format!("1700000000.M123456QABCR0.mail.example.org,S={size}")
+        );
+        let Delivered::New(p) = m
+            .deliver("a@example.org", &name, head, body, false)
+            .unwrap()
+        else {
+            panic!()
+        };
         let stored = fs::read(&p).unwrap();
-        assert_eq!(stored, b"Delivered-To: a@example.org\nSubject: x\n\nhello\nbare\rcr\n");
+        assert_eq!(
+            stored,
+            b"Delivered-To: a@example.org\nSubject: x\n\nhello\nbare\rcr\n"
+        );
         assert_eq!(stored.len() as u64, size);
         assert!(p.starts_with(t.path().join("example.org/a/new")));
     }
@@ -170,23 +196,41 @@ mod tests {
     fn redelivery_replaces_instead_of_duplicating() {
         let t = tempfile::tempdir().unwrap();
         let m = Maildirs::new(t.path().to_path_buf(), "h");
-        m.deliver("a@example.org", "n1", b"", b"x\r\n", false).unwrap();
-        m.deliver("a@example.org", "n1", b"", b"x\r\n", true).unwrap();
-        assert_eq!(fs::read_dir(t.path().join("example.org/a/new")).unwrap().count(), 1);
+        m.deliver("a@example.org", "n1", b"", b"x\r\n", false)
+            .unwrap();
+        m.deliver("a@example.org", "n1", b"", b"x\r\n", true)
+            .unwrap();
+        assert_eq!(
+            fs::read_dir(t.path().join("example.org/a/new"))
+                .unwrap()
+                .count(),
+            1
+        );
     }
 
     #[test]
     fn a_copy_moved_to_cur_counts_as_delivered() {
         let t = tempfile::tempdir().unwrap();
         let m = Maildirs::new(t.path().to_path_buf(), "h");
-        let Delivered::New(p) = m.deliver("a@example.org", "n1", b"", b"x\r\n", false).unwrap() else { panic!() };
+        let Delivered::New(p) = m
+            .deliver("a@example.org", "n1", b"", b"x\r\n", false)
+            .unwrap()
+        else {
+            panic!()
+        };
         let seen = t.path().join("example.org/a/cur/n1:2,S");
         fs::rename(&p, &seen).unwrap();
         assert_eq!(
-            m.deliver("a@example.org", "n1", b"", b"x\r\n", true).unwrap(),
+            m.deliver("a@example.org", "n1", b"", b"x\r\n", true)
+                .unwrap(),
             Delivered::AlreadyThere(seen)
         );
-        assert_eq!(fs::read_dir(t.path().join("example.org/a/new")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(t.path().join("example.org/a/new"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

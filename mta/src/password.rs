@@ -104,13 +104,17 @@ mod tests {
 
     #[test]
     fn sha256_crypt_reference_vector_verifies() {
-        let h = PasswordHash::parse("$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5").unwrap();
+        let h = PasswordHash::parse("$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5")
+            .unwrap();
         assert!(h.verify("Hello world!"));
     }
 
     #[test]
     fn plain_text_is_refused() {
-        assert!(matches!(PasswordHash::parse("hunter2"), Err(HashError::UnknownScheme)));
+        assert!(matches!(
+            PasswordHash::parse("hunter2"),
+            Err(HashError::UnknownScheme)
+        ));
         assert!(PasswordHash::parse("$6$").is_err());
     }
 

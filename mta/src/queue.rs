@@ -89,7 +89,9 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff: min, 2·min, 4·min … capped at max.
     pub fn delay(&self, attempts: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.min.saturating_mul(factor).min(self.max)
     }
 }
@@ -110,7 +112,8 @@ impl Queue {
         retry: RetryPolicy,
         schedule: Option<Sender<Schedule>>,
     ) -> anyhow::Result<Queue> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the queue directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the queue directory {}", dir.display()))?;
         let path = dir.join("queue.redb");
         let db = Database::builder()
             .set_cache_size(32 << 20)
@@ -205,7 +208,8 @@ impl Queue {
         self.ops
             .send(Op::Admin { action, done })
             .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
-        wait.recv().map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
+        wait.recv()
+            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
     }
 
     /// Messages to attempt at startup: everything pending and not held.
@@ -283,9 +287,13 @@ impl Writer {
                 _ => 0,
             })
             .sum();
-        let room = incoming == 0 || free_space(&self.dir).is_none_or(|free| free >= self.min_free_space + incoming);
+        let room = incoming == 0
+            || free_space(&self.dir).is_none_or(|free| free >= self.min_free_space + incoming);
 
-        let mut replies: Vec<(tokio::sync::oneshot::Sender<Result<(), IntakeError>>, QueueId)> = Vec::new();
+        let mut replies: Vec<(
+            tokio::sync::oneshot::Sender<Result<(), IntakeError>>,
+            QueueId,
+        )> = Vec::new();
         let mut refused = Vec::new();
         let mut admin_replies = Vec::new();
         let mut schedule = Vec::new();
@@ -293,13 +301,21 @@ impl Writer {
 
         let outcome = (|| -> anyhow::Result<()> {
             let mut txn = self.db.begin_write()?;
-            txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+            txn.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
             {
                 let mut envelopes = txn.open_table(ENVELOPES)?;
                 let mut bodies = txn.open_table(BODIES)?;
                 for op in batch {
                     match op {
-                        Op::Intake { envelope, body, done } => {
+                        Op::Intake {
+                            envelope,
+                            body,
+                            done,
+                        } => {
                             if !room {
                                 refused.push(done);
                                 continue;
@@ -315,7 +331,9 @@ impl Writer {
                             });
                         }
                         Op::Results { id, results } => {
-                            let Some(mut env) = read_envelope(&envelopes, id)? else { continue };
+                            let Some(mut env) = read_envelope(&envelopes, id)? else {
+                                continue;
+                            };
                             self.apply_results(&mut env, &results);
                             if env.is_done() {
                                 envelopes.remove(id.0)?;
@@ -326,13 +344,22 @@ impl Writer {
                                 if env.held {
                                     schedule.push(Schedule::Forget(id));
                                 } else if let Some(due) = env.next_attempt() {
-                                    schedule.push(Schedule::Due { id, due, fresh: None });
+                                    schedule.push(Schedule::Due {
+                                        id,
+                                        due,
+                                        fresh: None,
+                                    });
                                 }
                             }
                             results_applied.push(id);
                         }
                         Op::Admin { action, done } => {
-                            let r = self.apply_admin(action, &mut envelopes, &mut bodies, &mut schedule);
+                            let r = self.apply_admin(
+                                action,
+                                &mut envelopes,
+                                &mut bodies,
+                                &mut schedule,
+                            );
                             admin_replies.push((done, r));
                         }
                     }
@@ -363,24 +390,40 @@ impl Writer {
                 let full = is_disk_full(&e);
                 tracing::error!("queue: commit failed: {e:#}");
                 for (done, _) in replies {
-                    let _ = done.send(Err(if full { IntakeError::DiskFull } else { IntakeError::Failed }));
+                    let _ = done.send(Err(if full {
+                        IntakeError::DiskFull
+                    } else {
+                        IntakeError::Failed
+                    }));
                 }
                 for (done, _) in admin_replies {
-                    let _ = done.send(Err(anyhow::anyhow!("the queue could not be written: {e:#}")));
+                    let _ = done.send(Err(anyhow::anyhow!(
+                        "the queue could not be written: {e:#}"
+                    )));
                 }
                 // Results that were not recorded are simply attempted again.
                 if let Some(s) = &self.schedule {
                     for id in results_applied {
                         let due = now_secs() + self.retry.min.as_secs();
-                        let _ = s.send(Schedule::Due { id, due, fresh: None });
+                        let _ = s.send(Schedule::Due {
+                            id,
+                            due,
+                            fresh: None,
+                        });
                     }
                 }
-                if matches!(e.downcast_ref::<redb::StorageError>(), Some(redb::StorageError::PreviousIo))
-                    || e.chain().any(|c| c.to_string().contains("previous I/O error"))
+                if matches!(
+                    e.downcast_ref::<redb::StorageError>(),
+                    Some(redb::StorageError::PreviousIo)
+                ) || e
+                    .chain()
+                    .any(|c| c.to_string().contains("previous I/O error"))
                 {
                     // redb refuses all further writes after an I/O error; a
                     // restart (init restarts us) reopens the database.
-                    tracing::error!("queue: the database must be reopened after an I/O error; exiting");
+                    tracing::error!(
+                        "queue: the database must be reopened after an I/O error; exiting"
+                    );
                     std::process::exit(75);
                 }
             }
@@ -391,7 +434,9 @@ impl Writer {
     fn apply_results(&self, env: &mut Envelope, results: &[(usize, Outcome)]) {
         let now = now_secs();
         for (index, outcome) in results {
-            let Some(r) = env.recipients.get_mut(*index) else { continue };
+            let Some(r) = env.recipients.get_mut(*index) else {
+                continue;
+            };
             if r.status != Status::Pending {
                 continue;
             }
@@ -431,11 +476,19 @@ impl Writer {
             }
             Admin::Release(_) => {
                 env.held = false;
-                for r in env.recipients.iter_mut().filter(|r| r.status == Status::Pending) {
+                for r in env
+                    .recipients
+                    .iter_mut()
+                    .filter(|r| r.status == Status::Pending)
+                {
                     r.next_attempt = 0;
                 }
                 envelopes.insert(id.0, postcard::to_stdvec(&env)?.as_slice())?;
-                schedule.push(Schedule::Due { id, due: 0, fresh: None });
+                schedule.push(Schedule::Due {
+                    id,
+                    due: 0,
+                    fresh: None,
+                });
                 Ok(format!("{id}: released"))
             }
             Admin::Delete(_) => {
@@ -548,7 +601,10 @@ mod tests {
     async fn no_room_means_disk_full_not_accepted() {
         let t = tempfile::tempdir().unwrap();
         let q = Queue::open(t.path(), u64::MAX / 4, policy(), None).unwrap();
-        assert_eq!(q.intake(envelope(1), vec![0; 10]).await, Err(IntakeError::DiskFull));
+        assert_eq!(
+            q.intake(envelope(1), vec![0; 10]).await,
+            Err(IntakeError::DiskFull)
+        );
         assert!(q.list().unwrap().is_empty());
     }
 }

@@ -100,9 +100,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Role::Mx => "mx",
         };
         tracing::info!("listening on {bound} for {role}");
-        accept_tasks.push(tokio::spawn(accept_loop(listener, shared.clone(), stop_rx.clone())));
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
     }
-    tracing::info!("mta {} started for {}", env!("CARGO_PKG_VERSION"), config.domains.join(", "));
+    tracing::info!(
+        "mta {} started for {}",
+        env!("CARGO_PKG_VERSION"),
+        config.domains.join(", ")
+    );
 
     wait_for_stop_signal().await;
     tracing::info!("stopping: no new connections, waiting for sessions");
@@ -146,7 +154,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
         tokio::spawn(async move {
             let Some(_slot) = Slot::take(&shared, peer.ip()) else {
                 let mut stream = stream;
-                let text = format!("421 4.7.0 {} Error: too many connections\r\n", shared.session.hostname);
+                let text = format!(
+                    "421 4.7.0 {} Error: too many connections\r\n",
+                    shared.session.hostname
+                );
                 let _ = stream.write_all(text.as_bytes()).await;
                 tracing::info!("refused {peer}: too many connections");
                 return;
@@ -227,7 +238,12 @@ impl Conn {
     }
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let mut conn = Conn::Plain(stream);
     let mut session = Session::new(shared.session.clone(), shared.directory.clone(), peer.ip());
     let mut buf = vec![0u8; 64 * 1024];
@@ -272,10 +288,17 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, mut stop: 
                 let from = submission.envelope.from.clone();
                 let size = submission.body.len();
                 let nrcpt = submission.envelope.recipients.len();
-                let outcome = shared.queue.intake(submission.envelope, submission.body).await;
+                let outcome = shared
+                    .queue
+                    .intake(submission.envelope, submission.body)
+                    .await;
                 match &outcome {
-                    Ok(()) => tracing::info!("{id}: client={peer}, from=<{from}>, size={size}, nrcpt={nrcpt} (queued)"),
-                    Err(e) => tracing::warn!("{id}: client={peer}, from=<{from}>: not queued: {e:?}"),
+                    Ok(()) => tracing::info!(
+                        "{id}: client={peer}, from=<{from}>, size={size}, nrcpt={nrcpt} (queued)"
+                    ),
+                    Err(e) => {
+                        tracing::warn!("{id}: client={peer}, from=<{from}>: not queued: {e:?}")
+                    }
                 }
                 session.submitted(id, outcome);
             }
@@ -283,7 +306,9 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, mut stop: 
                 let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
                     return Ok(());
                 };
-                let handshake = tokio::time::timeout(shared.session.command_timeout, shared.tls.accept(tcp)).await;
+                let handshake =
+                    tokio::time::timeout(shared.session.command_timeout, shared.tls.accept(tcp))
+                        .await;
                 match handshake {
                     Ok(Ok(tls)) => {
                         let (_, state) = tls.get_ref();

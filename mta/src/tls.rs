@@ -34,7 +34,13 @@ pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .with_context(|| format!("{} does not match {}", key_path.display(), cert_path.display()))?;
+        .with_context(|| {
+            format!(
+                "{} does not match {}",
+                key_path.display(),
+                cert_path.display()
+            )
+        })?;
     Ok(Arc::new(server))
 }
 
@@ -49,9 +55,17 @@ pub fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let generated = rcgen::generate_simple_self_signed(vec![config.hostname.clone()])
         .context("generating a self-signed certificate")?;
-    write_atomically(&key, generated.signing_key.serialize_pem().as_bytes(), 0o600)?;
+    write_atomically(
+        &key,
+        generated.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     write_atomically(&cert, generated.cert.pem().as_bytes(), 0o644)?;
-    tracing::info!("generated a self-signed certificate for {} in {}", config.hostname, cert.display());
+    tracing::info!(
+        "generated a self-signed certificate for {} in {}",
+        config.hostname,
+        cert.display()
+    );
     Ok((cert, key))
 }
 
@@ -68,7 +82,8 @@ pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<(
         .with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(data)?;
     f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     crate::maildir::sync_dir(dir)?;
     Ok(())
 }

@@ -20,20 +20,27 @@ const RECIPIENTS: [&str; 2] = ["alice@example.org", "bob@example.org"];
 
 /// One client: sends marked messages until told to stop, reconnecting to
 /// wherever the server currently listens. Returns (acknowledged, attempted).
-fn client(n: usize, addr: Arc<Mutex<SocketAddr>>, stop: Arc<AtomicBool>) -> (Vec<String>, Vec<String>) {
+fn client(
+    n: usize,
+    addr: Arc<Mutex<SocketAddr>>,
+    stop: Arc<AtomicBool>,
+) -> (Vec<String>, Vec<String>) {
     let mut acked = Vec::new();
     let mut attempted = Vec::new();
     let mut seq = 0;
     while !stop.load(Ordering::SeqCst) {
         let target = *addr.lock().unwrap();
-        let Ok(stream) = std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500)) else {
+        let Ok(stream) = std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500))
+        else {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
         drop(stream);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut c = Client::connect(target);
-            c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             let greeting = c.try_reply()?;
             if greeting.code != 220 {
                 return None;
@@ -57,7 +64,10 @@ fn client(n: usize, addr: Arc<Mutex<SocketAddr>>, stop: Arc<AtomicBool>) -> (Vec
                         return None;
                     }
                 }
-                let body = format!("Subject: {marker}\r\nX-Marker: {marker}\r\n\r\n{}\r\n.\r\n", "payload ".repeat(100));
+                let body = format!(
+                    "Subject: {marker}\r\nX-Marker: {marker}\r\n\r\n{}\r\n.\r\n",
+                    "payload ".repeat(100)
+                );
                 c.send(body.as_bytes());
                 let r = c.try_reply()?;
                 if r.code == 250 && r.text.contains("queued as") {
@@ -101,7 +111,11 @@ fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
         acked.extend(a);
         attempted.extend(t);
     }
-    assert!(acked.len() > 50, "the load was too light to mean anything: {} acknowledged", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the load was too light to mean anything: {} acknowledged",
+        acked.len()
+    );
 
     // Wait until the queue has drained, then count.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -122,7 +136,11 @@ fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
                 .find_map(|l| l.strip_prefix("X-Marker: "))
                 .unwrap_or_else(|| panic!("{} has no marker:\n{text}", file.display()))
                 .to_string();
-            assert!(text.ends_with(&format!("{}\n", "payload ".repeat(100))), "truncated: {}", file.display());
+            assert!(
+                text.ends_with(&format!("{}\n", "payload ".repeat(100))),
+                "truncated: {}",
+                file.display()
+            );
             *seen.entry(marker).or_default() += 1;
         }
         for (m, n) in &seen {
@@ -130,9 +148,19 @@ fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
             assert_eq!(*n, 1, "{rcpt}: {m} delivered {n} times");
         }
         for m in &acked {
-            assert_eq!(seen.get(m).copied().unwrap_or(0), 1, "{rcpt}: acknowledged {m} delivered {:?} times", seen.get(m));
+            assert_eq!(
+                seen.get(m).copied().unwrap_or(0),
+                1,
+                "{rcpt}: acknowledged {m} delivered {:?} times",
+                seen.get(m)
+            );
         }
         // Leftovers in tmp/ are allowed (a kill mid-write), but never in new/ half-written.
-        eprintln!("{rcpt}: {} acknowledged, {} delivered, {} attempted", acked.len(), seen.len(), attempted.len());
+        eprintln!(
+            "{rcpt}: {} acknowledged, {} delivered, {} attempted",
+            acked.len(),
+            seen.len(),
+            attempted.len()
+        );
     }
 }

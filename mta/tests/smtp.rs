@@ -23,7 +23,10 @@ fn message_lands_in_the_maildir_byte_for_byte_with_trace_headers() {
     let stored = std::fs::read(&files[0]).unwrap();
     let text = String::from_utf8_lossy(&stored);
     assert!(text.starts_with("Return-Path: <x@sender.example>\nDelivered-To: alice@example.org\nReceived: from client.example ([127.0.0.1])\n"), "{text}");
-    assert!(text.contains("by mx.example.org (Mailbox) with ESMTP id"), "{text}");
+    assert!(
+        text.contains("by mx.example.org (Mailbox) with ESMTP id"),
+        "{text}"
+    );
     assert_eq!(original_of(&stored), MESSAGE);
     // Maildir name: unique, with the size of the file.
     let name = files[0].file_name().unwrap().to_string_lossy().to_string();
@@ -75,26 +78,32 @@ fn starttls_with_a_rustls_client_then_mail() {
     let tcp = c.stream.try_clone().unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let mut reader_lines = Vec::new();
-    let mut talk = |tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, line: &str| -> u16 {
-        tls.write_all(line.as_bytes()).unwrap();
-        tls.flush().unwrap();
-        let mut r = BufReader::new(&mut *tls);
-        loop {
-            let mut l = String::new();
-            r.read_line(&mut l).unwrap();
-            reader_lines.push(l.clone());
-            if l.as_bytes().get(3) == Some(&b' ') {
-                return l[..3].parse().unwrap();
+    let mut talk =
+        |tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+         line: &str|
+         -> u16 {
+            tls.write_all(line.as_bytes()).unwrap();
+            tls.flush().unwrap();
+            let mut r = BufReader::new(&mut *tls);
+            loop {
+                let mut l = String::new();
+                r.read_line(&mut l).unwrap();
+                reader_lines.push(l.clone());
+                if l.as_bytes().get(3) == Some(&b' ') {
+                    return l[..3].parse().unwrap();
+                }
             }
-        }
-    };
+        };
     assert_eq!(talk(&mut tls, "EHLO client.example\r\n"), 250);
     assert_eq!(talk(&mut tls, "MAIL FROM:<x@sender.example>\r\n"), 250);
     assert_eq!(talk(&mut tls, "RCPT TO:<alice@example.org>\r\n"), 250);
     assert_eq!(talk(&mut tls, "DATA\r\n"), 354);
     assert_eq!(talk(&mut tls, "Subject: tls\r\n\r\nsecret\r\n.\r\n"), 250);
     assert_eq!(talk(&mut tls, "QUIT\r\n"), 221);
-    assert!(!reader_lines.iter().any(|l| l.contains("STARTTLS")), "STARTTLS offered inside TLS");
+    assert!(
+        !reader_lines.iter().any(|l| l.contains("STARTTLS")),
+        "STARTTLS offered inside TLS"
+    );
     let files = s.wait_for_mail("alice@example.org", 1);
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(text.contains("with ESMTPS id"), "{text}");
@@ -189,11 +198,19 @@ fn oversize_messages_are_refused_and_the_session_continues() {
     let mut c = Client::greeted(s.addr);
     let ehlo = c.cmd("EHLO client.example");
     assert!(ehlo.text.contains("SIZE 1000"), "{ehlo:?}");
-    assert!(c.cmd("MAIL FROM:<x@sender.example> SIZE=5000").text.starts_with("552 5.3.4"));
+    assert!(
+        c.cmd("MAIL FROM:<x@sender.example> SIZE=5000")
+            .text
+            .starts_with("552 5.3.4")
+    );
     let big = format!("Subject: big\r\n\r\n{}", "0123456789\r\n".repeat(200));
     let r = c.send_mail("x@sender.example", &["alice@example.org"], &big);
     assert!(r.text.starts_with("552 5.3.4"), "{r:?}");
-    let r = c.send_mail("x@sender.example", &["alice@example.org"], "Subject: small\r\n\r\nok\r\n");
+    let r = c.send_mail(
+        "x@sender.example",
+        &["alice@example.org"],
+        "Subject: small\r\n\r\nok\r\n",
+    );
     assert_eq!(r.code, 250);
     assert_eq!(s.wait_for_mail("alice@example.org", 1).len(), 1);
 }
@@ -206,7 +223,11 @@ fn too_many_recipients_is_452() {
     c.cmd("MAIL FROM:<x@sender.example>");
     assert_eq!(c.cmd("RCPT TO:<alice@example.org>").code, 250);
     assert_eq!(c.cmd("RCPT TO:<bob@example.org>").code, 250);
-    assert!(c.cmd("RCPT TO:<both@example.org>").text.starts_with("452 4.5.3"));
+    assert!(
+        c.cmd("RCPT TO:<both@example.org>")
+            .text
+            .starts_with("452 4.5.3")
+    );
 }
 
 #[test]
@@ -262,7 +283,11 @@ fn connections_per_ip_are_limited() {
 fn helo_is_required_and_vrfy_does_not_enumerate() {
     let s = Server::start("");
     let mut c = Client::greeted(s.addr);
-    assert!(c.cmd("MAIL FROM:<x@sender.example>").text.starts_with("503 5.5.1"));
+    assert!(
+        c.cmd("MAIL FROM:<x@sender.example>")
+            .text
+            .starts_with("503 5.5.1")
+    );
     c.cmd("HELO client.example");
     assert_eq!(c.cmd("VRFY alice@example.org").code, 252);
     assert_eq!(c.cmd("VRFY nobody@example.org").code, 252);
@@ -278,18 +303,41 @@ fn aliases_plus_addresses_and_duplicates() {
     c.cmd("EHLO client.example");
     let r = c.send_mail(
         "x@sender.example",
-        &["both@example.org", "alice+news@example.org", "Alice@Example.org"],
+        &[
+            "both@example.org",
+            "alice+news@example.org",
+            "Alice@Example.org",
+        ],
         "Subject: fan-out\r\n\r\nx\r\n",
     );
     assert_eq!(r.code, 250);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(s.wait_for_mail("alice@example.org", 1).len(), 1, "alice gets one copy");
-    assert_eq!(s.wait_for_mail("bob@example.org", 1).len(), 1, "bob gets one copy");
-    let r = c.send_mail("x@sender.example", &["alice+news@example.org"], "Subject: plus\r\n\r\nx\r\n");
+    assert_eq!(
+        s.wait_for_mail("alice@example.org", 1).len(),
+        1,
+        "alice gets one copy"
+    );
+    assert_eq!(
+        s.wait_for_mail("bob@example.org", 1).len(),
+        1,
+        "bob gets one copy"
+    );
+    let r = c.send_mail(
+        "x@sender.example",
+        &["alice+news@example.org"],
+        "Subject: plus\r\n\r\nx\r\n",
+    );
     assert_eq!(r.code, 250);
     let files = s.wait_for_mail("alice@example.org", 2);
-    let plus = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).find(|t| t.contains("Subject: plus")).unwrap();
-    assert!(plus.contains("Delivered-To: alice+news@example.org\n"), "{plus}");
+    let plus = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .find(|t| t.contains("Subject: plus"))
+        .unwrap();
+    assert!(
+        plus.contains("Delivered-To: alice+news@example.org\n"),
+        "{plus}"
+    );
 }
 
 #[test]
@@ -298,7 +346,11 @@ fn full_disk_answers_452_and_keeps_nothing() {
     let s = Server::start("[limits]\nmin_free_space = \"1000000G\"\n");
     let mut c = Client::greeted(s.addr);
     c.cmd("EHLO client.example");
-    let r = c.send_mail("x@sender.example", &["alice@example.org"], "Subject: x\r\n\r\nx\r\n");
+    let r = c.send_mail(
+        "x@sender.example",
+        &["alice@example.org"],
+        "Subject: x\r\n\r\nx\r\n",
+    );
     assert!(r.text.starts_with("452 4.3.1"), "{r:?}");
     let (ok, list) = s.queue(&["list"]);
     assert!(ok && list.contains("the queue is empty"), "{list}");
@@ -313,7 +365,11 @@ fn temporary_delivery_failure_is_retried_after_flush() {
     std::fs::write(&blocker, b"in the way").unwrap();
     let mut c = Client::greeted(s.addr);
     c.cmd("EHLO client.example");
-    let r = c.send_mail("x@sender.example", &["bob@example.org"], "Subject: later\r\n\r\nx\r\n");
+    let r = c.send_mail(
+        "x@sender.example",
+        &["bob@example.org"],
+        "Subject: later\r\n\r\nx\r\n",
+    );
     assert_eq!(r.code, 250);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -330,7 +386,11 @@ fn temporary_delivery_failure_is_retried_after_flush() {
     let (ok, out) = s.queue(&["flush"]);
     assert!(ok, "{out}");
     let files = s.wait_for_mail("bob@example.org", 1);
-    assert!(std::fs::read_to_string(&files[0]).unwrap().contains("Subject: later"));
+    assert!(
+        std::fs::read_to_string(&files[0])
+            .unwrap()
+            .contains("Subject: later")
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !s.queue(&["list"]).1.contains("the queue is empty") {
         assert!(std::time::Instant::now() < deadline);
@@ -344,12 +404,25 @@ fn queue_cli_lists_shows_holds_releases_and_deletes_while_running() {
     let mut c = Client::greeted(s.addr);
     c.cmd("EHLO client.example");
     // friend@ forwards to another domain, which stays queued in this version.
-    let r = c.send_mail("x@sender.example", &["friend@example.org"], "Subject: queued\r\n\r\nx\r\n");
+    let r = c.send_mail(
+        "x@sender.example",
+        &["friend@example.org"],
+        "Subject: queued\r\n\r\nx\r\n",
+    );
     assert_eq!(r.code, 250);
-    let id = r.text.split("queued as ").nth(1).unwrap().trim().to_string();
+    let id = r
+        .text
+        .split("queued as ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
     std::thread::sleep(Duration::from_millis(300));
     let (ok, list) = s.queue(&["list"]);
-    assert!(ok && list.contains(&id) && list.contains("someone@elsewhere.example"), "{list}");
+    assert!(
+        ok && list.contains(&id) && list.contains("someone@elsewhere.example"),
+        "{list}"
+    );
     let (ok, show) = s.queue(&["show", &id]);
     assert!(ok && show.contains("Subject: queued"), "{show}");
     let (ok, out) = s.queue(&["hold", &id]);
@@ -368,16 +441,34 @@ fn queue_cli_lists_shows_holds_releases_and_deletes_while_running() {
 fn swaks_delivers_with_starttls() {
     let s = Server::start("");
     let out = Command::new("swaks")
-        .args(["--server", &s.addr.to_string(), "--from", "x@sender.example", "--to", "alice@example.org"])
-        .args(["--tls", "--header", "Subject: from swaks", "--body", "sent by swaks"])
+        .args([
+            "--server",
+            &s.addr.to_string(),
+            "--from",
+            "x@sender.example",
+            "--to",
+            "alice@example.org",
+        ])
+        .args([
+            "--tls",
+            "--header",
+            "Subject: from swaks",
+            "--body",
+            "sent by swaks",
+        ])
         .output()
-        .expect("swaks is needed for this test: `cargo xtask test` installs it (apt-get install swaks)");
+        .expect(
+            "swaks is needed for this test: `cargo xtask test` installs it (apt-get install swaks)",
+        );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("250 2.0.0 Ok: queued as"), "{text}");
     let files = s.wait_for_mail("alice@example.org", 1);
     let stored = std::fs::read_to_string(&files[0]).unwrap();
-    assert!(stored.contains("Subject: from swaks") && stored.contains("sent by swaks"), "{stored}");
+    assert!(
+        stored.contains("Subject: from swaks") && stored.contains("sent by swaks"),
+        "{stored}"
+    );
     assert!(stored.contains("with ESMTPS"), "{stored}");
 }
 
@@ -407,10 +498,17 @@ print("sent")
         .arg(s.addr.port().to_string())
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let files = s.wait_for_mail("alice@example.org", 1);
     let stored = std::fs::read_to_string(&files[0]).unwrap();
-    assert!(stored.contains("Return-Path: <jöran@sender.example>"), "{stored}");
+    assert!(
+        stored.contains("Return-Path: <jöran@sender.example>"),
+        "{stored}"
+    );
     assert!(stored.contains("with UTF8ESMTPS"), "{stored}");
     assert!(stored.contains("hej då"), "{stored}");
 }
@@ -424,13 +522,24 @@ fn check_config_reports_problems_with_lines() {
         "hostname = \"mx.example.org\"\ndata_dir = \"/d\"\ndomains = [\"example.org\"]\n[[accounts]]\naddress = \"alice@example.org\"\npassword = \"plaintext\"\n",
     )
     .unwrap();
-    let out = Command::new(common::MTA).args(["check-config", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(common::MTA)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:6:"), "{err}");
     assert!(err.contains("mta hash-password"), "{err}");
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
-    let out = Command::new(common::MTA).args(["check-config", "--config", example]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(common::MTA)
+        .args(["check-config", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,1 +1,145 @@
-fn main() {}
+//! `cargo xtask …`: every build, test, run and benchmark step of Mailbox, in
+//! Rust rather than shell scripts.
+//!
+//! - `cargo xtask run`   runs the appliance (for now: the MTA natively, on a
+//!   throw-away data directory, until the image and QEMU boot exist)
+//! - `cargo xtask test`  installs what the tests need, then fmt, clippy and
+//!   every test
+//! - `cargo xtask bench` the SMTP load generator (see `bench.rs`)
+
+mod bench;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use argh::FromArgs;
+
+/// Mailbox build, test and benchmark tasks.
+#[derive(FromArgs)]
+struct Args {
+    #[argh(subcommand)]
+    command: Task,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Task {
+    Run(Run),
+    Test(Test),
+    Bench(bench::Bench),
+}
+
+/// run Mailbox on this machine with a throw-away data directory
+#[derive(FromArgs)]
+#[argh(subcommand, name = "run")]
+struct Run {
+    /// SMTP port to listen on (default 2525)
+    #[argh(option, default = "2525")]
+    port: u16,
+}
+
+/// install test tools, then check formatting, lints and run every test
+#[derive(FromArgs)]
+#[argh(subcommand, name = "test")]
+struct Test {
+    /// skip cargo fmt and clippy
+    #[argh(switch)]
+    no_lint: bool,
+}
+
+fn main() {
+    let args: Args = argh::from_env();
+    let result = match args.command {
+        Task::Run(r) => run(r),
+        Task::Test(t) => test(t),
+        Task::Bench(b) => bench::bench(b),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workspace root (the parent of xtask/).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, failing with its command line when it fails.
+pub fn check(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("$ {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(t: Test) -> anyhow::Result<()> {
+    tools::ensure_test_tools()?;
+    if !t.no_lint {
+        check(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        check(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    check(cargo().args(["test", "--workspace"]))?;
+    Ok(())
+}
+
+fn run(r: Run) -> anyhow::Result<()> {
+    check(cargo().args(["build", "--release", "-p", "mta"]))?;
+    let dir = root().join("target/run");
+    std::fs::create_dir_all(&dir)?;
+    let data = dir.join("data");
+    let config = dir.join("mailbox.toml");
+    let example = std::fs::read_to_string(root().join("mta/config.example.toml"))?;
+    let text = example
+        .replace(
+            "data_dir = \"/data\"",
+            &format!("data_dir = \"{}\"", data.display()),
+        )
+        .replace("\"0.0.0.0:25\"", &format!("\"127.0.0.1:{}\"", r.port));
+    std::fs::write(&config, text)?;
+    let mta = root().join("target/release/mta");
+    eprintln!(
+        "\nMailbox's MTA is starting with {} (data in {}).\n\
+         Send it mail, for example:\n\n  \
+         swaks --server 127.0.0.1:{} --to alice@example.org --tls\n\n\
+         Delivered mail appears under {}/mail/example.org/alice/new/.\n\
+         Inspect the queue with: {} queue --config {} list\n\
+         Stop with Ctrl-C.\n",
+        config.display(),
+        data.display(),
+        r.port,
+        data.display(),
+        mta.display(),
+        config.display()
+    );
+    let status = Command::new(&mta)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .status()?;
+    if !status.success() && status.code().is_some() {
+        bail!("mta exited with {status}");
+    }
+    Ok(())
+}

@@ -187,7 +187,10 @@ impl Session {
 
     /// The server is stopping; only called between commands.
     pub fn shutdown(&mut self) {
-        let text = format!("{} Service shutting down, try again later", self.cfg.hostname);
+        let text = format!(
+            "{} Service shutting down, try again later",
+            self.cfg.hostname
+        );
         self.raw_reply(421, "4.3.2", text);
         self.state = State::Closed;
     }
@@ -218,8 +221,12 @@ impl Session {
         self.state = State::Command;
         match outcome {
             Ok(()) => self.reply(250, "2.0.0", format!("Ok: queued as {id}")),
-            Err(IntakeError::DiskFull) => self.reply(452, "4.3.1", "Insufficient system storage".into()),
-            Err(IntakeError::Failed) => self.reply(451, "4.3.0", "Error: queue file write error".into()),
+            Err(IntakeError::DiskFull) => {
+                self.reply(452, "4.3.1", "Insufficient system storage".into())
+            }
+            Err(IntakeError::Failed) => {
+                self.reply(451, "4.3.0", "Error: queue file write error".into())
+            }
         }
     }
 
@@ -256,7 +263,8 @@ impl Session {
         while let Some(line) = lines.next() {
             let sep = if lines.peek().is_some() { '-' } else { ' ' };
             if enhanced.is_empty() {
-                self.output.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
+                self.output
+                    .extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
             } else {
                 self.output
                     .extend_from_slice(format!("{code}{sep}{enhanced} {line}\r\n").as_bytes());
@@ -346,11 +354,19 @@ impl Session {
                 } else {
                     // RFC 5321 §3.5.3: 252 neither confirms nor denies, so
                     // VRFY cannot be used to enumerate accounts.
-                    self.reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery".into());
+                    self.reply(
+                        252,
+                        "2.0.0",
+                        "Cannot VRFY user, but will accept message and attempt delivery".into(),
+                    );
                 }
             }
             "EXPN" => self.reply(502, "5.5.1", "Error: EXPN is not available".into()),
-            "HELP" => self.reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS".into()),
+            "HELP" => self.reply(
+                214,
+                "2.0.0",
+                "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS".into(),
+            ),
             "STARTTLS" => return self.starttls(arg),
             // A web browser or proxy pointed at port 25 (Postfix's
             // smtpd_forbidden_commands).
@@ -378,7 +394,10 @@ impl Session {
             self.raw_reply(250, "", self.cfg.hostname.clone());
             return;
         }
-        let mut lines = vec![format!("{} Hello {} [{}]", self.cfg.hostname, name, self.peer)];
+        let mut lines = vec![format!(
+            "{} Hello {} [{}]",
+            self.cfg.hostname, name, self.peer
+        )];
         lines.push("PIPELINING".into());
         lines.push(format!("SIZE {}", self.cfg.max_message_size));
         if self.cfg.tls_available && self.tls.is_none() {
@@ -421,7 +440,11 @@ impl Session {
                 },
                 "BODY" => {
                     if !matches!(value.to_ascii_uppercase().as_str(), "7BIT" | "8BITMIME") {
-                        return self.reply(555, "5.5.4", format!("Unsupported BODY type {value:?}"));
+                        return self.reply(
+                            555,
+                            "5.5.4",
+                            format!("Unsupported BODY type {value:?}"),
+                        );
                     }
                 }
                 "SMTPUTF8" if value.is_empty() => smtputf8 = true,
@@ -433,9 +456,15 @@ impl Session {
             Some(text) => match Address::parse(text, smtputf8) {
                 Ok(a) => Some(a),
                 Err(AddressError::NeedsUtf8) => {
-                    return self.reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter".into());
+                    return self.reply(
+                        553,
+                        "5.6.7",
+                        "Non-ASCII address needs the SMTPUTF8 parameter".into(),
+                    );
                 }
-                Err(e) => return self.reply(501, "5.1.7", format!("Bad sender address syntax: {e}")),
+                Err(e) => {
+                    return self.reply(501, "5.1.7", format!("Bad sender address syntax: {e}"));
+                }
             },
         };
         self.tx = Some(Transaction {
@@ -462,15 +491,25 @@ impl Session {
         let path = match split_path(path) {
             Ok(p) => p,
             Err(AddressError::SourceRoute) => {
-                return self.reply(554, "5.7.1", "Relay access denied: source routes are not accepted".into());
+                return self.reply(
+                    554,
+                    "5.7.1",
+                    "Relay access denied: source routes are not accepted".into(),
+                );
             }
-            Err(e) => return self.reply(501, "5.1.3", format!("Bad recipient address syntax: {e}")),
+            Err(e) => {
+                return self.reply(501, "5.1.3", format!("Bad recipient address syntax: {e}"));
+            }
         };
         if !path.params.is_empty() {
             return self.reply(555, "5.5.4", format!("Unsupported option: {}", path.params));
         }
         let Some(text) = path.address else {
-            return self.reply(501, "5.1.3", "Bad recipient address syntax: empty path".into());
+            return self.reply(
+                501,
+                "5.1.3",
+                "Bad recipient address syntax: empty path".into(),
+            );
         };
         // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
         let text = if text.eq_ignore_ascii_case("postmaster") {
@@ -484,15 +523,25 @@ impl Session {
         let address = match Address::parse(&text, smtputf8) {
             Ok(a) => a,
             Err(AddressError::NeedsUtf8) => {
-                return self.reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter".into());
+                return self.reply(
+                    553,
+                    "5.6.7",
+                    "Non-ASCII address needs the SMTPUTF8 parameter".into(),
+                );
             }
             Err(e @ (AddressError::QuotedAt | AddressError::RoutingCharacters)) => {
                 return self.reply(554, "5.7.1", format!("Relay access denied: {e}"));
             }
-            Err(e) => return self.reply(501, "5.1.3", format!("Bad recipient address syntax: {e}")),
+            Err(e) => {
+                return self.reply(501, "5.1.3", format!("Bad recipient address syntax: {e}"));
+            }
         };
         if let Some(e) = address.routing_trick() {
-            return self.reply(554, "5.7.1", format!("<{address}>: Relay access denied: {e}"));
+            return self.reply(
+                554,
+                "5.7.1",
+                format!("<{address}>: Relay access denied: {e}"),
+            );
         }
         if count >= self.cfg.max_recipients {
             return self.reply(452, "4.5.3", "Error: too many recipients".into());
@@ -505,7 +554,9 @@ impl Session {
                 }
                 self.reply(250, "2.1.5", "Ok".into());
             }
-            Ok(Lookup::NotLocal) => self.reply(554, "5.7.1", format!("<{address}>: Relay access denied")),
+            Ok(Lookup::NotLocal) => {
+                self.reply(554, "5.7.1", format!("<{address}>: Relay access denied"))
+            }
             Ok(Lookup::Unknown) => self.reply(
                 550,
                 "5.1.1",
@@ -513,7 +564,11 @@ impl Session {
             ),
             Err(e) => {
                 tracing::error!(recipient = %address, "configuration error: {e}");
-                self.reply(451, "4.3.0", format!("<{address}>: Temporary lookup failure"))
+                self.reply(
+                    451,
+                    "4.3.0",
+                    format!("<{address}>: Temporary lookup failure"),
+                )
             }
         }
     }
@@ -555,7 +610,9 @@ impl Session {
         };
         let refused = match &mut self.tx {
             None => Some((503, "5.5.1", "Error: need MAIL command".to_string())),
-            Some(tx) if tx.recipients.is_empty() => Some((503, "5.5.1", "Error: need RCPT command".to_string())),
+            Some(tx) if tx.recipients.is_empty() => {
+                Some((503, "5.5.1", "Error: need RCPT command".to_string()))
+            }
             Some(tx) => {
                 tx.chunked = true;
                 None
@@ -595,7 +652,9 @@ impl Session {
     /// Scans DATA input: dot-unstuffing, end marker, bare CR/LF, line and
     /// size limits.
     fn data(&mut self) -> Option<Step> {
-        let State::Data(scan) = &mut self.state else { unreachable!() };
+        let State::Data(scan) = &mut self.state else {
+            unreachable!()
+        };
         let tx = self.tx.as_mut().expect("DATA state has a transaction");
         loop {
             if self.input.is_empty() {
@@ -612,8 +671,14 @@ impl Session {
                     self.input.drain(..3);
                     return Some(self.end_of_message());
                 }
-                if self.input.starts_with(b".\n") || self.input.starts_with(b".\r") && self.input[1..].first() != Some(&b'\n') {
-                    return Some(self.close_with(521, "5.5.2", "Error: bare <LF> or <CR> in the end-of-data marker"));
+                if self.input.starts_with(b".\n")
+                    || self.input.starts_with(b".\r") && self.input[1..].first() != Some(&b'\n')
+                {
+                    return Some(self.close_with(
+                        521,
+                        "5.5.2",
+                        "Error: bare <LF> or <CR> in the end-of-data marker",
+                    ));
                 }
                 // Dot-stuffing (RFC 5321 §4.5.2): drop the first dot.
                 self.input.drain(..1);
@@ -625,16 +690,22 @@ impl Session {
             let segment_end = lf.map_or(self.input.len(), |i| i + 1);
             let segment = &self.input[..segment_end];
             // A CR is only allowed right before LF.
-            let bare_cr = segment.iter().enumerate().any(|(i, &b)| {
-                b == b'\r' && i + 1 < segment.len() && segment[i + 1] != b'\n'
-            }) || (scan.prev_cr && segment[0] != b'\n');
+            let bare_cr = segment
+                .iter()
+                .enumerate()
+                .any(|(i, &b)| b == b'\r' && i + 1 < segment.len() && segment[i + 1] != b'\n')
+                || (scan.prev_cr && segment[0] != b'\n');
             let bare_lf = match lf {
                 Some(0) => !scan.prev_cr,
                 Some(i) => segment[i - 1] != b'\r',
                 None => false,
             };
             if bare_cr || bare_lf {
-                let what = if bare_lf { "Error: bare <LF> received" } else { "Error: bare <CR> received" };
+                let what = if bare_lf {
+                    "Error: bare <LF> received"
+                } else {
+                    "Error: bare <CR> received"
+                };
                 return Some(self.close_with(521, "5.5.2", what));
             }
             scan.line_len += segment.len();
@@ -659,7 +730,9 @@ impl Session {
     }
 
     fn bdat(&mut self) -> Option<Step> {
-        let State::Bdat(chunk) = &mut self.state else { unreachable!() };
+        let State::Bdat(chunk) = &mut self.state else {
+            unreachable!()
+        };
         let take = chunk.remaining.min(self.input.len() as u64) as usize;
         if chunk.refused.is_none() {
             let tx = self.tx.as_mut().expect("accepted BDAT has a transaction");
@@ -709,7 +782,10 @@ impl Session {
             self.reply(
                 550,
                 "5.6.0",
-                format!("Message has a line longer than {} octets (RFC 5321 4.5.3.1.6)", MAX_TEXT_LINE - 2),
+                format!(
+                    "Message has a line longer than {} octets (RFC 5321 4.5.3.1.6)",
+                    MAX_TEXT_LINE - 2
+                ),
             );
             return self.after_reply();
         }
@@ -723,12 +799,13 @@ impl Session {
         let recipients = tx
             .recipients
             .iter()
-            .flat_map(|(original, targets)| {
-                targets.iter().map(move |t| (original, t))
-            })
+            .flat_map(|(original, targets)| targets.iter().map(move |t| (original, t)))
             .fold(Vec::<Recipient>::new(), |mut acc, (original, target)| {
                 // The same mailbox reached through several recipients gets one copy.
-                if !acc.iter().any(|r| &r.target == target || same_account(&r.target, target)) {
+                if !acc
+                    .iter()
+                    .any(|r| &r.target == target || same_account(&r.target, target))
+                {
                     acc.push(Recipient {
                         original: original.to_string(),
                         target: target.clone(),
@@ -784,7 +861,10 @@ impl Session {
         if let Some(tls) = &self.tls {
             h.push_str(&format!("\t(using {tls})\r\n"));
         }
-        h.push_str(&format!("\tby {} (Mailbox) with {proto} id {id}", self.cfg.hostname));
+        h.push_str(&format!(
+            "\tby {} (Mailbox) with {proto} id {id}",
+            self.cfg.hostname
+        ));
         // Like Postfix, name the recipient only when there is exactly one, so
         // a copy does not reveal the other (Bcc) recipients.
         if let [(rcpt, _)] = tx.recipients.as_slice() {
@@ -802,14 +882,21 @@ fn same_account(a: &Target, b: &Target) -> bool {
 
 fn sanitize_header_word(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() || c == '(' || c == ')' { '?' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '(' || c == ')' {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
 /// `FROM:<…>` / `TO:<…>`, case-insensitively, allowing a space after the colon.
 fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
     let head = arg.get(..keyword.len())?;
-    head.eq_ignore_ascii_case(keyword).then(|| arg[keyword.len()..].trim_start())
+    head.eq_ignore_ascii_case(keyword)
+        .then(|| arg[keyword.len()..].trim_start())
 }
 
 #[cfg(test)]

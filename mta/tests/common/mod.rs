@@ -86,7 +86,12 @@ impl Server {
     /// Files in `new/` of an account's Maildir.
     pub fn maildir(&self, account: &str) -> Vec<PathBuf> {
         let (local, domain) = account.split_once('@').unwrap();
-        let dir = self.data().join("mail").join(domain).join(local).join("new");
+        let dir = self
+            .data()
+            .join("mail")
+            .join(domain)
+            .join(local)
+            .join("new");
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
             Err(_) => Vec::new(),
@@ -103,7 +108,11 @@ impl Server {
             if files.len() >= n {
                 return files;
             }
-            assert!(Instant::now() < deadline, "{account} has {} messages, expected {n}", files.len());
+            assert!(
+                Instant::now() < deadline,
+                "{account} has {} messages, expected {n}",
+                files.len()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -186,7 +195,9 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         Client { stream, reader }
     }
@@ -204,7 +215,8 @@ impl Client {
     }
 
     pub fn reply(&mut self) -> Reply {
-        self.try_reply().expect("connection closed while waiting for a reply")
+        self.try_reply()
+            .expect("connection closed while waiting for a reply")
     }
 
     pub fn try_reply(&mut self) -> Option<Reply> {
@@ -247,7 +259,11 @@ impl Client {
         let r = self.cmd("DATA");
         assert_eq!(r.code, 354, "{r:?}");
         let mut data = String::new();
-        for line in message.strip_suffix("\r\n").unwrap_or(message).split("\r\n") {
+        for line in message
+            .strip_suffix("\r\n")
+            .unwrap_or(message)
+            .split("\r\n")
+        {
             if line.starts_with('.') {
                 data.push('.');
             }
@@ -265,11 +281,11 @@ impl Client {
 /// compare a stored message with what was sent.
 pub fn original_of(stored: &[u8]) -> String {
     let text = String::from_utf8_lossy(stored).to_string();
-    let mut lines = text.split('\n').peekable();
+    let lines = text.split('\n').peekable();
     let mut out = Vec::new();
     let mut skipping = false;
     let mut in_header = true;
-    while let Some(line) = lines.next() {
+    for line in lines {
         if in_header {
             if line.starts_with('\t') && skipping {
                 continue;

@@ -33,9 +33,16 @@ fn harness_with(max_size: u64, max_rcpt: usize, tls: bool) -> Harness {
         data_timeout: Duration::from_secs(600),
         tls_available: tls,
     };
-    let mut s = Session::new(Arc::new(cfg), Arc::new(Directory::new(&config)), "192.0.2.7".parse().unwrap());
+    let mut s = Session::new(
+        Arc::new(cfg),
+        Arc::new(Directory::new(&config)),
+        "192.0.2.7".parse().unwrap(),
+    );
     s.greet();
-    Harness { s, submitted: Vec::new() }
+    Harness {
+        s,
+        submitted: Vec::new(),
+    }
 }
 
 fn harness() -> Harness {
@@ -91,7 +98,10 @@ fn greeting_then_full_pipelined_transaction() {
     assert_eq!(codes, vec![250, 221]);
     let sub = &h.submitted[0];
     let body = String::from_utf8_lossy(&sub.body);
-    assert!(body.starts_with("Received: from client.example ([192.0.2.7])\r\n"), "{body}");
+    assert!(
+        body.starts_with("Received: from client.example ([192.0.2.7])\r\n"),
+        "{body}"
+    );
     assert!(body.contains("with ESMTP id "), "{body}");
     assert!(body.ends_with("Subject: hi\r\n\r\n.dot\r\n"), "{body}");
     assert_eq!(sub.envelope.from, "x@sender.example");
@@ -101,8 +111,19 @@ fn greeting_then_full_pipelined_transaction() {
 fn ehlo_advertises_the_extensions() {
     let mut h = harness();
     let (out, _) = h.talk("EHLO c.example\r\n");
-    for ext in ["PIPELINING", "SIZE 10000", "STARTTLS", "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8"] {
-        assert!(out.contains(&format!("250-{ext}\r\n")) || out.contains(&format!("250 {ext}\r\n")), "{ext}: {out}");
+    for ext in [
+        "PIPELINING",
+        "SIZE 10000",
+        "STARTTLS",
+        "ENHANCEDSTATUSCODES",
+        "8BITMIME",
+        "CHUNKING",
+        "SMTPUTF8",
+    ] {
+        assert!(
+            out.contains(&format!("250-{ext}\r\n")) || out.contains(&format!("250 {ext}\r\n")),
+            "{ext}: {out}"
+        );
     }
 }
 
@@ -164,7 +185,11 @@ fn relay_attempts_are_refused() {
     ] {
         let mut h = harness();
         h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
-        assert_eq!(h.codes(&format!("RCPT TO:{rcpt}\r\n")), vec![code], "{rcpt}");
+        assert_eq!(
+            h.codes(&format!("RCPT TO:{rcpt}\r\n")),
+            vec![code],
+            "{rcpt}"
+        );
     }
 }
 
@@ -250,7 +275,11 @@ fn early_talker_is_refused() {
         data_timeout: Duration::from_secs(1),
         tls_available: false,
     };
-    let mut s = Session::new(Arc::new(cfg), Arc::new(Directory::new(&config)), "192.0.2.7".parse().unwrap());
+    let mut s = Session::new(
+        Arc::new(cfg),
+        Arc::new(Directory::new(&config)),
+        "192.0.2.7".parse().unwrap(),
+    );
     s.receive(b"EHLO spam\r\n");
     s.greet();
     let out = String::from_utf8(s.take_output()).unwrap();
@@ -278,7 +307,12 @@ fn vrfy_does_not_enumerate() {
 fn duplicates_and_aliases_give_one_copy_per_mailbox() {
     let mut h = harness();
     h.talk("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<both@example.org>\r\nRCPT TO:<alice+x@example.org>\r\nDATA\r\nx\r\n.\r\n");
-    let rcpts: Vec<_> = h.submitted[0].envelope.recipients.iter().map(|r| r.target.clone()).collect();
+    let rcpts: Vec<_> = h.submitted[0]
+        .envelope
+        .recipients
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
     assert_eq!(rcpts.len(), 2, "{rcpts:?}");
 }
 
@@ -297,13 +331,18 @@ fn smtputf8_address_needs_the_parameter() {
     let mut h = harness();
     h.talk("EHLO c\r\n");
     assert_eq!(h.codes("MAIL FROM:<jöran@b.example>\r\n"), vec![553]);
-    assert_eq!(h.codes("MAIL FROM:<jöran@b.example> SMTPUTF8\r\n"), vec![250]);
+    assert_eq!(
+        h.codes("MAIL FROM:<jöran@b.example> SMTPUTF8\r\n"),
+        vec![250]
+    );
 }
 
 #[test]
 fn disk_full_at_intake_is_452() {
     let mut h = harness();
-    h.s.receive(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\n");
+    h.s.receive(
+        b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\n",
+    );
     let id = loop {
         match h.s.process() {
             Step::Submit(sub) => break sub.envelope.id,

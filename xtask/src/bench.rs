@@ -1,0 +1,324 @@
+//! `cargo xtask bench`: SMTP load against our MTA (started with a temporary
+//! data directory) or any server (`--target HOST:PORT --rcpt ADDR`).
+//!
+//! Reports messages per second accepted (every `250` after DATA means the
+//! message is durable), end-to-end messages per second (until the files are
+//! in the Maildir's `new/`, when the target is ours or `--maildir` names the
+//! directory), the per-message latency from MAIL to the final `250` (p50, p99),
+//! and the server's peak RSS. A benchmark, not a test: it asserts nothing
+//! about speed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use argh::FromArgs;
+
+use crate::{cargo, check, root};
+
+/// measure SMTP throughput, latency and memory
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench")]
+pub struct Bench {
+    /// parallel connections (default 32)
+    #[argh(option, default = "32")]
+    connections: usize,
+    /// messages per connection (default 100)
+    #[argh(option, default = "100")]
+    messages: usize,
+    /// message size in bytes (default 4096)
+    #[argh(option, default = "4096")]
+    size: usize,
+    /// benchmark the SMTP server at HOST:PORT instead of starting ours
+    #[argh(option)]
+    target: Option<String>,
+    /// recipient address (default alice@example.org, an account of the server we start)
+    #[argh(option)]
+    rcpt: Option<String>,
+    /// with --target: the Maildir `new/` directory the messages land in, for end-to-end figures
+    #[argh(option)]
+    maildir: Option<PathBuf>,
+    /// drive the load with Postfix's smtp-source (one connection per message) instead of the built-in client
+    #[argh(switch)]
+    smtp_source: bool,
+}
+
+struct Ours {
+    child: Child,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn bench(b: Bench) -> anyhow::Result<()> {
+    let total = b.connections * b.messages;
+    let (ours, addr, rcpt, new_dir) = match &b.target {
+        Some(target) => {
+            let addr = target
+                .to_socket_addrs()
+                .with_context(|| format!("resolving {target}"))?
+                .next()
+                .context("no address")?;
+            let rcpt = b.rcpt.clone().context("--target needs --rcpt ADDRESS")?;
+            (None, addr, rcpt, b.maildir.clone())
+        }
+        None => {
+            let ours = start_ours()?;
+            let addr = ours.addr;
+            let new_dir = ours.dir.join("data/mail/example.org/alice/new");
+            (
+                Some(ours),
+                addr,
+                b.rcpt.clone().unwrap_or("alice@example.org".into()),
+                Some(new_dir),
+            )
+        }
+    };
+    let already = new_dir.as_deref().map(count_files).unwrap_or(0);
+    let client = if b.smtp_source {
+        "smtp-source"
+    } else {
+        "built-in client"
+    };
+    println!(
+        "bench: {} connections x {} messages of {} bytes = {total} messages to {addr} ({client})",
+        b.connections, b.messages, b.size
+    );
+
+    let started = Instant::now();
+    let latencies = if b.smtp_source {
+        let (program, libs) = crate::tools::smtp_source()?;
+        check(
+            Command::new(program)
+                .env("LD_LIBRARY_PATH", libs)
+                .arg("-s")
+                .arg(b.connections.to_string())
+                .arg("-l")
+                .arg(b.size.to_string())
+                .arg("-m")
+                .arg(total.to_string())
+                .args(["-f", "bench@bench.example", "-t", &rcpt])
+                .arg(addr.to_string()),
+        )?;
+        Vec::new()
+    } else {
+        generate(addr, &rcpt, b.connections, b.messages, b.size)?
+    };
+    let accepted = started.elapsed();
+    println!(
+        "accepted:   {total} messages in {:.2} s = {:.0} msgs/s",
+        accepted.as_secs_f64(),
+        total as f64 / accepted.as_secs_f64()
+    );
+    if !latencies.is_empty() {
+        let mut l = latencies;
+        l.sort();
+        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+        println!(
+            "latency:    p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (MAIL to 250 after DATA)",
+            ms(pct(0.50)),
+            ms(pct(0.99)),
+            ms(*l.last().unwrap())
+        );
+    }
+    if let Some(dir) = &new_dir {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let n = count_files(dir).saturating_sub(already);
+            if n >= total {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("only {n} of {total} messages arrived in {}", dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e2e = started.elapsed();
+        println!(
+            "end to end: {total} messages in {:.2} s = {:.0} msgs/s (files in {})",
+            e2e.as_secs_f64(),
+            total as f64 / e2e.as_secs_f64(),
+            if ours.is_some() {
+                "the Maildir's new/"
+            } else {
+                "new/"
+            }
+        );
+    }
+    if let Some(kib) = ours.as_ref().and_then(|o| peak_rss_kib(o.child.id())) {
+        println!("server:     peak RSS {:.1} MiB", kib as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn start_ours() -> anyhow::Result<Ours> {
+    check(cargo().args(["build", "--release", "-p", "mta"]))?;
+    let dir = root().join(format!("target/bench/run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("mailbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"hostname = "bench.example.org"
+data_dir = "{}"
+domains = ["example.org"]
+[[accounts]]
+address = "alice@example.org"
+[limits]
+connections_per_ip = 1000
+connections = 1000
+[[listeners]]
+address = "127.0.0.1:0"
+role = "mx"
+"#,
+            dir.join("data").display()
+        ),
+    )?;
+    let mut child = Command::new(root().join("target/release/mta"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting mta")?;
+    // Logging stays at its production level (info): its cost is part of the figure.
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            } else if line.contains("ERROR") || line.contains("WARN") {
+                eprintln!("mta: {line}");
+            }
+        }
+    });
+    let mut ours = Ours {
+        child,
+        dir,
+        addr: "127.0.0.1:0".parse()?,
+    };
+    let text = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("mta did not start")?;
+    ours.addr = text
+        .parse()
+        .with_context(|| format!("bad address {text:?}"))?;
+    Ok(ours)
+}
+
+/// The built-in client: each connection pipelines MAIL, RCPT and DATA, sends
+/// the message and waits for the final reply before the next one.
+fn generate(
+    addr: SocketAddr,
+    rcpt: &str,
+    connections: usize,
+    messages: usize,
+    size: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let barrier = Arc::new(Barrier::new(connections));
+    let handles: Vec<_> = (0..connections)
+        .map(|n| {
+            let barrier = barrier.clone();
+            let rcpt = rcpt.to_string();
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let stream = TcpStream::connect(addr)?;
+                stream.set_nodelay(true)?;
+                let mut reader = BufReader::new(stream.try_clone()?);
+                let mut writer = stream;
+                expect(&mut reader, 220)?;
+                writer.write_all(b"EHLO bench.example\r\n")?;
+                expect(&mut reader, 250)?;
+                let mut latencies = Vec::with_capacity(messages);
+                barrier.wait();
+                for m in 0..messages {
+                    let body = message(n, m, size);
+                    let t = Instant::now();
+                    writer.write_all(
+                        format!("MAIL FROM:<bench@bench.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n")
+                            .as_bytes(),
+                    )?;
+                    expect(&mut reader, 250)?;
+                    expect(&mut reader, 250)?;
+                    expect(&mut reader, 354)?;
+                    writer.write_all(&body)?;
+                    expect(&mut reader, 250)?;
+                    latencies.push(t.elapsed());
+                }
+                writer.write_all(b"QUIT\r\n")?;
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??,
+        );
+    }
+    Ok(all)
+}
+
+fn expect(reader: &mut impl BufRead, code: u16) -> anyhow::Result<()> {
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("connection closed while waiting for {code}");
+        }
+        if line.as_bytes().get(3) == Some(&b' ') {
+            if !line.starts_with(&code.to_string()) {
+                bail!("expected {code}, got {}", line.trim_end());
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// A message of about `size` bytes with 76-character lines, ended by the
+/// DATA terminator.
+fn message(conn: usize, n: usize, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: bench@bench.example\r\nTo: alice@example.org\r\nSubject: bench {conn}-{n}\r\nMessage-ID: <{conn}.{n}@bench.example>\r\n\r\n"
+    )
+    .into_bytes();
+    let line = [b'x'; 76];
+    while m.len() + 78 <= size {
+        m.extend_from_slice(&line);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b".\r\n");
+    m
+}

@@ -1,0 +1,122 @@
+//! Host tools the tests and benchmarks need, installed on demand from
+//! Debian's archive (as root) or named with the exact command to run.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+use crate::{check, root};
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    nix_uid() == 0
+}
+
+fn nix_uid() -> u32 {
+    // SAFETY-free: read it from /proc instead of calling libc.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// Installs Debian packages that provide the missing programs.
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let line = format!("apt-get install -y {}", packages.join(" "));
+    if !is_root() {
+        bail!("missing tools; install them with: sudo apt-get update && sudo {line}");
+    }
+    // The package lists may be missing or stale on a fresh machine.
+    check(Command::new("apt-get").args(["update", "-qq"]))?;
+    check(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// swaks (an independent SMTP client), python3 (smtplib), and the Rust
+/// components for linting.
+pub fn ensure_test_tools() -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    if !have("swaks") {
+        missing.push("swaks");
+    }
+    if !have("python3") {
+        missing.push("python3");
+    }
+    apt_install(&missing)?;
+    for (component, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
+        let ok = crate::cargo()
+            .args([probe, "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            check(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Postfix's `smtp-source` load generator, unpacked from Debian's postfix
+/// package without installing a second MTA. Returns the program and the
+/// library directory it needs in LD_LIBRARY_PATH.
+pub fn smtp_source() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let cache = root().join("target/cache/postfix");
+    let program = cache.join("usr/sbin/smtp-source");
+    let libs = cache.join("usr/lib/postfix");
+    if program.exists() {
+        return Ok((program, libs));
+    }
+    std::fs::create_dir_all(&cache)?;
+    if !have("apt-get") {
+        bail!("smtp-source comes from Debian's postfix package; apt-get is not available here");
+    }
+    let download = Command::new("apt-get")
+        .args(["download", "postfix"])
+        .current_dir(&cache)
+        .status()
+        .context("apt-get download postfix")?;
+    if !download.success() {
+        if is_root() {
+            check(Command::new("apt-get").args(["update", "-qq"]))?;
+            check(
+                Command::new("apt-get")
+                    .args(["download", "postfix"])
+                    .current_dir(&cache),
+            )?;
+        } else {
+            bail!("apt-get download postfix failed; run apt-get update first");
+        }
+    }
+    let deb = std::fs::read_dir(&cache)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("no postfix .deb downloaded")?;
+    check(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&cache))?;
+    if !program.exists() {
+        bail!("{} not found in {}", program.display(), deb.display());
+    }
+    Ok((program, libs))
+}
