@@ -107,6 +107,22 @@ struct Transaction {
     chunked: bool,
 }
 
+impl Transaction {
+    /// Adds message content; past `max` bytes the content is dropped and the
+    /// message marked oversize (the rest is still read, then refused).
+    fn append(&mut self, data: &[u8], max: u64) {
+        if self.oversize {
+            return;
+        }
+        if (self.body.len() + data.len()) as u64 > max {
+            self.oversize = true;
+            self.body = Vec::new();
+        } else {
+            self.body.extend_from_slice(data);
+        }
+    }
+}
+
 pub struct Session {
     cfg: Arc<SessionConfig>,
     directory: Arc<Directory>,
@@ -712,14 +728,7 @@ impl Session {
             if scan.line_len > MAX_TEXT_LINE {
                 tx.long_line = true;
             }
-            if !tx.oversize {
-                if (tx.body.len() + segment.len()) as u64 > self.cfg.max_message_size {
-                    tx.oversize = true;
-                    tx.body = Vec::new();
-                } else {
-                    tx.body.extend_from_slice(segment);
-                }
-            }
+            tx.append(segment, self.cfg.max_message_size);
             scan.prev_cr = lf.is_none() && segment.last() == Some(&b'\r');
             scan.at_line_start = lf.is_some();
             if lf.is_some() {
@@ -736,14 +745,7 @@ impl Session {
         let take = chunk.remaining.min(self.input.len() as u64) as usize;
         if chunk.refused.is_none() {
             let tx = self.tx.as_mut().expect("accepted BDAT has a transaction");
-            if !tx.oversize {
-                if (tx.body.len() + take) as u64 > self.cfg.max_message_size {
-                    tx.oversize = true;
-                    tx.body = Vec::new();
-                } else {
-                    tx.body.extend_from_slice(&self.input[..take]);
-                }
-            }
+            tx.append(&self.input[..take], self.cfg.max_message_size);
         }
         self.input.drain(..take);
         chunk.remaining -= take as u64;
