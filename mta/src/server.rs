@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,16 +26,49 @@ use crate::{control, delivery, tls};
 /// How long running sessions get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-struct Shared {
+/// Everything a reload may change, swapped as a whole; sessions keep the
+/// snapshot they started with, so a reload never disturbs a connection.
+struct Settings {
     session: Arc<SessionConfig>,
     directory: Arc<Directory>,
-    queue: Queue,
     tls: tokio_rustls::TlsAcceptor,
     greeting_delay: Duration,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
     per_ip_limit: usize,
-    active: AtomicUsize,
     limit: usize,
+}
+
+impl Settings {
+    fn from_config(config: &Config) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            session: Arc::new(SessionConfig {
+                hostname: config.hostname.clone(),
+                max_message_size: config.limits.message_size,
+                max_recipients: config.limits.recipients,
+                max_errors: config.limits.max_errors,
+                command_timeout: config.limits.command_timeout,
+                data_timeout: config.limits.data_timeout,
+                tls_available: true,
+            }),
+            directory: Arc::new(Directory::new(config)),
+            tls: tokio_rustls::TlsAcceptor::from(tls::server_config(config)?),
+            greeting_delay: config.limits.greeting_delay,
+            per_ip_limit: config.limits.connections_per_ip,
+            limit: config.limits.connections,
+        })
+    }
+}
+
+struct Shared {
+    settings: RwLock<Arc<Settings>>,
+    queue: Queue,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    active: AtomicUsize,
+}
+
+impl Shared {
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.read().expect("settings lock").clone()
+    }
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -50,7 +83,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let tls = tls::server_config(&config)?;
     let (schedule_tx, schedule_rx) = delivery::channel();
     let queue = Queue::open(
         &config.queue_dir(),
@@ -70,23 +102,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     control::listen(&config.control_socket(), queue.clone(), schedule_tx).await?;
 
     let shared = Arc::new(Shared {
-        session: Arc::new(SessionConfig {
-            hostname: config.hostname.clone(),
-            max_message_size: config.limits.message_size,
-            max_recipients: config.limits.recipients,
-            max_errors: config.limits.max_errors,
-            command_timeout: config.limits.command_timeout,
-            data_timeout: config.limits.data_timeout,
-            tls_available: true,
-        }),
-        directory: Arc::new(Directory::new(&config)),
+        settings: RwLock::new(Arc::new(Settings::from_config(&config)?)),
         queue,
-        tls: tokio_rustls::TlsAcceptor::from(tls),
-        greeting_delay: config.limits.greeting_delay,
         per_ip: Mutex::new(HashMap::new()),
-        per_ip_limit: config.limits.connections_per_ip,
         active: AtomicUsize::new(0),
-        limit: config.limits.connections,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -112,7 +131,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.domains.join(", ")
     );
 
-    wait_for_stop_signal().await;
+    wait_for_stop_signal(&config, &shared).await;
     tracing::info!("stopping: no new connections, waiting for sessions");
     let _ = stop_tx.send(true);
     for t in accept_tasks {
@@ -127,13 +146,60 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop_signal() {
+/// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the configuration.
+async fn wait_for_stop_signal(running: &Config, shared: &Shared) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload(running, shared),
+        }
+    }
+}
+
+/// Applies a changed configuration to new connections. A configuration with
+/// errors is refused as a whole and the running one stays.
+fn reload(running: &Config, shared: &Shared) {
+    let config = match Config::load(&running.path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("configuration not reloaded, the running one stays: {e:#}");
+            return;
+        }
+    };
+    let settings = match Settings::from_config(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("configuration not reloaded, the running one stays: {e:#}");
+            return;
+        }
+    };
+    let needs_restart: Vec<&str> = [
+        ("data_dir", config.data_dir != running.data_dir),
+        (
+            "listeners",
+            format!("{:?}", config.listeners) != format!("{:?}", running.listeners),
+        ),
+        (
+            "queue",
+            format!("{:?}", config.queue) != format!("{:?}", running.queue),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
+    *shared.settings.write().expect("settings lock") = Arc::new(settings);
+    if needs_restart.is_empty() {
+        tracing::info!("configuration reloaded");
+    } else {
+        tracing::warn!(
+            "configuration reloaded; changes to {} take effect after a restart",
+            needs_restart.join(", ")
+        );
     }
 }
 
@@ -156,7 +222,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
                 let mut stream = stream;
                 let text = format!(
                     "421 4.7.0 {} Error: too many connections\r\n",
-                    shared.session.hostname
+                    shared.settings().session.hostname
                 );
                 let _ = stream.write_all(text.as_bytes()).await;
                 tracing::info!("refused {peer}: too many connections");
@@ -179,9 +245,10 @@ struct Slot<'a> {
 
 impl<'a> Slot<'a> {
     fn take(shared: &'a Shared, ip: IpAddr) -> Option<Slot<'a>> {
+        let settings = shared.settings();
         let mut per_ip = shared.per_ip.lock().expect("per-ip map");
         let n = per_ip.entry(ip).or_insert(0);
-        if *n >= shared.per_ip_limit || shared.active.load(Ordering::SeqCst) >= shared.limit {
+        if *n >= settings.per_ip_limit || shared.active.load(Ordering::SeqCst) >= settings.limit {
             return None;
         }
         *n += 1;
@@ -245,12 +312,17 @@ async fn handle(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut conn = Conn::Plain(stream);
-    let mut session = Session::new(shared.session.clone(), shared.directory.clone(), peer.ip());
+    let settings = shared.settings();
+    let mut session = Session::new(
+        settings.session.clone(),
+        settings.directory.clone(),
+        peer.ip(),
+    );
     let mut buf = vec![0u8; 64 * 1024];
 
-    if !shared.greeting_delay.is_zero() {
+    if !settings.greeting_delay.is_zero() {
         // A client that talks before our greeting is a spam engine, not an MTA.
-        match tokio::time::timeout(shared.greeting_delay, conn.read(&mut buf)).await {
+        match tokio::time::timeout(settings.greeting_delay, conn.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
             Ok(Ok(n)) => {
                 session.receive(&buf[..n]);
@@ -306,9 +378,11 @@ async fn handle(
                 let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
                     return Ok(());
                 };
-                let handshake =
-                    tokio::time::timeout(shared.session.command_timeout, shared.tls.accept(tcp))
-                        .await;
+                let handshake = tokio::time::timeout(
+                    settings.session.command_timeout,
+                    settings.tls.accept(tcp),
+                )
+                .await;
                 match handshake {
                     Ok(Ok(tls)) => {
                         let (_, state) = tls.get_ref();

@@ -543,3 +543,66 @@ fn check_config_reports_problems_with_lines() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sighup_reloads_the_configuration_without_dropping_connections() {
+    let s = Server::start("");
+    let mut old = Client::greeted(s.addr);
+    old.cmd("EHLO client.example");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<x@sender.example>");
+    assert_eq!(c.cmd("RCPT TO:<carol@example.org>").code, 550);
+
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let added = text.replace(
+        "[aliases]",
+        "[[accounts]]\naddress = \"carol@example.org\"\n[aliases]",
+    );
+    std::fs::write(&s.config, &added).unwrap();
+    s.signal("HUP");
+    s.wait_for_log("configuration reloaded");
+
+    // The connection opened before the reload is still served.
+    assert_eq!(old.cmd("NOOP").code, 250);
+    let r = old.send_mail(
+        "x@sender.example",
+        &["alice@example.org"],
+        "Subject: across reload\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250);
+    // New connections see the new account.
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    let r = c.send_mail(
+        "x@sender.example",
+        &["carol@example.org"],
+        "Subject: new account\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    s.wait_for_mail("carol@example.org", 1);
+
+    // A broken configuration is refused and the running one stays.
+    std::fs::write(&s.config, added.replace("domains =", "domainz =")).unwrap();
+    s.signal("HUP");
+    s.wait_for_log("configuration not reloaded");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<x@sender.example>");
+    assert_eq!(c.cmd("RCPT TO:<carol@example.org>").code, 250);
+}
+
+#[test]
+fn sigterm_says_goodbye_to_idle_clients_and_exits_cleanly() {
+    let mut s = Server::start("");
+    let mut idle = Client::greeted(s.addr);
+    idle.cmd("EHLO client.example");
+    s.signal("TERM");
+    let r = idle.reply();
+    assert!(r.text.starts_with("421 4.3.2"), "{r:?}");
+    assert!(
+        s.wait_exit(Duration::from_secs(15)),
+        "mta exited with failure"
+    );
+    assert!(s.log_contains("stopped"));
+}
