@@ -12,9 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::directory::Target;
-use crate::envelope::{Envelope, QueueId, Status, now_micros, now_secs};
+use crate::envelope::{Envelope, QueueId, now_micros, now_secs};
 use crate::maildir::{Delivered, Maildirs, stored_size};
 use crate::queue::{Outcome, Queue, Schedule};
+
+/// Messages one worker delivers before syncing the Maildirs it wrote to.
+const WORKER_BATCH: usize = 16;
 
 /// Bodies kept in memory between intake and delivery, at most.
 const FRESH_CACHE_BYTES: usize = 64 << 20;
@@ -43,12 +46,23 @@ pub fn start(
             .name(format!("delivery-{n}"))
             .spawn(move || {
                 loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
+                    // Take what is waiting (up to a batch) so that one fsync of
+                    // a Maildir's new/ covers several deliveries.
+                    let jobs = match job_rx.lock() {
+                        Ok(rx) => {
+                            let Ok(first) = rx.recv() else { return };
+                            let mut jobs = vec![first];
+                            while jobs.len() < WORKER_BATCH {
+                                match rx.try_recv() {
+                                    Ok(job) => jobs.push(job),
+                                    Err(_) => break,
+                                }
+                            }
+                            jobs
+                        }
                         Err(_) => return,
                     };
-                    let Ok(job) = job else { return };
-                    deliver(&queue, &maildirs, job);
+                    deliver_batch(&queue, &maildirs, jobs);
                 }
             })?;
     }
@@ -148,7 +162,63 @@ impl Scheduler {
     }
 }
 
-fn deliver(queue: &Queue, maildirs: &Maildirs, job: Job) {
+fn deliver_batch(queue: &Queue, maildirs: &Maildirs, jobs: Vec<Job>) {
+    let mut done = Vec::new();
+    for job in jobs {
+        if let Some(message) = deliver(queue, maildirs, job) {
+            done.push(message);
+        }
+    }
+    // Nothing counts as delivered before its directory entry is durable.
+    let mut accounts: Vec<&str> = done
+        .iter()
+        .flat_map(|(_, _, attempts)| attempts.iter())
+        .filter(|a| matches!(a.outcome, Outcome::Delivered))
+        .filter_map(|a| a.account.as_deref())
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let unsynced: Vec<(String, String)> = accounts
+        .into_iter()
+        .filter_map(|account| {
+            maildirs
+                .sync_new(account)
+                .err()
+                .map(|e| (account.to_string(), e.to_string()))
+        })
+        .collect();
+    for (envelope, _, attempts) in done {
+        let mut results = Vec::with_capacity(attempts.len());
+        for mut a in attempts {
+            if let (Some(account), Outcome::Delivered) = (&a.account, &a.outcome)
+                && let Some((_, why)) = unsynced.iter().find(|(acc, _)| acc == account)
+            {
+                a.outcome =
+                    Outcome::Deferred(format!("cannot sync the maildir of {account}: {why}"));
+            }
+            log_attempt(&envelope, &a);
+            results.push((a.index, a.outcome));
+        }
+        queue.record(envelope.id, results);
+    }
+}
+
+/// One delivery attempt to one recipient.
+struct Attempt {
+    index: usize,
+    /// The account whose Maildir was written, for local deliveries.
+    account: Option<String>,
+    relay: &'static str,
+    started: u64,
+    outcome: Outcome,
+}
+
+/// Delivers one message's pending recipients, without syncing the Maildirs.
+fn deliver(
+    queue: &Queue,
+    maildirs: &Maildirs,
+    job: Job,
+) -> Option<(Arc<Envelope>, QueueId, Vec<Attempt>)> {
     // A message handed over at intake cannot have been delivered before; one
     // read back from disk may have been, just before a crash.
     let check_previous = job.fresh.is_none();
@@ -156,26 +226,23 @@ fn deliver(queue: &Queue, maildirs: &Maildirs, job: Job) {
         Some((e, b)) => (e, b),
         None => match (queue.envelope(job.id), queue.body(job.id)) {
             (Ok(Some(e)), Ok(Some(b))) => (Arc::new(e), Arc::new(b)),
-            (Ok(None), _) | (_, Ok(None)) => return, // deleted meanwhile
+            (Ok(None), _) | (_, Ok(None)) => return None, // deleted meanwhile
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!("{}: cannot read from the queue: {e:#}", job.id);
                 // Not a hot loop: the queue reschedules it at once.
                 std::thread::sleep(Duration::from_secs(1));
                 queue.record(job.id, vec![]);
-                return;
+                return None;
             }
         },
     };
     if envelope.held {
-        return;
+        return None;
     }
-    let mut results = Vec::new();
-    for (index, rcpt) in envelope.recipients.iter().enumerate() {
-        if rcpt.status != Status::Pending {
-            continue;
-        }
+    let mut attempts = Vec::new();
+    for (index, rcpt) in envelope.pending() {
         let started = now_micros();
-        let (relay, outcome) = match &rcpt.target {
+        let attempt = match &rcpt.target {
             Target::Local {
                 account,
                 delivered_to,
@@ -194,46 +261,55 @@ fn deliver(queue: &Queue, maildirs: &Maildirs, job: Job) {
                     &body,
                     check_previous,
                 ) {
-                    Ok(Delivered::New(_)) => Outcome::Delivered,
-                    Ok(Delivered::AlreadyThere(_)) => Outcome::Delivered,
+                    Ok(Delivered::New(_) | Delivered::AlreadyThere(_)) => Outcome::Delivered,
                     Err(e) => {
                         Outcome::Deferred(format!("cannot write to the maildir of {account}: {e}"))
                     }
                 };
-                ("local", outcome)
+                Attempt {
+                    index,
+                    account: Some(account.clone()),
+                    relay: "local",
+                    started,
+                    outcome,
+                }
             }
-            Target::Remote { .. } => (
-                "none",
-                Outcome::Deferred(
+            Target::Remote { .. } => Attempt {
+                index,
+                account: None,
+                relay: "none",
+                started,
+                outcome: Outcome::Deferred(
                     "delivery to other domains is not available in this version".into(),
                 ),
-            ),
+            },
         };
-        let delay = (started.saturating_sub(envelope.arrival)) as f64 / 1e6;
-        let shown_to = match &rcpt.target {
-            Target::Local { delivered_to, .. } => delivered_to.clone(),
-            Target::Remote { address } => address.clone(),
-        };
-        let orig = if rcpt.original.eq_ignore_ascii_case(&shown_to) {
-            String::new()
-        } else {
-            format!(", orig_to=<{}>", rcpt.original)
-        };
-        match &outcome {
-            Outcome::Delivered => tracing::info!(
-                "{}: from=<{}>, to=<{}>{orig}, relay={relay}, delay={delay:.3}, status=sent (delivered to maildir)",
-                envelope.id,
-                envelope.from,
-                shown_to
-            ),
-            Outcome::Deferred(why) => tracing::warn!(
-                "{}: from=<{}>, to=<{}>{orig}, relay={relay}, delay={delay:.3}, status=deferred ({why})",
-                envelope.id,
-                envelope.from,
-                shown_to
-            ),
-        }
-        results.push((index, outcome));
+        attempts.push(attempt);
     }
-    queue.record(envelope.id, results);
+    let id = envelope.id;
+    Some((envelope, id, attempts))
+}
+
+/// The one log line per recipient, in Postfix's shape.
+fn log_attempt(envelope: &Envelope, a: &Attempt) {
+    let rcpt = &envelope.recipients[a.index];
+    let shown_to = match &rcpt.target {
+        Target::Local { delivered_to, .. } => delivered_to.as_str(),
+        Target::Remote { address } => address.as_str(),
+    };
+    let orig = if rcpt.original.eq_ignore_ascii_case(shown_to) {
+        String::new()
+    } else {
+        format!(", orig_to=<{}>", rcpt.original)
+    };
+    let delay = a.started.saturating_sub(envelope.arrival) as f64 / 1e6;
+    let (id, from, relay) = (envelope.id, &envelope.from, a.relay);
+    match &a.outcome {
+        Outcome::Delivered => tracing::info!(
+            "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=sent (delivered to maildir)"
+        ),
+        Outcome::Deferred(why) => tracing::warn!(
+            "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=deferred ({why})"
+        ),
+    }
 }

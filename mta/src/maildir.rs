@@ -61,7 +61,9 @@ impl Maildirs {
     }
 
     /// Delivers `head` (our added header lines, LF ends) followed by `body`
-    /// (CRLF ends, converted to LF) to `account` under `name`.
+    /// (CRLF ends, converted to LF) to `account` under `name`. The file is
+    /// complete and synced; its name in `new/` is durable after
+    /// [`Maildirs::sync_new`].
     ///
     /// With `check_previous`, a copy that a mail client already moved to
     /// `cur/` counts as delivered; that scan is only needed for messages that
@@ -94,8 +96,14 @@ impl Maildirs {
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp_path, &new_path)?;
-        sync_dir(&dir.join("new"))?;
         Ok(Delivered::New(new_path))
+    }
+
+    /// Makes the deliveries to `account` since the last call durable (fsync of
+    /// `new/`). One call covers any number of deliveries, which is how a
+    /// worker shares the cost across a batch.
+    pub fn sync_new(&self, account: &str) -> io::Result<()> {
+        sync_dir(&self.path_of(account).join("new"))
     }
 
     fn ensure(&self, dir: &Path) -> io::Result<()> {
