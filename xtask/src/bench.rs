@@ -96,6 +96,9 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
         b.connections, b.messages, b.size
     );
 
+    // Start from a quiet disk: earlier runs' writes and deletions must not be
+    // flushed during this one.
+    check(&mut Command::new("sync"))?;
     let started = Instant::now();
     let latencies = if b.smtp_source {
         let (program, libs) = crate::tools::smtp_source()?;
