@@ -27,12 +27,34 @@ pub struct Board {
     /// Debian kernel package.
     pub kernel_package: &'static str,
     /// Kernel modules the image carries (their dependencies are added).
+    /// Drivers for present hardware load by coldplug.
     pub modules: &'static [&'static str],
+    /// Modules no device asks for (file systems, crypto the file systems
+    /// request at mount, input handlers): init loads them at boot.
+    pub boot_modules: &'static [&'static str],
     pub boot: BootMethod,
     /// Kernel console argument.
     pub console: &'static str,
-    /// QEMU system emulator and machine arguments, when the board can be emulated.
-    pub qemu: Option<(&'static str, &'static [&'static str])>,
+    /// UEFI: where the firmware looks for the boot loader on the ESP, and
+    /// systemd-boot's file name in Debian's `systemd-boot-efi`.
+    pub efi_boot_path: &'static str,
+    pub systemd_boot_binary: &'static str,
+    /// How the board can be emulated, if it can.
+    pub qemu: Option<Qemu>,
+}
+
+/// Emulating a board in QEMU.
+#[derive(Debug, Clone)]
+pub struct Qemu {
+    pub program: &'static str,
+    /// Debian packages providing the emulator and firmware.
+    pub packages: &'static [&'static str],
+    pub machine: &'static [&'static str],
+    /// UEFI firmware code and variable-store template (copied per VM).
+    pub firmware_code: &'static str,
+    pub firmware_vars: &'static str,
+    /// Devices besides disk and network: entropy and the watchdog.
+    pub devices: &'static [&'static str],
 }
 
 pub const PC_X86_64: Board = Board {
@@ -61,10 +83,34 @@ pub const PC_X86_64: Board = Board {
         "efivarfs",
         "i6300esb",
         "iTCO_wdt",
+        "button",
+        "evdev",
+        "crc32c_generic",
+        "crc32c_intel",
+    ],
+    boot_modules: &[
+        "crc32c_intel",
+        "crc32c_generic",
+        "ext4",
+        "vfat",
+        "nls_cp437",
+        "nls_ascii",
+        "efivarfs",
+        "evdev",
     ],
     boot: BootMethod::SystemdBoot,
     console: "ttyS0,115200",
-    qemu: Some(("qemu-system-x86_64", &["-machine", "q35", "-m", "512"])),
+    efi_boot_path: "EFI/BOOT/BOOTX64.EFI",
+    systemd_boot_binary: "systemd-bootx64.efi",
+    qemu: Some(Qemu {
+        program: "qemu-system-x86_64",
+        packages: &["qemu-system-x86", "ovmf"],
+        // -nodefaults: no emulated CD-ROM, VGA or parallel port to probe.
+        machine: &["-nodefaults", "-machine", "q35", "-m", "512", "-smp", "2"],
+        firmware_code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        firmware_vars: "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        devices: &["-device", "virtio-rng-pci", "-device", "i6300esb"],
+    }),
 };
 
 /// Every known board.

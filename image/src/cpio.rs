@@ -30,6 +30,15 @@ impl<W: Write> Writer<W> {
         self.entry(path, 0o100000 | mode, data)
     }
 
+    /// A character device node (such as `/dev/console`, 5:1), so the kernel
+    /// can give PID 1 a console before devtmpfs is mounted.
+    pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+        let path = path.trim_start_matches('/');
+        let inode = self.next_inode;
+        self.next_inode += 1;
+        self.header_full(path, inode, 0o020000 | mode, 0, (major, minor))
+    }
+
     /// A symbolic link to `target`.
     pub fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
         self.entry(path, 0o120777, target.as_bytes())
@@ -53,11 +62,24 @@ impl<W: Write> Writer<W> {
     }
 
     fn header(&mut self, name: &str, inode: u32, mode: u32, size: u32) -> io::Result<()> {
+        self.header_full(name, inode, mode, size, (0, 0))
+    }
+
+    fn header_full(
+        &mut self,
+        name: &str,
+        inode: u32,
+        mode: u32,
+        size: u32,
+        rdev: (u32, u32),
+    ) -> io::Result<()> {
         let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
         let name_size = name.len() as u32 + 1;
+        // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor,
+        // devminor, rdevmajor, rdevminor, namesize, check
         let header = format!(
             "070701{inode:08X}{mode:08X}{:08X}{:08X}{nlink:08X}{:08X}{size:08X}{:08X}{:08X}{:08X}{:08X}{name_size:08X}{:08X}",
-            0, 0, 0, 0, 0, 0, 0, 0
+            0, 0, 0, 0, 0, rdev.0, rdev.1, 0
         );
         self.put(header.as_bytes())?;
         self.put(name.as_bytes())?;

@@ -1,7 +1,17 @@
 //! Formats of the boot media, shared by the build (`xtask`) and the device
 //! (updates are written with the same code that wrote the first image).
 //!
-//! So far: the initramfs archive (cpio "newc"). Partition tables, FAT and
-//! the boot-slot layout come with the image build.
+//! - [`cpio`], [`initramfs`]: the root file system archive the kernel unpacks
+//! - [`modules`]: kernel module dependencies and coldplug aliases
+//! - [`bls`]: Boot Loader Specification entry names with boot counting
+//! - [`disk`]: the GPT disk layout (ESP + data) and its growth on first boot
+//!
+//! Parts only the build needs (FAT formatting, compression, ELF reading) are
+//! behind the `build` feature.
 
+pub mod bls;
 pub mod cpio;
+pub mod disk;
+#[cfg(feature = "build")]
+pub mod initramfs;
+pub mod modules;

@@ -8,6 +8,10 @@
 //! - `cargo xtask bench` the SMTP load generator (see `bench.rs`)
 
 mod bench;
+mod debs;
+mod e2e;
+mod image;
+mod qemu;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -29,16 +33,29 @@ enum Task {
     Run(Run),
     Test(Test),
     Bench(bench::Bench),
+    Image(image::ImageArgs),
+    E2e(E2e),
 }
 
-/// run Mailbox on this machine with a throw-away data directory
+/// build the appliance image and boot it in QEMU (or, with --native, run only the MTA here)
 #[derive(FromArgs)]
 #[argh(subcommand, name = "run")]
 struct Run {
-    /// SMTP port to listen on (default 2525)
+    /// board to boot (default pc-x86_64)
+    #[argh(option, default = "String::from(\"pc-x86_64\")")]
+    board: String,
+    /// run the MTA natively on this machine instead of booting the image
+    #[argh(switch)]
+    native: bool,
+    /// with --native: SMTP port to listen on (default 2525)
     #[argh(option, default = "2525")]
     port: u16,
 }
+
+/// boot the image in QEMU and check mail, shutdown, persistence and blessing end to end
+#[derive(FromArgs)]
+#[argh(subcommand, name = "e2e")]
+struct E2e {}
 
 /// install test tools, then check formatting, lints and run every test
 #[derive(FromArgs)]
@@ -55,6 +72,8 @@ fn main() {
         Task::Run(r) => run(r),
         Task::Test(t) => test(t),
         Task::Bench(b) => bench::bench(b),
+        Task::Image(i) => image::run(i),
+        Task::E2e(_) => e2e::run(),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
@@ -101,10 +120,63 @@ fn test(t: Test) -> anyhow::Result<()> {
         ]))?;
     }
     check(cargo().args(["test", "--workspace"]))?;
+    e2e::run()?;
     Ok(())
 }
 
 fn run(r: Run) -> anyhow::Result<()> {
+    if r.native {
+        return run_native(r.port);
+    }
+    let board = board::by_name(&r.board).with_context(|| format!("unknown board {:?}", r.board))?;
+    tools::ensure_qemu(board)?;
+    let built = image::build(board, true)?;
+    let dir = root().join("target/run");
+    std::fs::create_dir_all(&dir)?;
+    let disk = dir.join("disk.img");
+    std::fs::copy(&built.image, &disk)?;
+    // Room to grow: the first boot extends the data partition to the disk.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)?
+        .set_len(2 << 30)?;
+    let _ = std::fs::remove_file(dir.join("vars.fd"));
+    let forwards = [
+        (2525, 25),
+        (2587, 587),
+        (2465, 465),
+        (8080, 80),
+        (8443, 443),
+    ];
+    eprintln!(
+        "\nBooting {} under QEMU ({}); the console follows. Ports on this machine:",
+        built.image.display(),
+        qemu::accelerator()
+    );
+    for (host, guest) in forwards {
+        eprintln!("  127.0.0.1:{host} -> guest port {guest}");
+    }
+    eprintln!(
+        "Send mail with: swaks --server 127.0.0.1:2525 --to postmaster@mailbox.local\n\
+         Quit QEMU with Ctrl-A X; the disk is {} (a fresh copy each run).\n",
+        disk.display()
+    );
+    let vm = qemu::Vm {
+        disk,
+        vars: dir.join("vars.fd"),
+        forwards: forwards.to_vec(),
+        console: qemu::Console::Terminal,
+        qmp: None,
+        no_reboot: false,
+    };
+    let status = qemu::command(board, &vm)?.status()?;
+    if !status.success() {
+        bail!("QEMU exited with {status}");
+    }
+    Ok(())
+}
+
+fn run_native(port: u16) -> anyhow::Result<()> {
     check(cargo().args(["build", "--release", "-p", "mta"]))?;
     let dir = root().join("target/run");
     std::fs::create_dir_all(&dir)?;
@@ -116,7 +188,7 @@ fn run(r: Run) -> anyhow::Result<()> {
             "data_dir = \"/data\"",
             &format!("data_dir = \"{}\"", data.display()),
         )
-        .replace("\"0.0.0.0:25\"", &format!("\"127.0.0.1:{}\"", r.port));
+        .replace("\"0.0.0.0:25\"", &format!("\"127.0.0.1:{port}\"",));
     std::fs::write(&config, text)?;
     let mta = root().join("target/release/mta");
     eprintln!(
@@ -128,7 +200,7 @@ fn run(r: Run) -> anyhow::Result<()> {
          Stop with Ctrl-C.\n",
         config.display(),
         data.display(),
-        r.port,
+        port,
         data.display(),
         mta.display(),
         config.display()

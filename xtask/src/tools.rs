@@ -18,7 +18,7 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     nix_uid() == 0
 }
 
@@ -76,6 +76,47 @@ pub fn ensure_test_tools() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `cargo xtask image` needs on the host: the board's Rust target, a
+/// C compiler for musl (ring has C and assembly), e2fsprogs and strip.
+pub fn ensure_image_tools(board: &board::Board) -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    let has_target = installed.as_ref().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.trim() == board.rust_target)
+    });
+    if !has_target {
+        check(Command::new("rustup").args(["target", "add", board.rust_target]))?;
+    }
+    let mut missing = Vec::new();
+    if board.rust_target.contains("musl") && !have("musl-gcc") {
+        missing.push("musl-tools");
+    }
+    if !have("mkfs.ext4") || !have("debugfs") {
+        missing.push("e2fsprogs");
+    }
+    if !have("strip") {
+        missing.push("binutils");
+    }
+    if !have("dpkg-deb") {
+        missing.push("dpkg");
+    }
+    apt_install(&missing)
+}
+
+/// The emulator and UEFI firmware of a board.
+pub fn ensure_qemu(board: &board::Board) -> anyhow::Result<()> {
+    let Some(q) = &board.qemu else {
+        bail!("board {} cannot be emulated", board.name);
+    };
+    if have(q.program) && std::path::Path::new(q.firmware_code).exists() {
+        return Ok(());
+    }
+    apt_install(q.packages)
 }
 
 /// Postfix's `smtp-source` load generator, unpacked from Debian's postfix

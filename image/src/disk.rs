@@ -1,0 +1,268 @@
+//! The disk layout of a UEFI board: a GPT with the EFI system partition (boot
+//! slots A and B, systemd-boot) and the data partition (ext4, label
+//! `mailbox-data`), written without root or loop devices; and the data
+//! partition's growth to the whole disk on first boot.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use gpt::disk::LogicalBlockSize;
+use gpt::partition_types;
+
+/// GPT name and file system label of the data partition.
+pub const DATA_NAME: &str = "mailbox-data";
+/// GPT name of the EFI system partition.
+pub const ESP_NAME: &str = "EFI System";
+const SECTOR: u64 = 512;
+/// Partitions start on 1 MiB boundaries.
+const ALIGN: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("partition table: {0}")]
+    Gpt(#[from] gpt::GptError),
+    #[error("the disk has no partition named {0:?}")]
+    NoDataPartition(&'static str),
+}
+
+/// Where the partitions are, in bytes from the start of the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub esp_offset: u64,
+    pub esp_len: u64,
+    pub data_offset: u64,
+    pub data_len: u64,
+}
+
+/// Writes a disk image at `path`: GPT, the ESP from `esp` and the data
+/// partition from the file system image `data`.
+pub fn write_image(path: &Path, esp: &[u8], data: &Path) -> Result<Layout, DiskError> {
+    let esp_len = (esp.len() as u64).div_ceil(ALIGN) * ALIGN;
+    let data_len = std::fs::metadata(data)?.len().div_ceil(ALIGN) * ALIGN;
+    let layout = Layout {
+        esp_offset: ALIGN,
+        esp_len,
+        data_offset: ALIGN + esp_len,
+        data_len,
+    };
+    // One more MiB at the end holds the backup GPT.
+    let total = layout.data_offset + data_len + ALIGN;
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.set_len(total)?;
+
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(LogicalBlockSize::Lb512)
+        .create_from_device(file, None)?;
+    disk.add_partition_at(
+        ESP_NAME,
+        1,
+        layout.esp_offset / SECTOR,
+        esp_len / SECTOR,
+        partition_types::EFI,
+        0,
+    )?;
+    disk.add_partition_at(
+        DATA_NAME,
+        2,
+        layout.data_offset / SECTOR,
+        data_len / SECTOR,
+        partition_types::LINUX_FS,
+        0,
+    )?;
+    let mut file = disk.write()?;
+    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
+        u32::try_from(total / SECTOR - 1).unwrap_or(u32::MAX),
+    );
+    mbr.overwrite_lba0(&mut file)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+
+    file.seek(SeekFrom::Start(layout.esp_offset))?;
+    file.write_all(esp)?;
+    file.seek(SeekFrom::Start(layout.data_offset))?;
+    io::copy(&mut File::open(data)?, &mut file)?;
+    file.sync_all()?;
+    Ok(layout)
+}
+
+/// Reads the layout back from a disk image or device.
+pub fn read_layout(path: &Path) -> Result<Layout, DiskError> {
+    let disk = gpt::GptConfig::new()
+        .writable(false)
+        .logical_block_size(LogicalBlockSize::Lb512)
+        .open(path)?;
+    let find = |name: &'static str| {
+        disk.partitions()
+            .values()
+            .find(|p| p.name == name)
+            .map(|p| {
+                (
+                    p.first_lba * SECTOR,
+                    (p.last_lba - p.first_lba + 1) * SECTOR,
+                )
+            })
+            .ok_or(DiskError::NoDataPartition(name))
+    };
+    let (esp_offset, esp_len) = find(ESP_NAME)?;
+    let (data_offset, data_len) = find(DATA_NAME)?;
+    Ok(Layout {
+        esp_offset,
+        esp_len,
+        data_offset,
+        data_len,
+    })
+}
+
+/// The result of [`grow_data_partition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grown {
+    /// GPT partition number (1-based).
+    pub number: u32,
+    pub start_bytes: u64,
+    pub old_len_bytes: u64,
+    pub new_len_bytes: u64,
+}
+
+/// Extends the data partition (the last one) to the end of the disk and
+/// moves the backup GPT there. Returns `None` when it already fills the
+/// disk (within 1 MiB). `device` is the whole disk (`/dev/vda`) or an image.
+pub fn grow_data_partition<D: gpt::DiskDevice>(device: D) -> Result<Option<Grown>, DiskError> {
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(LogicalBlockSize::Lb512)
+        .open_from_device(device)?;
+    let mut parts: BTreeMap<u32, gpt::partition::Partition> = disk.partitions().clone();
+    let (&number, data) = parts
+        .iter_mut()
+        .find(|(_, p)| p.name == DATA_NAME)
+        .ok_or(DiskError::NoDataPartition(DATA_NAME))?;
+    let disk_sectors = disk.device_mut().seek(SeekFrom::End(0))? / SECTOR;
+    // Leave the last MiB for the backup GPT, end on an aligned boundary.
+    let usable_end = (disk_sectors * SECTOR - ALIGN) / ALIGN * ALIGN / SECTOR;
+    let old_len = data.last_lba - data.first_lba + 1;
+    if usable_end <= data.last_lba + 1 + ALIGN / SECTOR {
+        return Ok(None);
+    }
+    data.last_lba = usable_end - 1;
+    let grown = Grown {
+        number,
+        start_bytes: data.first_lba * SECTOR,
+        old_len_bytes: old_len * SECTOR,
+        new_len_bytes: (data.last_lba - data.first_lba + 1) * SECTOR,
+    };
+    disk.update_partitions(parts)?;
+    let mut device = disk.write()?;
+    let mbr =
+        gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(disk_sectors - 1).unwrap_or(u32::MAX));
+    mbr.overwrite_lba0(&mut device)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    device.flush()?;
+    Ok(Some(grown))
+}
+
+#[cfg(feature = "build")]
+pub use build::*;
+
+#[cfg(feature = "build")]
+mod build {
+    use std::io::{self, Cursor, Write};
+
+    /// A FAT32 file system image of `size` bytes holding `files` (paths with
+    /// `/`, parents created).
+    pub fn fat_image(size: u64, label: &str, files: &[(String, Vec<u8>)]) -> io::Result<Vec<u8>> {
+        let mut image = Cursor::new(vec![0u8; size as usize]);
+        let mut label_bytes = [b' '; 11];
+        for (i, b) in label.bytes().take(11).enumerate() {
+            label_bytes[i] = b.to_ascii_uppercase();
+        }
+        fatfs::format_volume(
+            &mut image,
+            fatfs::FormatVolumeOptions::new()
+                .fat_type(fatfs::FatType::Fat32)
+                .volume_label(label_bytes),
+        )?;
+        {
+            let fs = fatfs::FileSystem::new(&mut image, fatfs::FsOptions::new())?;
+            for (path, data) in files {
+                let mut dir = fs.root_dir();
+                let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+                for part in &parts[..parts.len() - 1] {
+                    dir = match dir.open_dir(part) {
+                        Ok(d) => d,
+                        Err(_) => dir.create_dir(part)?,
+                    };
+                }
+                let mut file = dir.create_file(parts[parts.len() - 1])?;
+                file.truncate()?;
+                file.write_all(data)?;
+            }
+            fs.unmount()?;
+        }
+        Ok(image.into_inner())
+    }
+
+    /// Lists the files of a directory in a FAT image (for tests and checks).
+    pub fn fat_list(image: &[u8], dir: &str) -> io::Result<Vec<String>> {
+        let fs = fatfs::FileSystem::new(Cursor::new(image.to_vec()), fatfs::FsOptions::new())?;
+        let mut d = fs.root_dir();
+        for part in dir.trim_matches('/').split('/').filter(|p| !p.is_empty()) {
+            d = d.open_dir(part)?;
+        }
+        Ok(d.iter()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .filter(|n| n != "." && n != "..")
+            .collect())
+    }
+}
+
+#[cfg(all(test, feature = "build"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_has_both_partitions_and_grows_to_the_disk() {
+        let t = tempfile::tempdir().unwrap();
+        let esp = fat_image(
+            64 << 20,
+            "MAILBOX",
+            &[("loader/entries/a+3.conf".into(), b"title x\n".to_vec())],
+        )
+        .unwrap();
+        assert_eq!(fat_list(&esp, "loader/entries").unwrap(), ["a+3.conf"]);
+        let data = t.path().join("data.ext4");
+        std::fs::write(&data, vec![7u8; 3 << 20]).unwrap();
+        let img = t.path().join("disk.img");
+        let layout = write_image(&img, &esp, &data).unwrap();
+        assert_eq!(read_layout(&img).unwrap(), layout);
+        let bytes = std::fs::read(&img).unwrap();
+        assert_eq!(&bytes[510..512], &[0x55, 0xAA]);
+        assert_eq!(&bytes[512..520], b"EFI PART");
+        assert_eq!(bytes[layout.data_offset as usize], 7);
+
+        // Nothing to grow on an exact-size disk; after enlarging, the data
+        // partition takes the new room and the table stays valid.
+        assert_eq!(
+            grow_data_partition(File::options().read(true).write(true).open(&img).unwrap())
+                .unwrap(),
+            None
+        );
+        let f = File::options().read(true).write(true).open(&img).unwrap();
+        f.set_len(bytes.len() as u64 + (64 << 20)).unwrap();
+        let grown = grow_data_partition(f).unwrap().unwrap();
+        assert_eq!(grown.number, 2);
+        assert_eq!(grown.new_len_bytes, layout.data_len + (64 << 20));
+        let after = read_layout(&img).unwrap();
+        assert_eq!(after.data_len, grown.new_len_bytes);
+        assert_eq!(after.esp_len, layout.esp_len);
+    }
+}

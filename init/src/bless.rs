@@ -1,0 +1,56 @@
+//! Blessing the boot, as `systemd-bless-boot` does: once the appliance is
+//! healthy, the boot entry systemd-boot is counting down is renamed without
+//! its `+LEFT-DONE` counter, so this slot is the default from now on.
+
+use std::path::PathBuf;
+
+use crate::console::log;
+
+const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+
+/// The entry being counted (`LoaderBootCountPath`, set by systemd-boot), as
+/// a path relative to the ESP.
+fn counted_entry() -> Option<PathBuf> {
+    let var = format!("/sys/firmware/efi/efivars/LoaderBootCountPath-{LOADER_GUID}");
+    let raw = std::fs::read(var).ok()?;
+    // 4 bytes of attributes, then a NUL-terminated UTF-16LE string.
+    let units: Vec<u16> = raw
+        .get(4..)?
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .take_while(|&u| u != 0)
+        .collect();
+    let text = String::from_utf16(&units).ok()?;
+    Some(PathBuf::from(
+        text.replace('\\', "/").trim_start_matches('/'),
+    ))
+}
+
+pub fn bless_boot() {
+    let Some(entry) = counted_entry() else {
+        log!("boot entry needs no blessing (no boot counting in progress)");
+        return;
+    };
+    let Some(file_name) = entry.file_name().map(|f| f.to_string_lossy().to_string()) else {
+        return;
+    };
+    let Some(blessed) = image::bls::blessed(&file_name) else {
+        log!("boot entry {file_name} has no counter");
+        return;
+    };
+    let Some(esp) = crate::storage::mount_esp() else {
+        return;
+    };
+    let from = esp.join(&entry);
+    let to = from.with_file_name(&blessed);
+    match std::fs::rename(&from, &to) {
+        Ok(()) => {
+            if let Some(dir) = to.parent() {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+            log!("boot blessed: {file_name} is now {blessed}");
+        }
+        Err(e) => log!("cannot bless {}: {e}", from.display()),
+    }
+    crate::storage::unmount("/boot");
+}

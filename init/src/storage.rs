@@ -1,0 +1,284 @@
+//! The data partition: found by its GPT name, grown to fill the disk on
+//! first boot (partition entry, then an online ext4 resize), mounted at
+//! /data. And the ESP, mounted only while the boot entry is renamed.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use crate::console::log;
+use crate::kmod::Loader;
+
+/// A block device partition as sysfs shows it.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// `/dev/vda2`
+    pub device: PathBuf,
+    /// `/dev/vda`
+    pub disk: PathBuf,
+}
+
+/// Finds a partition by its GPT name, waiting for drivers to show it.
+pub fn find_partition(name: &str, wait: Duration) -> Option<Partition> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(p) = scan(name) {
+            return Some(p);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn scan(name: &str) -> Option<Partition> {
+    for entry in std::fs::read_dir("/sys/class/block").ok()?.flatten() {
+        let uevent = std::fs::read_to_string(entry.path().join("uevent")).unwrap_or_default();
+        let field = |key: &str| {
+            uevent
+                .lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+                .map(str::to_string)
+        };
+        if field("DEVTYPE").as_deref() != Some("partition")
+            || field("PARTNAME").as_deref() != Some(name)
+        {
+            continue;
+        }
+        let devname = field("DEVNAME")?;
+        // The parent directory in sysfs is the whole disk.
+        let real = std::fs::canonicalize(entry.path()).ok()?;
+        let disk = real.parent()?.file_name()?.to_string_lossy().to_string();
+        return Some(Partition {
+            device: Path::new("/dev").join(devname),
+            disk: Path::new("/dev").join(disk),
+        });
+    }
+    None
+}
+
+/// Mounts the data partition at /data, growing it first if the disk has
+/// room. Returns `None` (and says why) when there is no usable partition.
+pub fn mount_data(modules: &Loader) -> Option<Partition> {
+    let mut part = find_partition(image::disk::DATA_NAME, Duration::from_secs(5));
+    if part.is_none() {
+        // Late devices (USB storage) may need another coldplug round.
+        modules.coldplug();
+        part = find_partition(image::disk::DATA_NAME, Duration::from_secs(15));
+    }
+    let Some(part) = part else {
+        log!("no partition named {} found", image::disk::DATA_NAME);
+        return None;
+    };
+    let grown = grow_partition(&part);
+    let _ = std::fs::create_dir_all(crate::DATA);
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOATIME;
+    if let Err(e) = mount(
+        Some(&part.device),
+        crate::DATA,
+        Some("ext4"),
+        flags,
+        None::<&str>,
+    ) {
+        log!(
+            "cannot mount {} on {}: {e}",
+            part.device.display(),
+            crate::DATA
+        );
+        return None;
+    }
+    if let Some(bytes) = grown {
+        resize_fs(bytes);
+    }
+    let marker = Path::new(crate::DATA).join(".mailbox");
+    if marker.exists() {
+        let created = std::fs::read_to_string(&marker).unwrap_or_default();
+        log!(
+            "data partition {} reused (created {}); {}",
+            part.device.display(),
+            created.trim(),
+            space(crate::DATA)
+        );
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let _ = crate::supervise::write_synced(&marker, format!("{now}\n").as_bytes());
+        log!(
+            "data partition {} is new (first boot); {}",
+            part.device.display(),
+            space(crate::DATA)
+        );
+    }
+    Some(part)
+}
+
+fn space(path: &str) -> String {
+    match nix::sys::statvfs::statvfs(path) {
+        Ok(s) => {
+            let total = s.blocks() * s.fragment_size();
+            let free = s.blocks_available() * s.fragment_size();
+            format!("{} MiB, {} MiB free", total >> 20, free >> 20)
+        }
+        Err(_) => "size unknown".into(),
+    }
+}
+
+/// Grows the partition entry and tells the kernel; returns the new size in
+/// bytes when it grew.
+fn grow_partition(part: &Partition) -> Option<u64> {
+    let disk = match File::options().read(true).write(true).open(&part.disk) {
+        Ok(f) => f,
+        Err(e) => {
+            log!("cannot open {} to check its size: {e}", part.disk.display());
+            return None;
+        }
+    };
+    let fd = disk.as_raw_fd();
+    let grown = match image::disk::grow_data_partition(disk) {
+        Ok(Some(g)) => g,
+        Ok(None) => return None,
+        Err(e) => {
+            log!("cannot grow the data partition: {e}");
+            return None;
+        }
+    };
+    let reopened = File::options()
+        .read(true)
+        .write(true)
+        .open(&part.disk)
+        .ok()?;
+    let _ = fd;
+    // BLKPG_RESIZE_PARTITION: the kernel's view of the partition changes
+    // without re-reading the whole table (which fails while in use).
+    #[repr(C)]
+    struct BlkpgPartition {
+        start: i64,
+        length: i64,
+        pno: libc::c_int,
+        devname: [libc::c_char; 64],
+        volname: [libc::c_char; 64],
+    }
+    #[repr(C)]
+    struct BlkpgIoctlArg {
+        op: libc::c_int,
+        flags: libc::c_int,
+        datalen: libc::c_int,
+        data: *mut libc::c_void,
+    }
+    let mut p = BlkpgPartition {
+        start: grown.start_bytes as i64,
+        length: grown.new_len_bytes as i64,
+        pno: grown.number as libc::c_int,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let mut arg = BlkpgIoctlArg {
+        op: 3, // BLKPG_RESIZE_PARTITION
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: (&mut p as *mut BlkpgPartition).cast(),
+    };
+    const BLKPG: libc::c_ulong = 0x1269;
+    // SAFETY: BLKPG with a properly laid out blkpg_ioctl_arg on an open disk.
+    let rc = unsafe { libc::ioctl(reopened.as_raw_fd(), BLKPG as _, &mut arg) };
+    if rc != 0 {
+        log!(
+            "the kernel refused the grown partition: {}",
+            std::io::Error::last_os_error()
+        );
+        return None;
+    }
+    log!(
+        "data partition grown from {} MiB to {} MiB",
+        grown.old_len_bytes >> 20,
+        grown.new_len_bytes >> 20
+    );
+    Some(grown.new_len_bytes)
+}
+
+/// Online ext4 resize to `bytes` (EXT4_IOC_RESIZE_FS).
+fn resize_fs(bytes: u64) {
+    let Ok(dir) = File::open(crate::DATA) else {
+        return;
+    };
+    let block = nix::sys::statvfs::statvfs(crate::DATA)
+        .map(|s| s.block_size())
+        .unwrap_or(4096);
+    let blocks: u64 = bytes / block;
+    const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
+    // SAFETY: the ioctl takes a pointer to the new block count (u64).
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_RESIZE_FS as _, &blocks) };
+    if rc != 0 {
+        log!(
+            "online resize of {} failed: {}",
+            crate::DATA,
+            std::io::Error::last_os_error()
+        );
+    } else {
+        log!(
+            "file system on {} resized to {} MiB",
+            crate::DATA,
+            bytes >> 20
+        );
+    }
+}
+
+/// Mounts the ESP at /boot (read-write) for a short change.
+pub fn mount_esp() -> Option<PathBuf> {
+    let part = find_partition(image::disk::ESP_NAME, Duration::from_secs(2))?;
+    let _ = std::fs::create_dir_all("/boot");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match mount(
+        Some(&part.device),
+        "/boot",
+        Some("vfat"),
+        flags,
+        Some("umask=0077"),
+    ) {
+        Ok(()) => Some(PathBuf::from("/boot")),
+        Err(e) => {
+            log!("cannot mount the ESP {}: {e}", part.device.display());
+            None
+        }
+    }
+}
+
+pub fn unmount(path: &str) {
+    nix::unistd::sync();
+    if let Err(e) = umount2(path, MntFlags::empty()) {
+        log!("unmounting {path}: {e}");
+        let _ = mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        );
+    }
+}
+
+/// Unmounts the persistent file systems before power-off.
+pub fn unmount_all() {
+    nix::unistd::sync();
+    for path in ["/boot", crate::DATA] {
+        if is_mounted(path) {
+            unmount(path);
+            if !is_mounted(path) {
+                log!("{path} unmounted cleanly");
+            }
+        }
+    }
+}
+
+fn is_mounted(path: &str) -> bool {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(path))
+}

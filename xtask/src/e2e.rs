@@ -1,0 +1,376 @@
+//! The end-to-end test: build the image, boot it in QEMU, send it mail over
+//! the forwarded SMTP port, power it off through ACPI, read the message back
+//! from the data partition, and boot again.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+
+use crate::qemu::{self, Console, Vm};
+use crate::{image, root, tools};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+const ACCOUNT_DIR: &str = "/mail/mailbox.local/postmaster/new";
+
+struct Running {
+    child: Child,
+    console: PathBuf,
+    qmp: PathBuf,
+    smtp_port: u16,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn console_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).to_string()
+    }
+
+    fn wait_console(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.console_text();
+            if text.contains(needle) {
+                return Ok(text);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "QEMU exited ({status}) before the console said {needle:?}:\n{}",
+                    tail(&text)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the console did not say {needle:?} within {timeout:?}:\n{}",
+                    tail(&text)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success(), "QEMU exited with {status}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!(
+            "the VM did not power off within {timeout:?}:\n{}",
+            tail(&self.console_text())
+        )
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn boot(board: &board::Board, dir: &Path, disk: &Path, name: &str) -> anyhow::Result<Running> {
+    let console = dir.join(format!("console-{name}.log"));
+    let qmp = dir.join(format!("qmp-{name}.sock"));
+    let _ = std::fs::remove_file(&console);
+    let _ = std::fs::remove_file(&qmp);
+    let smtp_port = qemu::free_port()?;
+    let vm = Vm {
+        disk: disk.to_path_buf(),
+        vars: dir.join("vars.fd"),
+        forwards: vec![(smtp_port, 25)],
+        console: Console::File(console.clone()),
+        qmp: Some(qmp.clone()),
+        no_reboot: true,
+    };
+    let child = qemu::command(board, &vm)?
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting QEMU")?;
+    Ok(Running {
+        child,
+        console,
+        qmp,
+        smtp_port,
+    })
+}
+
+/// Reads the SMTP greeting through the forward (QEMU accepts the TCP
+/// connection before the guest listens, so only a 220 counts).
+fn wait_smtp(vm: &mut Running) -> anyhow::Result<()> {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        if let Ok(stream) = TcpStream::connect(("127.0.0.1", vm.smtp_port)) {
+            stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let mut line = String::new();
+            if BufReader::new(&stream).read_line(&mut line).is_ok() && line.starts_with("220") {
+                let _ = (&stream).write_all(b"QUIT\r\n");
+                return Ok(());
+            }
+        }
+        if let Some(status) = vm.child.try_wait()? {
+            bail!(
+                "QEMU exited ({status}) before SMTP answered:\n{}",
+                tail(&vm.console_text())
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no SMTP greeting within {BOOT_TIMEOUT:?}:\n{}",
+                tail(&vm.console_text())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn smtp_send(port: u16, rcpt: &str, message: &str) -> anyhow::Result<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut w = stream;
+    let reply = |reader: &mut BufReader<TcpStream>| -> anyhow::Result<String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            ensure!(reader.read_line(&mut line)? > 0, "connection closed");
+            all.push_str(&line);
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return Ok(all);
+            }
+        }
+    };
+    let expect = |r: String, code: &str| -> anyhow::Result<String> {
+        ensure!(r.starts_with(code), "expected {code}, got {r:?}");
+        Ok(r)
+    };
+    expect(reply(&mut reader)?, "220")?;
+    w.write_all(b"EHLO e2e.example\r\n")?;
+    expect(reply(&mut reader)?, "250")?;
+    w.write_all(
+        format!("MAIL FROM:<e2e@sender.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes(),
+    )?;
+    expect(reply(&mut reader)?, "250")?;
+    expect(reply(&mut reader)?, "250")?;
+    expect(reply(&mut reader)?, "354")?;
+    w.write_all(message.as_bytes())?;
+    w.write_all(b".\r\n")?;
+    let done = expect(reply(&mut reader)?, "250")?;
+    w.write_all(b"QUIT\r\n")?;
+    Ok(done)
+}
+
+/// Copies the data partition out of the disk image.
+fn extract(disk: &Path, offset: u64, len: u64, out: &Path) -> anyhow::Result<()> {
+    let mut f = std::fs::File::open(disk)?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))?;
+    let mut o = std::fs::File::create(out)?;
+    std::io::copy(&mut f.take(len), &mut o)?;
+    Ok(())
+}
+
+fn debugfs(fs: &Path, request: &str) -> anyhow::Result<Vec<u8>> {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(request)
+        .arg(fs)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "debugfs {request}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.stdout)
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let board = board::by_name("pc-x86_64").expect("built-in board");
+    tools::ensure_qemu(board)?;
+    let built = image::build(board, true)?;
+    let dir = root().join("target/e2e");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let disk = dir.join("disk.img");
+    std::fs::copy(&built.image, &disk)?;
+    // A bigger disk than the image, so the first boot grows the data partition.
+    let f = std::fs::OpenOptions::new().write(true).open(&disk)?;
+    f.set_len(f.metadata()?.len() + (256 << 20))?;
+    drop(f);
+    println!(
+        "e2e: booting {} under {}",
+        disk.display(),
+        qemu::accelerator()
+    );
+
+    // First boot: mail in, orderly power-off.
+    let mut vm = boot(board, &dir, &disk, "1")?;
+    wait_smtp(&mut vm)?;
+    let console = vm.wait_console(
+        "mta accepting connections at uptime",
+        Duration::from_secs(30),
+    )?;
+    ensure!(
+        console.contains("address: 10.0.2.15"),
+        "the banner does not show the VM's address:\n{}",
+        tail(&console)
+    );
+    ensure!(
+        console.contains("is new (first boot)"),
+        "the first boot did not create the data partition:\n{}",
+        tail(&console)
+    );
+    ensure!(
+        console.contains("data partition grown"),
+        "the data partition was not grown:\n{}",
+        tail(&console)
+    );
+    let uptime = console
+        .lines()
+        .find_map(|l| l.split("mta accepting connections at uptime ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    vm.wait_console("boot blessed", Duration::from_secs(30))?;
+    let message = "From: e2e@sender.example\r\nTo: postmaster@mailbox.local\r\nSubject: end to end\r\nMessage-ID: <e2e@sender.example>\r\n\r\nThis message went through QEMU's port forward\r\ninto the appliance and onto its data partition.\r\n";
+    let reply = smtp_send(vm.smtp_port, "postmaster@mailbox.local", message)?;
+    println!("e2e: mail accepted: {}", reply.trim());
+    // Give delivery a moment, then press the power button.
+    std::thread::sleep(Duration::from_secs(2));
+    qemu::qmp(&vm.qmp, "system_powerdown")?;
+    vm.wait_exit(Duration::from_secs(90))?;
+    let console = vm.console_text();
+    ensure!(
+        console.contains("power button pressed"),
+        "no power button event:\n{}",
+        tail(&console)
+    );
+    ensure!(
+        console.contains("/data unmounted cleanly"),
+        "the data partition was not unmounted:\n{}",
+        tail(&console)
+    );
+    ensure!(
+        console.contains("powering off"),
+        "no orderly power-off:\n{}",
+        tail(&console)
+    );
+    drop(vm);
+
+    // The data partition is clean and holds the message.
+    let layout = ::image::disk::read_layout(&disk)?;
+    let data = dir.join("data.ext4");
+    extract(&disk, layout.data_offset, layout.data_len, &data)?;
+    let fsck = Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(&data)
+        .output()?;
+    ensure!(
+        fsck.status.success(),
+        "e2fsck found problems:\n{}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let state = String::from_utf8_lossy(
+        &Command::new("dumpe2fs")
+            .arg("-h")
+            .arg(&data)
+            .output()?
+            .stdout,
+    )
+    .to_string();
+    ensure!(
+        state
+            .lines()
+            .any(|l| l.starts_with("Filesystem state:") && l.contains("clean")),
+        "the file system is not marked clean"
+    );
+    let listing =
+        String::from_utf8_lossy(&debugfs(&data, &format!("ls -p {ACCOUNT_DIR}"))?).to_string();
+    let names: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split('/').nth(5))
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .collect();
+    ensure!(
+        names.len() == 1,
+        "expected one message in {ACCOUNT_DIR}, found {names:?}"
+    );
+    let stored = debugfs(&data, &format!("cat {ACCOUNT_DIR}/{}", names[0]))?;
+    let stored = String::from_utf8_lossy(&stored).to_string();
+    let body_start = stored
+        .find("From: e2e@sender.example")
+        .context("the stored message lost its headers")?;
+    let added = &stored[..body_start];
+    ensure!(
+        added.starts_with(
+            "Return-Path: <e2e@sender.example>\nDelivered-To: postmaster@mailbox.local\nReceived: "
+        ),
+        "trace headers: {added:?}"
+    );
+    ensure!(
+        stored[body_start..] == message.replace("\r\n", "\n"),
+        "the stored message differs from the one sent:\n{stored}"
+    );
+    // The ESP: the entry lost its boot counter.
+    let mut esp = vec![0u8; layout.esp_len as usize];
+    let mut f = std::fs::File::open(&disk)?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(layout.esp_offset))?;
+    f.read_exact(&mut esp)?;
+    let entries = ::image::disk::fat_list(&esp, "loader/entries")?;
+    ensure!(
+        entries == ["mailbox-a.conf"],
+        "boot entries after the first boot: {entries:?}"
+    );
+
+    // Second boot: the data partition is reused.
+    let mut vm = boot(board, &dir, &disk, "2")?;
+    wait_smtp(&mut vm)?;
+    let console = vm.wait_console("mta accepting connections", Duration::from_secs(30))?;
+    ensure!(
+        console.contains("reused (created"),
+        "the data partition was not reused:\n{}",
+        tail(&console)
+    );
+    ensure!(
+        !console.contains("data partition grown"),
+        "the second boot grew the partition again"
+    );
+    ensure!(
+        console.contains("needs no blessing"),
+        "the second boot found a counter to bless:\n{}",
+        tail(&console)
+    );
+    qemu::qmp(&vm.qmp, "system_powerdown")?;
+    vm.wait_exit(Duration::from_secs(90))?;
+    drop(vm);
+
+    println!(
+        "e2e: passed in {:.0} s; image {} raw, {} compressed, initramfs {:.1} MiB; mta accepting at uptime {uptime} s (guest, {})",
+        started.elapsed().as_secs_f64(),
+        mib(&built.image),
+        mib(&built.compressed),
+        built.initramfs_bytes as f64 / (1 << 20) as f64,
+        qemu::accelerator()
+    );
+    Ok(())
+}
+
+fn mib(path: &Path) -> String {
+    format!(
+        "{:.1} MiB",
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / (1 << 20) as f64
+    )
+}
