@@ -35,6 +35,20 @@ pub struct Config {
     pub queue: QueuePolicy,
     pub listeners: Vec<Listener>,
     pub tls: Option<TlsFiles>,
+    pub network: Network,
+}
+
+/// How the appliance's network is configured. Applied by `init`; checked
+/// here so `mta check-config` catches mistakes before a reboot does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    Dhcp,
+    Static {
+        address: std::net::Ipv4Addr,
+        prefix: u8,
+        gateway: Option<std::net::Ipv4Addr>,
+        dns: Vec<std::net::Ipv4Addr>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +153,17 @@ struct RawConfig {
     queue: RawQueue,
     listeners: Option<Vec<RawListener>>,
     tls: Option<RawTls>,
+    network: Option<RawNetwork>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    mode: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
+    gateway: Option<Spanned<String>>,
+    dns: Option<Vec<Spanned<String>>>,
+    ntp: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +293,80 @@ impl Checker<'_> {
                     ),
                 );
                 default
+            }
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn network(&mut self, n: &RawNetwork) -> Network {
+        let ip = |ck: &mut Checker, v: &Spanned<String>, what: &str| match v
+            .get_ref()
+            .parse::<std::net::Ipv4Addr>(
+        ) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                ck.report(
+                    v.span(),
+                    format!("{what} {:?} is not an IPv4 address", v.get_ref()),
+                    None,
+                );
+                None
+            }
+        };
+        for server in n.ntp.iter().flatten() {
+            if server.get_ref().trim().is_empty() {
+                self.report(server.span(), "empty NTP server name", None);
+            }
+        }
+        match n.mode.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("dhcp") => Network::Dhcp,
+            Some("static") => {
+                let Some(address) = &n.address else {
+                    let span = n.mode.as_ref().map(|m| m.span()).unwrap_or(0..0);
+                    self.report(
+                        span,
+                        "static networking needs `address`",
+                        Some("for example address = \"192.168.1.10/24\""),
+                    );
+                    return Network::Dhcp;
+                };
+                let parsed = address.get_ref().split_once('/').and_then(|(a, p)| {
+                    Some((
+                        a.parse::<std::net::Ipv4Addr>().ok()?,
+                        p.parse::<u8>().ok().filter(|p| *p <= 32)?,
+                    ))
+                });
+                let Some((addr, prefix)) = parsed else {
+                    self.report(
+                        address.span(),
+                        format!("address {:?} is not ADDRESS/PREFIX", address.get_ref()),
+                        Some("for example \"192.168.1.10/24\""),
+                    );
+                    return Network::Dhcp;
+                };
+                let gateway = n.gateway.as_ref().and_then(|g| ip(self, g, "gateway"));
+                let dns = n
+                    .dns
+                    .iter()
+                    .flatten()
+                    .filter_map(|d| ip(self, d, "dns server"))
+                    .collect();
+                Network::Static {
+                    address: addr,
+                    prefix,
+                    gateway,
+                    dns,
+                }
+            }
+            Some(other) => {
+                let span = n.mode.as_ref().map(|m| m.span()).unwrap_or(0..0);
+                self.report(
+                    span,
+                    format!("network mode {other:?} is not known"),
+                    Some("use \"dhcp\" or \"static\""),
+                );
+                Network::Dhcp
             }
         }
     }
@@ -606,6 +705,11 @@ impl Config {
             }
         });
 
+        let network = match &raw.network {
+            None => Network::Dhcp,
+            Some(n) => ck.network(n),
+        };
+
         let config = Config {
             path: path.to_path_buf(),
             hostname,
@@ -619,6 +723,7 @@ impl Config {
             queue,
             listeners,
             tls,
+            network,
         };
 
         // Checks that need the whole picture: every local alias target and the
@@ -769,6 +874,24 @@ address = "alice@example.org"
 "#;
         let e = parse(text).unwrap_err();
         assert!(e.to_string().contains("loop"), "{e}");
+    }
+
+    #[test]
+    fn static_network_is_checked() {
+        let ok = format!(
+            "{GOOD}\n[network]\nmode = \"static\"\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.1\"\ndns = [\"192.0.2.53\"]\n"
+        );
+        assert!(matches!(
+            parse(&ok).unwrap().network,
+            Network::Static { prefix: 24, .. }
+        ));
+        let bad = format!("{GOOD}\n[network]\nmode = \"static\"\naddress = \"192.0.2.10\"\n");
+        assert!(
+            parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("ADDRESS/PREFIX")
+        );
     }
 
     #[test]
