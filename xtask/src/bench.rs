@@ -45,6 +45,9 @@ pub struct Bench {
     /// drive the load with Postfix's smtp-source (one connection per message) instead of the built-in client
     #[argh(switch)]
     smtp_source: bool,
+    /// where our server's temporary data directory is made (default target/bench): the file system measured
+    #[argh(option)]
+    dir: Option<PathBuf>,
 }
 
 struct Ours {
@@ -74,7 +77,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
             (None, addr, rcpt, b.maildir.clone())
         }
         None => {
-            let ours = start_ours()?;
+            let ours = start_ours(b.dir.clone().unwrap_or_else(|| root().join("target/bench")))?;
             let addr = ours.addr;
             let new_dir = ours.dir.join("data/mail/example.org/alice/new");
             (
@@ -184,9 +187,9 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn start_ours() -> anyhow::Result<Ours> {
+fn start_ours(base: PathBuf) -> anyhow::Result<Ours> {
     check(cargo().args(["build", "--release", "-p", "mta"]))?;
-    let dir = root().join(format!("target/bench/run-{}", std::process::id()));
+    let dir = base.join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("mailbox.toml");
