@@ -36,6 +36,14 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub tls: Option<TlsFiles>,
     pub network: Network,
+    pub submission: SubmissionPolicy,
+}
+
+/// How submitted (authenticated) mail is treated.
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionPolicy {
+    /// Name the authenticated user in the Received header (off: privacy).
+    pub trace_user: bool,
 }
 
 /// How the appliance's network is configured. Applied by `init`; checked
@@ -55,6 +63,9 @@ pub enum Network {
 pub struct Account {
     pub address: Address,
     pub password: Option<PasswordHash>,
+    /// Extra sender addresses this account may use when submitting:
+    /// addresses, or `*@domain` for a whole domain.
+    pub send_as: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +92,20 @@ pub struct QueuePolicy {
 pub enum Role {
     /// Port 25: mail from the world to our domains.
     Mx,
+    /// Port 587: users sending mail; STARTTLS, then AUTH, before MAIL.
+    Submission,
+    /// Port 465: the same over implicit TLS (RFC 8314).
+    Submissions,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Mx => "mx",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +179,14 @@ struct RawConfig {
     listeners: Option<Vec<RawListener>>,
     tls: Option<RawTls>,
     network: Option<RawNetwork>,
+    #[serde(default)]
+    submission: RawSubmission,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSubmission {
+    trace_user: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +204,7 @@ struct RawNetwork {
 struct RawAccount {
     address: Spanned<String>,
     password: Option<Spanned<String>>,
+    send_as: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -552,7 +586,28 @@ impl Config {
                     }
                 },
             };
-            accounts.push(Account { address, password });
+            let mut send_as = Vec::new();
+            for pattern in raw_account.send_as.iter().flatten() {
+                let text = pattern.get_ref().trim();
+                let valid = match text.strip_prefix("*@").or_else(|| text.strip_prefix('@')) {
+                    Some(domain) => normalise_domain(domain).is_ok(),
+                    None => Address::parse(text, true).is_ok(),
+                };
+                if valid {
+                    send_as.push(text.trim_start_matches('*').to_lowercase());
+                } else {
+                    ck.report(
+                        pattern.span(),
+                        format!("send_as {text:?} is not an address or *@domain"),
+                        None,
+                    );
+                }
+            }
+            accounts.push(Account {
+                address,
+                password,
+                send_as,
+            });
         }
 
         let postmaster = raw
@@ -674,11 +729,13 @@ impl Config {
                     };
                     let role = match l.role.get_ref().as_str() {
                         "mx" => Role::Mx,
+                        "submission" => Role::Submission,
+                        "submissions" => Role::Submissions,
                         other => {
                             ck.report(
                                 l.role.span(),
                                 format!("listener role {other:?} is not known"),
-                                Some("this version serves role \"mx\" (port 25)"),
+                                Some("use \"mx\" (port 25), \"submission\" (587) or \"submissions\" (465)"),
                             );
                             continue;
                         }
@@ -724,6 +781,9 @@ impl Config {
             listeners,
             tls,
             network,
+            submission: SubmissionPolicy {
+                trace_user: raw.submission.trace_user.unwrap_or(false),
+            },
         };
 
         // Checks that need the whole picture: every local alias target and the

@@ -114,9 +114,17 @@ pub fn execute(
                 bail!("the server is not running; queued mail is attempted as soon as it starts")
             }
         },
+        "reload" => match schedule {
+            // The server reloads on SIGHUP; asking it this way needs no pid.
+            Some(_) => {
+                nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP)?;
+                Ok("configuration reload requested\n".into())
+            }
+            None => bail!("the server is not running; it reads the configuration when it starts"),
+        },
         "" => bail!("empty command"),
         other => bail!(
-            "unknown command {other:?} (list, show ID, hold ID, release ID, delete ID, flush)"
+            "unknown command {other:?} (list, show ID, hold ID, release ID, delete ID, flush, reload)"
         ),
     }
 }

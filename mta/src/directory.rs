@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::address::Address;
 use crate::config::Config;
+use crate::password::PasswordHash;
 
 /// Where one copy of a message goes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -60,6 +61,8 @@ pub struct Directory {
     delimiter: String,
     postmaster: Option<Address>,
     first_account: Option<Address>,
+    passwords: HashMap<String, PasswordHash>,
+    send_as: HashMap<String, Vec<String>>,
 }
 
 impl Directory {
@@ -79,6 +82,51 @@ impl Directory {
             delimiter: config.recipient_delimiter.clone(),
             postmaster: config.postmaster.clone(),
             first_account: config.accounts.first().map(|a| a.address.clone()),
+            passwords: config
+                .accounts
+                .iter()
+                .filter_map(|a| Some((a.address.key(), a.password.clone()?)))
+                .collect(),
+            send_as: config
+                .accounts
+                .iter()
+                .map(|a| (a.address.key(), a.send_as.clone()))
+                .collect(),
+        }
+    }
+
+    /// Checks a login; returns the account (lower-case address). Unknown
+    /// users cost as much time as wrong passwords, so the answer does not
+    /// tell which accounts exist.
+    pub fn verify_password(&self, username: &str, password: &str) -> Option<String> {
+        let key = Address::parse(username.trim(), true).ok().map(|a| a.key());
+        match key.as_ref().and_then(|k| self.passwords.get(k)) {
+            Some(hash) => hash.verify(password).then(|| key.expect("found by key")),
+            None => {
+                PasswordHash::dummy().verify(password);
+                None
+            }
+        }
+    }
+
+    /// Whether `account` may use `sender` as its envelope sender: its own
+    /// address and plus-forms, aliases that deliver to it, and its `send_as`.
+    pub fn may_send_as(&self, account: &str, sender: &Address) -> bool {
+        let key = sender.key();
+        if key == account {
+            return true;
+        }
+        if let Some(patterns) = self.send_as.get(account) {
+            let domain = format!("@{}", sender.domain());
+            if patterns.iter().any(|p| *p == key || *p == domain) {
+                return true;
+            }
+        }
+        match self.lookup(sender) {
+            Ok(Lookup::Deliver(targets)) => targets
+                .iter()
+                .any(|t| matches!(t, Target::Local { account: a, .. } if a == account)),
+            _ => false,
         }
     }
 
@@ -320,6 +368,19 @@ address = "carol@example.net"
             dir().lookup(&a("x@elsewhere.example")).unwrap(),
             Lookup::NotLocal
         );
+    }
+
+    #[test]
+    fn senders_an_account_owns() {
+        let d = dir();
+        assert!(d.may_send_as("alice@example.org", &a("Alice@example.org")));
+        assert!(d.may_send_as("alice@example.org", &a("alice+x@example.org")));
+        assert!(
+            d.may_send_as("bob@example.org", &a("team@example.org")),
+            "alias delivering to bob"
+        );
+        assert!(!d.may_send_as("alice@example.org", &a("bob@example.org")));
+        assert!(!d.may_send_as("alice@example.org", &a("ceo@elsewhere.example")));
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct Envelope {
     pub arrival: u64,
     /// `helo [ip]` of the client, for logs.
     pub client: String,
+    /// The account that submitted it, for authenticated submission.
+    pub auth: Option<String>,
     pub recipients: Vec<Recipient>,
     /// Held messages are not delivered until released.
     pub held: bool,

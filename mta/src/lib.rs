@@ -5,12 +5,14 @@
 //! is delivered by [`delivery`] into [`maildir`]s. Who may receive mail here is
 //! decided by the [`directory`], built from the [`config`].
 
+pub mod accounts;
 pub mod address;
 pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod directory;
 pub mod envelope;
+pub mod fsutil;
 pub mod maildir;
 pub mod password;
 pub mod queue;

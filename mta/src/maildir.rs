@@ -7,7 +7,9 @@
 //! on the same name: the rename replaces the earlier copy instead of adding a
 //! second one. Lines are stored with LF ends, as Maildir readers expect.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
+
+use crate::fsutil::sync_dir;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -163,10 +165,6 @@ fn find_in_cur(dir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
         }
     }
     Ok(None)
-}
-
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -24,7 +24,23 @@ enum Command {
     Serve(Serve),
     CheckConfig(CheckConfig),
     Queue(QueueCmd),
+    User(UserCmd),
     HashPassword(HashPassword),
+}
+
+/// manage accounts: list, add ADDRESS, passwd ADDRESS, delete ADDRESS (passwords are read from standard input)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "user")]
+struct UserCmd {
+    /// configuration file (default /data/mailbox.toml)
+    #[argh(option, default = "DEFAULT_CONFIG.into()")]
+    config: PathBuf,
+    /// list, add, passwd or delete
+    #[argh(positional)]
+    action: String,
+    /// the account's address
+    #[argh(positional)]
+    address: Option<String>,
 }
 
 const DEFAULT_CONFIG: &str = "/data/mailbox.toml";
@@ -128,16 +144,64 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword(_) => {
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
-            let password = line.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
-                anyhow::bail!("no password given on standard input");
+            println!("{}", PasswordHash::create(&read_password()?).as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(u) => {
+            use mta::accounts::{Change, apply, list};
+            let address = || {
+                u.address
+                    .as_deref()
+                    .context("this command needs an address")
+            };
+            let done = match u.action.as_str() {
+                "list" => {
+                    print!("{}", list(&Config::load(&u.config)?));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                "add" => apply(
+                    &u.config,
+                    Change::Add {
+                        address: address()?,
+                        password: &read_password()?,
+                    },
+                )?,
+                "passwd" => apply(
+                    &u.config,
+                    Change::Password {
+                        address: address()?,
+                        password: &read_password()?,
+                    },
+                )?,
+                "delete" => apply(
+                    &u.config,
+                    Change::Delete {
+                        address: address()?,
+                    },
+                )?,
+                other => anyhow::bail!("unknown action {other:?} (list, add, passwd, delete)"),
+            };
+            println!("{done}");
+            let config = Config::load(&u.config)?;
+            match mta::control::request(&config.control_socket(), "reload") {
+                Some(Ok(_)) => println!("the running server reloads its configuration"),
+                Some(Err(e)) => eprintln!("the running server did not reload: {e:#}"),
+                None => println!("takes effect when the server starts"),
             }
-            println!("{}", PasswordHash::create(password).as_str());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The first line of standard input, without its line end.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("no password given on standard input");
+    }
+    Ok(password.to_string())
 }
 
 /// Through the running server when there is one, else on the database.

@@ -61,6 +61,16 @@ impl PasswordHash {
         }
     }
 
+    /// A fixed hash to verify against when the user does not exist, so a
+    /// login attempt for an unknown user takes as long as one for a known
+    /// user (no user enumeration by timing).
+    pub fn dummy() -> PasswordHash {
+        static DUMMY: std::sync::OnceLock<PasswordHash> = std::sync::OnceLock::new();
+        DUMMY
+            .get_or_init(|| PasswordHash::create("no such user"))
+            .clone()
+    }
+
     /// Constant-time check of `password` against this hash.
     pub fn verify(&self, password: &str) -> bool {
         match self.scheme {

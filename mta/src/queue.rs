@@ -537,6 +537,7 @@ mod tests {
             from: "a@example.org".into(),
             arrival: 0,
             client: "x [127.0.0.1]".into(),
+            auth: None,
             recipients: vec![Recipient {
                 original: "b@example.org".into(),
                 target: Target::Local {

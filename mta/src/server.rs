@@ -20,7 +20,7 @@ use crate::config::{Config, Role};
 use crate::directory::Directory;
 use crate::maildir::Maildirs;
 use crate::queue::{Queue, RetryPolicy};
-use crate::smtp::session::{Session, SessionConfig, Step};
+use crate::smtp::session::{AuthOutcome, Session, SessionConfig, Step};
 use crate::{control, delivery, tls};
 
 /// How long running sessions get to finish when the server stops.
@@ -29,7 +29,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Everything a reload may change, swapped as a whole; sessions keep the
 /// snapshot they started with, so a reload never disturbs a connection.
 struct Settings {
-    session: Arc<SessionConfig>,
+    mx: Arc<SessionConfig>,
+    submission: Arc<SessionConfig>,
     directory: Arc<Directory>,
     tls: tokio_rustls::TlsAcceptor,
     greeting_delay: Duration,
@@ -39,16 +40,20 @@ struct Settings {
 
 impl Settings {
     fn from_config(config: &Config) -> anyhow::Result<Settings> {
+        let session = |role| SessionConfig {
+            hostname: config.hostname.clone(),
+            max_message_size: config.limits.message_size,
+            max_recipients: config.limits.recipients,
+            max_errors: config.limits.max_errors,
+            command_timeout: config.limits.command_timeout,
+            data_timeout: config.limits.data_timeout,
+            tls_available: true,
+            role,
+            trace_user: config.submission.trace_user,
+        };
         Ok(Settings {
-            session: Arc::new(SessionConfig {
-                hostname: config.hostname.clone(),
-                max_message_size: config.limits.message_size,
-                max_recipients: config.limits.recipients,
-                max_errors: config.limits.max_errors,
-                command_timeout: config.limits.command_timeout,
-                data_timeout: config.limits.data_timeout,
-                tls_available: true,
-            }),
+            mx: Arc::new(session(Role::Mx)),
+            submission: Arc::new(session(Role::Submission)),
             directory: Arc::new(Directory::new(config)),
             tls: tokio_rustls::TlsAcceptor::from(tls::server_config(config)?),
             greeting_delay: config.limits.greeting_delay,
@@ -58,7 +63,61 @@ impl Settings {
     }
 }
 
+impl Settings {
+    fn session(&self, role: Role) -> &Arc<SessionConfig> {
+        match role {
+            Role::Mx => &self.mx,
+            Role::Submission | Role::Submissions => &self.submission,
+        }
+    }
+}
+
+/// Failed logins per client address and per account name, in a sliding
+/// window: past the limit, AUTH is refused without checking the password.
+#[derive(Default)]
+struct AuthLimiter {
+    failures: Mutex<HashMap<String, std::collections::VecDeque<tokio::time::Instant>>>,
+}
+
+const AUTH_WINDOW: Duration = Duration::from_secs(15 * 60);
+const AUTH_FAILURES_PER_IP: usize = 5;
+const AUTH_FAILURES_PER_ACCOUNT: usize = 10;
+
+impl AuthLimiter {
+    fn count(&self, key: &str) -> usize {
+        let mut map = self.failures.lock().expect("auth limiter");
+        let now = tokio::time::Instant::now();
+        let Some(q) = map.get_mut(key) else { return 0 };
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > AUTH_WINDOW)
+        {
+            q.pop_front();
+        }
+        q.len()
+    }
+
+    fn blocked(&self, ip: &str, account: &str) -> bool {
+        self.count(ip) >= AUTH_FAILURES_PER_IP || self.count(account) >= AUTH_FAILURES_PER_ACCOUNT
+    }
+
+    fn record(&self, ip: &str, account: &str) {
+        let mut map = self.failures.lock().expect("auth limiter");
+        let now = tokio::time::Instant::now();
+        for key in [ip, account] {
+            map.entry(key.to_string()).or_default().push_back(now);
+        }
+        if map.len() > 10_000 {
+            map.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) <= AUTH_WINDOW)
+            });
+        }
+    }
+}
+
 struct Shared {
+    auth: AuthLimiter,
     settings: RwLock<Arc<Settings>>,
     queue: Queue,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -102,6 +161,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     control::listen(&config.control_socket(), queue.clone(), schedule_tx).await?;
 
     let shared = Arc::new(Shared {
+        auth: AuthLimiter::default(),
         settings: RwLock::new(Arc::new(Settings::from_config(&config)?)),
         queue,
         per_ip: Mutex::new(HashMap::new()),
@@ -115,12 +175,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", l.address))?;
         let bound = listener.local_addr()?;
-        let role = match l.role {
-            Role::Mx => "mx",
-        };
-        tracing::info!("listening on {bound} for {role}");
+        tracing::info!("listening on {bound} for {}", l.role.name());
         accept_tasks.push(tokio::spawn(accept_loop(
             listener,
+            l.role,
             shared.clone(),
             stop_rx.clone(),
         )));
@@ -203,7 +261,12 @@ fn reload(running: &Config, shared: &Shared) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -222,14 +285,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
                 let mut stream = stream;
                 let text = format!(
                     "421 4.7.0 {} Error: too many connections\r\n",
-                    shared.settings().session.hostname
+                    shared.settings().mx.hostname
                 );
                 let _ = stream.write_all(text.as_bytes()).await;
                 tracing::info!("refused {peer}: too many connections");
                 return;
             };
             tracing::debug!("connect from {peer}");
-            if let Err(e) = handle(stream, peer, &shared, stop).await {
+            if let Err(e) = handle(stream, peer, role, &shared, stop).await {
                 tracing::debug!("{peer}: {e}");
             }
             tracing::debug!("disconnect from {peer}");
@@ -267,6 +330,83 @@ impl Drop for Slot<'_> {
             }
         }
         self.shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The TLS handshake, bounded by the command timeout; logs failures.
+async fn handshake(
+    tcp: TcpStream,
+    settings: &Settings,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
+    let peer = tcp.peer_addr().ok();
+    let timeout = settings.mx.command_timeout;
+    match tokio::time::timeout(timeout, settings.tls.accept(tcp)).await {
+        Ok(Ok(tls)) => {
+            let (_, state) = tls.get_ref();
+            let description = format!(
+                "{} with cipher {}",
+                state
+                    .protocol_version()
+                    .map(|v| format!("{v:?}").replace("TLSv1_", "TLSv1."))
+                    .unwrap_or_default(),
+                state
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+                    .unwrap_or_default()
+            );
+            Some((tls, description))
+        }
+        Ok(Err(e)) => {
+            tracing::info!("{peer:?}: TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::info!("{peer:?}: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Checks a login off the event loop; failures are slow and counted.
+async fn authenticate(
+    shared: &Shared,
+    settings: &Settings,
+    peer: SocketAddr,
+    credentials: crate::smtp::sasl::Credentials,
+) -> AuthOutcome {
+    let ip_key = format!("ip:{}", peer.ip());
+    let user_key = format!("user:{}", credentials.username.to_lowercase());
+    let method = credentials.mechanism.name();
+    if shared.auth.blocked(&ip_key, &user_key) {
+        tracing::warn!(
+            "client={peer}, sasl_method={method}, sasl_username={}: refused, too many failures",
+            credentials.username
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return AuthOutcome::TryLater;
+    }
+    let directory = settings.directory.clone();
+    let username = credentials.username.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        directory.verify_password(&credentials.username, &credentials.password)
+    })
+    .await
+    .ok()
+    .flatten();
+    match verified {
+        Some(account) => {
+            tracing::info!("client={peer}, sasl_method={method}, sasl_username={account}");
+            AuthOutcome::Accepted(account)
+        }
+        None => {
+            shared.auth.record(&ip_key, &user_key);
+            tracing::warn!(
+                "client={peer}, sasl_method={method}, sasl_username={username}: authentication failed"
+            );
+            // Slow down guessing.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            AuthOutcome::Rejected
+        }
     }
 }
 
@@ -308,19 +448,31 @@ impl Conn {
 async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
+    role: Role,
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let mut conn = Conn::Plain(stream);
     let settings = shared.settings();
     let mut session = Session::new(
-        settings.session.clone(),
+        settings.session(role).clone(),
         settings.directory.clone(),
         peer.ip(),
     );
     let mut buf = vec![0u8; 64 * 1024];
+    let mut conn = if role == Role::Submissions {
+        // RFC 8314: TLS from the first byte.
+        match handshake(stream, &settings).await {
+            Some((tls, description)) => {
+                session.tls_established(description);
+                Conn::Tls(Box::new(tls))
+            }
+            None => return Ok(()),
+        }
+    } else {
+        Conn::Plain(stream)
+    };
 
-    if !settings.greeting_delay.is_zero() {
+    if role == Role::Mx && !settings.greeting_delay.is_zero() {
         // A client that talks before our greeting is a spam engine, not an MTA.
         match tokio::time::timeout(settings.greeting_delay, conn.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
@@ -378,37 +530,17 @@ async fn handle(
                 let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
                     return Ok(());
                 };
-                let handshake = tokio::time::timeout(
-                    settings.session.command_timeout,
-                    settings.tls.accept(tcp),
-                )
-                .await;
-                match handshake {
-                    Ok(Ok(tls)) => {
-                        let (_, state) = tls.get_ref();
-                        let description = format!(
-                            "{} with cipher {}",
-                            state
-                                .protocol_version()
-                                .map(|v| format!("{v:?}").replace("TLSv1_", "TLSv1."))
-                                .unwrap_or_default(),
-                            state
-                                .negotiated_cipher_suite()
-                                .map(|c| format!("{:?}", c.suite()))
-                                .unwrap_or_default()
-                        );
+                match handshake(tcp, &settings).await {
+                    Some((tls, description)) => {
                         conn = Conn::Tls(Box::new(tls));
                         session.tls_established(description);
                     }
-                    Ok(Err(e)) => {
-                        tracing::info!("{peer}: TLS handshake failed: {e}");
-                        return Ok(());
-                    }
-                    Err(_) => {
-                        tracing::info!("{peer}: TLS handshake timed out");
-                        return Ok(());
-                    }
+                    None => return Ok(()),
                 }
+            }
+            Step::Authenticate(credentials) => {
+                let outcome = authenticate(shared, &settings, peer, credentials).await;
+                session.auth_result(outcome);
             }
             Step::Close => {
                 conn.shutdown().await;

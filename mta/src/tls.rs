@@ -3,9 +3,7 @@
 //! from the first boot, before a real certificate exists.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -55,35 +53,16 @@ pub fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let generated = rcgen::generate_simple_self_signed(vec![config.hostname.clone()])
         .context("generating a self-signed certificate")?;
-    write_atomically(
+    crate::fsutil::write_atomically(
         &key,
         generated.signing_key.serialize_pem().as_bytes(),
         0o600,
     )?;
-    write_atomically(&cert, generated.cert.pem().as_bytes(), 0o644)?;
+    crate::fsutil::write_atomically(&cert, generated.cert.pem().as_bytes(), 0o644)?;
     tracing::info!(
         "generated a self-signed certificate for {} in {}",
         config.hostname,
         cert.display()
     );
     Ok((cert, key))
-}
-
-/// temp file + fsync + rename + directory fsync.
-pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path.parent().context("path has no directory")?;
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    crate::maildir::sync_dir(dir)?;
-    Ok(())
 }

@@ -188,19 +188,24 @@ fn run_native(port: u16) -> anyhow::Result<()> {
             "data_dir = \"/data\"",
             &format!("data_dir = \"{}\"", data.display()),
         )
-        .replace("\"0.0.0.0:25\"", &format!("\"127.0.0.1:{port}\"",));
+        .replace("\"0.0.0.0:25\"", &format!("\"127.0.0.1:{port}\""))
+        .replace("\"0.0.0.0:587\"", &format!("\"127.0.0.1:{}\"", port + 62))
+        .replace("\"0.0.0.0:465\"", &format!("\"127.0.0.1:{}\"", port - 60));
     std::fs::write(&config, text)?;
     let mta = root().join("target/release/mta");
     eprintln!(
         "\nMailbox's MTA is starting with {} (data in {}).\n\
          Send it mail, for example:\n\n  \
-         swaks --server 127.0.0.1:{} --to alice@example.org --tls\n\n\
+         swaks --server 127.0.0.1:{} --to alice@example.org --tls\n\
+         Submission (AUTH as alice@example.org, password \"alice\") on port {} (STARTTLS) and {} (TLS).\n\n\
          Delivered mail appears under {}/mail/example.org/alice/new/.\n\
          Inspect the queue with: {} queue --config {} list\n\
          Stop with Ctrl-C.\n",
         config.display(),
         data.display(),
         port,
+        port + 62,
+        port - 60,
         data.display(),
         mta.display(),
         config.display()

@@ -1,4 +1,5 @@
 //! SMTP: the sans-IO server session. The socket side lives in
 //! [`crate::server`].
 
+pub mod sasl;
 pub mod session;

@@ -18,8 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::address::{Address, AddressError, split_path};
+use crate::config::Role;
 use crate::directory::{Directory, Lookup, Target};
 use crate::envelope::{Envelope, QueueId, Recipient, Status, now_micros};
+use crate::smtp::sasl::{self, Credentials, Mechanism};
 
 /// RFC 5321 §4.5.3.1.4, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -37,7 +39,15 @@ pub struct SessionConfig {
     pub data_timeout: Duration,
     /// A certificate is loaded, so STARTTLS can be offered.
     pub tls_available: bool,
+    /// MX (anyone, our domains only) or submission (authenticated users,
+    /// any destination).
+    pub role: Role,
+    /// Name the authenticated user in the Received header.
+    pub trace_user: bool,
 }
+
+/// RFC 4954 §4: an AUTH response line may be up to 12288 octets.
+const MAX_AUTH_LINE: usize = 12288;
 
 /// What the adapter must do next.
 #[derive(Debug)]
@@ -52,6 +62,19 @@ pub enum Step {
     StartTls,
     /// Write the pending output and close the connection.
     Close,
+    /// Check these credentials (slowly, off the event loop), then call
+    /// [`Session::auth_result`].
+    Authenticate(Credentials),
+}
+
+/// The adapter's answer to [`Step::Authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// The account (lower-case address) that logged in.
+    Accepted(String),
+    Rejected,
+    /// Too many failures from this client or for this account.
+    TryLater,
 }
 
 /// A complete message ready for the queue.
@@ -77,6 +100,8 @@ enum State {
     Data(DataScan),
     Bdat(BdatChunk),
     AwaitingCommit,
+    Auth(Mechanism, Option<String>),
+    AwaitingAuth,
     Closed,
 }
 
@@ -136,6 +161,7 @@ pub struct Session {
     tx: Option<Transaction>,
     errors: u32,
     skipping_long_line: bool,
+    authenticated: Option<String>,
 }
 
 impl Session {
@@ -153,6 +179,7 @@ impl Session {
             tx: None,
             errors: 0,
             skipping_long_line: false,
+            authenticated: None,
         }
     }
 
@@ -223,6 +250,7 @@ impl Session {
         self.tls = Some(description);
         self.helo = None;
         self.tx = None;
+        self.authenticated = None;
         self.input.clear();
         self.state = State::Command;
     }
@@ -246,12 +274,43 @@ impl Session {
         }
     }
 
+    /// The adapter's verdict on the credentials of the last
+    /// [`Step::Authenticate`].
+    pub fn auth_result(&mut self, outcome: AuthOutcome) {
+        self.state = State::Command;
+        match outcome {
+            AuthOutcome::Accepted(account) => {
+                self.authenticated = Some(account);
+                self.reply(235, "2.7.0", "Authentication successful".into());
+            }
+            AuthOutcome::Rejected => {
+                self.reply(535, "5.7.8", "Error: authentication failed".into())
+            }
+            AuthOutcome::TryLater => self.reply(
+                454,
+                "4.7.0",
+                "Temporary authentication failure: too many failed attempts, try again later"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The account this session logged in as.
+    pub fn authenticated(&self) -> Option<&str> {
+        self.authenticated.as_deref()
+    }
+
     /// Runs the state machine over the buffered input.
     pub fn process(&mut self) -> Step {
         loop {
             match &mut self.state {
                 State::Closed => return Step::Close,
-                State::AwaitingCommit => return Step::NeedInput,
+                State::AwaitingCommit | State::AwaitingAuth => return Step::NeedInput,
+                State::Auth(..) => {
+                    if let Some(step) = self.auth_line() {
+                        return step;
+                    }
+                }
                 State::Command => {
                     if !self.greeted {
                         return Step::NeedInput;
@@ -275,6 +334,12 @@ impl Session {
     }
 
     fn raw_reply(&mut self, code: u16, enhanced: &str, text: String) {
+        if text.is_empty() {
+            // An empty challenge (AUTH PLAIN without an initial response).
+            self.output
+                .extend_from_slice(format!("{code} \r\n").as_bytes());
+            return;
+        }
         let mut lines = text.lines().peekable();
         while let Some(line) = lines.next() {
             let sep = if lines.peek().is_some() { '-' } else { ' ' };
@@ -384,6 +449,7 @@ impl Session {
                 "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS".into(),
             ),
             "STARTTLS" => return self.starttls(arg),
+            "AUTH" => return self.auth_command(arg),
             // A web browser or proxy pointed at port 25 (Postfix's
             // smtpd_forbidden_commands).
             "GET" | "POST" | "CONNECT" | "HEAD" | "PUT" => {
@@ -419,6 +485,9 @@ impl Session {
         if self.cfg.tls_available && self.tls.is_none() {
             lines.push("STARTTLS".into());
         }
+        if self.cfg.role != Role::Mx && self.tls.is_some() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
         lines.push("ENHANCEDSTATUSCODES".into());
         lines.push("8BITMIME".into());
         lines.push("CHUNKING".into());
@@ -432,6 +501,14 @@ impl Session {
         }
         if self.tx.is_some() {
             return self.reply(503, "5.5.1", "Error: nested MAIL command".into());
+        }
+        if self.cfg.role != Role::Mx {
+            if self.tls.is_none() {
+                return self.reply(530, "5.7.0", "Must issue a STARTTLS command first".into());
+            }
+            if self.authenticated.is_none() {
+                return self.reply(530, "5.7.0", "Authentication required".into());
+            }
         }
         let Some(path) = strip_keyword(arg, "FROM:") else {
             return self.reply(501, "5.5.4", "Syntax: MAIL FROM:<address>".into());
@@ -483,6 +560,15 @@ impl Session {
                 }
             },
         };
+        if let (Some(account), Some(sender)) = (&self.authenticated, &from)
+            && !self.directory.may_send_as(account, sender)
+        {
+            return self.reply(
+                553,
+                "5.7.1",
+                format!("<{sender}>: Sender address rejected: not owned by user {account}"),
+            );
+        }
         self.tx = Some(Transaction {
             from,
             smtputf8,
@@ -570,6 +656,17 @@ impl Session {
                 }
                 self.reply(250, "2.1.5", "Ok".into());
             }
+            Ok(Lookup::NotLocal) if self.authenticated.is_some() => {
+                // An authenticated user may send anywhere.
+                let tx = self.tx.as_mut().expect("checked above");
+                if !tx.recipients.iter().any(|(a, _)| a.key() == address.key()) {
+                    let target = Target::Remote {
+                        address: address.to_string(),
+                    };
+                    tx.recipients.push((address, vec![target]));
+                }
+                self.reply(250, "2.1.5", "Ok".into());
+            }
             Ok(Lookup::NotLocal) => {
                 self.reply(554, "5.7.1", format!("<{address}>: Relay access denied"))
             }
@@ -640,6 +737,125 @@ impl Session {
             refused,
         });
         None
+    }
+
+    fn auth_command(&mut self, arg: &str) -> Option<Step> {
+        let refusal = if self.cfg.role == Role::Mx {
+            Some((503, "5.5.1", "Error: authentication not enabled"))
+        } else if self.helo.is_none() {
+            Some((503, "5.5.1", "Error: send EHLO first"))
+        } else if self.tls.is_none() {
+            Some((
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ))
+        } else if self.authenticated.is_some() {
+            Some((503, "5.5.1", "Error: already authenticated"))
+        } else if self.tx.is_some() {
+            Some((503, "5.5.1", "Error: MAIL transaction in progress"))
+        } else {
+            None
+        };
+        if let Some((code, enhanced, text)) = refusal {
+            self.reply(code, enhanced, text.into());
+            return matches!(self.state, State::Closed).then_some(Step::Close);
+        }
+        let mut words = arg.split_whitespace();
+        let Some(mechanism) = words.next().and_then(Mechanism::parse) else {
+            self.reply(504, "5.5.4", "Unrecognized authentication type".into());
+            return matches!(self.state, State::Closed).then_some(Step::Close);
+        };
+        let initial = words.next();
+        match (mechanism, initial) {
+            (Mechanism::Plain, None) => {
+                self.raw_reply(334, "", String::new());
+                self.state = State::Auth(Mechanism::Plain, None);
+                None
+            }
+            (Mechanism::Plain, Some(response)) => {
+                let response = if response == "=" { "" } else { response };
+                self.finish_plain(response)
+            }
+            (Mechanism::Login, None) => {
+                self.raw_reply(334, "", sasl::encode_text("Username:"));
+                self.state = State::Auth(Mechanism::Login, None);
+                None
+            }
+            (Mechanism::Login, Some(user)) => self.login_username(user),
+        }
+    }
+
+    fn finish_plain(&mut self, response: &str) -> Option<Step> {
+        match sasl::decode_plain(response) {
+            Ok(credentials) => {
+                self.state = State::AwaitingAuth;
+                Some(Step::Authenticate(credentials))
+            }
+            Err(e) => {
+                self.state = State::Command;
+                self.reply(501, "5.5.2", format!("Cannot decode the response: {e}"));
+                matches!(self.state, State::Closed).then_some(Step::Close)
+            }
+        }
+    }
+
+    fn login_username(&mut self, response: &str) -> Option<Step> {
+        match sasl::decode_text(response) {
+            Ok(user) if !user.is_empty() => {
+                self.raw_reply(334, "", sasl::encode_text("Password:"));
+                self.state = State::Auth(Mechanism::Login, Some(user));
+                None
+            }
+            _ => {
+                self.state = State::Command;
+                self.reply(501, "5.5.2", "Cannot decode the response".into());
+                matches!(self.state, State::Closed).then_some(Step::Close)
+            }
+        }
+    }
+
+    /// One line of an AUTH exchange.
+    fn auth_line(&mut self) -> Option<Step> {
+        let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
+            if self.input.len() > MAX_AUTH_LINE {
+                return Some(self.close_with(500, "5.5.2", "Error: line too long"));
+            }
+            return Some(Step::NeedInput);
+        };
+        let line: Vec<u8> = self.input.drain(..=lf).collect();
+        if line.len() < 2 || line[line.len() - 2] != b'\r' {
+            return Some(self.close_with(521, "5.5.2", "Error: bare <LF> received"));
+        }
+        let text = String::from_utf8_lossy(&line[..line.len() - 2])
+            .trim()
+            .to_string();
+        let State::Auth(mechanism, user) = std::mem::replace(&mut self.state, State::Command)
+        else {
+            unreachable!("auth_line runs in the Auth state")
+        };
+        if text == "*" {
+            self.reply(501, "5.7.0", "Authentication aborted".into());
+            return matches!(self.state, State::Closed).then_some(Step::Close);
+        }
+        match (mechanism, user) {
+            (Mechanism::Plain, _) => self.finish_plain(&text),
+            (Mechanism::Login, None) => self.login_username(&text),
+            (Mechanism::Login, Some(username)) => match sasl::decode_text(&text) {
+                Ok(password) => {
+                    self.state = State::AwaitingAuth;
+                    Some(Step::Authenticate(Credentials {
+                        mechanism: Mechanism::Login,
+                        username,
+                        password,
+                    }))
+                }
+                Err(e) => {
+                    self.reply(501, "5.5.2", format!("Cannot decode the response: {e}"));
+                    matches!(self.state, State::Closed).then_some(Step::Close)
+                }
+            },
+        }
     }
 
     fn starttls(&mut self, arg: &str) -> Option<Step> {
@@ -795,8 +1011,23 @@ impl Session {
         let arrival = now_micros();
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
         let received = self.received_header(id, &tx, &helo, esmtp);
-        let mut body = Vec::with_capacity(received.len() + tx.body.len());
+        let mut body = Vec::with_capacity(received.len() + tx.body.len() + 128);
         body.extend_from_slice(received.as_bytes());
+        if self.authenticated.is_some() {
+            // RFC 6409 §8: a submission server may add what the client's
+            // software left out.
+            let (has_date, has_id) = header_presence(&tx.body);
+            if !has_date {
+                body.extend_from_slice(
+                    format!("Date: {}\r\n", chrono::Local::now().to_rfc2822()).as_bytes(),
+                );
+            }
+            if !has_id {
+                body.extend_from_slice(
+                    format!("Message-ID: <{id}@{}>\r\n", self.cfg.hostname).as_bytes(),
+                );
+            }
+        }
         body.extend_from_slice(&tx.body);
         let recipients = tx
             .recipients
@@ -824,6 +1055,7 @@ impl Session {
             from: tx.from.map(|a| a.to_string()).unwrap_or_default(),
             arrival,
             client: format!("{helo} [{}]", self.peer),
+            auth: self.authenticated.clone(),
             recipients,
             held: false,
             size: body.len() as u64,
@@ -851,6 +1083,9 @@ impl Session {
         if self.tls.is_some() {
             proto.push('S');
         }
+        if self.authenticated.is_some() {
+            proto.push('A');
+        }
         if tx.smtputf8 && !esmtp {
             proto = "UTF8SMTP".into();
         }
@@ -862,6 +1097,9 @@ impl Session {
         let mut h = format!("Received: from {helo} ([{ip}])\r\n");
         if let Some(tls) = &self.tls {
             h.push_str(&format!("\t(using {tls})\r\n"));
+        }
+        if let (Some(user), true) = (&self.authenticated, self.cfg.trace_user) {
+            h.push_str(&format!("\t(Authenticated sender: {user})\r\n"));
         }
         h.push_str(&format!(
             "\tby {} (Mailbox) with {proto} id {id}",
@@ -876,6 +1114,26 @@ impl Session {
         h.push_str(&format!("; {date}\r\n"));
         h
     }
+}
+
+/// Whether the header section has `Date:` and `Message-ID:` fields.
+fn header_presence(message: &[u8]) -> (bool, bool) {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let header = &message[..end];
+    let mut date = message.starts_with(b"\r\n");
+    let mut id = date;
+    for line in header.split(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        if name.eq_ignore_ascii_case(b"date") {
+            date = true;
+        } else if name.eq_ignore_ascii_case(b"message-id") {
+            id = true;
+        }
+    }
+    (date, id)
 }
 
 fn same_account(a: &Target, b: &Target) -> bool {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ hostname = "mx.example.org"
 domains = ["example.org"]
 [[accounts]]
 address = "alice@example.org"
+# "Hello world!"
+password = "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
 [[accounts]]
 address = "bob@example.org"
 [aliases]
@@ -25,12 +28,21 @@ address = "bob@example.org"
 [[listeners]]
 address = "127.0.0.1:0"
 role = "mx"
+[[listeners]]
+address = "127.0.0.1:0"
+role = "submission"
+[[listeners]]
+address = "127.0.0.1:0"
+role = "submissions"
 "#;
 
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The MX listener.
     pub addr: SocketAddr,
+    /// Every listener by role (`mx`, `submission`, `submissions`).
+    pub listeners: HashMap<String, SocketAddr>,
     child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -46,11 +58,12 @@ impl Server {
             dir.path().join("data").display()
         );
         std::fs::write(&config, text).unwrap();
-        let (child, addr, log) = spawn(&config);
+        let (child, listeners, log) = spawn(&config);
         Server {
             dir,
             config,
-            addr,
+            addr: listeners["mx"],
+            listeners,
             child,
             log,
         }
@@ -69,13 +82,14 @@ impl Server {
     /// Starts the server again on the same data (new port).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, addr, log) = spawn(&self.config);
+        let (child, listeners, log) = spawn(&self.config);
         let mut old = std::mem::take(&mut *self.log.lock().unwrap());
         old.push("--- restart ---".into());
         old.append(&mut log.lock().unwrap());
         *log.lock().unwrap() = old;
         self.child = child;
-        self.addr = addr;
+        self.addr = listeners["mx"];
+        self.listeners = listeners;
         self.log = log;
     }
 
@@ -185,7 +199,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn(config: &Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+fn spawn(config: &Path) -> (Child, HashMap<String, SocketAddr>, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(MTA)
         .arg("serve")
         .arg("--config")
@@ -203,16 +217,27 @@ fn spawn(config: &Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                let _ = tx.send(addr);
+                let mut words = rest.split_whitespace();
+                let addr: SocketAddr = words.next().unwrap().parse().unwrap();
+                let role = words.nth(1).unwrap_or("mx").to_string();
+                let _ = tx.send(Some((role, addr)));
+            } else if line.contains(" started for ") {
+                let _ = tx.send(None);
             }
             log2.lock().unwrap().push(line);
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("mta did not start: {:?}", log.lock().unwrap()));
-    (child, addr, log)
+    let mut listeners = HashMap::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Some((role, addr))) => {
+                listeners.insert(role, addr);
+            }
+            Ok(None) => break,
+            Err(_) => panic!("mta did not start: {:?}", log.lock().unwrap()),
+        }
+    }
+    (child, listeners, log)
 }
 
 /// A reply: code and the text of all lines.

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::Config;
+use crate::config::{Config, Role};
+use crate::directory::Target;
 
 const CONFIG: &str = r#"
 hostname = "mx.example.org"
@@ -11,6 +12,7 @@ data_dir = "/d"
 domains = ["example.org"]
 [[accounts]]
 address = "alice@example.org"
+password = "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
 [[accounts]]
 address = "bob@example.org"
 [aliases]
@@ -20,9 +22,14 @@ address = "bob@example.org"
 struct Harness {
     s: Session,
     submitted: Vec<Submission>,
+    directory: Arc<Directory>,
 }
 
 fn harness_with(max_size: u64, max_rcpt: usize, tls: bool) -> Harness {
+    harness_role(max_size, max_rcpt, tls, Role::Mx)
+}
+
+fn harness_role(max_size: u64, max_rcpt: usize, tls: bool, role: Role) -> Harness {
     let config = Config::parse(Path::new("t.toml"), CONFIG).unwrap();
     let cfg = SessionConfig {
         hostname: "mx.example.org".into(),
@@ -32,16 +39,20 @@ fn harness_with(max_size: u64, max_rcpt: usize, tls: bool) -> Harness {
         command_timeout: Duration::from_secs(300),
         data_timeout: Duration::from_secs(600),
         tls_available: tls,
+        role,
+        trace_user: false,
     };
+    let directory = Arc::new(Directory::new(&config));
     let mut s = Session::new(
         Arc::new(cfg),
-        Arc::new(Directory::new(&config)),
+        directory.clone(),
         "192.0.2.7".parse().unwrap(),
     );
     s.greet();
     Harness {
         s,
         submitted: Vec::new(),
+        directory,
     }
 }
 
@@ -66,6 +77,13 @@ impl Harness {
                     let id = sub.envelope.id;
                     self.submitted.push(sub);
                     self.s.submitted(id, Ok(()));
+                }
+                Step::Authenticate(c) => {
+                    let outcome = match self.directory.verify_password(&c.username, &c.password) {
+                        Some(account) => AuthOutcome::Accepted(account),
+                        None => AuthOutcome::Rejected,
+                    };
+                    self.s.auth_result(outcome);
                 }
                 Step::NeedInput => return (out, "need-input"),
                 Step::StartTls => return (out, "starttls"),
@@ -274,6 +292,8 @@ fn early_talker_is_refused() {
         command_timeout: Duration::from_secs(1),
         data_timeout: Duration::from_secs(1),
         tls_available: false,
+        role: Role::Mx,
+        trace_user: false,
     };
     let mut s = Session::new(
         Arc::new(cfg),
@@ -354,4 +374,136 @@ fn disk_full_at_intake_is_452() {
     h.s.submitted(id, Err(IntakeError::DiskFull));
     let out = String::from_utf8(h.s.take_output()).unwrap();
     assert!(out.starts_with("452 4.3.1"), "{out}");
+}
+
+fn b64(s: &str) -> String {
+    crate::smtp::sasl::encode_text(s)
+}
+
+fn submission() -> Harness {
+    let mut h = harness_role(100_000, 10, true, Role::Submission);
+    h.talk("EHLO laptop\r\nSTARTTLS\r\n");
+    h.s.tls_established("TLSv1.3".into());
+    h
+}
+
+#[test]
+fn auth_is_not_offered_on_the_mx_port() {
+    let mut h = harness();
+    let (out, _) = h.talk("EHLO c\r\n");
+    assert!(!out.contains("AUTH"), "{out}");
+    assert_eq!(
+        h.codes(&format!(
+            "AUTH PLAIN {}\r\n",
+            b64("\0alice@example.org\0Hello world!")
+        )),
+        vec![503]
+    );
+}
+
+#[test]
+fn submission_needs_tls_before_auth_and_auth_before_mail() {
+    let mut h = harness_role(100_000, 10, true, Role::Submission);
+    let (out, _) = h.talk("EHLO laptop\r\n");
+    assert!(!out.contains("AUTH"), "AUTH offered in clear text: {out}");
+    assert_eq!(
+        h.codes(&format!(
+            "AUTH PLAIN {}\r\n",
+            b64("\0alice@example.org\0Hello world!")
+        )),
+        vec![538]
+    );
+    assert_eq!(h.codes("MAIL FROM:<alice@example.org>\r\n"), vec![530]);
+    let mut h = submission();
+    let (out, _) = h.talk("EHLO laptop\r\n");
+    assert!(out.contains("250-AUTH PLAIN LOGIN\r\n"), "{out}");
+    assert_eq!(h.codes("MAIL FROM:<alice@example.org>\r\n"), vec![530]);
+}
+
+#[test]
+fn plain_and_login_exchanges() {
+    let mut h = submission();
+    h.talk("EHLO laptop\r\n");
+    assert_eq!(
+        h.codes(&format!(
+            "AUTH PLAIN {}\r\n",
+            b64("\0alice@example.org\0wrong")
+        )),
+        vec![535]
+    );
+    let codes = h.codes(&format!(
+        "AUTH PLAIN\r\n{}\r\n",
+        b64("\0alice@example.org\0Hello world!")
+    ));
+    assert_eq!(codes, vec![334, 235]);
+    assert_eq!(h.s.authenticated(), Some("alice@example.org"));
+
+    let mut h = submission();
+    h.talk("EHLO laptop\r\n");
+    let (out, _) = h.talk("AUTH LOGIN\r\n");
+    assert_eq!(out, format!("334 {}\r\n", b64("Username:")));
+    let (out, _) = h.talk(&format!("{}\r\n", b64("Alice@Example.org")));
+    assert_eq!(out, format!("334 {}\r\n", b64("Password:")));
+    assert_eq!(h.codes(&format!("{}\r\n", b64("Hello world!"))), vec![235]);
+
+    let mut h = submission();
+    h.talk("EHLO laptop\r\n");
+    assert_eq!(h.codes("AUTH LOGIN\r\n*\r\n"), vec![334, 501]);
+    assert_eq!(h.codes("AUTH CRAM-MD5\r\n"), vec![504]);
+}
+
+#[test]
+fn authenticated_user_sends_only_as_itself_but_to_anyone() {
+    let mut h = submission();
+    h.talk(&format!(
+        "EHLO laptop\r\nAUTH PLAIN {}\r\n",
+        b64("\0alice@example.org\0Hello world!")
+    ));
+    assert_eq!(h.codes("MAIL FROM:<bob@example.org>\r\n"), vec![553]);
+    assert_eq!(
+        h.codes("MAIL FROM:<alice+lists@example.org>\r\n"),
+        vec![250]
+    );
+    assert_eq!(
+        h.codes("RCPT TO:<friend@elsewhere.example>\r\nRCPT TO:<bob@example.org>\r\n"),
+        vec![250, 250]
+    );
+    assert_eq!(
+        h.codes("DATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\n"),
+        vec![354, 250]
+    );
+    let sub = &h.submitted[0];
+    assert_eq!(sub.envelope.auth.as_deref(), Some("alice@example.org"));
+    assert!(sub.envelope.recipients.iter().any(|r| r.target
+        == Target::Remote {
+            address: "friend@elsewhere.example".into()
+        }));
+    let body = String::from_utf8_lossy(&sub.body);
+    assert!(body.contains("with ESMTPSA id"), "{body}");
+    assert!(
+        !body.contains("alice@example.org)"),
+        "user named in Received by default: {body}"
+    );
+    assert!(
+        body.contains("\r\nDate: ") && body.contains("\r\nMessage-ID: <"),
+        "{body}"
+    );
+}
+
+#[test]
+fn existing_date_and_message_id_are_kept() {
+    let mut h = submission();
+    h.talk(&format!(
+        "EHLO laptop\r\nAUTH PLAIN {}\r\n",
+        b64("\0alice@example.org\0Hello world!")
+    ));
+    h.talk("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+    h.talk("Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-Id: <x@y>\r\n\r\nbody\r\n.\r\n");
+    let body = String::from_utf8_lossy(&h.submitted[0].body);
+    assert_eq!(body.matches("Date:").count(), 1, "{body}");
+    assert_eq!(
+        body.to_lowercase().matches("message-id:").count(),
+        1,
+        "{body}"
+    );
 }
