@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod directory;
+pub mod dkim;
 pub mod envelope;
 pub mod fsutil;
 pub mod maildir;

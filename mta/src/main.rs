@@ -25,7 +25,23 @@ enum Command {
     CheckConfig(CheckConfig),
     Queue(QueueCmd),
     User(UserCmd),
+    Dkim(DkimCmd),
     HashPassword(HashPassword),
+}
+
+/// DKIM keys: show DOMAIN (the DNS records to publish), rotate DOMAIN (add a new key pair)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "dkim")]
+struct DkimCmd {
+    /// configuration file (default /data/mailbox.toml)
+    #[argh(option, default = "DEFAULT_CONFIG.into()")]
+    config: PathBuf,
+    /// show or rotate
+    #[argh(positional)]
+    action: String,
+    /// one of the configured domains
+    #[argh(positional)]
+    domain: String,
 }
 
 /// manage accounts: list, add ADDRESS, passwd ADDRESS, delete ADDRESS (passwords are read from standard input)
@@ -145,6 +161,38 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::HashPassword(_) => {
             println!("{}", PasswordHash::create(&read_password()?).as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dkim(d) => {
+            let config = Config::load(&d.config)?;
+            let domain = mta::address::normalise_domain(&d.domain)
+                .map_err(|e| anyhow::anyhow!("{:?} is not a domain: {e}", d.domain))?;
+            if !config.is_local_domain(&domain) {
+                anyhow::bail!(
+                    "{domain} is not one of the domains in {}",
+                    d.config.display()
+                );
+            }
+            let keys = mta::dkim::Keys::new(&config.data_dir);
+            match d.action.as_str() {
+                "show" => {}
+                "rotate" => {
+                    let new = keys.rotate(&domain)?;
+                    let names: Vec<&str> = new.iter().map(|k| k.selector.as_str()).collect();
+                    eprintln!(
+                        "new selectors {} sign from now on; keep the old records published until mail signed with them has been delivered",
+                        names.join(", ")
+                    );
+                    if let Some(Err(e)) = mta::control::request(&config.control_socket(), "reload")
+                    {
+                        eprintln!("the running server did not reload: {e:#}");
+                    }
+                }
+                other => anyhow::bail!("unknown action {other:?} (show, rotate)"),
+            }
+            for key in keys.of(&domain)?.iter() {
+                println!("{}", mta::dkim::zone_line(&domain, key)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::User(u) => {

@@ -29,6 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Everything a reload may change, swapped as a whole; sessions keep the
 /// snapshot they started with, so a reload never disturbs a connection.
 struct Settings {
+    dkim: Arc<crate::dkim::Keys>,
     mx: Arc<SessionConfig>,
     submission: Arc<SessionConfig>,
     directory: Arc<Directory>,
@@ -52,6 +53,7 @@ impl Settings {
             trace_user: config.submission.trace_user,
         };
         Ok(Settings {
+            dkim: Arc::new(crate::dkim::Keys::new(&config.data_dir)),
             mx: Arc::new(session(Role::Mx)),
             submission: Arc::new(session(Role::Submission)),
             directory: Arc::new(Directory::new(config)),
@@ -367,6 +369,37 @@ async fn handshake(
     }
 }
 
+/// DKIM-signs submitted mail whose From domain is ours. A failure to sign
+/// is logged and the message still goes (unsigned is better than lost).
+async fn sign(settings: &Settings, submission: &mut crate::smtp::session::Submission) {
+    let Some(domain) = crate::dkim::from_domain(&submission.body) else {
+        return;
+    };
+    if !settings.directory.is_local_domain(&domain) {
+        return;
+    }
+    let keys = settings.dkim.clone();
+    let body = std::mem::take(&mut submission.body);
+    let id = submission.envelope.id;
+    let (signed, body) = tokio::task::spawn_blocking(move || {
+        let r = keys.sign(&domain, &body);
+        (r, body)
+    })
+    .await
+    .expect("the signing task does not panic");
+    match signed {
+        Ok(headers) => {
+            let mut out = headers;
+            out.extend_from_slice(&body);
+            submission.body = out;
+        }
+        Err(e) => {
+            tracing::error!("{id}: not DKIM-signed: {e:#}");
+            submission.body = body;
+        }
+    }
+}
+
 /// Checks a login off the event loop; failures are slow and counted.
 async fn authenticate(
     shared: &Shared,
@@ -507,7 +540,10 @@ async fn handle(
                     _ = stop.wait_for(|s| *s), if idle => session.shutdown(),
                 }
             }
-            Step::Submit(submission) => {
+            Step::Submit(mut submission) => {
+                if submission.envelope.auth.is_some() {
+                    sign(&settings, &mut submission).await;
+                }
                 let id = submission.envelope.id;
                 let from = submission.envelope.from.clone();
                 let size = submission.body.len();

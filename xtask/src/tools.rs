@@ -64,6 +64,7 @@ pub fn ensure_test_tools() -> anyhow::Result<()> {
         missing.push("python3");
     }
     apt_install(&missing)?;
+    ensure_python_module("dkim", "dkimpy[ed25519]")?;
     for (component, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
         let ok = crate::cargo()
             .args([probe, "--version"])
@@ -76,6 +77,37 @@ pub fn ensure_test_tools() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A Python package from PyPI (dkimpy verifies our DKIM signatures).
+fn ensure_python_module(module: &str, package: &str) -> anyhow::Result<()> {
+    let present = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    let pip = |extra: &[&str]| {
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(extra)
+            .arg(package)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A Debian-managed Python refuses plain installs (PEP 668).
+    if pip(&[]) || pip(&["--break-system-packages"]) {
+        return Ok(());
+    }
+    bail!("cannot install the Python package {package}; run: python3 -m pip install '{package}'")
 }
 
 /// What `cargo xtask image` needs on the host: the board's Rust target, a
