@@ -37,6 +37,55 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub network: Network,
     pub submission: SubmissionPolicy,
+    pub outbound: Outbound,
+}
+
+/// How mail leaves: by MX lookup, or through relays and transports.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Port for delivery to MX hosts (25; tests use another).
+    pub port: u16,
+    /// Resolvers for MX/A/AAAA lookups; empty: the system's.
+    pub nameservers: Vec<SocketAddr>,
+    /// A relay (by name) for all mail to other domains.
+    pub smarthost: Option<String>,
+    pub relays: Vec<Relay>,
+    /// Sender address or domain → relay name.
+    pub sender_routes: Vec<(String, String)>,
+    /// Recipient address or domain → where to hand it over.
+    pub transports: Vec<(String, Transport)>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+/// A server mail is handed to (an ISP's smarthost, a provider's submission
+/// port), with TLS required and optional SASL credentials.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// TLS from the first byte (port 465) instead of STARTTLS.
+    pub implicit_tls: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Extra trust anchor (PEM) for a relay with its own CA.
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Smtp {
+        host: String,
+        port: u16,
+    },
+    Lmtp {
+        host: String,
+        port: u16,
+    },
+    Relay(String),
+    /// Deliver locally even if a broader rule says otherwise.
+    Local,
 }
 
 /// How submitted (authenticated) mail is treated.
@@ -181,6 +230,50 @@ struct RawConfig {
     network: Option<RawNetwork>,
     #[serde(default)]
     submission: RawSubmission,
+    #[serde(default)]
+    outbound: RawOutbound,
+    #[serde(default)]
+    relays: Vec<RawRelay>,
+    #[serde(default)]
+    sender_routes: Vec<RawSenderRoute>,
+    #[serde(default)]
+    transports: Vec<RawTransport>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    port: Option<Spanned<i64>>,
+    nameservers: Option<Vec<Spanned<String>>>,
+    smarthost: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    name: Spanned<String>,
+    host: Spanned<String>,
+    port: Option<Spanned<i64>>,
+    tls: Option<Spanned<String>>,
+    username: Option<String>,
+    password: Option<String>,
+    ca: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSenderRoute {
+    sender: Spanned<String>,
+    relay: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransport {
+    recipient: Spanned<String>,
+    via: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -332,7 +425,190 @@ impl Checker<'_> {
     }
 }
 
+/// An address or a domain (routing keys), lower-cased; `None` if neither.
+fn address_or_domain(text: &str) -> Option<String> {
+    let t = text.trim();
+    if t.contains('@') {
+        Address::parse(t, true).ok().map(|a| a.key())
+    } else {
+        normalise_domain(t).ok().filter(|d| !d.starts_with('['))
+    }
+}
+
+/// `host:port`, with the port required.
+fn host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok().filter(|p| *p > 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
 impl Checker<'_> {
+    fn outbound(&mut self, raw: &RawConfig) -> Outbound {
+        let o = &raw.outbound;
+        let port = match &o.port {
+            None => 25,
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    self.report(
+                        p.span(),
+                        format!("port {} is not a TCP port", p.get_ref()),
+                        None,
+                    );
+                    25
+                }
+            },
+        };
+        let mut nameservers = Vec::new();
+        for ns in o.nameservers.iter().flatten() {
+            let text = ns.get_ref();
+            let parsed = text.parse::<SocketAddr>().ok().or_else(|| {
+                text.parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            });
+            match parsed {
+                Some(a) => nameservers.push(a),
+                None => self.report(
+                    ns.span(),
+                    format!("nameserver {text:?} is not IP or IP:PORT"),
+                    None,
+                ),
+            }
+        }
+        let mut relays: Vec<Relay> = Vec::new();
+        for r in &raw.relays {
+            let (host, port_in_host) = match host_port(r.host.get_ref()) {
+                Some((h, p)) => (h, Some(p)),
+                None => (r.host.get_ref().clone(), None),
+            };
+            let implicit_tls = match r.tls.as_ref().map(|t| t.get_ref().as_str()) {
+                None | Some("starttls") => false,
+                Some("implicit") => true,
+                Some(other) => {
+                    let span = r.tls.as_ref().map(|t| t.span()).unwrap_or(0..0);
+                    self.report(span, format!("relay tls {other:?} is not known"), Some("use \"starttls\" (port 587) or \"implicit\" (port 465); TLS is always required"));
+                    false
+                }
+            };
+            let port = match (&r.port, port_in_host) {
+                (Some(p), _) => u16::try_from(*p.get_ref()).unwrap_or_else(|_| {
+                    self.report(p.span(), "not a TCP port", None);
+                    587
+                }),
+                (None, Some(p)) => p,
+                (None, None) => {
+                    if implicit_tls {
+                        465
+                    } else {
+                        587
+                    }
+                }
+            };
+            if relays.iter().any(|x| x.name == *r.name.get_ref()) {
+                self.report(
+                    r.name.span(),
+                    format!("relay {:?} is defined twice", r.name.get_ref()),
+                    None,
+                );
+            }
+            if r.username.is_some() != r.password.is_some() {
+                self.report(
+                    r.name.span(),
+                    format!(
+                        "relay {:?}: username and password go together",
+                        r.name.get_ref()
+                    ),
+                    None,
+                );
+            }
+            relays.push(Relay {
+                name: r.name.get_ref().clone(),
+                host,
+                port,
+                implicit_tls,
+                username: r.username.clone(),
+                password: r.password.clone(),
+                ca: r.ca.as_ref().map(|c| PathBuf::from(c.get_ref())),
+            });
+        }
+        let known = |name: &str| relays.iter().any(|r| r.name == name);
+        let smarthost = o.smarthost.as_ref().map(|s| {
+            if !known(s.get_ref()) {
+                self.report(
+                    s.span(),
+                    format!("smarthost {:?} is not a [[relays]] name", s.get_ref()),
+                    None,
+                );
+            }
+            s.get_ref().clone()
+        });
+        let mut sender_routes = Vec::new();
+        for r in &raw.sender_routes {
+            match address_or_domain(r.sender.get_ref()) {
+                Some(k) => sender_routes.push((k, r.relay.get_ref().clone())),
+                None => self.report(
+                    r.sender.span(),
+                    format!("{:?} is not an address or a domain", r.sender.get_ref()),
+                    None,
+                ),
+            }
+            if !known(r.relay.get_ref()) {
+                self.report(
+                    r.relay.span(),
+                    format!("{:?} is not a [[relays]] name", r.relay.get_ref()),
+                    None,
+                );
+            }
+        }
+        let mut transports = Vec::new();
+        for t in &raw.transports {
+            let Some(key) = address_or_domain(t.recipient.get_ref()) else {
+                self.report(
+                    t.recipient.span(),
+                    format!("{:?} is not an address or a domain", t.recipient.get_ref()),
+                    None,
+                );
+                continue;
+            };
+            let via = t.via.get_ref();
+            let transport = match via.split_once(':') {
+                Some(("smtp", hp)) => {
+                    host_port(hp).map(|(host, port)| Transport::Smtp { host, port })
+                }
+                Some(("lmtp", hp)) => {
+                    host_port(hp).map(|(host, port)| Transport::Lmtp { host, port })
+                }
+                Some(("relay", name)) if known(name) => Some(Transport::Relay(name.to_string())),
+                None if via == "local" => Some(Transport::Local),
+                _ => None,
+            };
+            match transport {
+                Some(tr) => transports.push((key, tr)),
+                None => self.report(
+                    t.via.span(),
+                    format!("transport {via:?} is not understood"),
+                    Some("use \"smtp:HOST:PORT\", \"lmtp:HOST:PORT\", \"relay:NAME\" or \"local\""),
+                ),
+            }
+        }
+        Outbound {
+            port,
+            nameservers,
+            smarthost,
+            relays,
+            sender_routes,
+            transports,
+            connect_timeout: self.duration(
+                &o.connect_timeout,
+                Duration::from_secs(30),
+                "connect_timeout",
+            ),
+            timeout: self.duration(&o.timeout, Duration::from_secs(300), "timeout"),
+        }
+    }
+
     fn network(&mut self, n: &RawNetwork) -> Network {
         let ip = |ck: &mut Checker, v: &Spanned<String>, what: &str| match v
             .get_ref()
@@ -767,6 +1043,8 @@ impl Config {
             Some(n) => ck.network(n),
         };
 
+        let outbound = ck.outbound(&raw);
+
         let config = Config {
             path: path.to_path_buf(),
             hostname,
@@ -784,6 +1062,7 @@ impl Config {
             submission: SubmissionPolicy {
                 trace_user: raw.submission.trace_user.unwrap_or(false),
             },
+            outbound,
         };
 
         // Checks that need the whole picture: every local alias target and the

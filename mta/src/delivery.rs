@@ -2,9 +2,9 @@
 //! pool of worker threads that deliver it and report the results to the
 //! queue.
 //!
-//! Local recipients go to their Maildir. Remote recipients (aliases that
-//! forward elsewhere) stay queued until outbound SMTP exists; they are
-//! retried with backoff like any temporary failure, never dropped.
+//! Local recipients go to their Maildir; everything else is handed to
+//! [`crate::outbound`] (one connection per route and message). Temporary
+//! failures are retried with backoff; permanent ones bounce.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::directory::Target;
 use crate::envelope::{Envelope, QueueId, now_micros, now_secs};
 use crate::maildir::{Delivered, Maildirs, stored_size};
+use crate::outbound::{self, Outbound, Route};
 use crate::queue::{Outcome, Queue, Schedule};
 
 /// Messages one worker delivers before syncing the Maildirs it wrote to.
@@ -33,6 +34,8 @@ struct Job {
 pub fn start(
     queue: Queue,
     maildirs: Maildirs,
+    outbound: Arc<Outbound>,
+    runtime: tokio::runtime::Handle,
     workers: usize,
     schedule_rx: Receiver<Schedule>,
 ) -> anyhow::Result<()> {
@@ -42,6 +45,8 @@ pub fn start(
         let queue = queue.clone();
         let maildirs = maildirs.clone();
         let job_rx = job_rx.clone();
+        let outbound = outbound.clone();
+        let runtime = runtime.clone();
         std::thread::Builder::new()
             .name(format!("delivery-{n}"))
             .spawn(move || {
@@ -62,7 +67,13 @@ pub fn start(
                         }
                         Err(_) => return,
                     };
-                    deliver_batch(&queue, &maildirs, jobs);
+                    let ctx = Context {
+                        queue: &queue,
+                        maildirs: &maildirs,
+                        outbound: &outbound,
+                        runtime: &runtime,
+                    };
+                    deliver_batch(&ctx, jobs);
                 }
             })?;
     }
@@ -162,10 +173,19 @@ impl Scheduler {
     }
 }
 
-fn deliver_batch(queue: &Queue, maildirs: &Maildirs, jobs: Vec<Job>) {
+/// What a delivery worker works with.
+struct Context<'a> {
+    queue: &'a Queue,
+    maildirs: &'a Maildirs,
+    outbound: &'a Outbound,
+    runtime: &'a tokio::runtime::Handle,
+}
+
+fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
+    let (queue, maildirs) = (ctx.queue, ctx.maildirs);
     let mut done = Vec::new();
     for job in jobs {
-        if let Some(message) = deliver(queue, maildirs, job) {
+        if let Some(message) = deliver(ctx, job) {
             done.push(message);
         }
     }
@@ -208,17 +228,17 @@ struct Attempt {
     index: usize,
     /// The account whose Maildir was written, for local deliveries.
     account: Option<String>,
-    relay: &'static str,
+    relay: String,
     started: u64,
     outcome: Outcome,
+    /// What the next hop said, for the log.
+    detail: String,
 }
 
-/// Delivers one message's pending recipients, without syncing the Maildirs.
-fn deliver(
-    queue: &Queue,
-    maildirs: &Maildirs,
-    job: Job,
-) -> Option<(Arc<Envelope>, QueueId, Vec<Attempt>)> {
+/// Delivers one message's pending recipients (Maildirs are not synced
+/// here; remote recipients are handed over, one connection per route).
+fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, QueueId, Vec<Attempt>)> {
+    let (queue, maildirs) = (ctx.queue, ctx.maildirs);
     // A message handed over at intake cannot have been delivered before; one
     // read back from disk may have been, just before a crash.
     let check_previous = job.fresh.is_none();
@@ -240,51 +260,96 @@ fn deliver(
         return None;
     }
     let mut attempts = Vec::new();
+    let mut remote: Vec<(Route, Vec<(usize, String)>)> = Vec::new();
     for (index, rcpt) in envelope.pending() {
         let started = now_micros();
-        let attempt = match &rcpt.target {
-            Target::Local {
-                account,
-                delivered_to,
-            } => {
-                let head = format!(
-                    "Return-Path: <{}>\nDelivered-To: {}\n",
-                    envelope.from, delivered_to
-                );
-                let size = stored_size(head.as_bytes(), &body);
-                let name =
-                    maildirs.file_name(envelope.arrival, &envelope.id.to_string(), index, size);
-                let outcome = match maildirs.deliver(
-                    account,
-                    &name,
-                    head.as_bytes(),
-                    &body,
-                    check_previous,
-                ) {
-                    Ok(Delivered::New(_) | Delivered::AlreadyThere(_)) => Outcome::Delivered,
-                    Err(e) => {
-                        Outcome::Deferred(format!("cannot write to the maildir of {account}: {e}"))
+        let (address, local) = match &rcpt.target {
+            Target::Local { account, .. } => (account.as_str(), true),
+            Target::Remote { address } => (address.as_str(), false),
+        };
+        match ctx.outbound.route(&envelope.from, address, local) {
+            Route::Local => {
+                let attempt = match &rcpt.target {
+                    Target::Local {
+                        account,
+                        delivered_to,
+                    } => {
+                        let head = format!(
+                            "Return-Path: <{}>\nDelivered-To: {}\n",
+                            envelope.from, delivered_to
+                        );
+                        let size = stored_size(head.as_bytes(), &body);
+                        let name = maildirs.file_name(
+                            envelope.arrival,
+                            &envelope.id.to_string(),
+                            index,
+                            size,
+                        );
+                        let outcome = match maildirs.deliver(
+                            account,
+                            &name,
+                            head.as_bytes(),
+                            &body,
+                            check_previous,
+                        ) {
+                            Ok(Delivered::New(_) | Delivered::AlreadyThere(_)) => {
+                                Outcome::Delivered
+                            }
+                            Err(e) => Outcome::Deferred(format!(
+                                "cannot write to the maildir of {account}: {e}"
+                            )),
+                        };
+                        Attempt {
+                            index,
+                            account: Some(account.clone()),
+                            relay: "local".into(),
+                            started,
+                            outcome,
+                            detail: "delivered to maildir".into(),
+                        }
                     }
+                    Target::Remote { address } => Attempt {
+                        index,
+                        account: None,
+                        relay: "local".into(),
+                        started,
+                        outcome: Outcome::Deferred(format!(
+                            "{address} has no mailbox here but a transport says local"
+                        )),
+                        detail: String::new(),
+                    },
                 };
-                Attempt {
-                    index,
-                    account: Some(account.clone()),
-                    relay: "local",
-                    started,
-                    outcome,
-                }
+                attempts.push(attempt);
             }
-            Target::Remote { .. } => Attempt {
+            route => match remote.iter_mut().find(|(r, _)| *r == route) {
+                Some((_, list)) => list.push((index, address.to_string())),
+                None => remote.push((route, vec![(index, address.to_string())])),
+            },
+        }
+    }
+    for (route, recipients) in remote {
+        let started = now_micros();
+        let addresses: Vec<String> = recipients.iter().map(|(_, a)| a.clone()).collect();
+        let results =
+            ctx.runtime.block_on(
+                ctx.outbound
+                    .deliver(&route, &envelope.from, &addresses, &body),
+            );
+        for ((index, _), result) in recipients.into_iter().zip(results) {
+            let (outcome, detail) = match result {
+                outbound::Result::Delivered(text) => (Outcome::Delivered, text),
+                outbound::Result::Deferred(why) => (Outcome::Deferred(why), String::new()),
+                outbound::Result::Failed(why) => (Outcome::Failed(why), String::new()),
+            };
+            attempts.push(Attempt {
                 index,
                 account: None,
-                relay: "none",
+                relay: route.relay_name(),
                 started,
-                outcome: Outcome::Deferred(
-                    "delivery to other domains is not available in this version".into(),
-                ),
-            },
-        };
-        attempts.push(attempt);
+                outcome,
+                detail,
+            });
+        }
     }
     let id = envelope.id;
     Some((envelope, id, attempts))
@@ -303,13 +368,17 @@ fn log_attempt(envelope: &Envelope, a: &Attempt) {
         format!(", orig_to=<{}>", rcpt.original)
     };
     let delay = a.started.saturating_sub(envelope.arrival) as f64 / 1e6;
-    let (id, from, relay) = (envelope.id, &envelope.from, a.relay);
+    let (id, from, relay) = (envelope.id, &envelope.from, &a.relay);
+    let detail = &a.detail;
     match &a.outcome {
         Outcome::Delivered => tracing::info!(
-            "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=sent (delivered to maildir)"
+            "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=sent ({detail})"
         ),
         Outcome::Deferred(why) => tracing::warn!(
             "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=deferred ({why})"
+        ),
+        Outcome::Failed(why) => tracing::warn!(
+            "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=bounced ({why})"
         ),
     }
 }

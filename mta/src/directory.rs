@@ -63,6 +63,10 @@ pub struct Directory {
     first_account: Option<Address>,
     passwords: HashMap<String, PasswordHash>,
     send_as: HashMap<String, Vec<String>>,
+    /// Addresses (and whole local domains) that a transport hands to
+    /// another server, such as an LMTP service: they exist without an
+    /// account.
+    routed: HashSet<String>,
 }
 
 impl Directory {
@@ -91,6 +95,13 @@ impl Directory {
                 .accounts
                 .iter()
                 .map(|a| (a.address.key(), a.send_as.clone()))
+                .collect(),
+            routed: config
+                .outbound
+                .transports
+                .iter()
+                .filter(|(_, t)| !matches!(t, crate::config::Transport::Local))
+                .map(|(k, _)| k.clone())
                 .collect(),
         }
     }
@@ -191,6 +202,12 @@ impl Directory {
             return Err(ResolveError::Loop(a.to_string()));
         }
         let key = a.key();
+        if self.routed.contains(&key) || self.routed.contains(a.domain()) {
+            out.push(Target::Remote {
+                address: a.to_string(),
+            });
+            return Ok(true);
+        }
         let shown = |account: &Address| {
             if depth == 0 {
                 a.to_string()

@@ -265,6 +265,7 @@ fn queue_command(config: &Config, command: &str) -> anyhow::Result<String> {
             max: config.queue.retry_max,
         },
         None,
+        None,
     )?;
     mta::control::execute(&queue, None, command)
 }

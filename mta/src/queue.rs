@@ -37,7 +37,14 @@ pub enum Outcome {
     Delivered,
     /// Try again later.
     Deferred(String),
+    /// Permanently refused: the sender gets a bounce.
+    Failed(String),
 }
+
+/// Makes the bounce for recipients that failed (their indices), given the
+/// envelope and the stored message; `None` when no bounce is due.
+pub type Bouncer =
+    Arc<dyn Fn(&Envelope, &[usize], &[u8]) -> Option<(Envelope, Vec<u8>)> + Send + Sync>;
 
 /// Sent to the scheduler when a message needs (another) delivery attempt or
 /// no longer does.
@@ -111,6 +118,7 @@ impl Queue {
         min_free_space: u64,
         retry: RetryPolicy,
         schedule: Option<Sender<Schedule>>,
+        bouncer: Option<Bouncer>,
     ) -> anyhow::Result<Queue> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the queue directory {}", dir.display()))?;
@@ -138,6 +146,7 @@ impl Queue {
             min_free_space,
             retry,
             schedule,
+            bouncer,
         };
         std::thread::Builder::new()
             .name("queue-writer".into())
@@ -229,6 +238,7 @@ struct Writer {
     min_free_space: u64,
     retry: RetryPolicy,
     schedule: Option<Sender<Schedule>>,
+    bouncer: Option<Bouncer>,
 }
 
 impl Writer {
@@ -334,7 +344,33 @@ impl Writer {
                             let Some(mut env) = read_envelope(&envelopes, id)? else {
                                 continue;
                             };
-                            self.apply_results(&mut env, &results);
+                            let failed = self.apply_results(&mut env, &results);
+                            if !failed.is_empty() && !env.from.is_empty() {
+                                // The bounce is queued in the same transaction
+                                // that records the failure: both or neither.
+                                if let Some(bounce) = &self.bouncer {
+                                    let original = bodies
+                                        .get(id.0)?
+                                        .map(|b| b.value().to_vec())
+                                        .unwrap_or_default();
+                                    if let Some((benv, bbody)) = bounce(&env, &failed, &original) {
+                                        let bid = benv.id;
+                                        envelopes.insert(
+                                            bid.0,
+                                            postcard::to_stdvec(&benv)?.as_slice(),
+                                        )?;
+                                        bodies.insert(bid.0, bbody.as_slice())?;
+                                        tracing::info!(
+                                            "{id}: sender non-delivery notification: {bid}"
+                                        );
+                                        schedule.push(Schedule::Due {
+                                            id: bid,
+                                            due: 0,
+                                            fresh: Some((Arc::new(benv), Arc::new(bbody))),
+                                        });
+                                    }
+                                }
+                            }
                             if env.is_done() {
                                 envelopes.remove(id.0)?;
                                 bodies.remove(id.0)?;
@@ -431,8 +467,10 @@ impl Writer {
         durable
     }
 
-    fn apply_results(&self, env: &mut Envelope, results: &[(usize, Outcome)]) {
+    /// Applies results; returns the recipients that failed now.
+    fn apply_results(&self, env: &mut Envelope, results: &[(usize, Outcome)]) -> Vec<usize> {
         let now = now_secs();
+        let mut failed = Vec::new();
         for (index, outcome) in results {
             let Some(r) = env.recipients.get_mut(*index) else {
                 continue;
@@ -450,8 +488,14 @@ impl Writer {
                     r.next_attempt = now + self.retry.delay(r.attempts).as_secs();
                     r.last_error = Some(why.clone());
                 }
+                Outcome::Failed(why) => {
+                    r.status = Status::Failed;
+                    r.last_error = Some(why.clone());
+                    failed.push(*index);
+                }
             }
         }
+        failed
     }
 
     fn apply_admin(
@@ -575,12 +619,12 @@ mod tests {
     async fn intake_survives_reopen_and_results_remove_it() {
         let t = tempfile::tempdir().unwrap();
         {
-            let q = Queue::open(t.path(), 0, policy(), None).unwrap();
+            let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
             q.intake(envelope(7), b"hi\r\n".to_vec()).await.unwrap();
         }
         // The writer thread ends when the handle is dropped; give it a moment.
         let q = loop {
-            match Queue::open(t.path(), 0, policy(), None) {
+            match Queue::open(t.path(), 0, policy(), None, None) {
                 Ok(q) => break q,
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -601,7 +645,7 @@ mod tests {
     #[tokio::test]
     async fn no_room_means_disk_full_not_accepted() {
         let t = tempfile::tempdir().unwrap();
-        let q = Queue::open(t.path(), u64::MAX / 4, policy(), None).unwrap();
+        let q = Queue::open(t.path(), u64::MAX / 4, policy(), None, None).unwrap();
         assert_eq!(
             q.intake(envelope(1), vec![0; 10]).await,
             Err(IntakeError::DiskFull)

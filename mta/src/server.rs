@@ -120,7 +120,7 @@ impl AuthLimiter {
 
 struct Shared {
     auth: AuthLimiter,
-    settings: RwLock<Arc<Settings>>,
+    settings: Arc<RwLock<Arc<Settings>>>,
     queue: Queue,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     active: AtomicUsize,
@@ -145,6 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let (schedule_tx, schedule_rx) = delivery::channel();
+    let settings = Arc::new(RwLock::new(Arc::new(Settings::from_config(&config)?)));
     let queue = Queue::open(
         &config.queue_dir(),
         config.limits.min_free_space,
@@ -153,10 +154,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             max: config.queue.retry_max,
         },
         Some(schedule_tx.clone()),
+        Some(bouncer(settings.clone(), config.hostname.clone())),
     )?;
     delivery::start(
         queue.clone(),
         Maildirs::new(config.mail_dir(), &config.hostname),
+        Arc::new(crate::outbound::Outbound::new(&config)?),
+        tokio::runtime::Handle::current(),
         config.queue.delivery_workers,
         schedule_rx,
     )?;
@@ -164,7 +168,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let shared = Arc::new(Shared {
         auth: AuthLimiter::default(),
-        settings: RwLock::new(Arc::new(Settings::from_config(&config)?)),
+        settings,
         queue,
         per_ip: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
@@ -204,6 +208,82 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(config.control_socket());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Bounces for the queue: to the sender, from MAILER-DAEMON, DKIM-signed
+/// when the host name is in one of our domains.
+fn bouncer(settings: Arc<RwLock<Arc<Settings>>>, hostname: String) -> crate::queue::Bouncer {
+    use crate::directory::{Lookup, Target};
+    use crate::envelope::{Envelope, QueueId, Recipient, Status, now_micros};
+    Arc::new(move |env: &Envelope, failed: &[usize], original: &[u8]| {
+        let s = settings.read().ok()?.clone();
+        let sender = crate::address::Address::parse(&env.from, true).ok()?;
+        let targets = match s.directory.lookup(&sender) {
+            Ok(Lookup::Deliver(t)) => t,
+            Ok(Lookup::NotLocal) => vec![Target::Remote {
+                address: env.from.clone(),
+            }],
+            _ => {
+                tracing::warn!(
+                    "{}: no bounce: the sender {} has no mailbox here",
+                    env.id,
+                    env.from
+                );
+                return None;
+            }
+        };
+        let rcpts: Vec<&Recipient> = failed
+            .iter()
+            .filter_map(|i| env.recipients.get(*i))
+            .collect();
+        let id = QueueId::generate();
+        let mut body =
+            crate::dsn::failure_report(&hostname, env, &rcpts, original, &id.to_string());
+        let mut labels = hostname.as_str();
+        let signing_domain = loop {
+            if s.directory.is_local_domain(labels) {
+                break Some(labels.to_string());
+            }
+            match labels.split_once('.') {
+                Some((_, rest)) if rest.contains('.') => labels = rest,
+                _ => break None,
+            }
+        };
+        if let Some(domain) = signing_domain {
+            match s.dkim.sign(&domain, &body) {
+                Ok(mut signed) => {
+                    signed.extend_from_slice(&body);
+                    body = signed;
+                }
+                Err(e) => tracing::warn!("{id}: bounce not DKIM-signed: {e:#}"),
+            }
+        }
+        let recipients = targets
+            .into_iter()
+            .map(|target| Recipient {
+                original: env.from.clone(),
+                target,
+                status: Status::Pending,
+                attempts: 0,
+                next_attempt: 0,
+                last_error: None,
+            })
+            .collect();
+        let size = body.len() as u64;
+        Some((
+            Envelope {
+                id,
+                from: String::new(),
+                arrival: now_micros(),
+                client: "bounce".into(),
+                auth: None,
+                recipients,
+                held: false,
+                size,
+            },
+            body,
+        ))
+    })
 }
 
 /// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the configuration.

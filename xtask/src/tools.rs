@@ -63,8 +63,14 @@ pub fn ensure_test_tools() -> anyhow::Result<()> {
     if !have("python3") {
         missing.push("python3");
     }
+    if !have("openssl") {
+        missing.push("openssl");
+    }
     apt_install(&missing)?;
+    // Independent peers: DKIM verification, an SMTP/LMTP server, a DNS server.
     ensure_python_module("dkim", "dkimpy[ed25519]")?;
+    ensure_python_module("aiosmtpd", "aiosmtpd")?;
+    ensure_python_module("dnslib", "dnslib")?;
     for (component, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
         let ok = crate::cargo()
             .args([probe, "--version"])

@@ -53,8 +53,15 @@ impl Server {
     pub fn start(extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("mailbox.toml");
+        // Tests never query real DNS: without a test resolver, lookups go
+        // to a closed loopback port and fail at once.
+        let outbound = if extra.contains("[outbound]") {
+            ""
+        } else {
+            "[outbound]\nnameservers = [\"127.0.0.1:9\"]\n"
+        };
         let text = format!(
-            "data_dir = \"{}\"\n{BASE_CONFIG}\n{extra}",
+            "data_dir = \"{}\"\n{BASE_CONFIG}\n{extra}\n{outbound}",
             dir.path().join("data").display()
         );
         std::fs::write(&config, text).unwrap();

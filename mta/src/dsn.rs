@@ -1,0 +1,157 @@
+//! Delivery status notifications (RFC 3464): the bounce a sender gets when
+//! a recipient failed for good. A multipart/report with a human-readable
+//! part, the machine-readable delivery-status part and the original
+//! message's headers. Sent from the null sender, so a bounce never bounces.
+
+use crate::envelope::{Envelope, Recipient};
+
+/// The enhanced status code in a failure text (`550 5.1.1 …` → `5.1.1`).
+pub fn status_code(reason: &str) -> String {
+    reason
+        .split_whitespace()
+        .find(|w| {
+            let parts: Vec<&str> = w.trim_end_matches([',', ';', ')']).split('.').collect();
+            parts.len() == 3
+                && matches!(parts[0], "2" | "4" | "5")
+                && parts[1..]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(|w| w.trim_end_matches([',', ';', ')']).to_string())
+        .unwrap_or_else(|| "5.0.0".to_string())
+}
+
+/// The bounce message (CRLF line ends) for `failed` recipients of
+/// `envelope`, whose stored message is `original`.
+pub fn failure_report(
+    hostname: &str,
+    envelope: &Envelope,
+    failed: &[&Recipient],
+    original: &[u8],
+    id: &str,
+) -> Vec<u8> {
+    let boundary = format!("{}/{hostname}", envelope.id);
+    let date = chrono::Local::now().to_rfc2822();
+    let arrival = chrono::DateTime::from_timestamp_micros(envelope.arrival as i64)
+        .map(|t| t.to_rfc2822())
+        .unwrap_or_default();
+    let mut m = String::new();
+    m.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
+    ));
+    m.push_str(&format!("To: <{}>\r\n", envelope.from));
+    m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    m.push_str(&format!("Date: {date}\r\n"));
+    m.push_str(&format!("Message-ID: <{id}.bounce@{hostname}>\r\n"));
+    m.push_str("Auto-Submitted: auto-replied\r\n");
+    m.push_str("MIME-Version: 1.0\r\n");
+    m.push_str(&format!(
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+    ));
+    m.push_str("This is a MIME-encapsulated message.\r\n\r\n");
+    m.push_str(&format!("--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"));
+    m.push_str(&format!(
+        "This is the mail system at host {hostname}.\r\n\r\n"
+    ));
+    m.push_str("Your message could not be delivered to one or more recipients.\r\n");
+    m.push_str("It is attached below (headers only).\r\n\r\n");
+    for r in failed {
+        m.push_str(&format!(
+            "<{}>: {}\r\n",
+            r.original,
+            r.last_error.as_deref().unwrap_or("failed")
+        ));
+    }
+    m.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"));
+    m.push_str(&format!("Reporting-MTA: dns; {hostname}\r\n"));
+    m.push_str(&format!("X-Mailbox-Queue-ID: {}\r\n", envelope.id));
+    m.push_str(&format!("Arrival-Date: {arrival}\r\n"));
+    for r in failed {
+        let reason = r.last_error.as_deref().unwrap_or("failed");
+        let target = match &r.target {
+            crate::directory::Target::Local { account, .. } => account.clone(),
+            crate::directory::Target::Remote { address } => address.clone(),
+        };
+        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {target}\r\n"));
+        if !r.original.eq_ignore_ascii_case(&target) {
+            m.push_str(&format!("Original-Recipient: rfc822; {}\r\n", r.original));
+        }
+        m.push_str("Action: failed\r\n");
+        m.push_str(&format!("Status: {}\r\n", status_code(reason)));
+        m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", one_line(reason)));
+    }
+    m.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
+    let mut out = m.into_bytes();
+    out.extend_from_slice(header_section(original));
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// The header section of a message, up to (not including) the empty line.
+fn header_section(message: &[u8]) -> &[u8] {
+    match message.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => &message[..p + 2],
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Target;
+    use crate::envelope::{QueueId, Status};
+
+    #[test]
+    fn status_codes_are_found_or_defaulted() {
+        assert_eq!(status_code("RCPT TO: 550 5.1.1 <x>: User unknown"), "5.1.1");
+        assert_eq!(
+            status_code("example.net accepts no mail: null MX (RFC 7505, 5.1.10)"),
+            "5.1.10"
+        );
+        assert_eq!(status_code("550 no"), "5.0.0");
+    }
+
+    #[test]
+    fn report_has_the_three_parts() {
+        let env = Envelope {
+            id: QueueId(1),
+            from: "alice@example.org".into(),
+            arrival: 0,
+            client: String::new(),
+            auth: None,
+            recipients: vec![],
+            held: false,
+            size: 0,
+        };
+        let r = Recipient {
+            original: "bob@elsewhere.example".into(),
+            target: Target::Remote {
+                address: "bob@elsewhere.example".into(),
+            },
+            status: Status::Failed,
+            attempts: 1,
+            next_attempt: 0,
+            last_error: Some("mx[192.0.2.1]:25: RCPT TO: 550 5.1.1 no such user".into()),
+        };
+        let original = b"Subject: hello\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n";
+        let dsn = String::from_utf8(failure_report(
+            "mx.example.org",
+            &env,
+            &[&r],
+            original,
+            "B1",
+        ))
+        .unwrap();
+        assert!(dsn.contains("Content-Type: multipart/report; report-type=delivery-status;"));
+        assert!(dsn.contains("Final-Recipient: rfc822; bob@elsewhere.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"), "{dsn}");
+        assert!(
+            dsn.contains("Subject: hello\r\n") && !dsn.contains("secret body"),
+            "{dsn}"
+        );
+        assert!(dsn.contains("Auto-Submitted: auto-replied"));
+    }
+}

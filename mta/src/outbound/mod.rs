@@ -1,0 +1,507 @@
+//! Outbound delivery: where each recipient goes (a transport, a relay, the
+//! domain's MX hosts) and handing the message over there.
+//!
+//! Routing, in order (like Postfix's transport_maps, sender-dependent relay
+//! hosts, relayhost and then MX):
+//! 1. `[[transports]]` for the recipient address, then its domain;
+//! 2. local accounts → Maildir (not this module);
+//! 3. `[[sender_routes]]` for the sender address, then its domain;
+//! 4. `[outbound] smarthost`;
+//! 5. the recipient domain's MX hosts (implicit MX; null MX refuses).
+
+pub mod client;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, TokioResolver};
+use rand::seq::SliceRandom;
+
+use crate::config::{Config, Outbound as Settings, Relay, Transport};
+use client::{Connection, Failure, Tls};
+
+/// Where a recipient's copy goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    Local,
+    Mx(String),
+    Relay(String),
+    Smtp(String, u16),
+    Lmtp(String, u16),
+}
+
+impl Route {
+    /// For the delivery log line.
+    pub fn relay_name(&self) -> String {
+        match self {
+            Route::Local => "local".into(),
+            Route::Mx(d) => format!("mx:{d}"),
+            Route::Relay(r) => format!("relay:{r}"),
+            Route::Smtp(h, p) => format!("smtp:{h}:{p}"),
+            Route::Lmtp(h, p) => format!("lmtp:{h}:{p}"),
+        }
+    }
+}
+
+/// The outcome for one recipient.
+#[derive(Debug, Clone)]
+pub enum Result {
+    Delivered(String),
+    Deferred(String),
+    Failed(String),
+}
+
+pub struct Outbound {
+    settings: Settings,
+    hostname: String,
+    resolver: TokioResolver,
+    opportunistic: Arc<rustls::ClientConfig>,
+    verified: Arc<rustls::ClientConfig>,
+}
+
+impl Outbound {
+    pub fn new(config: &Config) -> anyhow::Result<Outbound> {
+        let provider = TokioRuntimeProvider::default();
+        let resolver = if config.outbound.nameservers.is_empty() {
+            Resolver::builder(provider)?.build()?
+        } else {
+            let servers = config
+                .outbound
+                .nameservers
+                .iter()
+                .map(|addr| {
+                    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                    for c in &mut ns.connections {
+                        c.port = addr.port();
+                    }
+                    ns
+                })
+                .collect();
+            Resolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], servers),
+                provider,
+            )
+            .build()?
+        };
+        Ok(Outbound {
+            settings: config.outbound.clone(),
+            hostname: config.hostname.clone(),
+            resolver,
+            opportunistic: Arc::new(tls::opportunistic()),
+            verified: Arc::new(tls::verified(None)?),
+        })
+    }
+
+    /// The route of one recipient (`address` is the target after alias
+    /// expansion; `local` when it is one of our Maildirs).
+    pub fn route(&self, sender: &str, address: &str, local: bool) -> Route {
+        let lower = address.to_lowercase();
+        let domain = lower.rsplit_once('@').map(|(_, d)| d).unwrap_or(&lower);
+        let transport = self
+            .settings
+            .transports
+            .iter()
+            .find(|(k, _)| *k == lower)
+            .or_else(|| self.settings.transports.iter().find(|(k, _)| k == domain));
+        match transport.map(|(_, t)| t) {
+            Some(Transport::Smtp { host, port }) => return Route::Smtp(host.clone(), *port),
+            Some(Transport::Lmtp { host, port }) => return Route::Lmtp(host.clone(), *port),
+            Some(Transport::Relay(name)) => return Route::Relay(name.clone()),
+            Some(Transport::Local) => return Route::Local,
+            None => {}
+        }
+        if local {
+            return Route::Local;
+        }
+        let sender = sender.to_lowercase();
+        let sender_domain = sender
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default();
+        if let Some((_, relay)) = self
+            .settings
+            .sender_routes
+            .iter()
+            .find(|(k, _)| *k == sender)
+            .or_else(|| {
+                self.settings
+                    .sender_routes
+                    .iter()
+                    .find(|(k, _)| *k == sender_domain)
+            })
+        {
+            return Route::Relay(relay.clone());
+        }
+        if let Some(relay) = &self.settings.smarthost {
+            return Route::Relay(relay.clone());
+        }
+        Route::Mx(domain.to_string())
+    }
+
+    /// Delivers one message to the recipients that share `route`, over one
+    /// connection (trying the next MX host while none has taken it).
+    pub async fn deliver(
+        &self,
+        route: &Route,
+        from: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Vec<Result> {
+        let attempt = match route {
+            Route::Local => unreachable!("local recipients go to Maildirs"),
+            Route::Mx(domain) => self.via_mx(domain, from, recipients, body).await,
+            Route::Relay(name) => match self.settings.relays.iter().find(|r| &r.name == name) {
+                Some(relay) => self.via_relay(relay, from, recipients, body).await,
+                None => Err(Failure::temporary(format!(
+                    "relay {name:?} is not configured"
+                ))),
+            },
+            Route::Smtp(host, port) => {
+                self.via_host(host, *port, false, from, recipients, body)
+                    .await
+            }
+            Route::Lmtp(host, port) => {
+                self.via_host(host, *port, true, from, recipients, body)
+                    .await
+            }
+        };
+        match attempt {
+            Ok(results) => results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(text) => Result::Delivered(text),
+                    Err(f) if f.permanent => Result::Failed(f.message),
+                    Err(f) => Result::Deferred(f.message),
+                })
+                .collect(),
+            Err(f) => {
+                let r = if f.permanent {
+                    Result::Failed(f.message)
+                } else {
+                    Result::Deferred(f.message)
+                };
+                vec![r; recipients.len()]
+            }
+        }
+    }
+
+    async fn via_mx(
+        &self,
+        domain: &str,
+        from: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> std::result::Result<Vec<client::RcptResult>, Failure> {
+        let hosts = self.mx_hosts(domain).await?;
+        let mut last = Failure::temporary(format!("no address for the mail servers of {domain}"));
+        for (host, addresses) in hosts {
+            for ip in addresses {
+                let addr = SocketAddr::new(ip, self.settings.port);
+                let tls = Tls::Opportunistic(self.opportunistic.clone());
+                match self
+                    .transaction(addr, &host, false, &tls, None, from, recipients, body)
+                    .await
+                {
+                    Ok(results) => return Ok(results),
+                    // A permanent answer to the whole message ends the
+                    // attempt; anything else tries the next address.
+                    Err(f) if f.permanent => return Err(f),
+                    Err(f) => last = f,
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn via_relay(
+        &self,
+        relay: &Relay,
+        from: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> std::result::Result<Vec<client::RcptResult>, Failure> {
+        let config = match &relay.ca {
+            Some(ca) => Arc::new(
+                tls::verified(Some(ca))
+                    .map_err(|e| Failure::temporary(format!("relay {}: {e:#}", relay.name)))?,
+            ),
+            None => self.verified.clone(),
+        };
+        let tls = if relay.implicit_tls {
+            Tls::Implicit(config)
+        } else {
+            Tls::Required(config)
+        };
+        let credentials = relay.username.as_deref().zip(relay.password.as_deref());
+        let mut last = Failure::temporary(format!("no address for relay {}", relay.host));
+        for ip in self.addresses(&relay.host).await? {
+            let addr = SocketAddr::new(ip, relay.port);
+            match self
+                .transaction(
+                    addr,
+                    &relay.host,
+                    false,
+                    &tls,
+                    credentials,
+                    from,
+                    recipients,
+                    body,
+                )
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(f) if f.permanent => return Err(f),
+                Err(f) => last = f,
+            }
+        }
+        Err(last)
+    }
+
+    async fn via_host(
+        &self,
+        host: &str,
+        port: u16,
+        lmtp: bool,
+        from: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> std::result::Result<Vec<client::RcptResult>, Failure> {
+        let tls = if lmtp {
+            Tls::None
+        } else {
+            Tls::Opportunistic(self.opportunistic.clone())
+        };
+        let mut last = Failure::temporary(format!("no address for {host}"));
+        for ip in self.addresses(host).await? {
+            match self
+                .transaction(
+                    SocketAddr::new(ip, port),
+                    host,
+                    lmtp,
+                    &tls,
+                    None,
+                    from,
+                    recipients,
+                    body,
+                )
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(f) if f.permanent => return Err(f),
+                Err(f) => last = f,
+            }
+        }
+        Err(last)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn transaction(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        lmtp: bool,
+        tls: &Tls,
+        credentials: Option<(&str, &str)>,
+        from: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> std::result::Result<Vec<client::RcptResult>, Failure> {
+        let mut c = Connection::open(
+            addr,
+            host,
+            &self.hostname,
+            lmtp,
+            tls,
+            self.settings.connect_timeout,
+            self.settings.timeout,
+        )
+        .await?;
+        if let Some((user, password)) = credentials {
+            c.authenticate(user, password).await?;
+        }
+        let peer = c.peer.clone();
+        let results = c.send(from, recipients, body).await;
+        c.quit().await;
+        results.map(|rs| {
+            rs.into_iter()
+                .map(|r| {
+                    r.map(|text| format!("{peer}: {text}"))
+                        .map_err(|f| Failure {
+                            message: format!("{peer}: {}", f.message),
+                            ..f
+                        })
+                })
+                .collect()
+        })
+    }
+
+    /// MX hosts in preference order (random among equals), each with its
+    /// addresses. No MX: the domain itself (RFC 5321 §5.1). A null MX
+    /// (RFC 7505) or a domain that does not exist is a permanent failure.
+    async fn mx_hosts(
+        &self,
+        domain: &str,
+    ) -> std::result::Result<Vec<(String, Vec<IpAddr>)>, Failure> {
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        let mut mx: Vec<(u16, String)> = match self.resolver.mx_lookup(fqdn.as_str()).await {
+            Ok(lookup) => lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(m) => Some((
+                        m.preference,
+                        m.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
+                    )),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) if e.is_nx_domain() => {
+                return Err(Failure::permanent(format!(
+                    "the domain {domain} does not exist (5.1.2)"
+                )));
+            }
+            Err(e) if e.is_no_records_found() => Vec::new(),
+            Err(e) => {
+                return Err(Failure::temporary(format!(
+                    "looking up the MX of {domain}: {e}"
+                )));
+            }
+        };
+        if mx.len() == 1 && mx[0].1.is_empty() {
+            return Err(Failure::permanent(format!(
+                "{domain} accepts no mail: null MX (RFC 7505, 5.1.10)"
+            )));
+        }
+        if mx.is_empty() {
+            mx.push((0, domain.to_string()));
+        }
+        mx.sort_by_key(|(p, _)| *p);
+        let mut rng = rand::rng();
+        let mut ordered = Vec::new();
+        for group in mx.chunk_by(|a, b| a.0 == b.0) {
+            let mut g: Vec<String> = group.iter().map(|(_, h)| h.clone()).collect();
+            g.shuffle(&mut rng);
+            ordered.extend(g);
+        }
+        let mut out = Vec::new();
+        for host in ordered {
+            match self.addresses(&host).await {
+                Ok(a) => out.push((host, a)),
+                Err(f) => tracing::debug!("{host}: {}", f.message),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn addresses(&self, host: &str) -> std::result::Result<Vec<IpAddr>, Failure> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let fqdn = format!("{}.", host.trim_end_matches('.'));
+        match self.resolver.lookup_ip(fqdn.as_str()).await {
+            Ok(l) => Ok(l.iter().collect()),
+            Err(e) => Err(Failure::temporary(format!("no address for {host}: {e}"))),
+        }
+    }
+}
+
+pub mod tls {
+    //! Client TLS: opportunistic for MX hosts (RFC 7435: encrypt whenever
+    //! possible, without refusing to deliver over an unverified
+    //! certificate), verified for relays.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// Verified against the system's CA bundle, plus `extra` if given.
+    pub fn verified(extra: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = extra {
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading {}", path.display()))?
+            {
+                roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
+            }
+        }
+        Ok(rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+
+    /// Encrypts without judging the certificate (signatures are still checked).
+    pub fn opportunistic() -> rustls::ClientConfig {
+        let provider = provider();
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth()
+    }
+
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Outbound delivery on loopback against independent peers (aiosmtpd for
+//! SMTP/LMTP, dnslib for DNS; see peer.py): MX lookup with STARTTLS, null
+//! MX, permanent failure → bounce, temporary failure → retry, a smarthost
+//! with SASL for one sender, an LMTP transport, several recipients in one
+//! transaction.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, Server};
+
+struct Peer {
+    child: Child,
+    smtp: u16,
+    dns: Option<u16>,
+    out: tempfile::TempDir,
+    cert: Option<PathBuf>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Received {
+    envelope: serde_json::Value,
+    message: String,
+}
+
+impl Peer {
+    fn start(lmtp: bool, tls: bool, auth: Option<&str>, zone: Option<&str>) -> Peer {
+        let out = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg("--out").arg(out.path());
+        if lmtp {
+            cmd.arg("--lmtp");
+        }
+        let mut cert = None;
+        if tls {
+            let (c, k) = (out.path().join("cert.pem"), out.path().join("key.pem"));
+            let ok = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=relay.test",
+                ])
+                .args(["-addext", "subjectAltName=DNS:relay.test,IP:127.0.0.1"])
+                // An end-entity certificate, trusted directly by the client.
+                .args([
+                    "-addext",
+                    "basicConstraints=critical,CA:FALSE",
+                    "-addext",
+                    "extendedKeyUsage=serverAuth",
+                    "-keyout",
+                ])
+                .arg(&k)
+                .arg("-out")
+                .arg(&c)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "openssl could not make a test certificate");
+            cmd.arg("--tls").arg(&c).arg(&k);
+            cert = Some(c);
+        }
+        if let Some(a) = auth {
+            cmd.args(["--auth", a]);
+        }
+        if let Some(z) = zone {
+            let path = out.path().join("zone");
+            std::fs::write(&path, z).unwrap();
+            cmd.arg("--zone").arg(path);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with aiosmtpd and dnslib (`cargo xtask test` installs them)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut smtp = 0;
+        let mut dns = None;
+        for _ in 0..if zone.is_some() { 2 } else { 1 } {
+            let line = lines.next().expect("peer.py printed nothing").unwrap();
+            match line.split_once(' ') {
+                Some(("SMTP", p)) => smtp = p.parse().unwrap(),
+                Some(("DNS", p)) => dns = Some(p.parse().unwrap()),
+                _ => panic!("peer.py: {line}"),
+            }
+        }
+        Peer {
+            child,
+            smtp,
+            dns,
+            out,
+            cert,
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        let mut out = Vec::new();
+        for n in 1.. {
+            let json = self.out.path().join(format!("{n}.json"));
+            let Ok(text) = std::fs::read_to_string(&json) else {
+                break;
+            };
+            out.push(Received {
+                envelope: serde_json::from_str(&text).unwrap(),
+                message: std::fs::read_to_string(self.out.path().join(format!("{n}.eml"))).unwrap(),
+            });
+        }
+        out
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.received();
+            if r.len() >= n {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the peer received {} messages, expected {n}",
+                r.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+const ZONE: &str = "\
+example.net. 60 IN MX 10 mx.example.net.
+mx.example.net. 60 IN A 127.0.0.1
+example.com. 60 IN MX 0 .
+";
+
+fn mx_config(peer: &Peer) -> String {
+    format!(
+        "[outbound]\nport = {}\nnameservers = [\"127.0.0.1:{}\"]\n",
+        peer.smtp,
+        peer.dns.unwrap()
+    )
+}
+
+/// Submits a message as alice over 587.
+fn submit(s: &Server, to: &[&str], subject: &str) {
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            &s.listeners["submission"].to_string(),
+            "--tls",
+            "--auth",
+            "PLAIN",
+        ])
+        .args([
+            "--auth-user",
+            "alice@example.org",
+            "--auth-password",
+            "Hello world!",
+        ])
+        .args([
+            "--from",
+            "alice@example.org",
+            "--to",
+            &to.join(","),
+            "--header",
+        ])
+        .arg(format!("Subject: {subject}"))
+        .output()
+        .expect("swaks");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn wait_queue_empty(s: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = s.queue(&["list"]);
+        if list.contains("the queue is empty") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{list}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn mx_delivery_with_starttls_all_recipients_in_one_transaction() {
+    let peer = Peer::start(false, true, None, Some(ZONE));
+    let s = Server::start(&mx_config(&peer));
+    submit(&s, &["one@example.net", "two@example.net"], "to the MX");
+    let got = peer.wait_for(1);
+    assert_eq!(got.len(), 1, "one transaction for both recipients");
+    let env = &got[0].envelope;
+    assert_eq!(env["mail_from"], "alice@example.org");
+    assert_eq!(
+        env["rcpt_tos"],
+        serde_json::json!(["one@example.net", "two@example.net"])
+    );
+    assert_eq!(env["tls"], true, "opportunistic STARTTLS was not used");
+    assert!(got[0].message.contains("Subject: to the MX"));
+    assert!(
+        got[0].message.contains("DKIM-Signature:"),
+        "outbound mail is signed"
+    );
+    wait_queue_empty(&s);
+    assert!(s.log_contains("relay=mx:example.net") && s.log_contains("status=sent"));
+}
+
+#[test]
+fn permanent_failure_and_null_mx_bounce_to_the_sender() {
+    let peer = Peer::start(false, false, None, Some(ZONE));
+    let s = Server::start(&mx_config(&peer));
+    submit(
+        &s,
+        &["reject@example.net", "ok@example.net"],
+        "partly refused",
+    );
+    submit(&s, &["anyone@example.com"], "null mx");
+    let bounces = s.wait_for_mail("alice@example.org", 2);
+    let texts: Vec<String> = bounces
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let refused = texts
+        .iter()
+        .find(|t| t.contains("Subject: partly refused"))
+        .expect("bounce with the original headers");
+    assert!(refused.contains("Return-Path: <>"), "{refused}");
+    assert!(refused.contains("report-type=delivery-status"), "{refused}");
+    assert!(
+        refused.contains("Final-Recipient: rfc822; reject@example.net"),
+        "{refused}"
+    );
+    assert!(refused.contains("Status: 5.1.1"), "{refused}");
+    assert!(
+        !refused.contains("ok@example.net\r\nAction: failed"),
+        "{refused}"
+    );
+    assert!(refused.contains("DKIM-Signature:"), "bounces are signed");
+    let null = texts
+        .iter()
+        .find(|t| t.contains("Subject: null mx"))
+        .unwrap();
+    assert!(
+        null.contains("Status: 5.1.10") && null.contains("null MX"),
+        "{null}"
+    );
+    // The accepted recipient got its copy; nothing is left queued.
+    let got = peer.wait_for(1);
+    assert_eq!(
+        got[0].envelope["rcpt_tos"],
+        serde_json::json!(["ok@example.net"])
+    );
+    wait_queue_empty(&s);
+}
+
+#[test]
+fn temporary_failure_is_retried_then_delivered() {
+    let peer = Peer::start(false, false, None, Some(ZONE));
+    let s = Server::start(&format!(
+        "{}[queue]\nretry_min = \"1s\"\n",
+        mx_config(&peer)
+    ));
+    submit(&s, &["defer@example.net"], "later");
+    s.wait_for_log("status=deferred");
+    let got = peer.wait_for(1);
+    assert_eq!(
+        got[0].envelope["rcpt_tos"],
+        serde_json::json!(["defer@example.net"])
+    );
+    wait_queue_empty(&s);
+    assert!(
+        s.maildir("alice@example.org").is_empty(),
+        "no bounce for a temporary failure"
+    );
+}
+
+#[test]
+fn sender_route_uses_the_relay_with_tls_and_sasl() {
+    let relay = Peer::start(false, true, Some("relayuser:relaypass"), None);
+    let config = format!(
+        "[outbound]\nnameservers = [\"127.0.0.1:9\"]\n\n[[relays]]\nname = \"isp\"\nhost = \"127.0.0.1:{}\"\ntls = \"starttls\"\nusername = \"relayuser\"\npassword = \"relaypass\"\nca = \"{}\"\n\n[[sender_routes]]\nsender = \"alice@example.org\"\nrelay = \"isp\"\n",
+        relay.smtp,
+        relay.cert.as_ref().unwrap().display()
+    );
+    let s = Server::start(&config);
+    submit(&s, &["someone@far-away.example"], "via the relay");
+    s.wait_for_log("status=");
+    let deferred: Vec<String> = s
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("status=deferred"))
+        .cloned()
+        .collect();
+    assert!(deferred.is_empty(), "{deferred:?}");
+    let got = relay.wait_for(1);
+    assert_eq!(got[0].envelope["tls"], true);
+    assert_eq!(got[0].envelope["login"], "relayuser");
+    assert_eq!(
+        got[0].envelope["rcpt_tos"],
+        serde_json::json!(["someone@far-away.example"])
+    );
+    wait_queue_empty(&s);
+    assert!(s.log_contains("relay=relay:isp"));
+}
+
+#[test]
+fn lmtp_transport_for_one_local_address() {
+    let lmtp = Peer::start(true, false, None, None);
+    let config = format!(
+        "[outbound]\nnameservers = [\"127.0.0.1:9\"]\n\n[[transports]]\nrecipient = \"restricted@example.org\"\nvia = \"lmtp:127.0.0.1:{}\"\n",
+        lmtp.smtp
+    );
+    let s = Server::start(&config);
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO sender.example");
+    let r = c.send_mail(
+        "someone@sender.example",
+        &["restricted@example.org", "bob@example.org"],
+        "Subject: tokens\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = lmtp.wait_for(1);
+    assert_eq!(
+        got[0].envelope["rcpt_tos"],
+        serde_json::json!(["restricted@example.org"])
+    );
+    s.wait_for_mail("bob@example.org", 1);
+    wait_queue_empty(&s);
+}

@@ -1,0 +1,118 @@
+"""Independent peers for the outbound tests: an SMTP or LMTP server
+(aiosmtpd) and a DNS server (dnslib), on loopback ports chosen by the OS.
+
+Usage: peer.py --out DIR [--lmtp] [--tls CERT KEY] [--auth USER:PASS]
+               [--zone FILE]
+Prints "SMTP <port>" (and "DNS <port>") when ready. Every message received
+is written to DIR as <n>.json (envelope, TLS, login) and <n>.eml.
+Recipients starting with "reject" get 550 5.1.1, with "defer" 451 4.3.0 the
+first time and 250 after that.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import sys
+import threading
+import time
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+args = argparse.ArgumentParser()
+args.add_argument("--out", required=True)
+args.add_argument("--lmtp", action="store_true")
+args.add_argument("--tls", nargs=2)
+args.add_argument("--auth")
+args.add_argument("--zone")
+opts = args.parse_args()
+
+deferred_once = set()
+counter = [0]
+lock = threading.Lock()
+
+
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0]
+        if local.startswith("reject"):
+            return "550 5.1.1 <%s>: no such user here" % address
+        if local.startswith("defer") and address not in deferred_once:
+            deferred_once.add(address)
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with lock:
+            counter[0] += 1
+            n = counter[0]
+        record = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "tls": session.ssl is not None,
+            "login": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
+            "peer": list(session.peer),
+        }
+        with open(os.path.join(opts.out, "%d.eml" % n), "wb") as f:
+            f.write(envelope.original_content or envelope.content)
+        with open(os.path.join(opts.out, "%d.json" % n), "w") as f:
+            json.dump(record, f)
+        if opts.lmtp:
+            return "\r\n".join("250 2.0.0 <%s> delivered" % r for r in envelope.rcpt_tos)
+        return "250 2.0.0 Ok: queued as %d" % n
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    user, password = opts.auth.split(":", 1)
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user and auth_data.password.decode() == password
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+
+class Peer(Controller):
+    def factory(self):
+        kwargs = {}
+        if opts.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*opts.tls)
+            kwargs["tls_context"] = context
+            kwargs["require_starttls"] = False
+        if opts.auth:
+            kwargs["authenticator"] = authenticator
+            kwargs["auth_required"] = True
+            kwargs["auth_require_tls"] = True
+        if opts.lmtp:
+            return LMTP(self.handler, **kwargs)
+        return SMTP(self.handler, hostname="peer.example", **kwargs)
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+port = free_port()
+controller = Peer(Handler(), hostname="127.0.0.1", port=port)
+controller.start()
+print("SMTP %d" % port, flush=True)
+
+if opts.zone:
+    from dnslib.server import DNSLogger, DNSServer
+    from dnslib.zoneresolver import ZoneResolver
+
+    with open(opts.zone) as f:
+        resolver = ZoneResolver(f.read(), glob=False)
+    quiet = DNSLogger(log="-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)
+    dns = DNSServer(resolver, port=0, address="127.0.0.1", logger=quiet)
+    dns.start_thread()
+    print("DNS %d" % dns.server.server_address[1], flush=True)
+
+# Until the test kills us.
+while True:
+    time.sleep(3600)
