@@ -134,6 +134,10 @@ pub struct Limits {
 pub struct QueuePolicy {
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Give up (and bounce) after this long.
+    pub max_age: Duration,
+    /// Tell the sender once that delivery is delayed after this long.
+    pub delay_warning: Duration,
     pub delivery_workers: usize,
 }
 
@@ -319,6 +323,8 @@ struct RawLimits {
 struct RawQueue {
     retry_min: Option<Spanned<String>>,
     retry_max: Option<Spanned<String>>,
+    max_age: Option<Spanned<String>>,
+    delay_warning: Option<Spanned<String>>,
     delivery_workers: Option<Spanned<i64>>,
 }
 
@@ -978,6 +984,12 @@ impl Config {
         let queue = QueuePolicy {
             retry_min: ck.duration(&q.retry_min, Duration::from_secs(60), "retry_min"),
             retry_max: ck.duration(&q.retry_max, Duration::from_secs(3600), "retry_max"),
+            max_age: ck.duration(&q.max_age, Duration::from_secs(5 * 86400), "max_age"),
+            delay_warning: ck.duration(
+                &q.delay_warning,
+                Duration::from_secs(4 * 3600),
+                "delay_warning",
+            ),
             delivery_workers: ck.count(&q.delivery_workers, 8, 1, "delivery_workers"),
         };
 

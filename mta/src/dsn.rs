@@ -9,26 +9,29 @@ use crate::envelope::{Envelope, Recipient};
 pub fn status_code(reason: &str) -> String {
     reason
         .split_whitespace()
+        .map(|w| w.trim_matches(['(', ')', ',', ';', ':']))
         .find(|w| {
-            let parts: Vec<&str> = w.trim_end_matches([',', ';', ')']).split('.').collect();
+            let parts: Vec<&str> = w.split('.').collect();
             parts.len() == 3
                 && matches!(parts[0], "2" | "4" | "5")
                 && parts[1..]
                     .iter()
                     .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         })
-        .map(|w| w.trim_end_matches([',', ';', ')']).to_string())
+        .map(str::to_string)
         .unwrap_or_else(|| "5.0.0".to_string())
 }
 
-/// The bounce message (CRLF line ends) for `failed` recipients of
-/// `envelope`, whose stored message is `original`.
-pub fn failure_report(
+/// The notification (CRLF line ends) about `failed` recipients of
+/// `envelope`, whose stored message is `original`: a bounce, or (with
+/// `delayed`) a warning that delivery is still being retried.
+pub fn report(
     hostname: &str,
     envelope: &Envelope,
     failed: &[&Recipient],
     original: &[u8],
     id: &str,
+    delayed: bool,
 ) -> Vec<u8> {
     let boundary = format!("{}/{hostname}", envelope.id);
     let date = chrono::Local::now().to_rfc2822();
@@ -40,7 +43,11 @@ pub fn failure_report(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
     ));
     m.push_str(&format!("To: <{}>\r\n", envelope.from));
-    m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    m.push_str(if delayed {
+        "Subject: Delayed Mail (still being retried)\r\n"
+    } else {
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+    });
     m.push_str(&format!("Date: {date}\r\n"));
     m.push_str(&format!("Message-ID: <{id}.bounce@{hostname}>\r\n"));
     m.push_str("Auto-Submitted: auto-replied\r\n");
@@ -53,8 +60,13 @@ pub fn failure_report(
     m.push_str(&format!(
         "This is the mail system at host {hostname}.\r\n\r\n"
     ));
-    m.push_str("Your message could not be delivered to one or more recipients.\r\n");
-    m.push_str("It is attached below (headers only).\r\n\r\n");
+    if delayed {
+        m.push_str("Your message has not been delivered to one or more recipients yet.\r\n");
+        m.push_str("It is still being retried; you will be told if it fails for good.\r\n\r\n");
+    } else {
+        m.push_str("Your message could not be delivered to one or more recipients.\r\n");
+        m.push_str("It is attached below (headers only).\r\n\r\n");
+    }
     for r in failed {
         m.push_str(&format!(
             "<{}>: {}\r\n",
@@ -76,8 +88,20 @@ pub fn failure_report(
         if !r.original.eq_ignore_ascii_case(&target) {
             m.push_str(&format!("Original-Recipient: rfc822; {}\r\n", r.original));
         }
-        m.push_str("Action: failed\r\n");
-        m.push_str(&format!("Status: {}\r\n", status_code(reason)));
+        if delayed {
+            let code = status_code(reason);
+            let code = if code.starts_with('4') {
+                code
+            } else {
+                "4.0.0".to_string()
+            };
+            m.push_str(&format!("Action: delayed\r\nStatus: {code}\r\n"));
+        } else {
+            m.push_str(&format!(
+                "Action: failed\r\nStatus: {}\r\n",
+                status_code(reason)
+            ));
+        }
         m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", one_line(reason)));
     }
     m.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
@@ -113,6 +137,10 @@ mod tests {
             "5.1.10"
         );
         assert_eq!(status_code("550 no"), "5.0.0");
+        assert_eq!(
+            status_code("gave up after 5days (4.4.7); last error: x"),
+            "4.4.7"
+        );
     }
 
     #[test]
@@ -125,6 +153,7 @@ mod tests {
             auth: None,
             recipients: vec![],
             held: false,
+            warned: false,
             size: 0,
         };
         let r = Recipient {
@@ -138,14 +167,8 @@ mod tests {
             last_error: Some("mx[192.0.2.1]:25: RCPT TO: 550 5.1.1 no such user".into()),
         };
         let original = b"Subject: hello\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n";
-        let dsn = String::from_utf8(failure_report(
-            "mx.example.org",
-            &env,
-            &[&r],
-            original,
-            "B1",
-        ))
-        .unwrap();
+        let dsn = String::from_utf8(report("mx.example.org", &env, &[&r], original, "B1", false))
+            .unwrap();
         assert!(dsn.contains("Content-Type: multipart/report; report-type=delivery-status;"));
         assert!(dsn.contains("Final-Recipient: rfc822; bob@elsewhere.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"), "{dsn}");
         assert!(
@@ -153,5 +176,11 @@ mod tests {
             "{dsn}"
         );
         assert!(dsn.contains("Auto-Submitted: auto-replied"));
+        let warning =
+            String::from_utf8(report("mx.example.org", &env, &[&r], original, "B2", true)).unwrap();
+        assert!(
+            warning.contains("Action: delayed\r\nStatus: 4.0.0\r\n"),
+            "{warning}"
+        );
     }
 }

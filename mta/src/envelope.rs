@@ -70,6 +70,8 @@ pub struct Envelope {
     pub recipients: Vec<Recipient>,
     /// Held messages are not delivered until released.
     pub held: bool,
+    /// The sender was told that delivery is delayed.
+    pub warned: bool,
     pub size: u64,
 }
 

@@ -263,6 +263,8 @@ fn queue_command(config: &Config, command: &str) -> anyhow::Result<String> {
         RetryPolicy {
             min: config.queue.retry_min,
             max: config.queue.retry_max,
+            max_age: config.queue.max_age,
+            delay_warning: config.queue.delay_warning,
         },
         None,
         None,

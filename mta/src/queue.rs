@@ -41,10 +41,19 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Makes the bounce for recipients that failed (their indices), given the
-/// envelope and the stored message; `None` when no bounce is due.
+/// What a notification to the sender says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// These recipients failed for good.
+    Failed,
+    /// These recipients are still being retried (sent once per message).
+    Delayed,
+}
+
+/// Makes the notification about some recipients (their indices), given the
+/// envelope and the stored message; `None` when none is due.
 pub type Bouncer =
-    Arc<dyn Fn(&Envelope, &[usize], &[u8]) -> Option<(Envelope, Vec<u8>)> + Send + Sync>;
+    Arc<dyn Fn(&Envelope, &[usize], &[u8], Notice) -> Option<(Envelope, Vec<u8>)> + Send + Sync>;
 
 /// Sent to the scheduler when a message needs (another) delivery attempt or
 /// no longer does.
@@ -91,6 +100,8 @@ enum Admin {
 pub struct RetryPolicy {
     pub min: Duration,
     pub max: Duration,
+    pub max_age: Duration,
+    pub delay_warning: Duration,
 }
 
 impl RetryPolicy {
@@ -345,15 +356,33 @@ impl Writer {
                                 continue;
                             };
                             let failed = self.apply_results(&mut env, &results);
-                            if !failed.is_empty() && !env.from.is_empty() {
-                                // The bounce is queued in the same transaction
-                                // that records the failure: both or neither.
-                                if let Some(bounce) = &self.bouncer {
+                            let delayed: Vec<usize> = if !env.warned
+                                && crate::envelope::now_micros().saturating_sub(env.arrival)
+                                    > self.retry.delay_warning.as_micros() as u64
+                            {
+                                env.pending().map(|(i, _)| i).collect()
+                            } else {
+                                Vec::new()
+                            };
+                            if !env.from.is_empty() {
+                                // A notice is queued in the same transaction
+                                // that records what it reports: both or neither.
+                                for (indices, notice) in
+                                    [(&failed, Notice::Failed), (&delayed, Notice::Delayed)]
+                                {
+                                    if indices.is_empty() {
+                                        continue;
+                                    }
+                                    let Some(bounce) = &self.bouncer else {
+                                        continue;
+                                    };
                                     let original = bodies
                                         .get(id.0)?
                                         .map(|b| b.value().to_vec())
                                         .unwrap_or_default();
-                                    if let Some((benv, bbody)) = bounce(&env, &failed, &original) {
+                                    if let Some((benv, bbody)) =
+                                        bounce(&env, indices, &original, notice)
+                                    {
                                         let bid = benv.id;
                                         envelopes.insert(
                                             bid.0,
@@ -361,7 +390,7 @@ impl Writer {
                                         )?;
                                         bodies.insert(bid.0, bbody.as_slice())?;
                                         tracing::info!(
-                                            "{id}: sender non-delivery notification: {bid}"
+                                            "{id}: sender {notice:?} notification: {bid}"
                                         );
                                         schedule.push(Schedule::Due {
                                             id: bid,
@@ -370,6 +399,9 @@ impl Writer {
                                         });
                                     }
                                 }
+                            }
+                            if !delayed.is_empty() {
+                                env.warned = true;
                             }
                             if env.is_done() {
                                 envelopes.remove(id.0)?;
@@ -484,6 +516,17 @@ impl Writer {
                     r.status = Status::Delivered;
                     r.last_error = None;
                 }
+                Outcome::Deferred(why)
+                    if now.saturating_sub(env.arrival / 1_000_000)
+                        > self.retry.max_age.as_secs() =>
+                {
+                    let age = humantime::format_duration(self.retry.max_age);
+                    r.status = Status::Failed;
+                    r.last_error = Some(format!(
+                        "gave up after {age} in the queue (4.4.7); last error: {why}"
+                    ));
+                    failed.push(*index);
+                }
                 Outcome::Deferred(why) => {
                     r.next_attempt = now + self.retry.delay(r.attempts).as_secs();
                     r.last_error = Some(why.clone());
@@ -575,13 +618,20 @@ mod tests {
     use crate::directory::Target;
     use crate::envelope::Recipient;
 
+    /// This test run's start: recent enough not to have expired.
+    fn arrival() -> u64 {
+        static T: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *T.get_or_init(crate::envelope::now_micros)
+    }
+
     fn envelope(id: u64) -> Envelope {
         Envelope {
             id: QueueId(id),
             from: "a@example.org".into(),
-            arrival: 0,
+            arrival: arrival(),
             client: "x [127.0.0.1]".into(),
             auth: None,
+            warned: false,
             recipients: vec![Recipient {
                 original: "b@example.org".into(),
                 target: Target::Local {
@@ -602,6 +652,8 @@ mod tests {
         RetryPolicy {
             min: Duration::from_secs(60),
             max: Duration::from_secs(3600),
+            max_age: Duration::from_secs(5 * 86400),
+            delay_warning: Duration::from_secs(4 * 3600),
         }
     }
 

@@ -152,6 +152,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         RetryPolicy {
             min: config.queue.retry_min,
             max: config.queue.retry_max,
+            max_age: config.queue.max_age,
+            delay_warning: config.queue.delay_warning,
         },
         Some(schedule_tx.clone()),
         Some(bouncer(settings.clone(), config.hostname.clone())),
@@ -215,75 +217,84 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 fn bouncer(settings: Arc<RwLock<Arc<Settings>>>, hostname: String) -> crate::queue::Bouncer {
     use crate::directory::{Lookup, Target};
     use crate::envelope::{Envelope, QueueId, Recipient, Status, now_micros};
-    Arc::new(move |env: &Envelope, failed: &[usize], original: &[u8]| {
-        let s = settings.read().ok()?.clone();
-        let sender = crate::address::Address::parse(&env.from, true).ok()?;
-        let targets = match s.directory.lookup(&sender) {
-            Ok(Lookup::Deliver(t)) => t,
-            Ok(Lookup::NotLocal) => vec![Target::Remote {
-                address: env.from.clone(),
-            }],
-            _ => {
-                tracing::warn!(
-                    "{}: no bounce: the sender {} has no mailbox here",
-                    env.id,
-                    env.from
-                );
-                return None;
-            }
-        };
-        let rcpts: Vec<&Recipient> = failed
-            .iter()
-            .filter_map(|i| env.recipients.get(*i))
-            .collect();
-        let id = QueueId::generate();
-        let mut body =
-            crate::dsn::failure_report(&hostname, env, &rcpts, original, &id.to_string());
-        let mut labels = hostname.as_str();
-        let signing_domain = loop {
-            if s.directory.is_local_domain(labels) {
-                break Some(labels.to_string());
-            }
-            match labels.split_once('.') {
-                Some((_, rest)) if rest.contains('.') => labels = rest,
-                _ => break None,
-            }
-        };
-        if let Some(domain) = signing_domain {
-            match s.dkim.sign(&domain, &body) {
-                Ok(mut signed) => {
-                    signed.extend_from_slice(&body);
-                    body = signed;
+    Arc::new(
+        move |env: &Envelope, failed: &[usize], original: &[u8], notice: crate::queue::Notice| {
+            let s = settings.read().ok()?.clone();
+            let sender = crate::address::Address::parse(&env.from, true).ok()?;
+            let targets = match s.directory.lookup(&sender) {
+                Ok(Lookup::Deliver(t)) => t,
+                Ok(Lookup::NotLocal) => vec![Target::Remote {
+                    address: env.from.clone(),
+                }],
+                _ => {
+                    tracing::warn!(
+                        "{}: no bounce: the sender {} has no mailbox here",
+                        env.id,
+                        env.from
+                    );
+                    return None;
                 }
-                Err(e) => tracing::warn!("{id}: bounce not DKIM-signed: {e:#}"),
+            };
+            let rcpts: Vec<&Recipient> = failed
+                .iter()
+                .filter_map(|i| env.recipients.get(*i))
+                .collect();
+            let id = QueueId::generate();
+            let mut body = crate::dsn::report(
+                &hostname,
+                env,
+                &rcpts,
+                original,
+                &id.to_string(),
+                notice == crate::queue::Notice::Delayed,
+            );
+            let mut labels = hostname.as_str();
+            let signing_domain = loop {
+                if s.directory.is_local_domain(labels) {
+                    break Some(labels.to_string());
+                }
+                match labels.split_once('.') {
+                    Some((_, rest)) if rest.contains('.') => labels = rest,
+                    _ => break None,
+                }
+            };
+            if let Some(domain) = signing_domain {
+                match s.dkim.sign(&domain, &body) {
+                    Ok(mut signed) => {
+                        signed.extend_from_slice(&body);
+                        body = signed;
+                    }
+                    Err(e) => tracing::warn!("{id}: bounce not DKIM-signed: {e:#}"),
+                }
             }
-        }
-        let recipients = targets
-            .into_iter()
-            .map(|target| Recipient {
-                original: env.from.clone(),
-                target,
-                status: Status::Pending,
-                attempts: 0,
-                next_attempt: 0,
-                last_error: None,
-            })
-            .collect();
-        let size = body.len() as u64;
-        Some((
-            Envelope {
-                id,
-                from: String::new(),
-                arrival: now_micros(),
-                client: "bounce".into(),
-                auth: None,
-                recipients,
-                held: false,
-                size,
-            },
-            body,
-        ))
-    })
+            let recipients = targets
+                .into_iter()
+                .map(|target| Recipient {
+                    original: env.from.clone(),
+                    target,
+                    status: Status::Pending,
+                    attempts: 0,
+                    next_attempt: 0,
+                    last_error: None,
+                })
+                .collect();
+            let size = body.len() as u64;
+            Some((
+                Envelope {
+                    id,
+                    from: String::new(),
+                    arrival: now_micros(),
+                    client: "bounce".into(),
+                    auth: None,
+                    recipients,
+                    held: false,
+                    warned: false,
+                    size,
+                },
+                body,
+            ))
+        },
+    )
 }
 
 /// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the configuration.

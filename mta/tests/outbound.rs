@@ -347,3 +347,42 @@ fn lmtp_transport_for_one_local_address() {
     s.wait_for_mail("bob@example.org", 1);
     wait_queue_empty(&s);
 }
+
+#[test]
+fn undeliverable_mail_warns_once_then_expires_with_a_bounce() {
+    // The MX exists but nothing listens on the port: every attempt is
+    // deferred (connection refused).
+    let zone =
+        "nowhere.example. 60 IN MX 10 mx.nowhere.example.\nmx.nowhere.example. 60 IN A 127.0.0.1\n";
+    let dns = Peer::start(false, false, None, Some(zone));
+    let s = Server::start(&format!(
+        "[outbound]\nport = 9\nnameservers = [\"127.0.0.1:{}\"]\n[queue]\nretry_min = \"1s\"\nretry_max = \"1s\"\ndelay_warning = \"1s\"\nmax_age = \"4s\"\n",
+        dns.dns.unwrap()
+    ));
+    submit(&s, &["someone@nowhere.example"], "doomed");
+    let files = s.wait_for_mail("alice@example.org", 2);
+    std::thread::sleep(Duration::from_secs(2));
+    let texts: Vec<String> = s
+        .maildir("alice@example.org")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert_eq!(
+        texts.len(),
+        2,
+        "one warning and one bounce, no more: {texts:?}"
+    );
+    let _ = files;
+    let warning = texts
+        .iter()
+        .find(|t| t.contains("Subject: Delayed Mail"))
+        .expect("a delay warning");
+    assert!(warning.contains("Action: delayed"), "{warning}");
+    let bounce = texts
+        .iter()
+        .find(|t| t.contains("Subject: Undelivered Mail"))
+        .expect("a bounce");
+    assert!(bounce.contains("Action: failed\nStatus: 4.4.7"), "{bounce}");
+    assert!(bounce.contains("Subject: doomed"), "{bounce}");
+    wait_queue_empty(&s);
+}

@@ -1058,6 +1058,7 @@ impl Session {
             auth: self.authenticated.clone(),
             recipients,
             held: false,
+            warned: false,
             size: body.len() as u64,
         };
         self.state = State::AwaitingCommit;
