@@ -209,6 +209,9 @@ fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
         .collect();
     for (envelope, _, attempts) in done {
         let mut results = Vec::with_capacity(attempts.len());
+        let handed_over = attempts
+            .iter()
+            .any(|a| a.account.is_none() && matches!(a.outcome, Outcome::Delivered));
         for mut a in attempts {
             if let (Some(account), Outcome::Delivered) = (&a.account, &a.outcome)
                 && let Some((_, why)) = unsynced.iter().find(|(acc, _)| acc == account)
@@ -219,7 +222,11 @@ fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
             log_attempt(&envelope, &a);
             results.push((a.index, a.outcome));
         }
-        queue.record(envelope.id, results);
+        if handed_over {
+            queue.record_durably(envelope.id, results);
+        } else {
+            queue.record(envelope.id, results);
+        }
     }
 }
 

@@ -81,6 +81,9 @@ enum Op {
     Results {
         id: QueueId,
         results: Vec<(usize, Outcome)>,
+        /// Sync at once: a lost result would mean sending again to a
+        /// remote server (a duplicate), where Maildir redelivery is harmless.
+        durable: bool,
     },
     Admin {
         action: Admin,
@@ -181,7 +184,20 @@ impl Queue {
 
     /// Records delivery results for some recipients of a message.
     pub fn record(&self, id: QueueId, results: Vec<(usize, Outcome)>) {
-        let _ = self.ops.send(Op::Results { id, results });
+        let _ = self.ops.send(Op::Results {
+            id,
+            results,
+            durable: false,
+        });
+    }
+
+    /// Records results that must not be lost (remote hand-overs).
+    pub fn record_durably(&self, id: QueueId, results: Vec<(usize, Outcome)>) {
+        let _ = self.ops.send(Op::Results {
+            id,
+            results,
+            durable: true,
+        });
     }
 
     /// Every message now in the queue, in arrival order.
@@ -298,7 +314,9 @@ impl Writer {
 
     /// Applies a batch in one transaction; returns whether it was durable.
     fn commit(&self, batch: Vec<Op>) -> bool {
-        let durable = batch.iter().any(|op| !matches!(op, Op::Results { .. }));
+        let durable = batch
+            .iter()
+            .any(|op| !matches!(op, Op::Results { durable: false, .. }));
         // Refuse intake before the disk is full, not after: a message must
         // never be half-accepted, and redb needs room to commit anything.
         let incoming: u64 = batch
@@ -351,7 +369,7 @@ impl Writer {
                                 fresh: Some((Arc::new(envelope), body)),
                             });
                         }
-                        Op::Results { id, results } => {
+                        Op::Results { id, results, .. } => {
                             let Some(mut env) = read_envelope(&envelopes, id)? else {
                                 continue;
                             };

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::peer::Peer;
 use common::{Client, Server};
 use rand::Rng;
 
@@ -24,6 +25,7 @@ fn client(
     n: usize,
     addr: Arc<Mutex<SocketAddr>>,
     stop: Arc<AtomicBool>,
+    recipients: &'static [&'static str],
 ) -> (Vec<String>, Vec<String>) {
     let mut acked = Vec::new();
     let mut attempted = Vec::new();
@@ -52,14 +54,14 @@ fn client(
                 seq += 1;
                 attempted.push(marker.clone());
                 let mut cmds = "MAIL FROM:<load@sender.example>\r\n".to_string();
-                for r in RECIPIENTS {
+                for r in recipients {
                     cmds.push_str(&format!("RCPT TO:<{r}>\r\n"));
                 }
                 cmds.push_str("DATA\r\n");
                 c.send(cmds.as_bytes());
                 // MAIL, each RCPT, DATA.
-                for i in 0..RECIPIENTS.len() + 2 {
-                    let expected = if i == RECIPIENTS.len() + 1 { 354 } else { 250 };
+                for i in 0..recipients.len() + 2 {
+                    let expected = if i == recipients.len() + 1 { 354 } else { 250 };
                     if c.try_reply()?.code != expected {
                         return None;
                     }
@@ -90,7 +92,7 @@ fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
         .map(|n| {
             let addr = addr.clone();
             let stop = stop.clone();
-            std::thread::spawn(move || client(n, addr, stop))
+            std::thread::spawn(move || client(n, addr, stop, &RECIPIENTS))
         })
         .collect();
 
@@ -163,4 +165,80 @@ fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
             attempted.len()
         );
     }
+}
+
+/// The same for mail that leaves: killed while handing messages to a remote
+/// server, every acknowledged message still reaches it (at least once: a
+/// kill between the remote's 250 and our commit means a second copy, which
+/// SMTP allows), and the queue ends empty.
+#[test]
+fn every_acknowledged_message_reaches_the_remote_server_across_sigkills() {
+    const REMOTE: [&str; 1] = ["friend@example.org"];
+    let peer = Peer::start(false, false, None, None);
+    let mut server = Server::start(&format!(
+        "[queue]\nretry_min = \"1s\"\nretry_max = \"1s\"\n[outbound]\nnameservers = [\"127.0.0.1:9\"]\n[[transports]]\nrecipient = \"elsewhere.example\"\nvia = \"smtp:127.0.0.1:{}\"\n",
+        peer.smtp
+    ));
+    let addr = Arc::new(Mutex::new(server.addr));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            let addr = addr.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || client(n, addr, stop, &REMOTE))
+        })
+        .collect();
+    let mut rng = rand::rng();
+    for _ in 0..KILLS {
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
+        server.kill();
+        server.restart();
+        *addr.lock().unwrap() = server.addr;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let mut acked = HashSet::new();
+    for h in handles {
+        acked.extend(h.join().unwrap().0);
+    }
+    assert!(
+        acked.len() > 20,
+        "the load was too light: {} acknowledged",
+        acked.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (ok, list) = server.queue(&["list"]);
+        if ok && list.contains("the queue is empty") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "queue did not drain: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in peer.received() {
+        let marker = r
+            .message
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Marker: "))
+            .expect("a marker")
+            .trim()
+            .to_string();
+        assert_eq!(
+            r.envelope["rcpt_tos"],
+            serde_json::json!(["someone@elsewhere.example"])
+        );
+        *seen.entry(marker).or_default() += 1;
+    }
+    let missing: Vec<&String> = acked.iter().filter(|m| !seen.contains_key(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+    let twice = seen.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "remote: {} acknowledged, {} delivered, {twice} delivered twice",
+        acked.len(),
+        seen.len()
+    );
 }
