@@ -57,19 +57,35 @@ pub enum Result {
 pub struct Outbound {
     settings: Settings,
     hostname: String,
-    resolver: TokioResolver,
+    /// Built on first use: on the appliance the system's resolvers are only
+    /// known once DHCP has answered, which may be after the server started.
+    resolver: std::sync::Mutex<Option<Arc<TokioResolver>>>,
     opportunistic: Arc<rustls::ClientConfig>,
     verified: Arc<rustls::ClientConfig>,
 }
 
 impl Outbound {
     pub fn new(config: &Config) -> anyhow::Result<Outbound> {
+        Ok(Outbound {
+            settings: config.outbound.clone(),
+            hostname: config.hostname.clone(),
+            resolver: std::sync::Mutex::new(None),
+            opportunistic: Arc::new(tls::opportunistic()),
+            verified: Arc::new(tls::verified(None)?),
+        })
+    }
+
+    fn resolver(&self) -> std::result::Result<Arc<TokioResolver>, Failure> {
+        let mut slot = self.resolver.lock().expect("resolver");
+        if let Some(r) = slot.as_ref() {
+            return Ok(r.clone());
+        }
         let provider = TokioRuntimeProvider::default();
-        let resolver = if config.outbound.nameservers.is_empty() {
-            Resolver::builder(provider)?.build()?
+        let built = if self.settings.nameservers.is_empty() {
+            Resolver::builder(provider).and_then(|b| b.build())
         } else {
-            let servers = config
-                .outbound
+            let servers = self
+                .settings
                 .nameservers
                 .iter()
                 .map(|addr| {
@@ -84,15 +100,13 @@ impl Outbound {
                 ResolverConfig::from_parts(None, vec![], servers),
                 provider,
             )
-            .build()?
+            .build()
         };
-        Ok(Outbound {
-            settings: config.outbound.clone(),
-            hostname: config.hostname.clone(),
-            resolver,
-            opportunistic: Arc::new(tls::opportunistic()),
-            verified: Arc::new(tls::verified(None)?),
-        })
+        let resolver = Arc::new(
+            built.map_err(|e| Failure::temporary(format!("no DNS resolver available: {e}")))?,
+        );
+        *slot = Some(resolver.clone());
+        Ok(resolver)
     }
 
     /// The route of one recipient (`address` is the target after alias
@@ -346,7 +360,7 @@ impl Outbound {
         domain: &str,
     ) -> std::result::Result<Vec<(String, Vec<IpAddr>)>, Failure> {
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
-        let mut mx: Vec<(u16, String)> = match self.resolver.mx_lookup(fqdn.as_str()).await {
+        let mut mx: Vec<(u16, String)> = match self.resolver()?.mx_lookup(fqdn.as_str()).await {
             Ok(lookup) => lookup
                 .answers()
                 .iter()
@@ -401,7 +415,7 @@ impl Outbound {
             return Ok(vec![ip]);
         }
         let fqdn = format!("{}.", host.trim_end_matches('.'));
-        match self.resolver.lookup_ip(fqdn.as_str()).await {
+        match self.resolver()?.lookup_ip(fqdn.as_str()).await {
             Ok(l) => Ok(l.iter().collect()),
             Err(e) => Err(Failure::temporary(format!("no address for {host}: {e}"))),
         }
