@@ -48,7 +48,15 @@ pub struct Bench {
     /// where our server's temporary data directory is made (default target/bench): the file system measured
     #[argh(option)]
     dir: Option<PathBuf>,
+    /// measure relaying instead: authenticated submission over TLS (465), DKIM signing, delivery to a loopback sink
+    #[argh(switch)]
+    outbound: bool,
 }
+
+/// The account the outbound benchmark submits as ("Hello world!", the
+/// SHA-crypt reference vector).
+const BENCH_PASSWORD: &str = "Hello world!";
+const BENCH_HASH: &str = "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5";
 
 struct Ours {
     child: Child,
@@ -65,6 +73,9 @@ impl Drop for Ours {
 }
 
 pub fn bench(b: Bench) -> anyhow::Result<()> {
+    if b.outbound {
+        return outbound(b);
+    }
     let total = b.connections * b.messages;
     let (ours, addr, rcpt, new_dir) = match &b.target {
         Some(target) => {
@@ -77,7 +88,10 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
             (None, addr, rcpt, b.maildir.clone())
         }
         None => {
-            let ours = start_ours(b.dir.clone().unwrap_or_else(|| root().join("target/bench")))?;
+            let ours = start_ours(
+                b.dir.clone().unwrap_or_else(|| root().join("target/bench")),
+                None,
+            )?;
             let addr = ours.addr;
             let new_dir = ours.dir.join("data/mail/example.org/alice/new");
             (
@@ -119,7 +133,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
         )?;
         Vec::new()
     } else {
-        generate(addr, &rcpt, b.connections, b.messages, b.size)?
+        generate(addr, None, &rcpt, b.connections, b.messages, b.size)?
     };
     let accepted = started.elapsed();
     println!(
@@ -187,7 +201,9 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn start_ours(base: PathBuf) -> anyhow::Result<Ours> {
+/// Our server; with `sink`, set up for relaying: an account, the
+/// submissions port, and a transport sending `sink.example` to the sink.
+fn start_ours(base: PathBuf, sink: Option<u16>) -> anyhow::Result<Ours> {
     check(cargo().args(["build", "--release", "-p", "mta"]))?;
     let dir = base.join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -201,14 +217,24 @@ data_dir = "{}"
 domains = ["example.org"]
 [[accounts]]
 address = "alice@example.org"
+password = "{BENCH_HASH}"
 [limits]
 connections_per_ip = 1000
 connections = 1000
-[[listeners]]
+[outbound]
+nameservers = ["127.0.0.1:9"]
+{}[[listeners]]
 address = "127.0.0.1:0"
-role = "mx"
+role = "{}"
 "#,
-            dir.join("data").display()
+            dir.join("data").display(),
+            match sink {
+                Some(port) => format!(
+                    "[[transports]]\nrecipient = \"sink.example\"\nvia = \"smtp:127.0.0.1:{port}\"\n"
+                ),
+                None => String::new(),
+            },
+            if sink.is_some() { "submissions" } else { "mx" },
         ),
     )?;
     let mut child = Command::new(root().join("target/release/mta"))
@@ -246,44 +272,62 @@ role = "mx"
 }
 
 /// The built-in client: each connection pipelines MAIL, RCPT and DATA, sends
-/// the message and waits for the final reply before the next one.
+/// the message and waits for the final reply before the next one. With
+/// `login`, it speaks TLS from the first byte and authenticates first.
 fn generate(
     addr: SocketAddr,
+    login: Option<(&str, &str)>,
     rcpt: &str,
     connections: usize,
     messages: usize,
     size: usize,
 ) -> anyhow::Result<Vec<Duration>> {
     let barrier = Arc::new(Barrier::new(connections));
+    let login = login.map(|(u, p)| (u.to_string(), p.to_string()));
+    let from = login
+        .as_ref()
+        .map_or("bench@bench.example".to_string(), |(u, _)| u.clone());
     let handles: Vec<_> = (0..connections)
         .map(|n| {
             let barrier = barrier.clone();
             let rcpt = rcpt.to_string();
+            let login = login.clone();
+            let from = from.clone();
             std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
-                let stream = TcpStream::connect(addr)?;
-                stream.set_nodelay(true)?;
-                let mut reader = BufReader::new(stream.try_clone()?);
-                let mut writer = stream;
-                expect(&mut reader, 220)?;
-                writer.write_all(b"EHLO bench.example\r\n")?;
-                expect(&mut reader, 250)?;
+                let tcp = TcpStream::connect(addr)?;
+                tcp.set_nodelay(true)?;
+                let stream: Box<dyn ReadWrite> = match &login {
+                    Some(_) => Box::new(tls_stream(tcp)?),
+                    None => Box::new(tcp),
+                };
+                let mut io = BufReader::new(stream);
+                expect(&mut io, 220)?;
+                io.get_mut().write_all(b"EHLO bench.example\r\n")?;
+                expect(&mut io, 250)?;
+                if let Some((user, password)) = &login {
+                    use base64::Engine;
+                    let token = base64::engine::general_purpose::STANDARD
+                        .encode(format!("\0{user}\0{password}"));
+                    io.get_mut()
+                        .write_all(format!("AUTH PLAIN {token}\r\n").as_bytes())?;
+                    expect(&mut io, 235)?;
+                }
                 let mut latencies = Vec::with_capacity(messages);
                 barrier.wait();
                 for m in 0..messages {
-                    let body = message(n, m, size);
+                    let body = message(&from, &rcpt, n, m, size);
                     let t = Instant::now();
-                    writer.write_all(
-                        format!("MAIL FROM:<bench@bench.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n")
-                            .as_bytes(),
+                    io.get_mut().write_all(
+                        format!("MAIL FROM:<{from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes(),
                     )?;
-                    expect(&mut reader, 250)?;
-                    expect(&mut reader, 250)?;
-                    expect(&mut reader, 354)?;
-                    writer.write_all(&body)?;
-                    expect(&mut reader, 250)?;
+                    expect(&mut io, 250)?;
+                    expect(&mut io, 250)?;
+                    expect(&mut io, 354)?;
+                    io.get_mut().write_all(&body)?;
+                    expect(&mut io, 250)?;
                     latencies.push(t.elapsed());
                 }
-                writer.write_all(b"QUIT\r\n")?;
+                io.get_mut().write_all(b"QUIT\r\n")?;
                 Ok(latencies)
             })
         })
@@ -296,6 +340,179 @@ fn generate(
         );
     }
     Ok(all)
+}
+
+trait ReadWrite: std::io::Read + Write + Send {}
+impl<T: std::io::Read + Write + Send> ReadWrite for T {}
+
+/// TLS to our own server's self-signed certificate: encryption is what is
+/// measured here, not trust.
+fn tls_stream(
+    tcp: TcpStream,
+) -> anyhow::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    #[derive(Debug)]
+    struct Any(Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Any(provider)))
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from("bench.example.org")?,
+    )?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// A minimal SMTP server that accepts everything and counts messages.
+fn sink() -> anyhow::Result<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let counter = counter.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut w = stream.try_clone()?;
+                let mut r = BufReader::new(stream);
+                w.write_all(b"220 sink ESMTP\r\n")?;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    match verb.as_str() {
+                        "DATA" => {
+                            w.write_all(b"354 go on\r\n")?;
+                            loop {
+                                line.clear();
+                                if r.read_line(&mut line)? == 0 {
+                                    return Ok(());
+                                }
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                            }
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            w.write_all(b"250 2.0.0 kept\r\n")?;
+                        }
+                        "QUIT" => {
+                            w.write_all(b"221 bye\r\n")?;
+                            return Ok(());
+                        }
+                        _ => w.write_all(b"250 ok\r\n")?,
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, count))
+}
+
+/// `--outbound`: submission (TLS, AUTH, DKIM) → queue → SMTP to the sink.
+fn outbound(b: Bench) -> anyhow::Result<()> {
+    let total = b.connections * b.messages;
+    let (port, delivered) = sink()?;
+    let ours = start_ours(
+        b.dir.clone().unwrap_or_else(|| root().join("target/bench")),
+        Some(port),
+    )?;
+    println!(
+        "bench --outbound: {} connections x {} messages of {} bytes = {total} messages, submitted over TLS with AUTH, DKIM-signed, relayed to a loopback sink",
+        b.connections, b.messages, b.size
+    );
+    check(&mut Command::new("sync"))?;
+    let started = Instant::now();
+    let latencies = generate(
+        ours.addr,
+        Some(("alice@example.org", BENCH_PASSWORD)),
+        "user@sink.example",
+        b.connections,
+        b.messages,
+        b.size,
+    )?;
+    let accepted = started.elapsed();
+    println!(
+        "accepted:   {total} messages in {:.2} s = {:.0} msgs/s",
+        accepted.as_secs_f64(),
+        total as f64 / accepted.as_secs_f64()
+    );
+    let mut l = latencies;
+    l.sort();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+    println!(
+        "latency:    p50 {:.2} ms, p99 {:.2} ms (MAIL to 250 after DATA)",
+        ms(pct(0.50)),
+        ms(pct(0.99))
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while delivered.load(std::sync::atomic::Ordering::SeqCst) < total {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {total} messages reached the sink",
+                delivered.load(std::sync::atomic::Ordering::SeqCst)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let e2e = started.elapsed();
+    println!(
+        "relayed:    {total} messages in {:.2} s = {:.0} msgs/s (received by the sink)",
+        e2e.as_secs_f64(),
+        total as f64 / e2e.as_secs_f64()
+    );
+    if let Some(kib) = peak_rss_kib(ours.child.id()) {
+        println!("server:     peak RSS {:.1} MiB", kib as f64 / 1024.0);
+    }
+    Ok(())
 }
 
 fn expect(reader: &mut impl BufRead, code: u16) -> anyhow::Result<()> {
@@ -315,9 +532,9 @@ fn expect(reader: &mut impl BufRead, code: u16) -> anyhow::Result<()> {
 
 /// A message of about `size` bytes with 76-character lines, ended by the
 /// DATA terminator.
-fn message(conn: usize, n: usize, size: usize) -> Vec<u8> {
+fn message(from: &str, to: &str, conn: usize, n: usize, size: usize) -> Vec<u8> {
     let mut m = format!(
-        "From: bench@bench.example\r\nTo: alice@example.org\r\nSubject: bench {conn}-{n}\r\nMessage-ID: <{conn}.{n}@bench.example>\r\n\r\n"
+        "From: {from}\r\nTo: {to}\r\nSubject: bench {conn}-{n}\r\nMessage-ID: <{conn}.{n}@bench.example>\r\n\r\n"
     )
     .into_bytes();
     let line = [b'x'; 76];
