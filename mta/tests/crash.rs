@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::peer::Peer;
 use common::{Client, Server};
@@ -120,15 +120,7 @@ fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
     );
 
     // Wait until the queue has drained, then count.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, list) = server.queue(&["list"]);
-        if ok && list.contains("the queue is empty") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "queue did not drain: {list}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_queue_empty(Duration::from_secs(60));
     for rcpt in RECIPIENTS {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for file in server.maildir(rcpt) {
@@ -206,15 +198,7 @@ fn every_acknowledged_message_reaches_the_remote_server_across_sigkills() {
         "the load was too light: {} acknowledged",
         acked.len()
     );
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (ok, list) = server.queue(&["list"]);
-        if ok && list.contains("the queue is empty") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "queue did not drain: {list}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_queue_empty(Duration::from_secs(90));
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in peer.received() {
         let marker = r

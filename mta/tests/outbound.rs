@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::peer::Peer;
 use common::{Client, Server};
@@ -26,49 +25,12 @@ fn mx_config(peer: &Peer) -> String {
     )
 }
 
-/// Submits a message as alice over 587.
 fn submit(s: &Server, to: &[&str], subject: &str) {
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            &s.listeners["submission"].to_string(),
-            "--tls",
-            "--auth",
-            "PLAIN",
-        ])
-        .args([
-            "--auth-user",
-            "alice@example.org",
-            "--auth-password",
-            "Hello world!",
-        ])
-        .args([
-            "--from",
-            "alice@example.org",
-            "--to",
-            &to.join(","),
-            "--header",
-        ])
-        .arg(format!("Subject: {subject}"))
-        .output()
-        .expect("swaks");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    s.submit(to, &["--header", &format!("Subject: {subject}")]);
 }
 
 fn wait_queue_empty(s: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, list) = s.queue(&["list"]);
-        if list.contains("the queue is empty") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{list}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_queue_empty(Duration::from_secs(20));
 }
 
 #[test]

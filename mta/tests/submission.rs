@@ -6,24 +6,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Client, Server};
+use common::{Client, Server, swaks};
 
 const PASSWORD: &str = "Hello world!";
-
-fn swaks(args: &[&str]) -> (bool, String) {
-    let out = Command::new("swaks")
-        .args(args)
-        .output()
-        .expect("swaks is needed: `cargo xtask test` installs it (apt-get install swaks)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 #[test]
 fn auth_over_starttls_on_587_relays_anywhere() {

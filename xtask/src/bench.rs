@@ -346,65 +346,13 @@ trait ReadWrite: std::io::Read + Write + Send {}
 impl<T: std::io::Read + Write + Send> ReadWrite for T {}
 
 /// TLS to our own server's self-signed certificate: encryption is what is
-/// measured here, not trust.
+/// measured here, not trust (the MTA's own opportunistic client settings).
 fn tls_stream(
     tcp: TcpStream,
 ) -> anyhow::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    #[derive(Debug)]
-    struct Any(Arc<rustls::crypto::CryptoProvider>);
-    impl ServerCertVerifier for Any {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                m,
-                c,
-                d,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                m,
-                c,
-                d,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Any(provider)))
-        .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(
-        Arc::new(config),
-        ServerName::try_from("bench.example.org")?,
-    )?;
+    let config = Arc::new(mta::outbound::tls::opportunistic());
+    let name = rustls::pki_types::ServerName::try_from("bench.example.org")?;
+    let conn = rustls::ClientConnection::new(config, name)?;
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
 

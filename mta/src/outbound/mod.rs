@@ -54,6 +54,24 @@ pub enum Result {
     Failed(String),
 }
 
+/// The message being handed over.
+struct Message<'a> {
+    from: &'a str,
+    recipients: &'a [String],
+    body: &'a [u8],
+}
+
+/// One next hop: where and how to connect.
+struct Hop<'a> {
+    host: &'a str,
+    port: u16,
+    lmtp: bool,
+    tls: Tls,
+    credentials: Option<(&'a str, &'a str)>,
+}
+
+type Attempted = std::result::Result<Vec<client::RcptResult>, Failure>;
+
 pub struct Outbound {
     settings: Settings,
     hostname: String,
@@ -164,23 +182,22 @@ impl Outbound {
         recipients: &[String],
         body: &[u8],
     ) -> Vec<Result> {
+        let message = Message {
+            from,
+            recipients,
+            body,
+        };
         let attempt = match route {
             Route::Local => unreachable!("local recipients go to Maildirs"),
-            Route::Mx(domain) => self.via_mx(domain, from, recipients, body).await,
+            Route::Mx(domain) => self.via_mx(domain, &message).await,
             Route::Relay(name) => match self.settings.relays.iter().find(|r| &r.name == name) {
-                Some(relay) => self.via_relay(relay, from, recipients, body).await,
+                Some(relay) => self.via_relay(relay, &message).await,
                 None => Err(Failure::temporary(format!(
                     "relay {name:?} is not configured"
                 ))),
             },
-            Route::Smtp(host, port) => {
-                self.via_host(host, *port, false, from, recipients, body)
-                    .await
-            }
-            Route::Lmtp(host, port) => {
-                self.via_host(host, *port, true, from, recipients, body)
-                    .await
-            }
+            Route::Smtp(host, port) => self.via_host(host, *port, false, &message).await,
+            Route::Lmtp(host, port) => self.via_host(host, *port, true, &message).await,
         };
         match attempt {
             Ok(results) => results
@@ -202,41 +219,26 @@ impl Outbound {
         }
     }
 
-    async fn via_mx(
-        &self,
-        domain: &str,
-        from: &str,
-        recipients: &[String],
-        body: &[u8],
-    ) -> std::result::Result<Vec<client::RcptResult>, Failure> {
-        let hosts = self.mx_hosts(domain).await?;
+    async fn via_mx(&self, domain: &str, message: &Message<'_>) -> Attempted {
         let mut last = Failure::temporary(format!("no address for the mail servers of {domain}"));
-        for (host, addresses) in hosts {
-            for ip in addresses {
-                let addr = SocketAddr::new(ip, self.settings.port);
-                let tls = Tls::Opportunistic(self.opportunistic.clone());
-                match self
-                    .transaction(addr, &host, false, &tls, None, from, recipients, body)
-                    .await
-                {
-                    Ok(results) => return Ok(results),
-                    // A permanent answer to the whole message ends the
-                    // attempt; anything else tries the next address.
-                    Err(f) if f.permanent => return Err(f),
-                    Err(f) => last = f,
-                }
+        for (host, addresses) in self.mx_hosts(domain).await? {
+            let hop = Hop {
+                host: &host,
+                port: self.settings.port,
+                lmtp: false,
+                tls: Tls::Opportunistic(self.opportunistic.clone()),
+                credentials: None,
+            };
+            match self.try_addresses(&hop, addresses, message).await {
+                Ok(results) => return Ok(results),
+                Err(f) if f.permanent => return Err(f),
+                Err(f) => last = f,
             }
         }
         Err(last)
     }
 
-    async fn via_relay(
-        &self,
-        relay: &Relay,
-        from: &str,
-        recipients: &[String],
-        body: &[u8],
-    ) -> std::result::Result<Vec<client::RcptResult>, Failure> {
+    async fn via_relay(&self, relay: &Relay, message: &Message<'_>) -> Attempted {
         let config = match &relay.ca {
             Some(ca) => Arc::new(
                 tls::verified(Some(ca))
@@ -244,34 +246,19 @@ impl Outbound {
             ),
             None => self.verified.clone(),
         };
-        let tls = if relay.implicit_tls {
-            Tls::Implicit(config)
-        } else {
-            Tls::Required(config)
+        let hop = Hop {
+            host: &relay.host,
+            port: relay.port,
+            lmtp: false,
+            tls: if relay.implicit_tls {
+                Tls::Implicit(config)
+            } else {
+                Tls::Required(config)
+            },
+            credentials: relay.username.as_deref().zip(relay.password.as_deref()),
         };
-        let credentials = relay.username.as_deref().zip(relay.password.as_deref());
-        let mut last = Failure::temporary(format!("no address for relay {}", relay.host));
-        for ip in self.addresses(&relay.host).await? {
-            let addr = SocketAddr::new(ip, relay.port);
-            match self
-                .transaction(
-                    addr,
-                    &relay.host,
-                    false,
-                    &tls,
-                    credentials,
-                    from,
-                    recipients,
-                    body,
-                )
-                .await
-            {
-                Ok(r) => return Ok(r),
-                Err(f) if f.permanent => return Err(f),
-                Err(f) => last = f,
-            }
-        }
-        Err(last)
+        let addresses = self.addresses(&relay.host).await?;
+        self.try_addresses(&hop, addresses, message).await
     }
 
     async fn via_host(
@@ -279,31 +266,39 @@ impl Outbound {
         host: &str,
         port: u16,
         lmtp: bool,
-        from: &str,
-        recipients: &[String],
-        body: &[u8],
-    ) -> std::result::Result<Vec<client::RcptResult>, Failure> {
-        let tls = if lmtp {
-            Tls::None
-        } else {
-            Tls::Opportunistic(self.opportunistic.clone())
+        message: &Message<'_>,
+    ) -> Attempted {
+        let hop = Hop {
+            host,
+            port,
+            lmtp,
+            tls: if lmtp {
+                Tls::None
+            } else {
+                Tls::Opportunistic(self.opportunistic.clone())
+            },
+            credentials: None,
         };
-        let mut last = Failure::temporary(format!("no address for {host}"));
-        for ip in self.addresses(host).await? {
+        let addresses = self.addresses(host).await?;
+        self.try_addresses(&hop, addresses, message).await
+    }
+
+    /// Tries each address of a host until one takes the message or answers
+    /// for good: a permanent refusal of the whole message ends the attempt,
+    /// anything else tries the next address.
+    async fn try_addresses(
+        &self,
+        hop: &Hop<'_>,
+        addresses: Vec<IpAddr>,
+        message: &Message<'_>,
+    ) -> Attempted {
+        let mut last = Failure::temporary(format!("no address for {}", hop.host));
+        for ip in addresses {
             match self
-                .transaction(
-                    SocketAddr::new(ip, port),
-                    host,
-                    lmtp,
-                    &tls,
-                    None,
-                    from,
-                    recipients,
-                    body,
-                )
+                .transaction(SocketAddr::new(ip, hop.port), hop, message)
                 .await
             {
-                Ok(r) => return Ok(r),
+                Ok(results) => return Ok(results),
                 Err(f) if f.permanent => return Err(f),
                 Err(f) => last = f,
             }
@@ -311,33 +306,27 @@ impl Outbound {
         Err(last)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn transaction(
         &self,
         addr: SocketAddr,
-        host: &str,
-        lmtp: bool,
-        tls: &Tls,
-        credentials: Option<(&str, &str)>,
-        from: &str,
-        recipients: &[String],
-        body: &[u8],
-    ) -> std::result::Result<Vec<client::RcptResult>, Failure> {
+        hop: &Hop<'_>,
+        message: &Message<'_>,
+    ) -> Attempted {
         let mut c = Connection::open(
             addr,
-            host,
+            hop.host,
             &self.hostname,
-            lmtp,
-            tls,
+            hop.lmtp,
+            &hop.tls,
             self.settings.connect_timeout,
             self.settings.timeout,
         )
         .await?;
-        if let Some((user, password)) = credentials {
+        if let Some((user, password)) = hop.credentials {
             c.authenticate(user, password).await?;
         }
         let peer = c.peer.clone();
-        let results = c.send(from, recipients, body).await;
+        let results = c.send(message.from, message.recipients, message.body).await;
         c.quit().await;
         results.map(|rs| {
             rs.into_iter()

@@ -193,6 +193,44 @@ impl Server {
         (out.status.success(), text)
     }
 
+    /// Sends a message as alice (password "Hello world!") over 587 with
+    /// swaks, an independent client.
+    pub fn submit(&self, to: &[&str], extra: &[&str]) {
+        let server = self.listeners["submission"].to_string();
+        let to = to.join(",");
+        let mut args = vec![
+            "--server",
+            &server,
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.org",
+            "--auth-password",
+            "Hello world!",
+            "--from",
+            "alice@example.org",
+            "--to",
+            &to,
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out) = swaks(&args);
+        assert!(ok, "{out}");
+    }
+
+    /// Waits until the queue is empty.
+    pub fn wait_queue_empty(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (ok, list) = self.queue(&["list"]);
+            if ok && list.contains("the queue is empty") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the queue did not drain: {list}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
@@ -206,6 +244,22 @@ impl Drop for Server {
             eprintln!("kept {}", dir.keep().display());
         }
     }
+}
+
+/// Runs swaks; (success, everything it printed).
+pub fn swaks(args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(args)
+        .output()
+        .expect("swaks is needed: `cargo xtask test` installs it (apt-get install swaks)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 fn spawn(config: &Path) -> (Child, HashMap<String, SocketAddr>, Arc<Mutex<Vec<String>>>) {
