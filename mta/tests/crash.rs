@@ -83,19 +83,21 @@ fn client(
     (acked, attempted)
 }
 
-#[test]
-fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
-    let mut server = Server::start("[queue]\nretry_min = \"1s\"\n");
+/// Runs CLIENTS clients against the server while killing and restarting
+/// it KILLS times; returns (acknowledged, attempted) markers.
+fn load_with_kills(
+    server: &mut Server,
+    recipients: &'static [&'static str],
+) -> (HashSet<String>, HashSet<String>) {
     let addr = Arc::new(Mutex::new(server.addr));
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = (0..CLIENTS)
         .map(|n| {
             let addr = addr.clone();
             let stop = stop.clone();
-            std::thread::spawn(move || client(n, addr, stop, &RECIPIENTS))
+            std::thread::spawn(move || client(n, addr, stop, recipients))
         })
         .collect();
-
     let mut rng = rand::rng();
     for _ in 0..KILLS {
         std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
@@ -113,6 +115,13 @@ fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
         acked.extend(a);
         attempted.extend(t);
     }
+    (acked, attempted)
+}
+
+#[test]
+fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
+    let mut server = Server::start("[queue]\nretry_min = \"1s\"\n");
+    let (acked, attempted) = load_with_kills(&mut server, &RECIPIENTS);
     assert!(
         acked.len() > 50,
         "the load was too light to mean anything: {} acknowledged",
@@ -171,28 +180,7 @@ fn every_acknowledged_message_reaches_the_remote_server_across_sigkills() {
         "[queue]\nretry_min = \"1s\"\nretry_max = \"1s\"\n[outbound]\nnameservers = [\"127.0.0.1:9\"]\n[[transports]]\nrecipient = \"elsewhere.example\"\nvia = \"smtp:127.0.0.1:{}\"\n",
         peer.smtp
     ));
-    let addr = Arc::new(Mutex::new(server.addr));
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles: Vec<_> = (0..CLIENTS)
-        .map(|n| {
-            let addr = addr.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || client(n, addr, stop, &REMOTE))
-        })
-        .collect();
-    let mut rng = rand::rng();
-    for _ in 0..KILLS {
-        std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
-        server.kill();
-        server.restart();
-        *addr.lock().unwrap() = server.addr;
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::SeqCst);
-    let mut acked = HashSet::new();
-    for h in handles {
-        acked.extend(h.join().unwrap().0);
-    }
+    let (acked, _) = load_with_kills(&mut server, &REMOTE);
     assert!(
         acked.len() > 20,
         "the load was too light: {} acknowledged",
