@@ -56,6 +56,9 @@ pub struct Outbound {
     pub transports: Vec<(String, Transport)>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// Simultaneous connections to one destination (domain, relay or
+    /// transport host), so a big mailing does not hammer one server.
+    pub per_destination: usize,
 }
 
 /// A server mail is handed to (an ISP's smarthost, a provider's submission
@@ -251,6 +254,7 @@ struct RawOutbound {
     nameservers: Option<Vec<Spanned<String>>>,
     smarthost: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
+    per_destination: Option<Spanned<i64>>,
     timeout: Option<Spanned<String>>,
 }
 
@@ -612,6 +616,7 @@ impl Checker<'_> {
                 "connect_timeout",
             ),
             timeout: self.duration(&o.timeout, Duration::from_secs(300), "timeout"),
+            per_destination: self.count(&o.per_destination, 10, 1, "per_destination"),
         }
     }
 

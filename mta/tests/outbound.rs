@@ -219,3 +219,22 @@ fn undeliverable_mail_warns_once_then_expires_with_a_bounce() {
     assert!(bounce.contains("Subject: doomed"), "{bounce}");
     wait_queue_empty(&s);
 }
+
+#[test]
+fn connections_to_one_destination_are_limited() {
+    let peer = Peer::start(false, false, None, Some(ZONE));
+    let s = Server::start(&format!("{}per_destination = 2\n", mx_config(&peer)));
+    // Ten messages at once, each held 0.3 s by the peer.
+    for n in 0..10 {
+        submit(&s, &[&format!("slow{n}@example.net")], "slow");
+    }
+    peer.wait_for(10);
+    let max: usize = std::fs::read_to_string(peer.out.path().join("max-connections"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(max <= 2, "{max} connections to one domain at once");
+    assert!(max >= 1);
+    wait_queue_empty(&s);
+}

@@ -31,6 +31,8 @@ args.add_argument("--zone")
 opts = args.parse_args()
 
 deferred_once = set()
+# Connections open now and the most seen at once (written to DIR/max-connections).
+open_connections = [0, 0]
 counter = [0]
 lock = threading.Lock()
 
@@ -47,6 +49,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(r.startswith("slow") for r in envelope.rcpt_tos):
+            await asyncio.sleep(0.3)
         with lock:
             counter[0] += 1
             n = counter[0]
@@ -72,6 +76,24 @@ def authenticator(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
+def counting(base):
+    class Counting(base):
+        def connection_made(self, transport):
+            with lock:
+                open_connections[0] += 1
+                open_connections[1] = max(open_connections[1], open_connections[0])
+                with open(os.path.join(opts.out, "max-connections"), "w") as f:
+                    f.write(str(open_connections[1]))
+            super().connection_made(transport)
+
+        def connection_lost(self, exc):
+            with lock:
+                open_connections[0] -= 1
+            super().connection_lost(exc)
+
+    return Counting
+
+
 class Peer(Controller):
     def factory(self):
         kwargs = {}
@@ -85,8 +107,8 @@ class Peer(Controller):
             kwargs["auth_required"] = True
             kwargs["auth_require_tls"] = True
         if opts.lmtp:
-            return LMTP(self.handler, **kwargs)
-        return SMTP(self.handler, hostname="peer.example", **kwargs)
+            return counting(LMTP)(self.handler, **kwargs)
+        return counting(SMTP)(self.handler, hostname="peer.example", **kwargs)
 
 
 def free_port():

@@ -78,6 +78,8 @@ pub struct Outbound {
     /// Built on first use: on the appliance the system's resolvers are only
     /// known once DHCP has answered, which may be after the server started.
     resolver: std::sync::Mutex<Option<Arc<TokioResolver>>>,
+    /// One semaphore per destination, `per_destination` permits each.
+    destinations: std::sync::Mutex<std::collections::HashMap<Route, Arc<tokio::sync::Semaphore>>>,
     opportunistic: Arc<rustls::ClientConfig>,
     verified: Arc<rustls::ClientConfig>,
 }
@@ -88,6 +90,7 @@ impl Outbound {
             settings: config.outbound.clone(),
             hostname: config.hostname.clone(),
             resolver: std::sync::Mutex::new(None),
+            destinations: std::sync::Mutex::new(std::collections::HashMap::new()),
             opportunistic: Arc::new(tls::opportunistic()),
             verified: Arc::new(tls::verified(None)?),
         })
@@ -187,6 +190,18 @@ impl Outbound {
             recipients,
             body,
         };
+        let slots = {
+            let mut map = self.destinations.lock().expect("destinations");
+            map.entry(route.clone())
+                .or_insert_with(|| {
+                    Arc::new(tokio::sync::Semaphore::new(self.settings.per_destination))
+                })
+                .clone()
+        };
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let attempt = match route {
             Route::Local => unreachable!("local recipients go to Maildirs"),
             Route::Mx(domain) => self.via_mx(domain, &message).await,
