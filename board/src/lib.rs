@@ -26,11 +26,12 @@ pub struct Board {
     pub rust_target: &'static str,
     /// Debian kernel package.
     pub kernel_package: &'static str,
-    /// Kernel modules the image carries (their dependencies are added).
-    /// Drivers for present hardware load by coldplug.
+    /// Drivers the image carries for hardware the board may have; they
+    /// load by coldplug when the device is present.
     pub modules: &'static [&'static str],
     /// Modules no device asks for (file systems, crypto the file systems
-    /// request at mount, input handlers): init loads them at boot.
+    /// request at mount, input handlers): also carried, and loaded by init
+    /// at boot. Dependencies of both lists are added by the image build.
     pub boot_modules: &'static [&'static str],
     pub boot: BootMethod,
     /// Kernel console argument.
@@ -76,17 +77,9 @@ pub const PC_X86_64: Board = Board {
         "e1000e",
         "igb",
         "r8169",
-        "ext4",
-        "vfat",
-        "nls_cp437",
-        "nls_ascii",
-        "efivarfs",
         "i6300esb",
         "iTCO_wdt",
         "button",
-        "evdev",
-        "crc32c_generic",
-        "crc32c_intel",
     ],
     boot_modules: &[
         "crc32c_intel",

@@ -8,7 +8,6 @@ use crate::cpio;
 
 enum Node {
     File { mode: u32, data: Vec<u8> },
-    Symlink(String),
     CharDevice { mode: u32, major: u32, minor: u32 },
 }
 
@@ -30,12 +29,6 @@ impl Initramfs {
         let path = normalise(path);
         self.parents(&path);
         self.nodes.insert(path, Node::File { mode, data });
-    }
-
-    pub fn symlink(&mut self, path: &str, target: &str) {
-        let path = normalise(path);
-        self.parents(&path);
-        self.nodes.insert(path, Node::Symlink(target.to_string()));
     }
 
     pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) {
@@ -72,7 +65,6 @@ impl Initramfs {
         for (path, node) in &self.nodes {
             match node {
                 Node::File { mode, data } => w.file(path, *mode, data)?,
-                Node::Symlink(target) => w.symlink(path, target)?,
                 Node::CharDevice { mode, major, minor } => {
                     w.char_device(path, *mode, *major, *minor)?
                 }

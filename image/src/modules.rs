@@ -7,7 +7,7 @@
 //! depmod's formats. At boot, `init` reads those two files back ([`Index`])
 //! and matches each device's modalias against the aliases (coldplug).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The module name as the kernel knows it: dashes become underscores.
 pub fn canonical(name: &str) -> String {
@@ -64,10 +64,6 @@ impl Index {
         let mut order: Vec<String> = deps.iter().rev().cloned().collect();
         order.push(path.clone());
         Some(order)
-    }
-
-    pub fn modules(&self) -> impl Iterator<Item = &str> {
-        self.deps.keys().map(String::as_str)
     }
 }
 
@@ -330,16 +326,6 @@ mod build {
     }
 }
 
-/// Names in `wanted` that `index` does not know (for diagnostics).
-pub fn missing<'a>(index: &Index, wanted: &[&'a str]) -> Vec<&'a str> {
-    let known: BTreeSet<&str> = index.modules().collect();
-    wanted
-        .iter()
-        .copied()
-        .filter(|w| !known.contains(canonical(w).as_str()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +366,5 @@ mod tests {
             ]
         );
         assert_eq!(i.matching("virtio:d00000002v00001AF4"), ["virtio_blk"]);
-        assert_eq!(missing(&i, &["ext4", "nope"]), ["nope"]);
     }
 }

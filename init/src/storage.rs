@@ -139,7 +139,6 @@ fn grow_partition(part: &Partition) -> Option<u64> {
             return None;
         }
     };
-    let fd = disk.as_raw_fd();
     let grown = match image::disk::grow_data_partition(disk) {
         Ok(Some(g)) => g,
         Ok(None) => return None,
@@ -153,7 +152,6 @@ fn grow_partition(part: &Partition) -> Option<u64> {
         .write(true)
         .open(&part.disk)
         .ok()?;
-    let _ = fd;
     // BLKPG_RESIZE_PARTITION: the kernel's view of the partition changes
     // without re-reading the whole table (which fails while in use).
     #[repr(C)]

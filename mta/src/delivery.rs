@@ -192,7 +192,7 @@ fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
     // Nothing counts as delivered before its directory entry is durable.
     let mut accounts: Vec<&str> = done
         .iter()
-        .flat_map(|(_, _, attempts)| attempts.iter())
+        .flat_map(|(_, attempts)| attempts.iter())
         .filter(|a| matches!(a.outcome, Outcome::Delivered))
         .filter_map(|a| a.account.as_deref())
         .collect();
@@ -207,7 +207,7 @@ fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
                 .map(|e| (account.to_string(), e.to_string()))
         })
         .collect();
-    for (envelope, _, attempts) in done {
+    for (envelope, attempts) in done {
         let mut results = Vec::with_capacity(attempts.len());
         let handed_over = attempts
             .iter()
@@ -244,7 +244,7 @@ struct Attempt {
 
 /// Delivers one message's pending recipients (Maildirs are not synced
 /// here; remote recipients are handed over, one connection per route).
-fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, QueueId, Vec<Attempt>)> {
+fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>)> {
     let (queue, maildirs) = (ctx.queue, ctx.maildirs);
     // A message handed over at intake cannot have been delivered before; one
     // read back from disk may have been, just before a crash.
@@ -358,8 +358,7 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, QueueId, Vec<Attem
             });
         }
     }
-    let id = envelope.id;
-    Some((envelope, id, attempts))
+    Some((envelope, attempts))
 }
 
 /// The one log line per recipient, in Postfix's shape.

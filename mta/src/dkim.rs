@@ -282,27 +282,11 @@ pub fn zone_line(domain: &str, key: &Key) -> anyhow::Result<String> {
 
 /// The domain of the first address in the message's From header.
 pub fn from_domain(message: &[u8]) -> Option<String> {
-    let header_end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(message.len());
-    let header = std::str::from_utf8(&message[..header_end]).ok()?;
-    let mut value: Option<String> = None;
-    for line in header.split("\r\n") {
-        if let Some(v) = value.as_mut() {
-            if line.starts_with([' ', '\t']) {
-                v.push_str(line);
-                continue;
-            }
-            break;
-        }
-        if let Some((name, rest)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("from")
-        {
-            value = Some(rest.to_string());
-        }
-    }
-    let value = value?;
+    let fields = crate::message::fields(message);
+    let (_, value) = fields
+        .iter()
+        .find(|(name, _)| name.trim_ascii().eq_ignore_ascii_case(b"from"))?;
+    let value = std::str::from_utf8(value).ok()?;
     let addr = match (value.rfind('<'), value.rfind('>')) {
         (Some(a), Some(b)) if a < b => &value[a + 1..b],
         _ => value.trim(),

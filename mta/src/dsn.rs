@@ -106,21 +106,13 @@ pub fn report(
     }
     m.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
     let mut out = m.into_bytes();
-    out.extend_from_slice(header_section(original));
+    out.extend_from_slice(crate::message::header_section(original));
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
 }
 
 fn one_line(s: &str) -> String {
     s.replace(['\r', '\n'], " ")
-}
-
-/// The header section of a message, up to (not including) the empty line.
-fn header_section(message: &[u8]) -> &[u8] {
-    match message.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(p) => &message[..p + 2],
-        None => message,
-    }
 }
 
 #[cfg(test)]

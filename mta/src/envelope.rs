@@ -110,8 +110,4 @@ impl Envelope {
     pub fn next_attempt(&self) -> Option<u64> {
         self.pending().map(|(_, r)| r.next_attempt).min()
     }
-
-    pub fn from_display(&self) -> &str {
-        &self.from
-    }
 }

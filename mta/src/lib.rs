@@ -16,6 +16,7 @@ pub mod dsn;
 pub mod envelope;
 pub mod fsutil;
 pub mod maildir;
+pub mod message;
 pub mod outbound;
 pub mod password;
 pub mod queue;

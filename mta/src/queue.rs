@@ -359,15 +359,8 @@ impl Writer {
                                 refused.push(done);
                                 continue;
                             }
-                            let id = envelope.id;
-                            envelopes.insert(id.0, postcard::to_stdvec(&envelope)?.as_slice())?;
-                            bodies.insert(id.0, body.as_slice())?;
-                            replies.push((done, id));
-                            schedule.push(Schedule::Due {
-                                id,
-                                due: 0,
-                                fresh: Some((Arc::new(envelope), body)),
-                            });
+                            replies.push((done, envelope.id));
+                            schedule.push(enqueue(&mut envelopes, &mut bodies, envelope, body)?);
                         }
                         Op::Results { id, results, .. } => {
                             let Some(mut env) = read_envelope(&envelopes, id)? else {
@@ -401,20 +394,16 @@ impl Writer {
                                     if let Some((benv, bbody)) =
                                         bounce(&env, indices, &original, notice)
                                     {
-                                        let bid = benv.id;
-                                        envelopes.insert(
-                                            bid.0,
-                                            postcard::to_stdvec(&benv)?.as_slice(),
-                                        )?;
-                                        bodies.insert(bid.0, bbody.as_slice())?;
                                         tracing::info!(
-                                            "{id}: sender {notice:?} notification: {bid}"
+                                            "{id}: sender {notice:?} notification: {}",
+                                            benv.id
                                         );
-                                        schedule.push(Schedule::Due {
-                                            id: bid,
-                                            due: 0,
-                                            fresh: Some((Arc::new(benv), Arc::new(bbody))),
-                                        });
+                                        schedule.push(enqueue(
+                                            &mut envelopes,
+                                            &mut bodies,
+                                            benv,
+                                            Arc::new(bbody),
+                                        )?);
                                     }
                                 }
                             }
@@ -426,7 +415,7 @@ impl Writer {
                                 bodies.remove(id.0)?;
                                 schedule.push(Schedule::Forget(id));
                             } else {
-                                envelopes.insert(id.0, postcard::to_stdvec(&env)?.as_slice())?;
+                                put(&mut envelopes, &env)?;
                                 if env.held {
                                     schedule.push(Schedule::Forget(id));
                                 } else if let Some(due) = env.next_attempt() {
@@ -575,7 +564,7 @@ impl Writer {
         match action {
             Admin::Hold(_) => {
                 env.held = true;
-                envelopes.insert(id.0, postcard::to_stdvec(&env)?.as_slice())?;
+                put(envelopes, &env)?;
                 schedule.push(Schedule::Forget(id));
                 Ok(format!("{id}: held"))
             }
@@ -588,7 +577,7 @@ impl Writer {
                 {
                     r.next_attempt = 0;
                 }
-                envelopes.insert(id.0, postcard::to_stdvec(&env)?.as_slice())?;
+                put(envelopes, &env)?;
                 schedule.push(Schedule::Due {
                     id,
                     due: 0,
@@ -605,6 +594,27 @@ impl Writer {
             }
         }
     }
+}
+
+/// Stores a new message and says it is due at once.
+fn enqueue(
+    envelopes: &mut redb::Table<u64, &[u8]>,
+    bodies: &mut redb::Table<u64, &[u8]>,
+    envelope: Envelope,
+    body: Arc<Vec<u8>>,
+) -> anyhow::Result<Schedule> {
+    put(envelopes, &envelope)?;
+    bodies.insert(envelope.id.0, body.as_slice())?;
+    Ok(Schedule::Due {
+        id: envelope.id,
+        due: 0,
+        fresh: Some((Arc::new(envelope), body)),
+    })
+}
+
+fn put(envelopes: &mut redb::Table<u64, &[u8]>, envelope: &Envelope) -> anyhow::Result<()> {
+    envelopes.insert(envelope.id.0, postcard::to_stdvec(envelope)?.as_slice())?;
+    Ok(())
 }
 
 fn read_envelope(table: &redb::Table<u64, &[u8]>, id: QueueId) -> anyhow::Result<Option<Envelope>> {

@@ -63,8 +63,11 @@ class Handler:
         }
         with open(os.path.join(opts.out, "%d.eml" % n), "wb") as f:
             f.write(envelope.original_content or envelope.content)
-        with open(os.path.join(opts.out, "%d.json" % n), "w") as f:
+        # The .json appears last and whole: readers take it as "received".
+        tmp = os.path.join(opts.out, "%d.json.tmp" % n)
+        with open(tmp, "w") as f:
             json.dump(record, f)
+        os.rename(tmp, os.path.join(opts.out, "%d.json" % n))
         if opts.lmtp:
             return "\r\n".join("250 2.0.0 <%s> delivered" % r for r in envelope.rcpt_tos)
         return "250 2.0.0 Ok: queued as %d" % n

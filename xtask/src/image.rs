@@ -107,7 +107,13 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
     }
 
     let modules_dir = kernel_root.join("lib/modules").join(&kernel_version);
-    let modules = image::modules::select(&modules_dir, board.modules)?;
+    let wanted: Vec<&str> = board
+        .modules
+        .iter()
+        .chain(board.boot_modules)
+        .copied()
+        .collect();
+    let modules = image::modules::select(&modules_dir, &wanted)?;
     let target = format!("/lib/modules/{kernel_version}");
     for m in &modules {
         rootfs.file(

@@ -255,10 +255,6 @@ impl Session {
         self.state = State::Command;
     }
 
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// The queue's answer to the last [`Step::Submit`].
     pub fn submitted(&mut self, id: QueueId, outcome: Result<(), IntakeError>) {
         self.tx = None;
@@ -1119,20 +1115,12 @@ impl Session {
 
 /// Whether the header section has `Date:` and `Message-ID:` fields.
 fn header_presence(message: &[u8]) -> (bool, bool) {
-    let end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(message.len(), |p| p + 2);
-    let header = &message[..end];
+    // A message with no header section is left alone.
     let mut date = message.starts_with(b"\r\n");
     let mut id = date;
-    for line in header.split(|&b| b == b'\n') {
-        let name = line.split(|&b| b == b':').next().unwrap_or_default();
-        if name.eq_ignore_ascii_case(b"date") {
-            date = true;
-        } else if name.eq_ignore_ascii_case(b"message-id") {
-            id = true;
-        }
+    for (name, _) in crate::message::fields(message) {
+        date |= name.eq_ignore_ascii_case(b"date");
+        id |= name.eq_ignore_ascii_case(b"message-id");
     }
     (date, id)
 }
