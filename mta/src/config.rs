@@ -59,6 +59,11 @@ pub struct Outbound {
     /// Simultaneous connections to one destination (domain, relay or
     /// transport host), so a big mailing does not hammer one server.
     pub per_destination: usize,
+    /// Port MTA-STS policies are fetched from (443; tests use another).
+    pub mta_sts_port: u16,
+    /// Extra trust anchors (PEM) for verified TLS to MX hosts and MTA-STS
+    /// policy servers, beside the system's CA bundle.
+    pub ca: Option<PathBuf>,
 }
 
 /// A server mail is handed to (an ISP's smarthost, a provider's submission
@@ -256,6 +261,8 @@ struct RawOutbound {
     connect_timeout: Option<Spanned<String>>,
     per_destination: Option<Spanned<i64>>,
     timeout: Option<Spanned<String>>,
+    mta_sts_port: Option<Spanned<i64>>,
+    ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -392,6 +399,21 @@ impl Checker<'_> {
         }
     }
 
+    fn port(&mut self, value: &Option<Spanned<i64>>, default: u16) -> u16 {
+        let Some(p) = value else { return default };
+        match u16::try_from(*p.get_ref()) {
+            Ok(v) if v > 0 => v,
+            _ => {
+                self.report(
+                    p.span(),
+                    format!("port {} is not a TCP port", p.get_ref()),
+                    None,
+                );
+                default
+            }
+        }
+    }
+
     fn count(
         &mut self,
         value: &Option<Spanned<i64>>,
@@ -456,20 +478,8 @@ fn host_port(text: &str) -> Option<(String, u16)> {
 impl Checker<'_> {
     fn outbound(&mut self, raw: &RawConfig) -> Outbound {
         let o = &raw.outbound;
-        let port = match &o.port {
-            None => 25,
-            Some(p) => match u16::try_from(*p.get_ref()) {
-                Ok(v) if v > 0 => v,
-                _ => {
-                    self.report(
-                        p.span(),
-                        format!("port {} is not a TCP port", p.get_ref()),
-                        None,
-                    );
-                    25
-                }
-            },
-        };
+        let port = self.port(&o.port, 25);
+        let mta_sts_port = self.port(&o.mta_sts_port, 443);
         let mut nameservers = Vec::new();
         for ns in o.nameservers.iter().flatten() {
             let text = ns.get_ref();
@@ -503,10 +513,7 @@ impl Checker<'_> {
                 }
             };
             let port = match (&r.port, port_in_host) {
-                (Some(p), _) => u16::try_from(*p.get_ref()).unwrap_or_else(|_| {
-                    self.report(p.span(), "not a TCP port", None);
-                    587
-                }),
+                (Some(_), _) => self.port(&r.port, 587),
                 (None, Some(p)) => p,
                 (None, None) => {
                     if implicit_tls {
@@ -617,6 +624,8 @@ impl Checker<'_> {
             ),
             timeout: self.duration(&o.timeout, Duration::from_secs(300), "timeout"),
             per_destination: self.count(&o.per_destination, 10, 1, "per_destination"),
+            mta_sts_port,
+            ca: o.ca.as_ref().map(|c| PathBuf::from(c.get_ref())),
         }
     }
 

@@ -2,13 +2,13 @@
 //! SMTP/LMTP, dnslib for DNS; see peer.py): MX lookup with STARTTLS, null
 //! MX, permanent failure → bounce, temporary failure → retry, a smarthost
 //! with SASL for one sender, an LMTP transport, several recipients in one
-//! transaction.
+//! transaction, MTA-STS enforcement (with a policy served over HTTPS).
 
 mod common;
 
 use std::time::Duration;
 
-use common::peer::Peer;
+use common::peer::{Options, Peer, TestCa};
 use common::{Client, Server};
 
 const ZONE: &str = "\
@@ -237,4 +237,95 @@ fn connections_to_one_destination_are_limited() {
     assert!(max <= 2, "{max} connections to one domain at once");
     assert!(max >= 1);
     wait_queue_empty(&s);
+}
+
+/// example.net publishes an MTA-STS policy in enforce mode naming only
+/// mx.example.net, while its DNS (as an attacker could) also offers
+/// rogue.example.net, preferred.
+const STS_ZONE: &str = "\
+example.net. 60 IN MX 5 rogue.example.net.
+example.net. 60 IN MX 10 mx.example.net.
+rogue.example.net. 60 IN A 127.0.0.1
+mx.example.net. 60 IN A 127.0.0.1
+_mta-sts.example.net. 60 IN TXT \"v=STSv1; id=2026112101\"
+mta-sts.example.net. 60 IN A 127.0.0.1
+";
+
+const STS_POLICY: &str =
+    "version: STSv1\r\nmode: enforce\r\nmx: mx.example.net\r\nmax_age: 86400\r\n";
+
+fn sts_peer(ca: &TestCa, smtp_tls: Options<'static>) -> Peer {
+    let (cert, key) = ca.issue(&["mta-sts.example.net"]);
+    Peer::with(Options {
+        zone: Some(STS_ZONE),
+        sts: Some((STS_POLICY, cert, key)),
+        ..smtp_tls
+    })
+}
+
+fn sts_config(peer: &Peer, ca: &TestCa) -> String {
+    format!(
+        "{}mta_sts_port = {}\nca = \"{}\"\n",
+        mx_config(peer),
+        peer.https.unwrap(),
+        ca.pem.display()
+    )
+}
+
+#[test]
+fn mta_sts_enforce_refuses_a_bad_certificate() {
+    let ca = TestCa::new();
+    // The MX host offers STARTTLS, but with a self-signed certificate for
+    // another name: good enough for opportunistic TLS, not for the policy.
+    let peer = sts_peer(
+        &ca,
+        Options {
+            tls: true,
+            ..Options::default()
+        },
+    );
+    let s = Server::start(&sts_config(&peer, &ca));
+    submit(&s, &["someone@example.net"], "must not leave unverified");
+    s.wait_for_log("status=deferred");
+    assert!(
+        s.log_contains("rogue.example.net is not an MX host in the MTA-STS policy"),
+        "the unlisted MX host was not skipped"
+    );
+    assert!(
+        s.log_contains("certificate"),
+        "the deferral does not name the certificate"
+    );
+    assert_eq!(peer.sts_fetches(), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        peer.received().is_empty(),
+        "the message was handed over despite the policy"
+    );
+    let (ok, list) = s.queue(&["list"]);
+    assert!(ok && list.contains("someone@example.net"), "{list}");
+}
+
+#[test]
+fn mta_sts_enforce_delivers_over_verified_tls_to_listed_hosts() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["mx.example.net", "rogue.example.net"]);
+    let peer = sts_peer(
+        &ca,
+        Options {
+            tls_files: Some((cert, key)),
+            ..Options::default()
+        },
+    );
+    let s = Server::start(&sts_config(&peer, &ca));
+    submit(&s, &["one@example.net"], "first");
+    peer.wait_for(1);
+    submit(&s, &["two@example.net"], "second");
+    let got = peer.wait_for(2);
+    assert!(got.iter().all(|r| r.envelope["tls"] == true));
+    wait_queue_empty(&s);
+    assert!(s.log_contains("rogue.example.net is not an MX host in the MTA-STS policy"));
+    assert!(s.log_contains("mx.example.net[127.0.0.1]"));
+    assert!(!s.log_contains("status=deferred"));
+    // The second message used the cached policy.
+    assert_eq!(peer.sts_fetches(), 1);
 }

@@ -2,8 +2,10 @@
 (aiosmtpd) and a DNS server (dnslib), on loopback ports chosen by the OS.
 
 Usage: peer.py --out DIR [--lmtp] [--tls CERT KEY] [--auth USER:PASS]
-               [--zone FILE]
-Prints "SMTP <port>" (and "DNS <port>") when ready. Every message received
+               [--zone FILE] [--sts POLICY CERT KEY]
+Prints "SMTP <port>" (and "DNS <port>", "HTTPS <port>") when ready. With
+--sts, an HTTPS server (Python's http.server) serves the file POLICY as
+/.well-known/mta-sts.txt and counts the fetches in DIR/sts-fetches. Every message received
 is written to DIR as <n>.json (envelope, TLS, login) and <n>.eml.
 Recipients starting with "reject" get 550 5.1.1, with "defer" 451 4.3.0 the
 first time and 250 after that.
@@ -28,6 +30,7 @@ args.add_argument("--lmtp", action="store_true")
 args.add_argument("--tls", nargs=2)
 args.add_argument("--auth")
 args.add_argument("--zone")
+args.add_argument("--sts", nargs=3)
 opts = args.parse_args()
 
 deferred_once = set()
@@ -137,6 +140,39 @@ if opts.zone:
     dns = DNSServer(resolver, port=0, address="127.0.0.1", logger=quiet)
     dns.start_thread()
     print("DNS %d" % dns.server.server_address[1], flush=True)
+
+if opts.sts:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    policy_file, cert, key = opts.sts
+    fetches = [0]
+
+    class Policy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/.well-known/mta-sts.txt":
+                self.send_error(404)
+                return
+            with open(policy_file, "rb") as f:
+                body = f.read()
+            with lock:
+                fetches[0] += 1
+                with open(os.path.join(opts.out, "sts-fetches"), "w") as f:
+                    f.write(str(fetches[0]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    https = ThreadingHTTPServer(("127.0.0.1", 0), Policy)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    https.socket = context.wrap_socket(https.socket, server_side=True)
+    threading.Thread(target=https.serve_forever, daemon=True).start()
+    print("HTTPS %d" % https.server_address[1], flush=True)
 
 # Until the test kills us.
 while True:

@@ -10,6 +10,7 @@
 //! 5. the recipient domain's MX hosts (implicit MX; null MX refuses).
 
 pub mod client;
+pub mod sts;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -82,6 +83,7 @@ pub struct Outbound {
     destinations: std::sync::Mutex<std::collections::HashMap<Route, Arc<tokio::sync::Semaphore>>>,
     opportunistic: Arc<rustls::ClientConfig>,
     verified: Arc<rustls::ClientConfig>,
+    sts: sts::Cache,
 }
 
 impl Outbound {
@@ -92,7 +94,8 @@ impl Outbound {
             resolver: std::sync::Mutex::new(None),
             destinations: std::sync::Mutex::new(std::collections::HashMap::new()),
             opportunistic: Arc::new(tls::opportunistic()),
-            verified: Arc::new(tls::verified(None)?),
+            verified: Arc::new(tls::verified(config.outbound.ca.as_deref())?),
+            sts: sts::Cache::open(&config.data_dir.join("cache"))?,
         })
     }
 
@@ -236,12 +239,32 @@ impl Outbound {
 
     async fn via_mx(&self, domain: &str, message: &Message<'_>) -> Attempted {
         let mut last = Failure::temporary(format!("no address for the mail servers of {domain}"));
+        let policy = self.sts_policy(domain).await;
+        let enforce = policy
+            .as_ref()
+            .is_some_and(|p| p.mode == sts::Mode::Enforce);
         for (host, addresses) in self.mx_hosts(domain).await? {
+            let listed = policy.as_ref().is_none_or(|p| p.allows(&host));
+            if !listed {
+                let text = format!("{host} is not an MX host in the MTA-STS policy of {domain}");
+                if enforce {
+                    tracing::warn!("{text}: skipped");
+                    last = Failure::temporary(text);
+                    continue;
+                }
+                tracing::info!("{text} (policy in testing mode)");
+            }
             let hop = Hop {
                 host: &host,
                 port: self.settings.port,
                 lmtp: false,
-                tls: Tls::Opportunistic(self.opportunistic.clone()),
+                // Never downgraded: STARTTLS and a valid certificate for
+                // the MX name, or no delivery (RFC 8461 §4.2).
+                tls: if enforce {
+                    Tls::Required(self.verified.clone())
+                } else {
+                    Tls::Opportunistic(self.opportunistic.clone())
+                },
                 credentials: None,
             };
             match self.try_addresses(&hop, addresses, message).await {
@@ -412,6 +435,83 @@ impl Outbound {
             }
         }
         Ok(out)
+    }
+
+    /// The MTA-STS policy that applies to `domain` (RFC 8461 §5.1): the
+    /// cached one while its TXT id is unchanged and it has not expired, a
+    /// freshly fetched one when the id changed, the cached one when the
+    /// refresh fails or the TXT record went away, none otherwise.
+    async fn sts_policy(&self, domain: &str) -> Option<sts::Policy> {
+        let now = sts::now();
+        let cached = match self.sts.get(domain) {
+            Ok(p) => p.filter(|p| !p.expired(now)),
+            Err(e) => {
+                tracing::warn!("MTA-STS cache: {e:#}");
+                None
+            }
+        };
+        let id = self.sts_id(domain).await;
+        let id = match (id, &cached) {
+            (None, _) => return cached,
+            (Some(id), Some(c)) if c.id == id => return cached,
+            (Some(id), _) => id,
+        };
+        let host = format!("mta-sts.{domain}");
+        let mut problem = format!("no address for {host}");
+        let addresses = match self.addresses(&host).await {
+            Ok(a) => a,
+            Err(f) => {
+                problem = f.message;
+                Vec::new()
+            }
+        };
+        for ip in addresses {
+            let addr = SocketAddr::new(ip, self.settings.mta_sts_port);
+            let fetched = sts::fetch(
+                addr,
+                &host,
+                self.verified.clone(),
+                self.settings.connect_timeout,
+            )
+            .await
+            .and_then(|text| sts::Policy::parse(&text, &id, now));
+            match fetched {
+                Ok(policy) => {
+                    tracing::info!(
+                        "MTA-STS policy of {domain}: id {id}, {:?}, mx {:?}, max_age {}",
+                        policy.mode,
+                        policy.mx,
+                        policy.max_age
+                    );
+                    if let Err(e) = self.sts.put(domain, &policy) {
+                        tracing::warn!("MTA-STS cache: {e:#}");
+                    }
+                    return Some(policy);
+                }
+                Err(e) => problem = e,
+            }
+        }
+        tracing::warn!("MTA-STS policy of {domain} (id {id}) not fetched: {problem}");
+        cached
+    }
+
+    async fn sts_id(&self, domain: &str) -> Option<String> {
+        let name = format!("_mta-sts.{}.", domain.trim_end_matches('.'));
+        let lookup = self.resolver().ok()?.txt_lookup(name.as_str()).await.ok()?;
+        let records: Vec<String> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        sts::txt_id(&records)
     }
 
     async fn addresses(&self, host: &str) -> std::result::Result<Vec<IpAddr>, Failure> {

@@ -10,6 +10,7 @@ pub struct Peer {
     child: Child,
     pub smtp: u16,
     pub dns: Option<u16>,
+    pub https: Option<u16>,
     pub out: tempfile::TempDir,
     pub cert: Option<PathBuf>,
 }
@@ -26,17 +27,89 @@ pub struct Received {
     pub message: String,
 }
 
+/// What peer.py runs.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// LMTP instead of SMTP.
+    pub lmtp: bool,
+    /// STARTTLS with a self-signed certificate for relay.test (`Peer::cert`).
+    pub tls: bool,
+    /// STARTTLS with this certificate and key instead.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// `USER:PASS` required over TLS.
+    pub auth: Option<&'a str>,
+    /// A DNS zone (dnslib's zone file syntax) to serve.
+    pub zone: Option<&'a str>,
+    /// An MTA-STS policy to serve over HTTPS with this certificate and key.
+    pub sts: Option<(&'a str, PathBuf, PathBuf)>,
+}
+
+/// A certificate authority for tests: trusted through `[outbound] ca`.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub pem: PathBuf,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Mailbox test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, cert.pem()).unwrap();
+        TestCa {
+            dir,
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A server certificate for `names`: (certificate, key) PEM files.
+    pub fn issue(&self, names: &[&str]) -> (PathBuf, PathBuf) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let base = self.dir.path().join(names[0]);
+        let (c, k) = (base.with_extension("crt"), base.with_extension("key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
 impl Peer {
     pub fn start(lmtp: bool, tls: bool, auth: Option<&str>, zone: Option<&str>) -> Peer {
+        Peer::with(Options {
+            lmtp,
+            tls,
+            auth,
+            zone,
+            ..Options::default()
+        })
+    }
+
+    pub fn with(options: Options<'_>) -> Peer {
         let out = tempfile::tempdir().unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer.py");
         let mut cmd = Command::new("python3");
         cmd.arg(script).arg("--out").arg(out.path());
-        if lmtp {
+        if options.lmtp {
             cmd.arg("--lmtp");
         }
         let mut cert = None;
-        if tls {
+        if options.tls {
             let (c, k) = (out.path().join("cert.pem"), out.path().join("key.pem"));
             let ok = Command::new("openssl")
                 .args([
@@ -69,14 +142,22 @@ impl Peer {
             assert!(ok, "openssl could not make a test certificate");
             cmd.arg("--tls").arg(&c).arg(&k);
             cert = Some(c);
+        } else if let Some((c, k)) = &options.tls_files {
+            cmd.arg("--tls").arg(c).arg(k);
+            cert = Some(c.clone());
         }
-        if let Some(a) = auth {
+        if let Some(a) = options.auth {
             cmd.args(["--auth", a]);
         }
-        if let Some(z) = zone {
+        if let Some(z) = options.zone {
             let path = out.path().join("zone");
             std::fs::write(&path, z).unwrap();
             cmd.arg("--zone").arg(path);
+        }
+        if let Some((policy, c, k)) = &options.sts {
+            let path = out.path().join("mta-sts.txt");
+            std::fs::write(&path, policy).unwrap();
+            cmd.arg("--sts").arg(path).arg(c).arg(k);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -85,11 +166,14 @@ impl Peer {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut smtp = 0;
         let mut dns = None;
-        for _ in 0..if zone.is_some() { 2 } else { 1 } {
+        let mut https = None;
+        let expected = 1 + usize::from(options.zone.is_some()) + usize::from(options.sts.is_some());
+        for _ in 0..expected {
             let line = lines.next().expect("peer.py printed nothing").unwrap();
             match line.split_once(' ') {
                 Some(("SMTP", p)) => smtp = p.parse().unwrap(),
                 Some(("DNS", p)) => dns = Some(p.parse().unwrap()),
+                Some(("HTTPS", p)) => https = Some(p.parse().unwrap()),
                 _ => panic!("peer.py: {line}"),
             }
         }
@@ -97,9 +181,17 @@ impl Peer {
             child,
             smtp,
             dns,
+            https,
             out,
             cert,
         }
+    }
+
+    /// How often the MTA-STS policy was fetched.
+    pub fn sts_fetches(&self) -> usize {
+        std::fs::read_to_string(self.out.path().join("sts-fetches"))
+            .map(|t| t.trim().parse().unwrap())
+            .unwrap_or(0)
     }
 
     pub fn received(&self) -> Vec<Received> {
