@@ -229,14 +229,51 @@ fn connections_to_one_destination_are_limited() {
         submit(&s, &[&format!("slow{n}@example.net")], "slow");
     }
     peer.wait_for(10);
-    let max: usize = std::fs::read_to_string(peer.out.path().join("max-connections"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (_, max) = peer.connections();
     assert!(max <= 2, "{max} connections to one domain at once");
     assert!(max >= 1);
     wait_queue_empty(&s);
+}
+
+#[test]
+fn one_connection_carries_several_messages() {
+    let peer = Peer::start(false, true, None, Some(ZONE));
+    let s = Server::start(&format!(
+        "{}per_destination = 1\n[queue]\nretry_min = \"1h\"\n",
+        mx_config(&peer)
+    ));
+    // Each recipient is deferred once, so five messages wait in the queue
+    // for the same destination; a flush then sends them one after another.
+    for n in 0..5 {
+        submit(&s, &[&format!("defer{n}@example.net")], "reused");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("status=deferred"))
+        .count()
+        < 5
+    {
+        assert!(std::time::Instant::now() < deadline, "not all deferred");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (before, _) = peer.connections();
+    let (ok, out) = s.queue(&["flush"]);
+    assert!(ok, "{out}");
+    let got = peer.wait_for(5);
+    assert_eq!(got.len(), 5, "one transaction per message");
+    assert!(got.iter().all(|r| r.envelope["tls"] == true));
+    wait_queue_empty(&s);
+    let (after, _) = peer.connections();
+    assert!(
+        after - before <= 1,
+        "{} connections for 5 messages to one destination",
+        after - before
+    );
+    assert!(s.log_contains("conn_use=5"));
 }
 
 /// example.net publishes an MTA-STS policy in enforce mode naming only

@@ -34,8 +34,11 @@ args.add_argument("--sts", nargs=3)
 opts = args.parse_args()
 
 deferred_once = set()
-# Connections open now and the most seen at once (written to DIR/max-connections).
-open_connections = [0, 0]
+# Connections open now, the most seen at once and all so far (written to
+# DIR/max-connections and DIR/connections; aiosmtpd's controller makes one
+# itself when it starts).
+open_connections = [0, 0, 0]
+open_peers = set()
 counter = [0]
 lock = threading.Lock()
 
@@ -83,18 +86,26 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 
 def counting(base):
+    # connection_made runs again for the TLS transport after STARTTLS: a
+    # connection is known by its peer address.
     class Counting(base):
         def connection_made(self, transport):
+            peer = transport.get_extra_info("peername")
             with lock:
-                open_connections[0] += 1
-                open_connections[1] = max(open_connections[1], open_connections[0])
-                with open(os.path.join(opts.out, "max-connections"), "w") as f:
-                    f.write(str(open_connections[1]))
+                if peer not in open_peers:
+                    open_peers.add(peer)
+                    open_connections[1] = max(open_connections[1], len(open_peers))
+                    open_connections[2] += 1
+                    with open(os.path.join(opts.out, "max-connections"), "w") as f:
+                        f.write(str(open_connections[1]))
+                    with open(os.path.join(opts.out, "connections"), "w") as f:
+                        f.write(str(open_connections[2]))
+            self._counted_peer = peer
             super().connection_made(transport)
 
         def connection_lost(self, exc):
             with lock:
-                open_connections[0] -= 1
+                open_peers.discard(self._counted_peer)
             super().connection_lost(exc)
 
     return Counting

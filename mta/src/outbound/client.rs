@@ -57,6 +57,18 @@ pub enum Tls {
     None,
 }
 
+impl Tls {
+    /// The mode's name: connections are reused only under the same one.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Tls::Opportunistic(_) => "opportunistic",
+            Tls::Required(_) => "required",
+            Tls::Implicit(_) => "implicit",
+            Tls::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub code: u16,
@@ -299,6 +311,11 @@ impl Connection {
             }
         }
         Ok(results)
+    }
+
+    /// RSET: whether the connection is still good for another transaction.
+    pub async fn reset(&mut self) -> bool {
+        matches!(self.command("RSET").await, Ok(r) if r.code == 250)
     }
 
     pub async fn quit(mut self) {

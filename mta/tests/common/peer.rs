@@ -187,6 +187,17 @@ impl Peer {
         }
     }
 
+    /// Connections made to the SMTP/LMTP server so far, and the most open
+    /// at once.
+    pub fn connections(&self) -> (usize, usize) {
+        let read = |name: &str| {
+            std::fs::read_to_string(self.out.path().join(name))
+                .map(|t| t.trim().parse().unwrap())
+                .unwrap_or(0)
+        };
+        (read("connections"), read("max-connections"))
+    }
+
     /// How often the MTA-STS policy was fetched.
     pub fn sts_fetches(&self) -> usize {
         std::fs::read_to_string(self.out.path().join("sts-fetches"))
