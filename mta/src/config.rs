@@ -64,6 +64,11 @@ pub struct Outbound {
     /// Extra trust anchors (PEM) for verified TLS to MX hosts and MTA-STS
     /// policy servers, beside the system's CA bundle.
     pub ca: Option<PathBuf>,
+    /// DNSKEY records (zone file syntax) trusted for DNSSEC instead of the
+    /// IANA root keys built in (tests sign their own root zone).
+    pub trust_anchor: Option<PathBuf>,
+    /// DANE (RFC 7672) for MX hosts, when DNSSEC works here.
+    pub dane: bool,
 }
 
 /// A server mail is handed to (an ISP's smarthost, a provider's submission
@@ -263,6 +268,8 @@ struct RawOutbound {
     timeout: Option<Spanned<String>>,
     mta_sts_port: Option<Spanned<i64>>,
     ca: Option<Spanned<String>>,
+    trust_anchor: Option<Spanned<String>>,
+    dane: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -626,6 +633,8 @@ impl Checker<'_> {
             per_destination: self.count(&o.per_destination, 10, 1, "per_destination"),
             mta_sts_port,
             ca: o.ca.as_ref().map(|c| PathBuf::from(c.get_ref())),
+            trust_anchor: o.trust_anchor.as_ref().map(|c| PathBuf::from(c.get_ref())),
+            dane: o.dane.unwrap_or(true),
         }
     }
 

@@ -2,7 +2,8 @@
 //! SMTP/LMTP, dnslib for DNS; see peer.py): MX lookup with STARTTLS, null
 //! MX, permanent failure → bounce, temporary failure → retry, a smarthost
 //! with SASL for one sender, an LMTP transport, several recipients in one
-//! transaction, MTA-STS enforcement (with a policy served over HTTPS).
+//! transaction, MTA-STS enforcement (with a policy served over HTTPS), DANE
+//! (with a DNSSEC-signed zone served from dnspython).
 
 mod common;
 
@@ -365,4 +366,145 @@ fn mta_sts_enforce_delivers_over_verified_tls_to_listed_hosts() {
     assert!(!s.log_contains("status=deferred"));
     // The second message used the cached policy.
     assert_eq!(peer.sts_fetches(), 1);
+}
+
+/// A signed root zone in which example.net's MX host publishes a DANE-EE
+/// TLSA record (3 1 1: SHA-256 of the key) on the test's SMTP port.
+fn dane_zone(tlsa_key: Option<&rcgen::KeyPair>) -> String {
+    let Some(tlsa_key) = tlsa_key else {
+        let zone = dane_zone(Some(&rcgen::KeyPair::generate().unwrap()));
+        return zone
+            .lines()
+            .filter(|l| !l.contains("TLSA"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    };
+    let spki = rcgen::PublicKeyData::subject_public_key_info(tlsa_key);
+    let hash: String = ring::digest::digest(&ring::digest::SHA256, &spki)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        ". 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+. 3600 IN NS ns.test.
+ns.test. 60 IN A 127.0.0.1
+example.net. 60 IN MX 10 mx.example.net.
+mx.example.net. 60 IN A 127.0.0.1
+_{{SMTP_PORT}}._tcp.mx.example.net. 60 IN TLSA 3 1 1 {hash}
+"
+    )
+}
+
+/// The MX host's certificate: self-signed, for another name — what DANE-EE
+/// accepts when the record pins its key, and WebPKI never would.
+fn self_signed(dir: &std::path::Path) -> (rcgen::KeyPair, std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["not-the-mx.example".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (dir.join("mx.crt"), dir.join("mx.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (key, c, k)
+}
+
+fn dane_config(peer: &Peer) -> String {
+    format!(
+        "{}trust_anchor = \"{}\"\n",
+        mx_config(peer),
+        peer.anchor().display()
+    )
+}
+
+#[test]
+fn dane_ee_record_authenticates_the_mx_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert, pem_key) = self_signed(dir.path());
+    let zone = dane_zone(Some(&key));
+    let peer = Peer::with(Options {
+        signed_zone: Some(&zone),
+        tls_files: Some((cert, pem_key)),
+        ..Options::default()
+    });
+    let s = Server::start(&dane_config(&peer));
+    submit(&s, &["someone@example.net"], "pinned");
+    let got = peer.wait_for(1);
+    assert_eq!(got[0].envelope["tls"], true);
+    wait_queue_empty(&s);
+    assert!(s.log_contains("DNSSEC validation works"));
+    assert!(
+        s.log_contains("(TLS verified by DANE)"),
+        "the delivery was not DANE-verified"
+    );
+}
+
+#[test]
+fn dane_refuses_a_certificate_the_tlsa_records_do_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, pem_key) = self_signed(dir.path());
+    // The record pins another key than the one the server presents.
+    let zone = dane_zone(Some(&rcgen::KeyPair::generate().unwrap()));
+    let peer = Peer::with(Options {
+        signed_zone: Some(&zone),
+        tls_files: Some((cert, pem_key)),
+        ..Options::default()
+    });
+    let s = Server::start(&dane_config(&peer));
+    submit(&s, &["someone@example.net"], "not to an impostor");
+    s.wait_for_log("status=deferred");
+    assert!(
+        s.log_contains("matches none of the TLSA records"),
+        "the deferral does not name DANE"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        peer.received().is_empty(),
+        "the message went to a server the TLSA records do not match"
+    );
+}
+
+#[test]
+fn signed_domain_without_tlsa_records_gets_opportunistic_tls() {
+    // The TLSA lookup is answered NXDOMAIN with NSEC proofs: a secure
+    // denial, so DANE does not apply and delivery goes on as usual.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, pem_key) = self_signed(dir.path());
+    let zone = dane_zone(None);
+    let peer = Peer::with(Options {
+        signed_zone: Some(&zone),
+        tls_files: Some((cert, pem_key)),
+        ..Options::default()
+    });
+    let s = Server::start(&dane_config(&peer));
+    submit(&s, &["someone@example.net"], "no dane here");
+    let got = peer.wait_for(1);
+    assert_eq!(got[0].envelope["tls"], true);
+    wait_queue_empty(&s);
+    assert!(s.log_contains("DNSSEC validation works"));
+    assert!(!s.log_contains("verified by DANE"));
+    assert!(!s.log_contains("status=deferred"));
+}
+
+#[test]
+fn forged_tlsa_records_defer_instead_of_downgrading() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert, pem_key) = self_signed(dir.path());
+    let zone = dane_zone(Some(&key));
+    let peer = Peer::with(Options {
+        signed_zone: Some(&zone),
+        tamper: true,
+        tls_files: Some((cert, pem_key)),
+        ..Options::default()
+    });
+    let s = Server::start(&dane_config(&peer));
+    submit(&s, &["someone@example.net"], "bogus");
+    s.wait_for_log("status=deferred");
+    assert!(
+        s.log_contains("TLSA records of mx.example.net"),
+        "the deferral does not name the TLSA lookup"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(peer.received().is_empty(), "delivered despite bogus DNSSEC");
 }

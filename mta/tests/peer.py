@@ -2,10 +2,15 @@
 (aiosmtpd) and a DNS server (dnslib), on loopback ports chosen by the OS.
 
 Usage: peer.py --out DIR [--lmtp] [--tls CERT KEY] [--auth USER:PASS]
-               [--zone FILE] [--sts POLICY CERT KEY]
+               [--zone FILE | --signed-zone FILE [--tamper]]
+               [--sts POLICY CERT KEY]
 Prints "SMTP <port>" (and "DNS <port>", "HTTPS <port>") when ready. With
 --sts, an HTTPS server (Python's http.server) serves the file POLICY as
-/.well-known/mta-sts.txt and counts the fetches in DIR/sts-fetches. Every message received
+/.well-known/mta-sts.txt and counts the fetches in DIR/sts-fetches.
+With --signed-zone, the zone (the root zone, holding every name; "{SMTP_PORT}"
+is replaced by the SMTP port) is DNSSEC-signed with a new ECDSA key by
+dnspython, served with RRSIGs and NSEC denials, and its key is written to
+DIR/anchor as a trust anchor. Every message received
 is written to DIR as <n>.json (envelope, TLS, login) and <n>.eml.
 Recipients starting with "reject" get 550 5.1.1, with "defer" 451 4.3.0 the
 first time and 250 after that.
@@ -30,6 +35,8 @@ args.add_argument("--lmtp", action="store_true")
 args.add_argument("--tls", nargs=2)
 args.add_argument("--auth")
 args.add_argument("--zone")
+args.add_argument("--signed-zone")
+args.add_argument("--tamper", action="store_true", help="change TLSA records after signing")
 args.add_argument("--sts", nargs=3)
 opts = args.parse_args()
 
@@ -151,6 +158,134 @@ if opts.zone:
     dns = DNSServer(resolver, port=0, address="127.0.0.1", logger=quiet)
     dns.start_thread()
     print("DNS %d" % dns.server.server_address[1], flush=True)
+
+if opts.signed_zone:
+    import socketserver
+    import struct
+
+    import dns.dnssec
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rrset
+    import dns.zone
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    with open(opts.signed_zone) as f:
+        text = f.read().replace("{SMTP_PORT}", str(port))
+    zone = dns.zone.from_text(text, origin=dns.name.root, relativize=False)
+    key = ec.generate_private_key(ec.SECP256R1())
+    dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
+    now = int(time.time())
+    dns.dnssec.sign_zone(zone, keys=[(key, dnskey)], inception=now - 3600, expiration=now + 86400)
+    if opts.tamper:
+        # As an attacker on the path would: the signatures no longer match.
+        import dns.rdata
+
+        for name, node in zone.nodes.items():
+            rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
+            if rds is not None:
+                old = list(rds)[0]
+                forged = dns.rdata.from_text("IN", "TLSA", "3 1 1 " + "ab" * 32)
+                rds.clear()
+                rds.add(forged)
+    with open(os.path.join(opts.out, "anchor"), "w") as f:
+        f.write(". 3600 IN DNSKEY %s\n" % dnskey.to_text())
+    RRSIG = dns.rdatatype.RRSIG
+    NSEC = dns.rdatatype.NSEC
+
+    def rrset(name, rdtype, dnssec, covers=dns.rdatatype.NONE):
+        out = []
+        rds = zone.get_rdataset(name, rdtype, covers)
+        if rds is not None:
+            out.append(dns.rrset.from_rdata_list(name, rds.ttl, list(rds)))
+            if dnssec:
+                sig = zone.get_rdataset(name, RRSIG, rdtype)
+                if sig is not None:
+                    out.append(dns.rrset.from_rdata_list(name, sig.ttl, list(sig)))
+        return out
+
+    def covering(name):
+        # The NSEC whose owner sorts before `name` and whose next name after it.
+        for owner, node in zone.nodes.items():
+            rds = node.get_rdataset(dns.rdataclass.IN, NSEC)
+            if rds is None:
+                continue
+            nxt = list(rds)[0].next
+            if owner < name and (name < nxt or nxt == dns.name.root):
+                return owner
+        return None
+
+    def answer(wire):
+        q = dns.message.from_wire(wire)
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.AA
+        dnssec = bool(q.ednsflags & dns.flags.DO)
+        if dnssec:
+            r.want_dnssec(True)
+        qname, qtype = q.question[0].name, q.question[0].rdtype
+        soa = rrset(dns.name.root, dns.rdatatype.SOA, dnssec)
+        if zone.get_node(qname) is not None:
+            found = rrset(qname, qtype, dnssec)
+            if found:
+                r.answer.extend(found)
+            else:
+                r.authority.extend(soa + (rrset(qname, NSEC, True) if dnssec else []))
+            return r
+        names = list(zone.nodes.keys())
+        if any(n.is_subdomain(qname) for n in names):
+            # An empty non-terminal: NODATA, proven by the covering NSEC.
+            r.authority.extend(soa)
+            if dnssec:
+                r.authority.extend(rrset(covering(qname), NSEC, True))
+            return r
+        r.set_rcode(dns.rcode.NXDOMAIN)
+        r.authority.extend(soa)
+        if dnssec:
+            encloser = qname.parent()
+            while not any(n.is_subdomain(encloser) for n in names):
+                encloser = encloser.parent()
+            owners = []
+            for target in (qname, dns.name.Name((b"*",) + encloser.labels)):
+                owner = covering(target)
+                if owner is not None and owner not in owners:
+                    owners.append(owner)
+                    r.authority.extend(rrset(owner, NSEC, True))
+        return r
+
+    class Udp(socketserver.BaseRequestHandler):
+        def handle(self):
+            data, sock = self.request
+            try:
+                sock.sendto(answer(data).to_wire(max_size=65535), self.client_address)
+            except Exception as e:
+                print("dns: %r" % e, file=sys.stderr)
+
+    class Tcp(socketserver.BaseRequestHandler):
+        def handle(self):
+            try:
+                while True:
+                    head = self.request.recv(2, socket.MSG_WAITALL)
+                    if len(head) < 2:
+                        return
+                    data = self.request.recv(struct.unpack("!H", head)[0], socket.MSG_WAITALL)
+                    wire = answer(data).to_wire()
+                    self.request.sendall(struct.pack("!H", len(wire)) + wire)
+            except Exception as e:
+                print("dns: %r" % e, file=sys.stderr)
+
+    import socket
+
+    udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
+    dns_port = udp.server_address[1]
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", dns_port), Tcp)
+    for server in (udp, tcp):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("DNS %d" % dns_port, flush=True)
 
 if opts.sts:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

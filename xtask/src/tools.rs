@@ -67,10 +67,15 @@ pub fn ensure_test_tools() -> anyhow::Result<()> {
         missing.push("openssl");
     }
     apt_install(&missing)?;
-    // Independent peers: DKIM verification, an SMTP/LMTP server, a DNS server.
-    ensure_python_module("dkim", "dkimpy[ed25519]")?;
-    ensure_python_module("aiosmtpd", "aiosmtpd")?;
-    ensure_python_module("dnslib", "dnslib")?;
+    // Independent peers: DKIM verification, an SMTP/LMTP server, DNS
+    // servers (dnslib; dnspython signing zones for DNSSEC).
+    ensure_python_module("import dkim", "dkimpy[ed25519]")?;
+    ensure_python_module("import aiosmtpd", "aiosmtpd")?;
+    ensure_python_module("import dnslib", "dnslib")?;
+    ensure_python_module(
+        "import dns._features, sys; sys.exit(not dns._features.have('dnssec'))",
+        "dnspython[dnssec]",
+    )?;
     for (component, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
         let ok = crate::cargo()
             .args([probe, "--version"])
@@ -85,10 +90,11 @@ pub fn ensure_test_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A Python package from PyPI (dkimpy verifies our DKIM signatures).
-fn ensure_python_module(module: &str, package: &str) -> anyhow::Result<()> {
+/// A Python package from PyPI (dkimpy verifies our DKIM signatures), unless
+/// the `probe` statement already succeeds.
+fn ensure_python_module(probe: &str, package: &str) -> anyhow::Result<()> {
     let present = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
+        .args(["-c", probe])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());

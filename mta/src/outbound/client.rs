@@ -57,18 +57,6 @@ pub enum Tls {
     None,
 }
 
-impl Tls {
-    /// The mode's name: connections are reused only under the same one.
-    pub fn mode(&self) -> &'static str {
-        match self {
-            Tls::Opportunistic(_) => "opportunistic",
-            Tls::Required(_) => "required",
-            Tls::Implicit(_) => "implicit",
-            Tls::None => "none",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub code: u16,

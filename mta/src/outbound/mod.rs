@@ -17,7 +17,10 @@ use std::sync::Arc;
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use rand::seq::SliceRandom;
 
@@ -68,7 +71,47 @@ struct Hop<'a> {
     port: u16,
     lmtp: bool,
     tls: Tls,
+    /// What the TLS settings come from: connections are only reused under
+    /// the same one, and the log names the verified ones.
+    policy: Policy,
     credentials: Option<(&'a str, &'a str)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Policy {
+    /// STARTTLS when offered (RFC 7435).
+    Opportunistic,
+    /// DANE-secured TLSA records (RFC 7672): the certificate matches one.
+    Dane,
+    /// TLSA records exist but none is usable: TLS without authentication.
+    DaneUnusable,
+    /// MTA-STS enforce (RFC 8461): WebPKI-valid for the MX name.
+    Sts,
+    /// A relay: verified TLS.
+    Relay,
+    /// An LMTP/SMTP transport to a configured host.
+    Transport,
+}
+
+impl Policy {
+    fn label(self) -> &'static str {
+        match self {
+            Policy::Dane => " (TLS verified by DANE)",
+            Policy::Sts => " (TLS verified, MTA-STS)",
+            Policy::Relay => " (TLS verified)",
+            _ => "",
+        }
+    }
+}
+
+/// What DANE says about one MX host.
+enum Dane {
+    /// No TLSA records (or an insecure answer): DANE does not apply.
+    None,
+    /// Secure, usable TLSA records.
+    Required(Vec<dane::Tlsa>),
+    /// Secure TLSA records, none usable for SMTP.
+    Unusable,
 }
 
 type Attempted = std::result::Result<Vec<client::RcptResult>, Failure>;
@@ -79,6 +122,9 @@ pub struct Outbound {
     /// Built on first use: on the appliance the system's resolvers are only
     /// known once DHCP has answered, which may be after the server started.
     resolver: std::sync::Mutex<Option<Arc<TokioResolver>>>,
+    validating: std::sync::Mutex<Option<Arc<TokioResolver>>>,
+    /// The last DNSSEC check: when, and whether it worked.
+    dnssec: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
     /// One semaphore per destination, `per_destination` permits each.
     destinations: std::sync::Mutex<std::collections::HashMap<Route, Arc<tokio::sync::Semaphore>>>,
     opportunistic: Arc<rustls::ClientConfig>,
@@ -93,6 +139,8 @@ impl Outbound {
             settings: config.outbound.clone(),
             hostname: config.hostname.clone(),
             resolver: std::sync::Mutex::new(None),
+            validating: std::sync::Mutex::new(None),
+            dnssec: std::sync::Mutex::new(None),
             destinations: std::sync::Mutex::new(std::collections::HashMap::new()),
             opportunistic: Arc::new(tls::opportunistic()),
             verified: Arc::new(tls::verified(config.outbound.ca.as_deref())?),
@@ -102,13 +150,30 @@ impl Outbound {
     }
 
     fn resolver(&self) -> std::result::Result<Arc<TokioResolver>, Failure> {
-        let mut slot = self.resolver.lock().expect("resolver");
+        self.cached_resolver(&self.resolver, false)
+    }
+
+    /// The DNSSEC-validating resolver (for DANE), with the IANA root keys
+    /// or `[outbound] trust_anchor`.
+    fn validating(&self) -> std::result::Result<Arc<TokioResolver>, Failure> {
+        self.cached_resolver(&self.validating, true)
+    }
+
+    fn cached_resolver(
+        &self,
+        slot: &std::sync::Mutex<Option<Arc<TokioResolver>>>,
+        validate: bool,
+    ) -> std::result::Result<Arc<TokioResolver>, Failure> {
+        let mut slot = slot.lock().expect("resolver");
         if let Some(r) = slot.as_ref() {
             return Ok(r.clone());
         }
         let provider = TokioRuntimeProvider::default();
-        let built = if self.settings.nameservers.is_empty() {
-            Resolver::builder(provider).and_then(|b| b.build())
+        let unavailable = |e: &dyn std::fmt::Display| {
+            Failure::temporary(format!("no DNS resolver available: {e}"))
+        };
+        let mut builder = if self.settings.nameservers.is_empty() {
+            Resolver::builder(provider).map_err(|e| unavailable(&e))?
         } else {
             let servers = self
                 .settings
@@ -126,13 +191,111 @@ impl Outbound {
                 ResolverConfig::from_parts(None, vec![], servers),
                 provider,
             )
-            .build()
         };
-        let resolver = Arc::new(
-            built.map_err(|e| Failure::temporary(format!("no DNS resolver available: {e}")))?,
-        );
+        if validate {
+            let anchors = match &self.settings.trust_anchor {
+                Some(path) => TrustAnchors::from_file(path).map_err(|e| {
+                    Failure::temporary(format!("trust anchor {}: {e}", path.display()))
+                })?,
+                None => TrustAnchors::default(),
+            };
+            builder = builder.with_trust_anchor(Arc::new(anchors));
+        }
+        let resolver = Arc::new(builder.build().map_err(|e| unavailable(&e))?);
         *slot = Some(resolver.clone());
         Ok(resolver)
+    }
+
+    /// Whether DNSSEC answers reach us: the root zone's DNSKEY validates
+    /// against the trust anchor. Many home routers' DNS forwarders drop
+    /// the signatures; behind one, DANE cannot be used (and is not: it
+    /// would make every signed domain look bogus). Checked every 10 minutes.
+    async fn dnssec(&self) -> bool {
+        const RECHECK: std::time::Duration = std::time::Duration::from_secs(600);
+        if let Some((at, ok)) = *self.dnssec.lock().expect("dnssec")
+            && at.elapsed() < RECHECK
+        {
+            return ok;
+        }
+        if !self.settings.dane {
+            return false;
+        }
+        let checked = match self.validating() {
+            Ok(r) => match r.lookup(Name::root(), RecordType::DNSKEY).await {
+                Ok(lookup)
+                    if lookup.answers().iter().any(|r| {
+                        r.record_type() == RecordType::DNSKEY && r.proof == Proof::Secure
+                    }) =>
+                {
+                    Ok(())
+                }
+                Ok(_) => Err("the root zone's keys do not validate".to_string()),
+                Err(e) => Err(format!("the root zone's keys: {e}")),
+            },
+            Err(f) => Err(f.message),
+        };
+        let ok = checked.is_ok();
+        let before = self
+            .dnssec
+            .lock()
+            .expect("dnssec")
+            .replace((std::time::Instant::now(), ok));
+        if before.map(|(_, b)| b) != Some(ok) {
+            if ok {
+                tracing::info!(
+                    "DNSSEC validation works: DANE is used for domains that publish TLSA records"
+                );
+            } else if let Err(why) = checked {
+                tracing::warn!("DNSSEC does not work here ({why}): DANE is not used");
+            }
+        }
+        ok
+    }
+
+    /// DANE for one MX host (RFC 7672 §2.2): the TLSA records at
+    /// `_PORT._tcp.HOST`, if DNSSEC-secure. A bogus or failed lookup makes
+    /// the host unusable for now.
+    async fn dane(&self, host: &str) -> std::result::Result<Dane, Failure> {
+        let name = format!(
+            "_{}._tcp.{}.",
+            self.settings.port,
+            host.trim_end_matches('.')
+        );
+        match self.validating()?.tlsa_lookup(name.as_str()).await {
+            Ok(lookup) => {
+                let mut records = Vec::new();
+                for r in lookup.answers() {
+                    let RData::TLSA(t) = &r.data else { continue };
+                    match r.proof {
+                        Proof::Secure => records.push(dane::Tlsa {
+                            usage: t.cert_usage.into(),
+                            selector: t.selector.into(),
+                            matching: t.matching.into(),
+                            data: t.cert_data.clone(),
+                        }),
+                        Proof::Bogus => {
+                            return Err(Failure::temporary(format!(
+                                "the TLSA records of {host} fail DNSSEC validation"
+                            )));
+                        }
+                        _ => return Ok(Dane::None),
+                    }
+                }
+                let usable: Vec<dane::Tlsa> =
+                    records.iter().filter(|t| t.usable()).cloned().collect();
+                Ok(if !usable.is_empty() {
+                    Dane::Required(usable)
+                } else if records.is_empty() {
+                    Dane::None
+                } else {
+                    Dane::Unusable
+                })
+            }
+            Err(e) if negative(&e).is_some() => Ok(Dane::None),
+            Err(e) => Err(Failure::temporary(format!(
+                "looking up the TLSA records of {host}: {e}"
+            ))),
+        }
     }
 
     /// The route of one recipient (`address` is the target after alias
@@ -241,32 +404,62 @@ impl Outbound {
 
     async fn via_mx(&self, domain: &str, message: &Message<'_>) -> Attempted {
         let mut last = Failure::temporary(format!("no address for the mail servers of {domain}"));
-        let policy = self.sts_policy(domain).await;
-        let enforce = policy
-            .as_ref()
-            .is_some_and(|p| p.mode == sts::Mode::Enforce);
-        for (host, addresses) in self.mx_hosts(domain).await? {
-            let listed = policy.as_ref().is_none_or(|p| p.allows(&host));
-            if !listed {
-                let text = format!("{host} is not an MX host in the MTA-STS policy of {domain}");
-                if enforce {
-                    tracing::warn!("{text}: skipped");
-                    last = Failure::temporary(text);
-                    continue;
+        let sts = self.sts_policy(domain).await;
+        let enforce = sts.as_ref().is_some_and(|p| p.mode == sts::Mode::Enforce);
+        let (hosts, secure) = self.mx_hosts(domain).await?;
+        for (host, addresses) in hosts {
+            // DANE first: a secure MX set and secure TLSA records decide
+            // (RFC 8461 §2: MTA-STS does not override DANE).
+            let dane = if secure {
+                match self.dane(&host).await {
+                    Ok(d) => d,
+                    Err(f) => {
+                        tracing::warn!("{}", f.message);
+                        last = f;
+                        continue;
+                    }
                 }
-                tracing::info!("{text} (policy in testing mode)");
-            }
+            } else {
+                Dane::None
+            };
+            let (tls, policy) = match dane {
+                Dane::Required(records) => {
+                    (Tls::Required(Arc::new(dane::config(records))), Policy::Dane)
+                }
+                Dane::Unusable => (
+                    Tls::Required(self.opportunistic.clone()),
+                    Policy::DaneUnusable,
+                ),
+                Dane::None => {
+                    let listed = policy_allows(sts.as_ref(), &host);
+                    if !listed {
+                        let text =
+                            format!("{host} is not an MX host in the MTA-STS policy of {domain}");
+                        if enforce {
+                            tracing::warn!("{text}: skipped");
+                            last = Failure::temporary(text);
+                            continue;
+                        }
+                        tracing::info!("{text} (policy in testing mode)");
+                    }
+                    // Never downgraded: STARTTLS and a valid certificate
+                    // for the MX name, or no delivery (RFC 8461 §4.2).
+                    if enforce {
+                        (Tls::Required(self.verified.clone()), Policy::Sts)
+                    } else {
+                        (
+                            Tls::Opportunistic(self.opportunistic.clone()),
+                            Policy::Opportunistic,
+                        )
+                    }
+                }
+            };
             let hop = Hop {
                 host: &host,
                 port: self.settings.port,
                 lmtp: false,
-                // Never downgraded: STARTTLS and a valid certificate for
-                // the MX name, or no delivery (RFC 8461 §4.2).
-                tls: if enforce {
-                    Tls::Required(self.verified.clone())
-                } else {
-                    Tls::Opportunistic(self.opportunistic.clone())
-                },
+                tls,
+                policy,
                 credentials: None,
             };
             match self.try_addresses(&hop, addresses, message).await {
@@ -295,6 +488,7 @@ impl Outbound {
             } else {
                 Tls::Required(config)
             },
+            policy: Policy::Relay,
             credentials: relay.username.as_deref().zip(relay.password.as_deref()),
         };
         let addresses = self.addresses(&relay.host).await?;
@@ -317,6 +511,7 @@ impl Outbound {
             } else {
                 Tls::Opportunistic(self.opportunistic.clone())
             },
+            policy: Policy::Transport,
             credentials: None,
         };
         let addresses = self.addresses(host).await?;
@@ -356,7 +551,7 @@ impl Outbound {
             addr,
             host: hop.host.to_string(),
             lmtp: hop.lmtp,
-            tls: hop.tls.mode(),
+            policy: hop.policy,
             user: hop.credentials.map(|(u, _)| u.to_string()),
         };
         let mut conn = match self.pool.take(&key).await {
@@ -380,8 +575,12 @@ impl Outbound {
         };
         conn.uses += 1;
         let peer = match conn.uses {
-            1 => conn.connection.peer.clone(),
-            n => format!("{} (conn_use={n})", conn.connection.peer),
+            1 => format!("{}{}", conn.connection.peer, hop.policy.label()),
+            n => format!(
+                "{}{} (conn_use={n})",
+                conn.connection.peer,
+                hop.policy.label()
+            ),
         };
         let results = conn
             .connection
@@ -408,34 +607,57 @@ impl Outbound {
     /// MX hosts in preference order (random among equals), each with its
     /// addresses. No MX: the domain itself (RFC 5321 §5.1). A null MX
     /// (RFC 7505) or a domain that does not exist is a permanent failure.
+    /// With DNSSEC working, the MX lookup is validated: `secure` says the
+    /// MX set is DNSSEC-secure (so DANE applies to its hosts), and a bogus
+    /// answer is a temporary failure rather than a fallback.
     async fn mx_hosts(
         &self,
         domain: &str,
-    ) -> std::result::Result<Vec<(String, Vec<IpAddr>)>, Failure> {
+    ) -> std::result::Result<(Vec<(String, Vec<IpAddr>)>, bool), Failure> {
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
-        let mut mx: Vec<(u16, String)> = match self.resolver()?.mx_lookup(fqdn.as_str()).await {
-            Ok(lookup) => lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::MX(m) => Some((
+        let dnssec = self.dnssec().await;
+        let resolver = if dnssec {
+            self.validating()?
+        } else {
+            self.resolver()?
+        };
+        let mut secure = false;
+        let mut mx: Vec<(u16, String)> = match resolver.mx_lookup(fqdn.as_str()).await {
+            Ok(lookup) => {
+                let mut mx = Vec::new();
+                secure = dnssec;
+                for r in lookup.answers() {
+                    let RData::MX(m) = &r.data else { continue };
+                    match r.proof {
+                        Proof::Secure => {}
+                        Proof::Bogus if dnssec => {
+                            return Err(Failure::temporary(format!(
+                                "the MX records of {domain} fail DNSSEC validation"
+                            )));
+                        }
+                        // Insecure or indeterminate (no trust anchor above).
+                        _ => secure = false,
+                    }
+                    mx.push((
                         m.preference,
                         m.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
-                    )),
-                    _ => None,
-                })
-                .collect(),
-            Err(e) if e.is_nx_domain() => {
-                return Err(Failure::permanent(format!(
-                    "the domain {domain} does not exist (5.1.2)"
-                )));
+                    ));
+                }
+                mx
             }
-            Err(e) if e.is_no_records_found() => Vec::new(),
-            Err(e) => {
-                return Err(Failure::temporary(format!(
-                    "looking up the MX of {domain}: {e}"
-                )));
-            }
+            Err(e) => match negative(&e) {
+                Some(ResponseCode::NXDomain) => {
+                    return Err(Failure::permanent(format!(
+                        "the domain {domain} does not exist (5.1.2)"
+                    )));
+                }
+                Some(_) => Vec::new(),
+                None => {
+                    return Err(Failure::temporary(format!(
+                        "looking up the MX of {domain}: {e}"
+                    )));
+                }
+            },
         };
         if mx.len() == 1 && mx[0].1.is_empty() {
             return Err(Failure::permanent(format!(
@@ -460,7 +682,7 @@ impl Outbound {
                 Err(f) => tracing::debug!("{host}: {}", f.message),
             }
         }
-        Ok(out)
+        Ok((out, secure))
     }
 
     /// The MTA-STS policy that applies to `domain` (RFC 8461 §5.1): the
@@ -552,6 +774,27 @@ impl Outbound {
     }
 }
 
+/// Whether an MTA-STS policy (if any) lists `host`.
+fn policy_allows(policy: Option<&sts::Policy>, host: &str) -> bool {
+    policy.is_none_or(|p| p.allows(host))
+}
+
+/// The response code of an answer that proves there is no such record (or
+/// name), validated or not: `None` for failures and bogus answers.
+fn negative(e: &NetError) -> Option<ResponseCode> {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(n)) => Some(n.response_code),
+        NetError::Dns(DnsError::Nsec {
+            response,
+            proof: Proof::Secure | Proof::Insecure | Proof::Indeterminate,
+            ..
+        }) => Some(response.response_code),
+        _ => None,
+    }
+}
+
+pub mod dane;
+
 mod pool {
     //! Connection reuse (like Postfix's connection cache): after a
     //! transaction the connection waits, idle, for the next message to the
@@ -579,7 +822,7 @@ mod pool {
         pub addr: SocketAddr,
         pub host: String,
         pub lmtp: bool,
-        pub tls: &'static str,
+        pub policy: super::Policy,
         pub user: Option<String>,
     }
 

@@ -40,6 +40,11 @@ pub struct Options<'a> {
     pub auth: Option<&'a str>,
     /// A DNS zone (dnslib's zone file syntax) to serve.
     pub zone: Option<&'a str>,
+    /// A root zone to sign and serve with DNSSEC ("{SMTP_PORT}" stands for
+    /// the SMTP port); its key is the trust anchor at `Peer::anchor()`.
+    pub signed_zone: Option<&'a str>,
+    /// Change the signed zone's TLSA records after signing (a forgery).
+    pub tamper: bool,
     /// An MTA-STS policy to serve over HTTPS with this certificate and key.
     pub sts: Option<(&'a str, PathBuf, PathBuf)>,
 }
@@ -154,6 +159,14 @@ impl Peer {
             std::fs::write(&path, z).unwrap();
             cmd.arg("--zone").arg(path);
         }
+        if let Some(z) = options.signed_zone {
+            let path = out.path().join("signed-zone");
+            std::fs::write(&path, z).unwrap();
+            cmd.arg("--signed-zone").arg(path);
+            if options.tamper {
+                cmd.arg("--tamper");
+            }
+        }
         if let Some((policy, c, k)) = &options.sts {
             let path = out.path().join("mta-sts.txt");
             std::fs::write(&path, policy).unwrap();
@@ -167,7 +180,9 @@ impl Peer {
         let mut smtp = 0;
         let mut dns = None;
         let mut https = None;
-        let expected = 1 + usize::from(options.zone.is_some()) + usize::from(options.sts.is_some());
+        let expected = 1
+            + usize::from(options.zone.is_some() || options.signed_zone.is_some())
+            + usize::from(options.sts.is_some());
         for _ in 0..expected {
             let line = lines.next().expect("peer.py printed nothing").unwrap();
             match line.split_once(' ') {
@@ -196,6 +211,11 @@ impl Peer {
                 .unwrap_or(0)
         };
         (read("connections"), read("max-connections"))
+    }
+
+    /// The DNSSEC trust anchor of the signed zone.
+    pub fn anchor(&self) -> PathBuf {
+        self.out.path().join("anchor")
     }
 
     /// How often the MTA-STS policy was fetched.
