@@ -357,14 +357,21 @@ fn tls_stream(
 }
 
 /// A minimal SMTP server that accepts everything and counts messages.
-fn sink() -> anyhow::Result<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
+/// The loopback sink: its port, the messages it received and the
+/// connections it accepted.
+type Counter = Arc<std::sync::atomic::AtomicUsize>;
+
+fn sink() -> anyhow::Result<(u16, Counter, Counter)> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let count = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
+    let accepted = connections.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
+            accepted.fetch_add(1, Ordering::SeqCst);
             let counter = counter.clone();
             std::thread::spawn(move || -> std::io::Result<()> {
                 let mut w = stream.try_clone()?;
@@ -402,13 +409,13 @@ fn sink() -> anyhow::Result<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
             });
         }
     });
-    Ok((port, count))
+    Ok((port, count, connections))
 }
 
 /// `--outbound`: submission (TLS, AUTH, DKIM) → queue → SMTP to the sink.
 fn outbound(b: Bench) -> anyhow::Result<()> {
     let total = b.connections * b.messages;
-    let (port, delivered) = sink()?;
+    let (port, delivered, connections) = sink()?;
     let ours = start_ours(
         b.dir.clone().unwrap_or_else(|| root().join("target/bench")),
         Some(port),
@@ -456,6 +463,11 @@ fn outbound(b: Bench) -> anyhow::Result<()> {
         "relayed:    {total} messages in {:.2} s = {:.0} msgs/s (received by the sink)",
         e2e.as_secs_f64(),
         total as f64 / e2e.as_secs_f64()
+    );
+    let opened = connections.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "sink:       {opened} connections, {:.1} messages per connection",
+        total as f64 / opened.max(1) as f64
     );
     if let Some(kib) = peak_rss_kib(ours.child.id()) {
         println!("server:     peak RSS {:.1} MiB", kib as f64 / 1024.0);
