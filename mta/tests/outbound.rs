@@ -1,9 +1,10 @@
 //! Outbound delivery on loopback against independent peers (aiosmtpd for
 //! SMTP/LMTP, dnslib for DNS; see peer.py): MX lookup with STARTTLS, null
-//! MX, permanent failure → bounce, temporary failure → retry, a smarthost
-//! with SASL for one sender, an LMTP transport, several recipients in one
-//! transaction, MTA-STS enforcement (with a policy served over HTTPS), DANE
-//! (with a DNSSEC-signed zone served from dnspython).
+//! MX, permanent failure → bounce, temporary failure → retry, a relay with
+//! STARTTLS and SASL for one sender, a smarthost with implicit TLS and SASL
+//! for everything, an LMTP transport, several recipients in one
+//! transaction, connection reuse, MTA-STS enforcement (with a policy served
+//! over HTTPS), DANE (with a DNSSEC-signed zone served from dnspython).
 
 mod common;
 
@@ -155,6 +156,36 @@ fn sender_route_uses_the_relay_with_tls_and_sasl() {
     );
     wait_queue_empty(&s);
     assert!(s.log_contains("relay=relay:isp"));
+}
+
+#[test]
+fn smarthost_with_implicit_tls_and_sasl_takes_all_outbound_mail() {
+    let relay = Peer::with(Options {
+        tls: true,
+        implicit_tls: true,
+        auth: Some("isp-user:isp-pass"),
+        ..Options::default()
+    });
+    let config = format!(
+        "[outbound]\nnameservers = [\"127.0.0.1:9\"]\nsmarthost = \"isp\"\n\n[[relays]]\nname = \"isp\"\nhost = \"127.0.0.1:{}\"\ntls = \"implicit\"\nusername = \"isp-user\"\npassword = \"isp-pass\"\nca = \"{}\"\n",
+        relay.smtp,
+        relay.cert.as_ref().unwrap().display()
+    );
+    let s = Server::start(&config);
+    submit(
+        &s,
+        &["one@far-away.example", "two@elsewhere.example"],
+        "via the smarthost",
+    );
+    let got = relay.wait_for(1);
+    assert_eq!(got[0].envelope["login"], "isp-user");
+    assert_eq!(
+        got[0].envelope["rcpt_tos"],
+        serde_json::json!(["one@far-away.example", "two@elsewhere.example"]),
+        "both domains go through the one smarthost, in one transaction"
+    );
+    wait_queue_empty(&s);
+    assert!(s.log_contains("relay=relay:isp") && s.log_contains("(TLS verified)"));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 """Independent peers for the outbound tests: an SMTP or LMTP server
 (aiosmtpd) and a DNS server (dnslib), on loopback ports chosen by the OS.
 
-Usage: peer.py --out DIR [--lmtp] [--tls CERT KEY] [--auth USER:PASS]
+Usage: peer.py --out DIR [--lmtp] [--tls CERT KEY [--implicit-tls]]
+               [--auth USER:PASS]
                [--zone FILE | --signed-zone FILE [--tamper]]
                [--sts POLICY CERT KEY]
 Prints "SMTP <port>" (and "DNS <port>", "HTTPS <port>") when ready. With
@@ -33,6 +34,7 @@ args = argparse.ArgumentParser()
 args.add_argument("--out", required=True)
 args.add_argument("--lmtp", action="store_true")
 args.add_argument("--tls", nargs=2)
+args.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style)")
 args.add_argument("--auth")
 args.add_argument("--zone")
 args.add_argument("--signed-zone")
@@ -70,7 +72,7 @@ class Handler:
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
-            "tls": session.ssl is not None,
+            "tls": session.ssl is not None or opts.implicit_tls,
             "login": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
             "peer": list(session.peer),
         }
@@ -121,7 +123,7 @@ def counting(base):
 class Peer(Controller):
     def factory(self):
         kwargs = {}
-        if opts.tls:
+        if opts.tls and not opts.implicit_tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*opts.tls)
             kwargs["tls_context"] = context
@@ -129,7 +131,8 @@ class Peer(Controller):
         if opts.auth:
             kwargs["authenticator"] = authenticator
             kwargs["auth_required"] = True
-            kwargs["auth_require_tls"] = True
+            # aiosmtpd only knows STARTTLS as TLS; implicit TLS is TLS too.
+            kwargs["auth_require_tls"] = not opts.implicit_tls
         if opts.lmtp:
             return counting(LMTP)(self.handler, **kwargs)
         return counting(SMTP)(self.handler, hostname="peer.example", **kwargs)
@@ -144,7 +147,11 @@ def free_port():
 
 
 port = free_port()
-controller = Peer(Handler(), hostname="127.0.0.1", port=port)
+server_tls = None
+if opts.implicit_tls:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(*opts.tls)
+controller = Peer(Handler(), hostname="127.0.0.1", port=port, ssl_context=server_tls)
 controller.start()
 print("SMTP %d" % port, flush=True)
 

@@ -36,6 +36,8 @@ pub struct Options<'a> {
     pub tls: bool,
     /// STARTTLS with this certificate and key instead.
     pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// TLS from the first byte instead of STARTTLS (with `tls`).
+    pub implicit_tls: bool,
     /// `USER:PASS` required over TLS.
     pub auth: Option<&'a str>,
     /// A DNS zone (dnslib's zone file syntax) to serve.
@@ -146,6 +148,9 @@ impl Peer {
                 .success();
             assert!(ok, "openssl could not make a test certificate");
             cmd.arg("--tls").arg(&c).arg(&k);
+            if options.implicit_tls {
+                cmd.arg("--implicit-tls");
+            }
             cert = Some(c);
         } else if let Some((c, k)) = &options.tls_files {
             cmd.arg("--tls").arg(c).arg(k);
