@@ -400,7 +400,8 @@ fn mta_sts_enforce_delivers_over_verified_tls_to_listed_hosts() {
 }
 
 /// A signed root zone in which example.net's MX host publishes a DANE-EE
-/// TLSA record (3 1 1: SHA-256 of the key) on the test's SMTP port.
+/// TLSA record (3 1 1: SHA-256 of the key) on the test's SMTP port, and so
+/// does bare.example, a domain without MX records (its own host).
 fn dane_zone(tlsa_key: Option<&rcgen::KeyPair>) -> String {
     let Some(tlsa_key) = tlsa_key else {
         let zone = dane_zone(Some(&rcgen::KeyPair::generate().unwrap()));
@@ -423,6 +424,8 @@ ns.test. 60 IN A 127.0.0.1
 example.net. 60 IN MX 10 mx.example.net.
 mx.example.net. 60 IN A 127.0.0.1
 _{{SMTP_PORT}}._tcp.mx.example.net. 60 IN TLSA 3 1 1 {hash}
+bare.example. 60 IN A 127.0.0.1
+_{{SMTP_PORT}}._tcp.bare.example. 60 IN TLSA 3 1 1 {hash}
 "
     )
 }
@@ -460,14 +463,28 @@ fn dane_ee_record_authenticates_the_mx_host() {
         ..Options::default()
     });
     let s = Server::start(&dane_config(&peer));
-    submit(&s, &["someone@example.net"], "pinned");
-    let got = peer.wait_for(1);
-    assert_eq!(got[0].envelope["tls"], true);
+    submit(
+        &s,
+        &["someone@example.net", "someone@bare.example"],
+        "pinned",
+    );
+    let got = peer.wait_for(2);
+    assert!(got.iter().all(|r| r.envelope["tls"] == true));
     wait_queue_empty(&s);
     assert!(s.log_contains("DNSSEC validation works"));
     assert!(
-        s.log_contains("(TLS verified by DANE)"),
-        "the delivery was not DANE-verified"
+        s.log_contains(&format!(
+            "mx.example.net[127.0.0.1]:{} (TLS verified by DANE)",
+            peer.smtp
+        )),
+        "the delivery to the MX host was not DANE-verified"
+    );
+    assert!(
+        s.log_contains(&format!(
+            "bare.example[127.0.0.1]:{} (TLS verified by DANE)",
+            peer.smtp
+        )),
+        "the delivery to the domain without MX was not DANE-verified"
     );
 }
 

@@ -79,6 +79,8 @@ pub struct Connection {
     timeout: Duration,
     pub peer: String,
     pub tls: bool,
+    /// False once the connection's state is in doubt (an RSET failed).
+    pub reusable: bool,
 }
 
 /// What a recipient's delivery came to.
@@ -103,7 +105,10 @@ impl Connection {
         let _ = tcp.set_nodelay(true);
         let peer = format!("{server_name}[{}]:{}", addr.ip(), addr.port());
         let (io, secured): (Box<dyn Io>, bool) = match tls {
-            Tls::Implicit(config) => (Box::new(handshake(tcp, config, server_name).await?), true),
+            Tls::Implicit(config) => (
+                Box::new(handshake(tcp, config, server_name, timeout).await?),
+                true,
+            ),
             _ => (Box::new(tcp), false),
         };
         let mut c = Connection {
@@ -113,6 +118,7 @@ impl Connection {
             timeout,
             peer,
             tls: secured,
+            reusable: true,
         };
         let greeting = c.reply().await?;
         if greeting.code != 220 {
@@ -133,7 +139,13 @@ impl Connection {
                 let r = c.command("STARTTLS").await?;
                 if r.code != 220 {
                     if required {
-                        return Err(Failure::from_reply("STARTTLS", &r));
+                        // Temporary whatever the code: TLS is our
+                        // requirement, another MX host or a later try may
+                        // meet it (RFC 7672 §2.2, RFC 8461 §5).
+                        return Err(Failure::temporary(format!(
+                            "STARTTLS, which is required: {}",
+                            r.text()
+                        )));
                     }
                 } else {
                     c = c.upgrade(config, server_name).await?;
@@ -162,7 +174,7 @@ impl Connection {
             )));
         }
         let inner = self.io.into_inner();
-        let stream = handshake(inner, config, server_name).await?;
+        let stream = handshake(inner, config, server_name, self.timeout).await?;
         Ok(Connection {
             io: BufReader::new(Box::new(stream)),
             extensions: HashSet::new(),
@@ -170,6 +182,7 @@ impl Connection {
             timeout: self.timeout,
             peer: self.peer,
             tls: true,
+            reusable: true,
         })
     }
 
@@ -271,7 +284,9 @@ impl Connection {
             });
         }
         if results.iter().all(|r| r.is_err()) {
-            let _ = self.command("RSET").await;
+            if !self.reset().await {
+                self.reusable = false;
+            }
             return Ok(results);
         }
         let r = self.command("DATA").await?;
@@ -301,9 +316,13 @@ impl Connection {
         Ok(results)
     }
 
-    /// RSET: whether the connection is still good for another transaction.
+    /// RSET: whether the connection is still good for another transaction
+    /// (a live server answers at once; no need to wait `timeout`).
     pub async fn reset(&mut self) -> bool {
-        matches!(self.command("RSET").await, Ok(r) if r.code == 250)
+        let answer = tokio::time::timeout(Duration::from_secs(10), self.command("RSET")).await;
+        let ok = matches!(answer, Ok(Ok(r)) if r.code == 250);
+        self.reusable &= ok;
+        ok
     }
 
     pub async fn quit(mut self) {
@@ -363,14 +382,18 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     config: &Arc<rustls::ClientConfig>,
     server_name: &str,
+    timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<S>, Failure> {
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|_| {
         Failure::temporary(format!("{server_name:?} is not a valid TLS server name"))
     })?;
-    tokio_rustls::TlsConnector::from(config.clone())
-        .connect(name, stream)
-        .await
-        .map_err(|e| Failure::temporary(format!("TLS with {server_name}: {e}")))
+    tokio::time::timeout(
+        timeout,
+        tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream),
+    )
+    .await
+    .map_err(|_| Failure::temporary(format!("TLS with {server_name}: timed out")))?
+    .map_err(|e| Failure::temporary(format!("TLS with {server_name}: {e}")))
 }
 
 /// The message for DATA: CRLF line ends (bare LF from BDAT becomes CRLF),

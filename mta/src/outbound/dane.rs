@@ -94,7 +94,9 @@ impl Verifier {
             return Ok(());
         }
         // DANE-TA: an issuer the server sent is the pinned anchor, and the
-        // chain up to it is valid for the MX name.
+        // chain up to it (from the other certificates sent, in any order)
+        // is valid for the MX name.
+        let mut problem = None;
         for (at, anchor) in intermediates.iter().enumerate() {
             if !self
                 .records
@@ -104,19 +106,29 @@ impl Verifier {
                 continue;
             }
             let mut roots = rustls::RootCertStore::empty();
-            roots
-                .add(anchor.clone())
-                .map_err(|e| format!("the DANE-TA anchor is not usable: {e}"))?;
+            if let Err(e) = roots.add(anchor.clone()) {
+                problem = Some(format!("the DANE-TA anchor is not usable: {e}"));
+                continue;
+            }
+            let others: Vec<CertificateDer<'_>> = intermediates
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != at)
+                .map(|(_, c)| c.clone())
+                .collect();
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
                 self.provider.clone(),
             )
             .build()
             .map_err(|e| e.to_string())?;
-            return webpki
-                .verify_server_cert(end_entity, &intermediates[..at], name, &[], now)
-                .map(|_| ())
-                .map_err(|e| format!("the chain to the DANE-TA anchor: {e}"));
+            match webpki.verify_server_cert(end_entity, &others, name, &[], now) {
+                Ok(_) => return Ok(()),
+                Err(e) => problem = Some(format!("the chain to the DANE-TA anchor: {e}")),
+            }
+        }
+        if let Some(problem) = problem {
+            return Err(problem);
         }
         Err("the certificate matches none of the TLSA records".into())
     }

@@ -125,6 +125,8 @@ pub struct Outbound {
     validating: std::sync::Mutex<Option<Arc<TokioResolver>>>,
     /// The last DNSSEC check: when, and whether it worked.
     dnssec: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// Whether the DNSSEC check has ever succeeded.
+    dnssec_worked: std::sync::atomic::AtomicBool,
     /// One semaphore per destination, `per_destination` permits each.
     destinations: std::sync::Mutex<std::collections::HashMap<Route, Arc<tokio::sync::Semaphore>>>,
     opportunistic: Arc<rustls::ClientConfig>,
@@ -141,6 +143,7 @@ impl Outbound {
             resolver: std::sync::Mutex::new(None),
             validating: std::sync::Mutex::new(None),
             dnssec: std::sync::Mutex::new(None),
+            dnssec_worked: std::sync::atomic::AtomicBool::new(false),
             destinations: std::sync::Mutex::new(std::collections::HashMap::new()),
             opportunistic: Arc::new(tls::opportunistic()),
             verified: Arc::new(tls::verified(config.outbound.ca.as_deref())?),
@@ -212,10 +215,19 @@ impl Outbound {
     /// would make every signed domain look bogus). Checked every 10 minutes.
     async fn dnssec(&self) -> bool {
         const RECHECK: std::time::Duration = std::time::Duration::from_secs(600);
-        if let Some((at, ok)) = *self.dnssec.lock().expect("dnssec")
-            && at.elapsed() < RECHECK
-        {
-            return ok;
+        // Once seen working, a failure is checked again soon: a lost
+        // packet (or someone dropping it) must not turn DANE off for long.
+        const RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+        let last = *self.dnssec.lock().expect("dnssec");
+        if let Some((at, ok)) = last {
+            let worked = ok
+                || self
+                    .dnssec_worked
+                    .load(std::sync::atomic::Ordering::Relaxed);
+            let wait = if !ok && worked { RETRY } else { RECHECK };
+            if at.elapsed() < wait {
+                return ok;
+            }
         }
         if !self.settings.dane {
             return false;
@@ -235,6 +247,10 @@ impl Outbound {
             Err(f) => Err(f.message),
         };
         let ok = checked.is_ok();
+        if ok {
+            self.dnssec_worked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let before = self
             .dnssec
             .lock()
@@ -426,12 +442,11 @@ impl Outbound {
                 Dane::Required(records) => {
                     (Tls::Required(Arc::new(dane::config(records))), Policy::Dane)
                 }
-                Dane::Unusable => (
-                    Tls::Required(self.opportunistic.clone()),
-                    Policy::DaneUnusable,
-                ),
-                Dane::None => {
-                    let listed = policy_allows(sts.as_ref(), &host);
+                // No DANE authentication here: MTA-STS still applies.
+                Dane::None | Dane::Unusable => {
+                    let listed = sts
+                        .as_ref()
+                        .is_none_or(|p| p.mode == sts::Mode::None || p.allows(&host));
                     if !listed {
                         let text =
                             format!("{host} is not an MX host in the MTA-STS policy of {domain}");
@@ -446,6 +461,11 @@ impl Outbound {
                     // for the MX name, or no delivery (RFC 8461 §4.2).
                     if enforce {
                         (Tls::Required(self.verified.clone()), Policy::Sts)
+                    } else if matches!(dane, Dane::Unusable) {
+                        (
+                            Tls::Required(self.opportunistic.clone()),
+                            Policy::DaneUnusable,
+                        )
                     } else {
                         (
                             Tls::Opportunistic(self.opportunistic.clone()),
@@ -586,7 +606,7 @@ impl Outbound {
             .connection
             .send(message.from, message.recipients, message.body)
             .await;
-        if results.is_ok() {
+        if results.is_ok() && conn.connection.reusable {
             self.pool.put(key, conn);
         } else {
             conn.connection.quit().await;
@@ -621,7 +641,7 @@ impl Outbound {
         } else {
             self.resolver()?
         };
-        let mut secure = false;
+        let mut secure;
         let mut mx: Vec<(u16, String)> = match resolver.mx_lookup(fqdn.as_str()).await {
             Ok(lookup) => {
                 let mut mx = Vec::new();
@@ -651,7 +671,12 @@ impl Outbound {
                         "the domain {domain} does not exist (5.1.2)"
                     )));
                 }
-                Some(_) => Vec::new(),
+                Some(_) => {
+                    // No MX: the domain is its own host, and DANE applies
+                    // to it when the absence is proven (RFC 7672 §2.2.1).
+                    secure = dnssec && securely_denied(&e);
+                    Vec::new()
+                }
                 None => {
                     return Err(Failure::temporary(format!(
                         "looking up the MX of {domain}: {e}"
@@ -774,11 +799,6 @@ impl Outbound {
     }
 }
 
-/// Whether an MTA-STS policy (if any) lists `host`.
-fn policy_allows(policy: Option<&sts::Policy>, host: &str) -> bool {
-    policy.is_none_or(|p| p.allows(host))
-}
-
 /// The response code of an answer that proves there is no such record (or
 /// name), validated or not: `None` for failures and bogus answers.
 fn negative(e: &NetError) -> Option<ResponseCode> {
@@ -791,6 +811,17 @@ fn negative(e: &NetError) -> Option<ResponseCode> {
         }) => Some(response.response_code),
         _ => None,
     }
+}
+
+/// Whether a "no such record" answer came with validated (NSEC) proof.
+fn securely_denied(e: &NetError) -> bool {
+    let NetError::Dns(DnsError::NoRecordsFound(n)) = e else {
+        return false;
+    };
+    n.authorities.as_deref().is_some_and(|records| {
+        records.iter().any(|r| r.proof == Proof::Secure)
+            && records.iter().all(|r| r.proof != Proof::Bogus)
+    })
 }
 
 pub mod dane;

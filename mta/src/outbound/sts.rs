@@ -19,6 +19,9 @@ const MAX_AGE_LIMIT: u64 = 31_557_600;
 pub const MAX_POLICY_SIZE: usize = 64 * 1024;
 
 const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
+/// The first byte of a stored policy: a later format must read this one
+/// (or keep it as is), or an upgrade would forget policies and downgrade.
+const FORMAT: u8 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
@@ -73,7 +76,7 @@ impl Policy {
                     let v: u64 = value
                         .parse()
                         .ok()
-                        .filter(|_| value.len() <= 10)
+                        .filter(|_| value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit()))
                         .ok_or_else(|| format!("max_age {value:?} is not a number"))?;
                     max_age = Some(v.min(MAX_AGE_LIMIT));
                 }
@@ -122,15 +125,13 @@ impl Policy {
 pub fn txt_id(records: &[String]) -> Option<String> {
     let sts: Vec<&String> = records
         .iter()
-        .filter(|r| r.starts_with("v=STSv1"))
+        .filter(|r| r.split(';').next().map(str::trim) == Some("v=STSv1"))
         .collect();
     let [record] = sts.as_slice() else {
         return None;
     };
     let mut fields = record.split(';').map(str::trim).filter(|f| !f.is_empty());
-    if fields.next() != Some("v=STSv1") {
-        return None;
-    }
+    fields.next(); // the version
     fields.find_map(|f| {
         let id = f.strip_prefix("id=")?;
         (!id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
@@ -167,12 +168,15 @@ impl Cache {
         let Some(value) = table.get(domain)? else {
             return Ok(None);
         };
-        // A record this version cannot read is as good as none.
-        Ok(postcard::from_bytes(value.value()).ok())
+        match value.value().split_first() {
+            Some((&FORMAT, rest)) => Ok(Some(postcard::from_bytes(rest)?)),
+            _ => anyhow::bail!("the cached policy of {domain} is in an unknown format"),
+        }
     }
 
     pub fn put(&self, domain: &str, policy: &Policy) -> anyhow::Result<()> {
-        let bytes = postcard::to_allocvec(policy)?;
+        let mut bytes = vec![FORMAT];
+        bytes.extend(postcard::to_allocvec(policy)?);
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(POLICIES)?;
@@ -187,6 +191,22 @@ impl Cache {
 /// the certificate must be valid for `host`, redirects are not followed,
 /// only a `200` with a `text/plain` body of at most 64 KiB counts.
 pub async fn fetch(
+    addr: std::net::SocketAddr,
+    host: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<String, String> {
+    // One limit for all of it: a server that accepts and then stalls must
+    // not hold a delivery worker.
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        get(addr, host, tls, connect_timeout),
+    )
+    .await
+    .unwrap_or_else(|_| Err(format!("fetching the policy from {host}: timed out")))
+}
+
+async fn get(
     addr: std::net::SocketAddr,
     host: &str,
     tls: std::sync::Arc<rustls::ClientConfig>,
@@ -243,9 +263,7 @@ pub async fn fetch(
             .to_bytes();
         String::from_utf8(body.to_vec()).map_err(|_| format!("the policy at {host} is not UTF-8"))
     };
-    let result = tokio::time::timeout(Duration::from_secs(60), result)
-        .await
-        .unwrap_or_else(|_| Err(format!("fetching the policy from {host}: timed out")));
+    let result = result.await;
     driver.abort();
     result
 }
@@ -289,6 +307,10 @@ mod tests {
                 "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: -1\n",
                 "max_age",
             ),
+            (
+                "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: +5\n",
+                "max_age",
+            ),
             ("<html>\n", "key"),
         ] {
             let e = Policy::parse(text, "1", 0).unwrap_err();
@@ -314,6 +336,12 @@ mod tests {
         assert_eq!(one("v=STSv1;id=a1"), Some("a1".into()));
         assert_eq!(one("v=STSv1; id=not-alnum"), None);
         assert_eq!(one("v=STSv1"), None);
+        assert_eq!(one("v=STSv1 ; id=x1"), Some("x1".into()));
+        // Another version is not a second STSv1 record.
+        assert_eq!(
+            txt_id(&["v=STSv10; id=a".into(), "v=STSv1; id=b".into()]),
+            Some("b".into())
+        );
         assert_eq!(one("v=spf1 -all"), None);
         // Two STS records: none counts.
         assert_eq!(
