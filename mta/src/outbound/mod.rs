@@ -712,7 +712,8 @@ impl Outbound {
 
     /// The MTA-STS policy that applies to `domain` (RFC 8461 §5.1): the
     /// cached one while its TXT id is unchanged and it has not expired, a
-    /// freshly fetched one when the id changed, the cached one when the
+    /// freshly fetched one when the id changed (or half its max_age has
+    /// passed: refreshed before it can lapse), the cached one when the
     /// refresh fails or the TXT record went away, none otherwise.
     async fn sts_policy(&self, domain: &str) -> Option<sts::Policy> {
         let now = sts::now();
@@ -726,7 +727,7 @@ impl Outbound {
         let id = self.sts_id(domain).await;
         let id = match (id, &cached) {
             (None, _) => return cached,
-            (Some(id), Some(c)) if c.id == id => return cached,
+            (Some(id), Some(c)) if c.id == id && !c.refresh_due(now) => return cached,
             (Some(id), _) => id,
         };
         let host = format!("mta-sts.{domain}");

@@ -115,6 +115,12 @@ impl Policy {
             })
     }
 
+    /// Half the policy's life has passed: time to fetch it again, while the
+    /// cached copy still covers a failure (§5.1 allows refreshing early).
+    pub fn refresh_due(&self, now: u64) -> bool {
+        self.fetched.saturating_add(self.max_age / 2) <= now
+    }
+
     pub fn expired(&self, now: u64) -> bool {
         self.fetched.saturating_add(self.max_age) <= now
     }
@@ -286,6 +292,8 @@ mod tests {
         assert!(!p.allows("a.b.example.net"), "the wildcard is one label");
         assert!(!p.allows("evil.example.com"));
         assert!(!p.expired(100 + 604799));
+        assert!(!p.refresh_due(100 + 302399));
+        assert!(p.refresh_due(100 + 302400));
         assert!(p.expired(100 + 604800));
     }
 
