@@ -98,11 +98,7 @@ impl Connection {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Connection, Failure> {
-        let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Failure::temporary(format!("connect to {addr}: timed out")))?
-            .map_err(|e| Failure::temporary(format!("connect to {addr}: {e}")))?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect(addr, connect_timeout).await?;
         let peer = format!("{server_name}[{}]:{}", addr.ip(), addr.port());
         let (io, secured): (Box<dyn Io>, bool) = match tls {
             Tls::Implicit(config) => (
@@ -178,11 +174,9 @@ impl Connection {
         Ok(Connection {
             io: BufReader::new(Box::new(stream)),
             extensions: HashSet::new(),
-            lmtp: self.lmtp,
-            timeout: self.timeout,
-            peer: self.peer,
             tls: true,
             reusable: true,
+            ..self
         })
     }
 
@@ -284,9 +278,7 @@ impl Connection {
             });
         }
         if results.iter().all(|r| r.is_err()) {
-            if !self.reset().await {
-                self.reusable = false;
-            }
+            self.reset().await;
             return Ok(results);
         }
         let r = self.command("DATA").await?;
@@ -378,7 +370,18 @@ impl Connection {
     }
 }
 
-async fn handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+/// A TCP connection within `timeout`.
+pub(super) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Failure> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| Failure::temporary(format!("connect to {addr}: timed out")))?
+        .map_err(|e| Failure::temporary(format!("connect to {addr}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// The TLS handshake as a client, within `timeout`.
+pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     config: &Arc<rustls::ClientConfig>,
     server_name: &str,

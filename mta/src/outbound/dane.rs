@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// One TLSA record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,19 +65,29 @@ fn spki(cert: &[u8]) -> Option<Vec<u8>> {
 /// A TLS client configuration that accepts exactly what `records` (all
 /// usable) allow.
 pub fn config(records: Vec<Tlsa>) -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Verifier { records, provider }))
-        .with_no_client_auth()
+    super::tls::judged(Verifier {
+        records,
+        provider: super::tls::provider(),
+    })
 }
 
 #[derive(Debug)]
 struct Verifier {
     records: Vec<Tlsa>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl super::tls::Judge for Verifier {
+    fn judge(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), String> {
+        self.check(end_entity, intermediates, name, now)
+            .map_err(|e| format!("DANE: {e}"))
+    }
 }
 
 impl Verifier {
@@ -131,55 +140,6 @@ impl Verifier {
             return Err(problem);
         }
         Err("the certificate matches none of the TLSA records".into())
-    }
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity, intermediates, name, now)
-            .map(|()| ServerCertVerified::assertion())
-            .map_err(|e| rustls::Error::General(format!("DANE: {e}")))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

@@ -116,6 +116,14 @@ enum Dane {
 
 type Attempted = std::result::Result<Vec<client::RcptResult>, Failure>;
 
+/// The last DNSSEC check: when, whether it worked, and whether one ever did.
+#[derive(Debug, Default, Clone, Copy)]
+struct DnssecCheck {
+    at: Option<std::time::Instant>,
+    ok: bool,
+    worked: bool,
+}
+
 pub struct Outbound {
     settings: Settings,
     hostname: String,
@@ -123,14 +131,15 @@ pub struct Outbound {
     /// known once DHCP has answered, which may be after the server started.
     resolver: std::sync::Mutex<Option<Arc<TokioResolver>>>,
     validating: std::sync::Mutex<Option<Arc<TokioResolver>>>,
-    /// The last DNSSEC check: when, and whether it worked.
-    dnssec: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
-    /// Whether the DNSSEC check has ever succeeded.
-    dnssec_worked: std::sync::atomic::AtomicBool,
+    dnssec: std::sync::Mutex<DnssecCheck>,
     /// One semaphore per destination, `per_destination` permits each.
     destinations: std::sync::Mutex<std::collections::HashMap<Route, Arc<tokio::sync::Semaphore>>>,
     opportunistic: Arc<rustls::ClientConfig>,
     verified: Arc<rustls::ClientConfig>,
+    /// The TLS configuration of each relay with its own `ca` (or why it
+    /// could not be built: its mail waits until the file is fixed).
+    relay_tls:
+        std::collections::HashMap<String, std::result::Result<Arc<rustls::ClientConfig>, String>>,
     sts: sts::Cache,
     pool: Arc<pool::Pool>,
 }
@@ -142,11 +151,22 @@ impl Outbound {
             hostname: config.hostname.clone(),
             resolver: std::sync::Mutex::new(None),
             validating: std::sync::Mutex::new(None),
-            dnssec: std::sync::Mutex::new(None),
-            dnssec_worked: std::sync::atomic::AtomicBool::new(false),
+            dnssec: std::sync::Mutex::new(DnssecCheck::default()),
             destinations: std::sync::Mutex::new(std::collections::HashMap::new()),
             opportunistic: Arc::new(tls::opportunistic()),
             verified: Arc::new(tls::verified(config.outbound.ca.as_deref())?),
+            relay_tls: config
+                .outbound
+                .relays
+                .iter()
+                .filter_map(|r| {
+                    let ca = r.ca.as_deref()?;
+                    let built = tls::verified(Some(ca))
+                        .map(Arc::new)
+                        .map_err(|e| format!("{e:#}"));
+                    Some((r.name.clone(), built))
+                })
+                .collect(),
             sts: sts::Cache::open(&config.data_dir.join("cache"))?,
             pool: Arc::new(pool::Pool::default()),
         })
@@ -219,14 +239,14 @@ impl Outbound {
         // packet (or someone dropping it) must not turn DANE off for long.
         const RETRY: std::time::Duration = std::time::Duration::from_secs(15);
         let last = *self.dnssec.lock().expect("dnssec");
-        if let Some((at, ok)) = last {
-            let worked = ok
-                || self
-                    .dnssec_worked
-                    .load(std::sync::atomic::Ordering::Relaxed);
-            let wait = if !ok && worked { RETRY } else { RECHECK };
+        if let Some(at) = last.at {
+            let wait = if !last.ok && last.worked {
+                RETRY
+            } else {
+                RECHECK
+            };
             if at.elapsed() < wait {
-                return ok;
+                return last.ok;
             }
         }
         if !self.settings.dane {
@@ -247,16 +267,12 @@ impl Outbound {
             Err(f) => Err(f.message),
         };
         let ok = checked.is_ok();
-        if ok {
-            self.dnssec_worked
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        let before = self
-            .dnssec
-            .lock()
-            .expect("dnssec")
-            .replace((std::time::Instant::now(), ok));
-        if before.map(|(_, b)| b) != Some(ok) {
+        *self.dnssec.lock().expect("dnssec") = DnssecCheck {
+            at: Some(std::time::Instant::now()),
+            ok,
+            worked: last.worked || ok,
+        };
+        if last.at.is_none() || last.ok != ok {
             if ok {
                 tracing::info!(
                     "DNSSEC validation works: DANE is used for domains that publish TLSA records"
@@ -492,11 +508,9 @@ impl Outbound {
     }
 
     async fn via_relay(&self, relay: &Relay, message: &Message<'_>) -> Attempted {
-        let config = match &relay.ca {
-            Some(ca) => Arc::new(
-                tls::verified(Some(ca))
-                    .map_err(|e| Failure::temporary(format!("relay {}: {e:#}", relay.name)))?,
-            ),
+        let config = match self.relay_tls.get(&relay.name) {
+            Some(Ok(config)) => config.clone(),
+            Some(Err(e)) => return Err(Failure::temporary(format!("relay {}: {e}", relay.name))),
             None => self.verified.clone(),
         };
         let hop = Hop {
@@ -716,7 +730,7 @@ impl Outbound {
     /// passed: refreshed before it can lapse), the cached one when the
     /// refresh fails or the TXT record went away, none otherwise.
     async fn sts_policy(&self, domain: &str) -> Option<sts::Policy> {
-        let now = sts::now();
+        let now = crate::envelope::now_secs();
         let cached = match self.sts.get(domain) {
             Ok(p) => p.filter(|p| !p.expired(now)),
             Err(e) => {
@@ -951,8 +965,13 @@ pub mod tls {
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     use rustls::{DigitallySignedStruct, SignatureScheme};
 
-    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-        Arc::new(rustls::crypto::ring::default_provider())
+    /// The one crypto provider (ring) of every client configuration.
+    pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
+            std::sync::OnceLock::new();
+        PROVIDER
+            .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+            .clone()
     }
 
     /// Verified against the system's CA bundle, plus `extra` if given.
@@ -977,28 +996,66 @@ pub mod tls {
 
     /// Encrypts without judging the certificate (signatures are still checked).
     pub fn opportunistic() -> rustls::ClientConfig {
+        judged(AnyCertificate)
+    }
+
+    /// How a custom verifier decides on the server's certificate chain
+    /// (the handshake signatures are checked as usual).
+    pub trait Judge: std::fmt::Debug + Send + Sync + 'static {
+        fn judge(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            name: &ServerName<'_>,
+            now: UnixTime,
+        ) -> Result<(), String>;
+    }
+
+    /// A client configuration whose certificates `judge` decides on.
+    pub fn judged(judge: impl Judge) -> rustls::ClientConfig {
         let provider = provider();
         rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default versions")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(Judged { judge, provider }))
             .with_no_client_auth()
     }
 
     #[derive(Debug)]
-    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+    struct AnyCertificate;
 
-    impl ServerCertVerifier for AnyCertificate {
-        fn verify_server_cert(
+    impl Judge for AnyCertificate {
+        fn judge(
             &self,
             _: &CertificateDer<'_>,
             _: &[CertificateDer<'_>],
             _: &ServerName<'_>,
-            _: &[u8],
             _: UnixTime,
+        ) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[derive(Debug)]
+    struct Judged<J> {
+        judge: J,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    }
+
+    impl<J: Judge> ServerCertVerifier for Judged<J> {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            name: &ServerName<'_>,
+            _ocsp: &[u8],
+            now: UnixTime,
         ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
+            self.judge
+                .judge(end_entity, intermediates, name, now)
+                .map(|()| ServerCertVerified::assertion())
+                .map_err(rustls::Error::General)
         }
 
         fn verify_tls12_signature(
@@ -1011,7 +1068,7 @@ pub mod tls {
                 message,
                 cert,
                 dss,
-                &self.0.signature_verification_algorithms,
+                &self.provider.signature_verification_algorithms,
             )
         }
 
@@ -1025,12 +1082,14 @@ pub mod tls {
                 message,
                 cert,
                 dss,
-                &self.0.signature_verification_algorithms,
+                &self.provider.signature_verification_algorithms,
             )
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
         }
     }
 }

@@ -7,7 +7,7 @@
 //! downgrade delivery to a domain once seen with a policy (§5.1).
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -145,13 +145,6 @@ pub fn txt_id(records: &[String]) -> Option<String> {
     })
 }
 
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
-}
-
 /// The policy cache.
 pub struct Cache {
     db: Database,
@@ -221,16 +214,12 @@ async fn get(
     use http_body_util::{BodyExt, Empty, Limited};
     use hyper::body::Bytes;
 
-    let tcp = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
+    let tcp = super::client::connect(addr, connect_timeout)
         .await
-        .map_err(|_| format!("connect to {addr}: timed out"))?
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| format!("{host}: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
+        .map_err(|f| f.message)?;
+    let stream = super::client::handshake(tcp, &tls, host, connect_timeout)
         .await
-        .map_err(|e| format!("TLS with {host}[{}]: {e}", addr.ip()))?;
+        .map_err(|f| f.message)?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
