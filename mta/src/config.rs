@@ -143,7 +143,7 @@ pub struct Limits {
     pub min_free_space: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuePolicy {
     pub retry_min: Duration,
     pub retry_max: Duration,
@@ -174,7 +174,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub address: SocketAddr,
     pub role: Role,

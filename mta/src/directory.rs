@@ -55,14 +55,12 @@ const MAX_DEPTH: usize = 10;
 #[derive(Debug, Clone)]
 pub struct Directory {
     domains: HashSet<String>,
-    /// lower-case address → the account's address as configured
-    accounts: HashMap<String, Address>,
+    /// lower-case address → the account as configured
+    accounts: HashMap<String, crate::config::Account>,
     aliases: HashMap<String, Vec<Address>>,
     delimiter: String,
     postmaster: Option<Address>,
     first_account: Option<Address>,
-    passwords: HashMap<String, PasswordHash>,
-    send_as: HashMap<String, Vec<String>>,
     /// Addresses (and whole local domains) that a transport hands to
     /// another server, such as an LMTP service: they exist without an
     /// account.
@@ -76,7 +74,7 @@ impl Directory {
             accounts: config
                 .accounts
                 .iter()
-                .map(|a| (a.address.key(), a.address.clone()))
+                .map(|a| (a.address.key(), a.clone()))
                 .collect(),
             aliases: config
                 .aliases
@@ -86,16 +84,6 @@ impl Directory {
             delimiter: config.recipient_delimiter.clone(),
             postmaster: config.postmaster.clone(),
             first_account: config.accounts.first().map(|a| a.address.clone()),
-            passwords: config
-                .accounts
-                .iter()
-                .filter_map(|a| Some((a.address.key(), a.password.clone()?)))
-                .collect(),
-            send_as: config
-                .accounts
-                .iter()
-                .map(|a| (a.address.key(), a.send_as.clone()))
-                .collect(),
             routed: config
                 .outbound
                 .transports
@@ -111,7 +99,10 @@ impl Directory {
     /// tell which accounts exist.
     pub fn verify_password(&self, username: &str, password: &str) -> Option<String> {
         let key = Address::parse(username.trim(), true).ok().map(|a| a.key());
-        match key.as_ref().and_then(|k| self.passwords.get(k)) {
+        match key
+            .as_ref()
+            .and_then(|k| self.accounts.get(k)?.password.as_ref())
+        {
             Some(hash) => hash.verify(password).then(|| key.expect("found by key")),
             None => {
                 PasswordHash::dummy().verify(password);
@@ -127,7 +118,7 @@ impl Directory {
         if key == account {
             return true;
         }
-        if let Some(patterns) = self.send_as.get(account) {
+        if let Some(patterns) = self.accounts.get(account).map(|a| &a.send_as) {
             let domain = format!("@{}", sender.domain());
             if patterns.iter().any(|p| *p == key || *p == domain) {
                 return true;
@@ -216,7 +207,7 @@ impl Directory {
             }
         };
         let try_exact = |key: &str, out: &mut Vec<Target>| -> Result<bool, ResolveError> {
-            let account = self.accounts.get(key);
+            let account = self.accounts.get(key).map(|a| &a.address);
             let alias = self.aliases.get(key);
             match (account, alias) {
                 (Some(acc), _) if account_first || alias.is_none() => {
@@ -264,6 +255,7 @@ impl Directory {
             let owner = self
                 .accounts
                 .values()
+                .map(|acc| &acc.address)
                 .find(|acc| acc.domain() == a.domain())
                 .or(self.first_account.as_ref());
             if let Some(owner) = owner {

@@ -153,42 +153,53 @@ impl Keys {
                 continue;
             };
             let header = match algorithm {
-                Algorithm::Ed25519 => {
-                    let signing = Ed25519Key::from_pkcs8_der(&key.private_der)
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    signer(signing, domain, &key.selector)
-                        .sign(message)
-                        .map_err(|e| anyhow::anyhow!("DKIM signing failed: {e}"))?
-                        .to_header()
-                }
+                Algorithm::Ed25519 => header(
+                    Ed25519Key::from_pkcs8_der(&key.private_der)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    domain,
+                    &key.selector,
+                    message,
+                )?,
                 Algorithm::Rsa => {
                     let der =
                         rustls::pki_types::PrivateKeyDer::Pkcs1(key.private_der.clone().into());
-                    let signing =
-                        RsaKey::<Sha256>::from_key_der(der).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    signer(signing, domain, &key.selector)
-                        .sign(message)
-                        .map_err(|e| anyhow::anyhow!("DKIM signing failed: {e}"))?
-                        .to_header()
+                    header(
+                        RsaKey::<Sha256>::from_key_der(der).map_err(|e| anyhow::anyhow!("{e}"))?,
+                        domain,
+                        &key.selector,
+                        message,
+                    )?
                 }
             };
             out.extend_from_slice(header.as_bytes());
         }
         Ok(out)
     }
+
+    /// `message` with its `DKIM-Signature:` header fields in front.
+    pub fn signed(&self, domain: &str, message: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut out = self.sign(domain, message)?;
+        out.extend_from_slice(message);
+        Ok(out)
+    }
 }
 
-fn signer<K: mail_auth::common::crypto::SigningKey>(
+/// One `DKIM-Signature:` header field: relaxed/relaxed, our header list.
+fn header<K: mail_auth::common::crypto::SigningKey>(
     key: K,
     domain: &str,
     selector: &str,
-) -> DkimSigner<K, mail_auth::dkim::Done> {
-    DkimSigner::from_key(key)
+    message: &[u8],
+) -> anyhow::Result<String> {
+    Ok(DkimSigner::from_key(key)
         .domain(domain)
         .selector(selector)
         .headers(SIGNED_HEADERS.iter().copied())
         .header_canonicalization(Canonicalization::Relaxed)
         .body_canonicalization(Canonicalization::Relaxed)
+        .sign(message)
+        .map_err(|e| anyhow::anyhow!("DKIM signing failed: {e}"))?
+        .to_header())
 }
 
 fn selectors(keys: &[Key]) -> String {

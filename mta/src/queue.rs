@@ -51,7 +51,7 @@ pub enum Notice {
 }
 
 /// Makes the notification about some recipients (their indices), given the
-/// envelope and the stored message; `None` when none is due.
+/// envelope and the stored message's header section; `None` when none is due.
 pub type Bouncer =
     Arc<dyn Fn(&Envelope, &[usize], &[u8], Notice) -> Option<(Envelope, Vec<u8>)> + Send + Sync>;
 
@@ -378,6 +378,9 @@ impl Writer {
                             if !env.from.is_empty() {
                                 // A notice is queued in the same transaction
                                 // that records what it reports: both or neither.
+                                // It quotes only the header section: read that
+                                // once, not the whole body per notice.
+                                let mut original: Option<Vec<u8>> = None;
                                 for (indices, notice) in
                                     [(&failed, Notice::Failed), (&delayed, Notice::Delayed)]
                                 {
@@ -387,12 +390,20 @@ impl Writer {
                                     let Some(bounce) = &self.bouncer else {
                                         continue;
                                     };
-                                    let original = bodies
-                                        .get(id.0)?
-                                        .map(|b| b.value().to_vec())
-                                        .unwrap_or_default();
+                                    if original.is_none() {
+                                        original = Some(
+                                            bodies
+                                                .get(id.0)?
+                                                .map(|b| {
+                                                    crate::message::header_section(b.value())
+                                                        .to_vec()
+                                                })
+                                                .unwrap_or_default(),
+                                        );
+                                    }
+                                    let original = original.as_deref().unwrap_or_default();
                                     if let Some((benv, bbody)) =
-                                        bounce(&env, indices, &original, notice)
+                                        bounce(&env, indices, original, notice)
                                     {
                                         tracing::info!(
                                             "{id}: sender {notice:?} notification: {}",

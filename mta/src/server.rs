@@ -259,11 +259,8 @@ fn bouncer(settings: Arc<RwLock<Arc<Settings>>>, hostname: String) -> crate::que
                 }
             };
             if let Some(domain) = signing_domain {
-                match s.dkim.sign(&domain, &body) {
-                    Ok(mut signed) => {
-                        signed.extend_from_slice(&body);
-                        body = signed;
-                    }
+                match s.dkim.signed(&domain, &body) {
+                    Ok(signed) => body = signed,
                     Err(e) => tracing::warn!("{id}: bounce not DKIM-signed: {e:#}"),
                 }
             }
@@ -331,14 +328,8 @@ fn reload(running: &Config, shared: &Shared) {
     };
     let needs_restart: Vec<&str> = [
         ("data_dir", config.data_dir != running.data_dir),
-        (
-            "listeners",
-            format!("{:?}", config.listeners) != format!("{:?}", running.listeners),
-        ),
-        (
-            "queue",
-            format!("{:?}", config.queue) != format!("{:?}", running.queue),
-        ),
+        ("listeners", config.listeners != running.listeners),
+        ("queue", config.queue != running.queue),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
@@ -429,9 +420,9 @@ impl Drop for Slot<'_> {
 /// The TLS handshake, bounded by the command timeout; logs failures.
 async fn handshake(
     tcp: TcpStream,
+    peer: SocketAddr,
     settings: &Settings,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
-    let peer = tcp.peer_addr().ok();
     let timeout = settings.mx.command_timeout;
     match tokio::time::timeout(timeout, settings.tls.accept(tcp)).await {
         Ok(Ok(tls)) => {
@@ -450,11 +441,11 @@ async fn handshake(
             Some((tls, description))
         }
         Ok(Err(e)) => {
-            tracing::info!("{peer:?}: TLS handshake failed: {e}");
+            tracing::info!("{peer}: TLS handshake failed: {e}");
             None
         }
         Err(_) => {
-            tracing::info!("{peer:?}: TLS handshake timed out");
+            tracing::info!("{peer}: TLS handshake timed out");
             None
         }
     }
@@ -473,17 +464,13 @@ async fn sign(settings: &Settings, submission: &mut crate::smtp::session::Submis
     let body = std::mem::take(&mut submission.body);
     let id = submission.envelope.id;
     let (signed, body) = tokio::task::spawn_blocking(move || {
-        let r = keys.sign(&domain, &body);
+        let r = keys.signed(&domain, &body);
         (r, body)
     })
     .await
     .expect("the signing task does not panic");
     match signed {
-        Ok(headers) => {
-            let mut out = headers;
-            out.extend_from_slice(&body);
-            submission.body = out;
-        }
+        Ok(signed) => submission.body = signed,
         Err(e) => {
             tracing::error!("{id}: not DKIM-signed: {e:#}");
             submission.body = body;
@@ -585,7 +572,7 @@ async fn handle(
     let mut buf = vec![0u8; 64 * 1024];
     let mut conn = if role == Role::Submissions {
         // RFC 8314: TLS from the first byte.
-        match handshake(stream, &settings).await {
+        match handshake(stream, peer, &settings).await {
             Some((tls, description)) => {
                 session.tls_established(description);
                 Conn::Tls(Box::new(tls))
@@ -657,7 +644,7 @@ async fn handle(
                 let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
                     return Ok(());
                 };
-                match handshake(tcp, &settings).await {
+                match handshake(tcp, peer, &settings).await {
                     Some((tls, description)) => {
                         conn = Conn::Tls(Box::new(tls));
                         session.tls_established(description);

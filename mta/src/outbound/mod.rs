@@ -335,13 +335,7 @@ impl Outbound {
     pub fn route(&self, sender: &str, address: &str, local: bool) -> Route {
         let lower = address.to_lowercase();
         let domain = lower.rsplit_once('@').map(|(_, d)| d).unwrap_or(&lower);
-        let transport = self
-            .settings
-            .transports
-            .iter()
-            .find(|(k, _)| *k == lower)
-            .or_else(|| self.settings.transports.iter().find(|(k, _)| k == domain));
-        match transport.map(|(_, t)| t) {
+        match by_address_or_domain(&self.settings.transports, &lower) {
             Some(Transport::Smtp { host, port }) => return Route::Smtp(host.clone(), *port),
             Some(Transport::Lmtp { host, port }) => return Route::Lmtp(host.clone(), *port),
             Some(Transport::Relay(name)) => return Route::Relay(name.clone()),
@@ -351,22 +345,8 @@ impl Outbound {
         if local {
             return Route::Local;
         }
-        let sender = sender.to_lowercase();
-        let sender_domain = sender
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_string())
-            .unwrap_or_default();
-        if let Some((_, relay)) = self
-            .settings
-            .sender_routes
-            .iter()
-            .find(|(k, _)| *k == sender)
-            .or_else(|| {
-                self.settings
-                    .sender_routes
-                    .iter()
-                    .find(|(k, _)| *k == sender_domain)
-            })
+        if let Some(relay) =
+            by_address_or_domain(&self.settings.sender_routes, &sender.to_lowercase())
         {
             return Route::Relay(relay.clone());
         }
@@ -826,6 +806,13 @@ fn negative(e: &NetError) -> Option<ResponseCode> {
         }) => Some(response.response_code),
         _ => None,
     }
+}
+
+/// The entry for a (lowercase) address, else for its domain.
+fn by_address_or_domain<'a, T>(table: &'a [(String, T)], address: &str) -> Option<&'a T> {
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+    let find = |key: &str| table.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    find(address).or_else(|| find(domain))
 }
 
 /// Whether a "no such record" answer came with validated (NSEC) proof.

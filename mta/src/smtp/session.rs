@@ -644,42 +644,37 @@ impl Session {
         if count >= self.cfg.max_recipients {
             return self.reply(452, "4.5.3", "Error: too many recipients".into());
         }
-        match self.directory.lookup(&address) {
-            Ok(Lookup::Deliver(targets)) => {
-                let tx = self.tx.as_mut().expect("checked above");
-                if !tx.recipients.iter().any(|(a, _)| a.key() == address.key()) {
-                    tx.recipients.push((address, targets));
-                }
-                self.reply(250, "2.1.5", "Ok".into());
-            }
-            Ok(Lookup::NotLocal) if self.authenticated.is_some() => {
-                // An authenticated user may send anywhere.
-                let tx = self.tx.as_mut().expect("checked above");
-                if !tx.recipients.iter().any(|(a, _)| a.key() == address.key()) {
-                    let target = Target::Remote {
-                        address: address.to_string(),
-                    };
-                    tx.recipients.push((address, vec![target]));
-                }
-                self.reply(250, "2.1.5", "Ok".into());
-            }
+        let targets = match self.directory.lookup(&address) {
+            Ok(Lookup::Deliver(targets)) => targets,
+            // An authenticated user may send anywhere.
+            Ok(Lookup::NotLocal) if self.authenticated.is_some() => vec![Target::Remote {
+                address: address.to_string(),
+            }],
             Ok(Lookup::NotLocal) => {
-                self.reply(554, "5.7.1", format!("<{address}>: Relay access denied"))
+                return self.reply(554, "5.7.1", format!("<{address}>: Relay access denied"));
             }
-            Ok(Lookup::Unknown) => self.reply(
-                550,
-                "5.1.1",
-                format!("<{address}>: Recipient address rejected: User unknown"),
-            ),
+            Ok(Lookup::Unknown) => {
+                return self.reply(
+                    550,
+                    "5.1.1",
+                    format!("<{address}>: Recipient address rejected: User unknown"),
+                );
+            }
             Err(e) => {
                 tracing::error!(recipient = %address, "configuration error: {e}");
-                self.reply(
+                return self.reply(
                     451,
                     "4.3.0",
                     format!("<{address}>: Temporary lookup failure"),
-                )
+                );
             }
+        };
+        let tx = self.tx.as_mut().expect("checked above");
+        let key = address.key();
+        if !tx.recipients.iter().any(|(a, _)| a.key() == key) {
+            tx.recipients.push((address, targets));
         }
+        self.reply(250, "2.1.5", "Ok".into());
     }
 
     fn data_command(&mut self, arg: &str) {
@@ -755,12 +750,12 @@ impl Session {
         };
         if let Some((code, enhanced, text)) = refusal {
             self.reply(code, enhanced, text.into());
-            return matches!(self.state, State::Closed).then_some(Step::Close);
+            return self.closed();
         }
         let mut words = arg.split_whitespace();
         let Some(mechanism) = words.next().and_then(Mechanism::parse) else {
             self.reply(504, "5.5.4", "Unrecognized authentication type".into());
-            return matches!(self.state, State::Closed).then_some(Step::Close);
+            return self.closed();
         };
         let initial = words.next();
         match (mechanism, initial) {
@@ -791,7 +786,7 @@ impl Session {
             Err(e) => {
                 self.state = State::Command;
                 self.reply(501, "5.5.2", format!("Cannot decode the response: {e}"));
-                matches!(self.state, State::Closed).then_some(Step::Close)
+                self.closed()
             }
         }
     }
@@ -806,12 +801,17 @@ impl Session {
             _ => {
                 self.state = State::Command;
                 self.reply(501, "5.5.2", "Cannot decode the response".into());
-                matches!(self.state, State::Closed).then_some(Step::Close)
+                self.closed()
             }
         }
     }
 
     /// One line of an AUTH exchange.
+    /// `Close` when a reply has just closed the session.
+    fn closed(&self) -> Option<Step> {
+        matches!(self.state, State::Closed).then_some(Step::Close)
+    }
+
     fn auth_line(&mut self) -> Option<Step> {
         let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
             if self.input.len() > MAX_AUTH_LINE {
@@ -832,7 +832,7 @@ impl Session {
         };
         if text == "*" {
             self.reply(501, "5.7.0", "Authentication aborted".into());
-            return matches!(self.state, State::Closed).then_some(Step::Close);
+            return self.closed();
         }
         match (mechanism, user) {
             (Mechanism::Plain, _) => self.finish_plain(&text),
@@ -848,7 +848,7 @@ impl Session {
                 }
                 Err(e) => {
                     self.reply(501, "5.5.2", format!("Cannot decode the response: {e}"));
-                    matches!(self.state, State::Closed).then_some(Step::Close)
+                    self.closed()
                 }
             },
         }
@@ -969,13 +969,13 @@ impl Session {
         self.state = State::Command;
         if let Some((code, enhanced, text)) = refused {
             self.reply(code, enhanced, text);
-            return matches!(self.state, State::Closed).then_some(Step::Close);
+            return self.closed();
         }
         let tx = self.tx.as_ref().expect("accepted BDAT has a transaction");
         if tx.oversize {
             self.tx = None;
             self.reply(552, "5.3.4", "Message size exceeds fixed limit".into());
-            return matches!(self.state, State::Closed).then_some(Step::Close);
+            return self.closed();
         }
         if last {
             return Some(self.end_of_message());
