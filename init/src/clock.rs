@@ -18,7 +18,7 @@ fn seed_file() -> PathBuf {
     PathBuf::from(crate::DATA).join("random-seed")
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

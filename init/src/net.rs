@@ -339,28 +339,17 @@ fn dhcp_exchange(
     sock.set_read_timeout(Some(Duration::from_millis(500)))?;
     let xid: u32 = rand_u32();
     let broadcast = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
-    let offer = match renew {
-        Some(lease) => lease.clone(),
+    // A renewal asks the lease's server directly for the address we have;
+    // a new lease follows an offer.
+    let (requested, ciaddr, dest) = match renew {
+        Some(l) => (None, Some(l.address), SocketAddrV4::new(l.server, 67)),
         None => {
             let discover = dhcp_packet(xid, mac, DISCOVER, hostname, None, None);
-            send_and_wait(&sock, &discover, broadcast, xid, &[OFFER])?
+            let offer = send_and_wait(&sock, &discover, broadcast, xid, &[OFFER])?;
+            (Some((offer.address, offer.server)), None, broadcast)
         }
     };
-    let (ciaddr, dest) = match renew {
-        Some(l) => (Some(l.address), SocketAddrV4::new(l.server, 67)),
-        None => (None, broadcast),
-    };
-    let mut request = dhcp_packet(
-        xid,
-        mac,
-        REQUEST,
-        hostname,
-        renew.is_none().then_some((offer.address, offer.server)),
-        ciaddr,
-    );
-    if let Some(ci) = ciaddr {
-        request[12..16].copy_from_slice(&ci.octets());
-    }
+    let request = dhcp_packet(xid, mac, REQUEST, hostname, requested, ciaddr);
     let ack = send_and_wait(&sock, &request, dest, xid, &[ACK, NAK])?;
     Ok(ack)
 }
@@ -427,10 +416,11 @@ fn dhcp_packet(
     p[1] = 1; // Ethernet
     p[2] = 6;
     p[4..8].copy_from_slice(&xid.to_be_bytes());
-    if ciaddr.is_none() {
+    match ciaddr {
+        Some(ci) => p[12..16].copy_from_slice(&ci.octets()),
         // Ask for broadcast replies: we cannot receive unicast before we
         // have an address.
-        p[10] = 0x80;
+        None => p[10] = 0x80,
     }
     p[28..34].copy_from_slice(&mac);
     p.extend_from_slice(&[99, 130, 83, 99]);

@@ -27,7 +27,7 @@ pub struct Settings {
     pub ntp: Vec<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct Raw {
     hostname: Option<String>,
     network: Option<RawNetwork>,

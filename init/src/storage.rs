@@ -104,10 +104,7 @@ pub fn mount_data(modules: &Loader) -> Option<Partition> {
             space(crate::DATA)
         );
     } else {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::clock::now_secs();
         let _ = crate::supervise::write_synced(&marker, format!("{now}\n").as_bytes());
         log!(
             "data partition {} is new (first boot); {}",
