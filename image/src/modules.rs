@@ -196,7 +196,7 @@ mod build {
         let builtin: BTreeSet<String> = std::fs::read_to_string(dir.join("modules.builtin"))
             .unwrap_or_default()
             .lines()
-            .map(module_name_of)
+            .map(super::module_name_of)
             .collect();
         let mut chosen: BTreeMap<String, Module> = BTreeMap::new();
         let mut todo: Vec<String> = wanted.iter().map(|w| canonical(w)).collect();
