@@ -14,6 +14,18 @@ pub fn header_section(message: &[u8]) -> &[u8] {
     }
 }
 
+/// The names of the header fields in order (nothing copied).
+pub fn field_names(message: &[u8]) -> impl Iterator<Item = &[u8]> {
+    header_section(message)
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.is_empty() && line[0] != b' ' && line[0] != b'\t')
+        .map(|line| {
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+            &line[..colon]
+        })
+}
+
 /// The header fields in order, as (name, value) with folded lines joined.
 pub fn fields(message: &[u8]) -> Vec<(&[u8], Vec<u8>)> {
     let mut out: Vec<(&[u8], Vec<u8>)> = Vec::new();

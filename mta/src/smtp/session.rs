@@ -1118,7 +1118,7 @@ fn header_presence(message: &[u8]) -> (bool, bool) {
     // A message with no header section is left alone.
     let mut date = message.starts_with(b"\r\n");
     let mut id = date;
-    for (name, _) in crate::message::fields(message) {
+    for name in crate::message::field_names(message) {
         date |= name.eq_ignore_ascii_case(b"date");
         id |= name.eq_ignore_ascii_case(b"message-id");
     }
