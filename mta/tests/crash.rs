@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::peer::Peer;
+use common::peer::{Options, Peer};
 use common::{Client, Server};
 use rand::Rng;
 
@@ -32,14 +32,11 @@ fn client(
     let mut seq = 0;
     while !stop.load(Ordering::SeqCst) {
         let target = *addr.lock().unwrap();
-        let Ok(stream) = std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500))
-        else {
+        let Some(mut c) = Client::try_connect(target, Duration::from_millis(500)) else {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        drop(stream);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut c = Client::connect(target);
             c.stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
@@ -175,9 +172,9 @@ fn every_acknowledged_message_is_delivered_exactly_once_across_sigkills() {
 #[test]
 fn every_acknowledged_message_reaches_the_remote_server_across_sigkills() {
     const REMOTE: [&str; 1] = ["friend@example.org"];
-    let peer = Peer::start(false, false, None, None);
+    let peer = Peer::with(Options::default());
     let mut server = Server::start(&format!(
-        "[queue]\nretry_min = \"1s\"\nretry_max = \"1s\"\n[outbound]\nnameservers = [\"127.0.0.1:9\"]\n[[transports]]\nrecipient = \"elsewhere.example\"\nvia = \"smtp:127.0.0.1:{}\"\n",
+        "[queue]\nretry_min = \"1s\"\nretry_max = \"1s\"\n[[transports]]\nrecipient = \"elsewhere.example\"\nvia = \"smtp:127.0.0.1:{}\"\n",
         peer.smtp
     ));
     let (acked, _) = load_with_kills(&mut server, &REMOTE);

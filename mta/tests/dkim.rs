@@ -78,33 +78,14 @@ fn verify(path: &std::path::Path, records: &[(String, String)]) -> (bool, String
 #[test]
 fn submitted_mail_is_dual_signed_and_dkimpy_verifies_both() {
     let s = Server::start("");
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            &s.listeners["submission"].to_string(),
-            "--tls",
-            "--auth",
-            "PLAIN",
-        ])
-        .args([
-            "--auth-user",
-            "alice@example.org",
-            "--auth-password",
-            "Hello world!",
-        ])
-        .args(["--from", "alice@example.org", "--to", "bob@example.org"])
-        .args([
+    s.submit(
+        &["bob@example.org"],
+        &[
             "--header",
             "Subject: signed",
             "--body",
             "A body\nwith lines.\n",
-        ])
-        .output()
-        .expect("swaks");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        ],
     );
     let files = s.wait_for_mail("bob@example.org", 1);
     let text = std::fs::read_to_string(&files[0]).unwrap();
@@ -157,24 +138,7 @@ fn rotation_adds_selectors_and_new_mail_uses_them() {
         "old records stay published"
     );
     s.wait_for_log("configuration reloaded");
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            &s.listeners["submission"].to_string(),
-            "--tls",
-            "--auth",
-            "PLAIN",
-        ])
-        .args([
-            "--auth-user",
-            "alice@example.org",
-            "--auth-password",
-            "Hello world!",
-        ])
-        .args(["--from", "alice@example.org", "--to", "bob@example.org"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    s.submit(&["bob@example.org"], &[]);
     let files = s.wait_for_mail("bob@example.org", 1);
     let text = std::fs::read_to_string(&files[0]).unwrap();
     let newest: Vec<&str> = after[2..]

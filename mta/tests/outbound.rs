@@ -10,8 +10,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::peer::{Options, Peer, TestCa};
-use common::{Client, Server};
+use common::peer::{Options, Peer, TestCa, self_signed};
+use common::{Client, Server, wait_until};
 
 const ZONE: &str = "\
 example.net. 60 IN MX 10 mx.example.net.
@@ -37,7 +37,11 @@ fn wait_queue_empty(s: &Server) {
 
 #[test]
 fn mx_delivery_with_starttls_all_recipients_in_one_transaction() {
-    let peer = Peer::start(false, true, None, Some(ZONE));
+    let peer = Peer::with(Options {
+        tls: true,
+        zone: Some(ZONE),
+        ..Options::default()
+    });
     let s = Server::start(&mx_config(&peer));
     submit(&s, &["one@example.net", "two@example.net"], "to the MX");
     let got = peer.wait_for(1);
@@ -60,7 +64,10 @@ fn mx_delivery_with_starttls_all_recipients_in_one_transaction() {
 
 #[test]
 fn permanent_failure_and_null_mx_bounce_to_the_sender() {
-    let peer = Peer::start(false, false, None, Some(ZONE));
+    let peer = Peer::with(Options {
+        zone: Some(ZONE),
+        ..Options::default()
+    });
     let s = Server::start(&mx_config(&peer));
     submit(
         &s,
@@ -108,7 +115,10 @@ fn permanent_failure_and_null_mx_bounce_to_the_sender() {
 
 #[test]
 fn temporary_failure_is_retried_then_delivered() {
-    let peer = Peer::start(false, false, None, Some(ZONE));
+    let peer = Peer::with(Options {
+        zone: Some(ZONE),
+        ..Options::default()
+    });
     let s = Server::start(&format!(
         "{}[queue]\nretry_min = \"1s\"\n",
         mx_config(&peer)
@@ -129,23 +139,20 @@ fn temporary_failure_is_retried_then_delivered() {
 
 #[test]
 fn sender_route_uses_the_relay_with_tls_and_sasl() {
-    let relay = Peer::start(false, true, Some("relayuser:relaypass"), None);
+    let relay = Peer::with(Options {
+        tls: true,
+        auth: Some("relayuser:relaypass"),
+        ..Options::default()
+    });
     let config = format!(
-        "[outbound]\nnameservers = [\"127.0.0.1:9\"]\n\n[[relays]]\nname = \"isp\"\nhost = \"127.0.0.1:{}\"\ntls = \"starttls\"\nusername = \"relayuser\"\npassword = \"relaypass\"\nca = \"{}\"\n\n[[sender_routes]]\nsender = \"alice@example.org\"\nrelay = \"isp\"\n",
+        "[[relays]]\nname = \"isp\"\nhost = \"127.0.0.1:{}\"\ntls = \"starttls\"\nusername = \"relayuser\"\npassword = \"relaypass\"\nca = \"{}\"\n\n[[sender_routes]]\nsender = \"alice@example.org\"\nrelay = \"isp\"\n",
         relay.smtp,
         relay.cert.as_ref().unwrap().display()
     );
     let s = Server::start(&config);
     submit(&s, &["someone@far-away.example"], "via the relay");
     s.wait_for_log("status=");
-    let deferred: Vec<String> = s
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("status=deferred"))
-        .cloned()
-        .collect();
+    let deferred = s.log_lines("status=deferred");
     assert!(deferred.is_empty(), "{deferred:?}");
     let got = relay.wait_for(1);
     assert_eq!(got[0].envelope["tls"], true);
@@ -190,9 +197,12 @@ fn smarthost_with_implicit_tls_and_sasl_takes_all_outbound_mail() {
 
 #[test]
 fn lmtp_transport_for_one_local_address() {
-    let lmtp = Peer::start(true, false, None, None);
+    let lmtp = Peer::with(Options {
+        lmtp: true,
+        ..Options::default()
+    });
     let config = format!(
-        "[outbound]\nnameservers = [\"127.0.0.1:9\"]\n\n[[transports]]\nrecipient = \"restricted@example.org\"\nvia = \"lmtp:127.0.0.1:{}\"\n",
+        "[[transports]]\nrecipient = \"restricted@example.org\"\nvia = \"lmtp:127.0.0.1:{}\"\n",
         lmtp.smtp
     );
     let s = Server::start(&config);
@@ -219,13 +229,16 @@ fn undeliverable_mail_warns_once_then_expires_with_a_bounce() {
     // deferred (connection refused).
     let zone =
         "nowhere.example. 60 IN MX 10 mx.nowhere.example.\nmx.nowhere.example. 60 IN A 127.0.0.1\n";
-    let dns = Peer::start(false, false, None, Some(zone));
+    let dns = Peer::with(Options {
+        zone: Some(zone),
+        ..Options::default()
+    });
     let s = Server::start(&format!(
         "[outbound]\nport = 9\nnameservers = [\"127.0.0.1:{}\"]\n[queue]\nretry_min = \"1s\"\nretry_max = \"1s\"\ndelay_warning = \"1s\"\nmax_age = \"4s\"\n",
         dns.dns.unwrap()
     ));
     submit(&s, &["someone@nowhere.example"], "doomed");
-    let files = s.wait_for_mail("alice@example.org", 2);
+    s.wait_for_mail("alice@example.org", 2);
     std::thread::sleep(Duration::from_secs(2));
     let texts: Vec<String> = s
         .maildir("alice@example.org")
@@ -237,7 +250,6 @@ fn undeliverable_mail_warns_once_then_expires_with_a_bounce() {
         2,
         "one warning and one bounce, no more: {texts:?}"
     );
-    let _ = files;
     let warning = texts
         .iter()
         .find(|t| t.contains("Subject: Delayed Mail"))
@@ -254,7 +266,10 @@ fn undeliverable_mail_warns_once_then_expires_with_a_bounce() {
 
 #[test]
 fn connections_to_one_destination_are_limited() {
-    let peer = Peer::start(false, false, None, Some(ZONE));
+    let peer = Peer::with(Options {
+        zone: Some(ZONE),
+        ..Options::default()
+    });
     let s = Server::start(&format!("{}per_destination = 2\n", mx_config(&peer)));
     // Ten messages at once, each held 0.3 s by the peer.
     for n in 0..10 {
@@ -269,7 +284,11 @@ fn connections_to_one_destination_are_limited() {
 
 #[test]
 fn one_connection_carries_several_messages() {
-    let peer = Peer::start(false, true, None, Some(ZONE));
+    let peer = Peer::with(Options {
+        tls: true,
+        zone: Some(ZONE),
+        ..Options::default()
+    });
     let s = Server::start(&format!(
         "{}per_destination = 1\n[queue]\nretry_min = \"1h\"\n",
         mx_config(&peer)
@@ -279,19 +298,11 @@ fn one_connection_carries_several_messages() {
     for n in 0..5 {
         submit(&s, &[&format!("defer{n}@example.net")], "reused");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while s
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("status=deferred"))
-        .count()
-        < 5
-    {
-        assert!(std::time::Instant::now() < deadline, "not all deferred");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(20),
+        || "not all deferred".into(),
+        || (s.log_lines("status=deferred").len() >= 5).then_some(()),
+    );
     let (before, _) = peer.connections();
     let (ok, out) = s.queue(&["flush"]);
     assert!(ok, "{out}");
@@ -402,47 +413,36 @@ fn mta_sts_enforce_delivers_over_verified_tls_to_listed_hosts() {
 /// A signed root zone in which example.net's MX host publishes a DANE-EE
 /// TLSA record (3 1 1: SHA-256 of the key) on the test's SMTP port, and so
 /// does bare.example, a domain without MX records (its own host).
+/// Without a key, the same zone without TLSA records.
 fn dane_zone(tlsa_key: Option<&rcgen::KeyPair>) -> String {
-    let Some(tlsa_key) = tlsa_key else {
-        let zone = dane_zone(Some(&rcgen::KeyPair::generate().unwrap()));
-        return zone
-            .lines()
-            .filter(|l| !l.contains("TLSA"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+    let hash = tlsa_key.map(|key| {
+        let spki = rcgen::PublicKeyData::subject_public_key_info(key);
+        ring::digest::digest(&ring::digest::SHA256, &spki)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
+    let tlsa = |host: &str| match &hash {
+        Some(hash) => format!("_{{SMTP_PORT}}._tcp.{host}. 60 IN TLSA 3 1 1 {hash}\n"),
+        None => String::new(),
     };
-    let spki = rcgen::PublicKeyData::subject_public_key_info(tlsa_key);
-    let hash: String = ring::digest::digest(&ring::digest::SHA256, &spki)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     format!(
         ". 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
 . 3600 IN NS ns.test.
 ns.test. 60 IN A 127.0.0.1
 example.net. 60 IN MX 10 mx.example.net.
 mx.example.net. 60 IN A 127.0.0.1
-_{{SMTP_PORT}}._tcp.mx.example.net. 60 IN TLSA 3 1 1 {hash}
-bare.example. 60 IN A 127.0.0.1
-_{{SMTP_PORT}}._tcp.bare.example. 60 IN TLSA 3 1 1 {hash}
-"
+{}bare.example. 60 IN A 127.0.0.1
+{}",
+        tlsa("mx.example.net"),
+        tlsa("bare.example")
     )
 }
 
-/// The MX host's certificate: self-signed, for another name — what DANE-EE
+/// The MX host's certificate is self-signed, for another name: what DANE-EE
 /// accepts when the record pins its key, and WebPKI never would.
-fn self_signed(dir: &std::path::Path) -> (rcgen::KeyPair, std::path::PathBuf, std::path::PathBuf) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["not-the-mx.example".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (c, k) = (dir.join("mx.crt"), dir.join("mx.key"));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (key, c, k)
-}
+const MX_CERT: &[&str] = &["not-the-mx.example"];
 
 fn dane_config(peer: &Peer) -> String {
     format!(
@@ -455,7 +455,7 @@ fn dane_config(peer: &Peer) -> String {
 #[test]
 fn dane_ee_record_authenticates_the_mx_host() {
     let dir = tempfile::tempdir().unwrap();
-    let (key, cert, pem_key) = self_signed(dir.path());
+    let (key, cert, pem_key) = self_signed(dir.path(), MX_CERT);
     let zone = dane_zone(Some(&key));
     let peer = Peer::with(Options {
         signed_zone: Some(&zone),
@@ -491,7 +491,7 @@ fn dane_ee_record_authenticates_the_mx_host() {
 #[test]
 fn dane_refuses_a_certificate_the_tlsa_records_do_not_match() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, cert, pem_key) = self_signed(dir.path());
+    let (_, cert, pem_key) = self_signed(dir.path(), MX_CERT);
     // The record pins another key than the one the server presents.
     let zone = dane_zone(Some(&rcgen::KeyPair::generate().unwrap()));
     let peer = Peer::with(Options {
@@ -518,7 +518,7 @@ fn signed_domain_without_tlsa_records_gets_opportunistic_tls() {
     // The TLSA lookup is answered NXDOMAIN with NSEC proofs: a secure
     // denial, so DANE does not apply and delivery goes on as usual.
     let dir = tempfile::tempdir().unwrap();
-    let (_, cert, pem_key) = self_signed(dir.path());
+    let (_, cert, pem_key) = self_signed(dir.path(), MX_CERT);
     let zone = dane_zone(None);
     let peer = Peer::with(Options {
         signed_zone: Some(&zone),
@@ -538,7 +538,7 @@ fn signed_domain_without_tlsa_records_gets_opportunistic_tls() {
 #[test]
 fn forged_tlsa_records_defer_instead_of_downgrading() {
     let dir = tempfile::tempdir().unwrap();
-    let (key, cert, pem_key) = self_signed(dir.path());
+    let (key, cert, pem_key) = self_signed(dir.path(), MX_CERT);
     let zone = dane_zone(Some(&key));
     let peer = Peer::with(Options {
         signed_zone: Some(&zone),

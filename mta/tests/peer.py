@@ -192,10 +192,9 @@ if opts.signed_zone:
         # As an attacker on the path would: the signatures no longer match.
         import dns.rdata
 
-        for name, node in zone.nodes.items():
+        for node in zone.nodes.values():
             rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
             if rds is not None:
-                old = list(rds)[0]
                 forged = dns.rdata.from_text("IN", "TLSA", "3 1 1 " + "ab" * 32)
                 rds.clear()
                 rds.add(forged)

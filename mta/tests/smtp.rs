@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, Server, original_of};
+use common::{Client, Server, Swaks, original_of, wait_until};
 
 const MESSAGE: &str = "From: Sender <x@sender.example>\r\nTo: alice@example.org\r\nSubject: hello\r\nMessage-ID: <m1@sender.example>\r\n\r\nFirst line.\r\n.A line that starts with a dot.\r\n\r\nLast line.\r\n";
 
@@ -371,16 +371,15 @@ fn temporary_delivery_failure_is_retried_after_flush() {
         "Subject: later\r\n\r\nx\r\n",
     );
     assert_eq!(r.code, 250);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, list) = s.queue(&["list"]);
-        if list.contains("1 attempts") {
-            assert!(list.contains("cannot write to the maildir"), "{list}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{list}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let list = wait_until(
+        Duration::from_secs(10),
+        || format!("no attempt yet: {}", s.queue(&["list"]).1),
+        || {
+            let (_, list) = s.queue(&["list"]);
+            list.contains("1 attempts").then_some(list)
+        },
+    );
+    assert!(list.contains("cannot write to the maildir"), "{list}");
     assert!(s.log_contains("status=deferred"));
     std::fs::remove_file(&blocker).unwrap();
     let (ok, out) = s.queue(&["flush"]);
@@ -391,11 +390,7 @@ fn temporary_delivery_failure_is_retried_after_flush() {
             .unwrap()
             .contains("Subject: later")
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !s.queue(&["list"]).1.contains("the queue is empty") {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_queue_empty(Duration::from_secs(10));
 }
 
 #[test]
@@ -440,28 +435,11 @@ fn queue_cli_lists_shows_holds_releases_and_deletes_while_running() {
 #[test]
 fn swaks_delivers_with_starttls() {
     let s = Server::start("");
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            &s.addr.to_string(),
-            "--from",
-            "x@sender.example",
-            "--to",
-            "alice@example.org",
-        ])
-        .args([
-            "--tls",
-            "--header",
-            "Subject: from swaks",
-            "--body",
-            "sent by swaks",
-        ])
-        .output()
-        .expect(
-            "swaks is needed for this test: `cargo xtask test` installs it (apt-get install swaks)",
-        );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = Swaks::new(s.addr, "x@sender.example", "alice@example.org")
+        .tls("--tls")
+        .args(&["--header", "Subject: from swaks", "--body", "sent by swaks"])
+        .run();
+    assert!(ok, "{text}");
     assert!(text.contains("250 2.0.0 Ok: queued as"), "{text}");
     let files = s.wait_for_mail("alice@example.org", 1);
     let stored = std::fs::read_to_string(&files[0]).unwrap();

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use argh::FromArgs;
 
+use crate::smtp::expect;
 use crate::{cargo, check, root};
 
 /// measure SMTP throughput, latency and memory
@@ -88,10 +89,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
             (None, addr, rcpt, b.maildir.clone())
         }
         None => {
-            let ours = start_ours(
-                b.dir.clone().unwrap_or_else(|| root().join("target/bench")),
-                None,
-            )?;
+            let ours = start_ours(&b, None)?;
             let addr = ours.addr;
             let new_dir = ours.dir.join("data/mail/example.org/alice/new");
             (
@@ -135,40 +133,16 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
     } else {
         generate(addr, None, &rcpt, b.connections, b.messages, b.size)?
     };
-    let accepted = started.elapsed();
-    println!(
-        "accepted:   {total} messages in {:.2} s = {:.0} msgs/s",
-        accepted.as_secs_f64(),
-        total as f64 / accepted.as_secs_f64()
-    );
-    if !latencies.is_empty() {
-        let mut l = latencies;
-        l.sort();
-        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
-        println!(
-            "latency:    p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (MAIL to 250 after DATA)",
-            ms(pct(0.50)),
-            ms(pct(0.99)),
-            ms(*l.last().unwrap())
-        );
-    }
+    report_accepted(total, started.elapsed(), latencies, true);
     if let Some(dir) = &new_dir {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let n = count_files(dir).saturating_sub(already);
-            if n >= total {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("only {n} of {total} messages arrived in {}", dir.display());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let e2e = started.elapsed();
+        wait_arrival(
+            total,
+            || count_files(dir).saturating_sub(already),
+            &format!("arrived in {}", dir.display()),
+        )?;
         println!(
-            "end to end: {total} messages in {:.2} s = {:.0} msgs/s (files in {})",
-            e2e.as_secs_f64(),
-            total as f64 / e2e.as_secs_f64(),
+            "end to end: {} (files in {})",
+            rate(total, started.elapsed()),
             if ours.is_some() {
                 "the Maildir's new/"
             } else {
@@ -184,6 +158,57 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// "N messages in S s = R msgs/s".
+fn rate(total: usize, elapsed: Duration) -> String {
+    format!(
+        "{total} messages in {:.2} s = {:.0} msgs/s",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    )
+}
+
+/// Prints how fast the messages were accepted, and the latency percentiles
+/// (and, with `max`, the slowest message).
+fn report_accepted(total: usize, accepted: Duration, mut latencies: Vec<Duration>, max: bool) {
+    println!("accepted:   {}", rate(total, accepted));
+    if latencies.is_empty() {
+        return;
+    }
+    latencies.sort();
+    let l = &latencies;
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+    let max = if max {
+        format!(", max {:.2} ms", ms(*l.last().unwrap()))
+    } else {
+        String::new()
+    };
+    println!(
+        "latency:    p50 {:.2} ms, p99 {:.2} ms{max} (MAIL to 250 after DATA)",
+        ms(pct(0.50)),
+        ms(pct(0.99))
+    );
+}
+
+/// Waits up to 300 s for `arrived()` to reach `total`; `place` ends the
+/// error ("only N of TOTAL messages {place}").
+fn wait_arrival(
+    total: usize,
+    mut arrived: impl FnMut() -> usize,
+    place: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let n = arrived();
+        if n >= total {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {total} messages {place}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -203,8 +228,9 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 /// Our server; with `sink`, set up for relaying: an account, the
 /// submissions port, and a transport sending `sink.example` to the sink.
-fn start_ours(base: PathBuf, sink: Option<u16>) -> anyhow::Result<Ours> {
+fn start_ours(b: &Bench, sink: Option<u16>) -> anyhow::Result<Ours> {
     check(cargo().args(["build", "--release", "-p", "mta"]))?;
+    let base = b.dir.clone().unwrap_or_else(|| root().join("target/bench"));
     let dir = base.join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -416,10 +442,7 @@ fn sink() -> anyhow::Result<(u16, Counter, Counter)> {
 fn outbound(b: Bench) -> anyhow::Result<()> {
     let total = b.connections * b.messages;
     let (port, delivered, connections) = sink()?;
-    let ours = start_ours(
-        b.dir.clone().unwrap_or_else(|| root().join("target/bench")),
-        Some(port),
-    )?;
+    let ours = start_ours(&b, Some(port))?;
     println!(
         "bench --outbound: {} connections x {} messages of {} bytes = {total} messages, submitted over TLS with AUTH, DKIM-signed, relayed to a loopback sink",
         b.connections, b.messages, b.size
@@ -434,35 +457,15 @@ fn outbound(b: Bench) -> anyhow::Result<()> {
         b.messages,
         b.size,
     )?;
-    let accepted = started.elapsed();
+    report_accepted(total, started.elapsed(), latencies, false);
+    wait_arrival(
+        total,
+        || delivered.load(std::sync::atomic::Ordering::SeqCst),
+        "reached the sink",
+    )?;
     println!(
-        "accepted:   {total} messages in {:.2} s = {:.0} msgs/s",
-        accepted.as_secs_f64(),
-        total as f64 / accepted.as_secs_f64()
-    );
-    let mut l = latencies;
-    l.sort();
-    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
-    println!(
-        "latency:    p50 {:.2} ms, p99 {:.2} ms (MAIL to 250 after DATA)",
-        ms(pct(0.50)),
-        ms(pct(0.99))
-    );
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while delivered.load(std::sync::atomic::Ordering::SeqCst) < total {
-        if Instant::now() > deadline {
-            bail!(
-                "only {} of {total} messages reached the sink",
-                delivered.load(std::sync::atomic::Ordering::SeqCst)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let e2e = started.elapsed();
-    println!(
-        "relayed:    {total} messages in {:.2} s = {:.0} msgs/s (received by the sink)",
-        e2e.as_secs_f64(),
-        total as f64 / e2e.as_secs_f64()
+        "relayed:    {} (received by the sink)",
+        rate(total, started.elapsed())
     );
     let opened = connections.load(std::sync::atomic::Ordering::SeqCst);
     println!(
@@ -473,21 +476,6 @@ fn outbound(b: Bench) -> anyhow::Result<()> {
         println!("server:     peak RSS {:.1} MiB", kib as f64 / 1024.0);
     }
     Ok(())
-}
-
-fn expect(reader: &mut impl BufRead, code: u16) -> anyhow::Result<()> {
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            bail!("connection closed while waiting for {code}");
-        }
-        if line.as_bytes().get(3) == Some(&b' ') {
-            if !line.starts_with(&code.to_string()) {
-                bail!("expected {code}, got {}", line.trim_end());
-            }
-            return Ok(());
-        }
-    }
 }
 
 /// A message of about `size` bytes with 76-character lines, ended by the

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 
 use crate::qemu::{self, Console, Vm};
+use crate::smtp::expect;
 use crate::{image, root, tools};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -141,33 +142,18 @@ fn smtp_send(port: u16, rcpt: &str, message: &str) -> anyhow::Result<String> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut w = stream;
-    let reply = |reader: &mut BufReader<TcpStream>| -> anyhow::Result<String> {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            ensure!(reader.read_line(&mut line)? > 0, "connection closed");
-            all.push_str(&line);
-            if line.as_bytes().get(3) == Some(&b' ') {
-                return Ok(all);
-            }
-        }
-    };
-    let expect = |r: String, code: &str| -> anyhow::Result<String> {
-        ensure!(r.starts_with(code), "expected {code}, got {r:?}");
-        Ok(r)
-    };
-    expect(reply(&mut reader)?, "220")?;
+    expect(&mut reader, 220)?;
     w.write_all(b"EHLO e2e.example\r\n")?;
-    expect(reply(&mut reader)?, "250")?;
+    expect(&mut reader, 250)?;
     w.write_all(
         format!("MAIL FROM:<e2e@sender.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes(),
     )?;
-    expect(reply(&mut reader)?, "250")?;
-    expect(reply(&mut reader)?, "250")?;
-    expect(reply(&mut reader)?, "354")?;
+    expect(&mut reader, 250)?;
+    expect(&mut reader, 250)?;
+    expect(&mut reader, 354)?;
     w.write_all(message.as_bytes())?;
     w.write_all(b".\r\n")?;
-    let done = expect(reply(&mut reader)?, "250")?;
+    let done = expect(&mut reader, 250)?;
     w.write_all(b"QUIT\r\n")?;
     Ok(done)
 }
@@ -360,17 +346,10 @@ pub fn run() -> anyhow::Result<()> {
     println!(
         "e2e: passed in {:.0} s; image {} raw, {} compressed, initramfs {:.1} MiB; mta accepting at uptime {uptime} s (guest, {})",
         started.elapsed().as_secs_f64(),
-        mib(&built.image),
-        mib(&built.compressed),
+        image::size(&built.image),
+        image::size(&built.compressed),
         built.initramfs_bytes as f64 / (1 << 20) as f64,
         qemu::accelerator()
     );
     Ok(())
-}
-
-fn mib(path: &Path) -> String {
-    format!(
-        "{:.1} MiB",
-        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / (1 << 20) as f64
-    )
 }

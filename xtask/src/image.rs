@@ -69,7 +69,8 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn size(path: &Path) -> String {
+/// A file's size in MiB, for reports.
+pub fn size(path: &Path) -> String {
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }

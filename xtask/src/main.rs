@@ -12,6 +12,7 @@ mod debs;
 mod e2e;
 mod image;
 mod qemu;
+mod smtp;
 mod tools;
 
 use std::path::{Path, PathBuf};

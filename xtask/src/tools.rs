@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use crate::{check, root};
+use crate::{check, debs};
 
 fn have(program: &str) -> bool {
     Command::new("sh")
@@ -62,9 +62,6 @@ pub fn ensure_test_tools() -> anyhow::Result<()> {
     }
     if !have("python3") {
         missing.push("python3");
-    }
-    if !have("openssl") {
-        missing.push("openssl");
     }
     apt_install(&missing)?;
     // Independent peers: DKIM verification, an SMTP/LMTP server, DNS
@@ -167,41 +164,16 @@ pub fn ensure_qemu(board: &board::Board) -> anyhow::Result<()> {
 /// package without installing a second MTA. Returns the program and the
 /// library directory it needs in LD_LIBRARY_PATH.
 pub fn smtp_source() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let cache = root().join("target/cache/postfix");
-    let program = cache.join("usr/sbin/smtp-source");
-    let libs = cache.join("usr/lib/postfix");
-    if program.exists() {
-        return Ok((program, libs));
-    }
-    std::fs::create_dir_all(&cache)?;
-    if !have("apt-get") {
-        bail!("smtp-source comes from Debian's postfix package; apt-get is not available here");
-    }
-    let download = Command::new("apt-get")
-        .args(["download", "postfix"])
-        .current_dir(&cache)
-        .status()
-        .context("apt-get download postfix")?;
-    if !download.success() {
-        if is_root() {
-            check(Command::new("apt-get").args(["update", "-qq"]))?;
-            check(
-                Command::new("apt-get")
-                    .args(["download", "postfix"])
-                    .current_dir(&cache),
-            )?;
-        } else {
-            bail!("apt-get download postfix failed; run apt-get update first");
+    let dir = match debs::unpacked("postfix") {
+        Ok(dir) => dir,
+        Err(_) if !have("apt-get") => {
+            bail!("smtp-source comes from Debian's postfix package; apt-get is not available here")
         }
-    }
-    let deb = std::fs::read_dir(&cache)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .context("no postfix .deb downloaded")?;
-    check(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&cache))?;
+        Err(e) => return Err(e),
+    };
+    let program = dir.join("usr/sbin/smtp-source");
     if !program.exists() {
-        bail!("{} not found in {}", program.display(), deb.display());
+        bail!("{} not found in the postfix package", program.display());
     }
-    Ok((program, libs))
+    Ok((program, dir.join("usr/lib/postfix")))
 }

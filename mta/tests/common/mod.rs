@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 pub const MTA: &str = env!("CARGO_BIN_EXE_mta");
 
+/// alice's password (the SHA-crypt reference vector in `BASE_CONFIG`).
+pub const PASSWORD: &str = "Hello world!";
+
 pub const BASE_CONFIG: &str = r#"
 hostname = "mx.example.org"
 domains = ["example.org"]
@@ -92,10 +95,14 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill();
         let (child, listeners, log) = spawn(&self.config);
-        let mut old = std::mem::take(&mut *self.log.lock().unwrap());
-        old.push("--- restart ---".into());
-        old.append(&mut log.lock().unwrap());
-        *log.lock().unwrap() = old;
+        {
+            // One guard over the new log: nothing it receives meanwhile is lost.
+            let mut new = log.lock().unwrap();
+            let mut old = std::mem::take(&mut *self.log.lock().unwrap());
+            old.push("--- restart ---".into());
+            old.append(&mut new);
+            *new = old;
+        }
         self.child = child;
         self.addr = listeners["mx"];
         self.listeners = listeners;
@@ -115,31 +122,26 @@ impl Server {
 
     /// Waits for the process to exit by itself; returns whether it succeeded.
     pub fn wait_exit(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "mta did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            within,
+            || "mta did not exit".into(),
+            || self.child.try_wait().unwrap(),
+        )
+        .success()
     }
 
     /// Waits until a log line contains `needle`.
     pub fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log_contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}: {:?}",
-                self.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn connect(&self) -> Client {
-        Client::connect(self.addr)
+        wait_until(
+            Duration::from_secs(10),
+            || {
+                format!(
+                    "no log line with {needle:?}: {:?}",
+                    self.log.lock().unwrap()
+                )
+            },
+            || self.log_contains(needle).then_some(()),
+        )
     }
 
     /// Files in `new/` of an account's Maildir.
@@ -161,19 +163,17 @@ impl Server {
 
     /// Waits until the account has `n` messages, and returns them.
     pub fn wait_for_mail(&self, account: &str, n: usize) -> Vec<PathBuf> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let files = self.maildir(account);
-            if files.len() >= n {
-                return files;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{account} has {} messages, expected {n}",
-                files.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(20),
+            || {
+                let found = self.maildir(account).len();
+                format!("{account} has {found} messages, expected {n}")
+            },
+            || {
+                let files = self.maildir(account);
+                (files.len() >= n).then_some(files)
+            },
+        )
     }
 
     /// Runs `mta queue ACTION [ID]` against this server.
@@ -193,46 +193,60 @@ impl Server {
         (out.status.success(), text)
     }
 
-    /// Sends a message as alice (password "Hello world!") over 587 with
-    /// swaks, an independent client.
+    /// Sends a message as alice over 587 with swaks (`Swaks::alice`);
+    /// `extra` are more swaks arguments.
     pub fn submit(&self, to: &[&str], extra: &[&str]) {
-        let server = self.listeners["submission"].to_string();
-        let to = to.join(",");
-        let mut args = vec![
-            "--server",
-            &server,
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice@example.org",
-            "--auth-password",
-            "Hello world!",
-            "--from",
-            "alice@example.org",
-            "--to",
-            &to,
-        ];
-        args.extend_from_slice(extra);
-        let (ok, out) = swaks(&args);
+        let (ok, out) = Swaks::alice(self.listeners["submission"], &to.join(","))
+            .args(extra)
+            .run();
         assert!(ok, "{out}");
     }
 
     /// Waits until the queue is empty.
     pub fn wait_queue_empty(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let (ok, list) = self.queue(&["list"]);
-            if ok && list.contains("the queue is empty") {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the queue did not drain: {list}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            within,
+            || format!("the queue did not drain: {}", self.queue(&["list"]).1),
+            || {
+                let (ok, list) = self.queue(&["list"]);
+                (ok && list.contains("the queue is empty")).then_some(())
+            },
+        )
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// The log lines that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Calls `f` every 50 ms until it returns `Some`, for at most `timeout`,
+/// then panics with `what()`, which describes what was awaited (and may
+/// show the state at that moment).
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(done) = f() {
+            return done;
+        }
+        if Instant::now() >= deadline {
+            panic!("{}", what());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -246,20 +260,81 @@ impl Drop for Server {
     }
 }
 
-/// Runs swaks; (success, everything it printed).
-pub fn swaks(args: &[&str]) -> (bool, String) {
-    let out = Command::new("swaks")
-        .args(args)
-        .output()
-        .expect("swaks is needed: `cargo xtask test` installs it (apt-get install swaks)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+/// A message sent with swaks, an independent SMTP client.
+pub struct Swaks<'a> {
+    server: SocketAddr,
+    /// `--tls` (STARTTLS) or `--tlsc` (TLS from the first byte).
+    tls: Option<&'a str>,
+    /// Mechanism, user and password.
+    auth: Option<(&'a str, &'a str, &'a str)>,
+    from: &'a str,
+    /// Recipients, separated by commas.
+    to: String,
+    extra: Vec<&'a str>,
+}
+
+impl<'a> Swaks<'a> {
+    /// In plain text, without authentication.
+    pub fn new(server: SocketAddr, from: &'a str, to: &str) -> Swaks<'a> {
+        Swaks {
+            server,
+            tls: None,
+            auth: None,
+            from,
+            to: to.to_string(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// A submission as alice: STARTTLS, then AUTH PLAIN with `PASSWORD`.
+    pub fn alice(server: SocketAddr, to: &str) -> Swaks<'a> {
+        Swaks::new(server, "alice@example.org", to)
+            .tls("--tls")
+            .auth("PLAIN", "alice@example.org", PASSWORD)
+    }
+
+    /// `--tls` (STARTTLS) or `--tlsc` (TLS from the first byte).
+    pub fn tls(mut self, flag: &'a str) -> Swaks<'a> {
+        self.tls = Some(flag);
+        self
+    }
+
+    pub fn auth(mut self, mechanism: &'a str, user: &'a str, password: &'a str) -> Swaks<'a> {
+        self.auth = Some((mechanism, user, password));
+        self
+    }
+
+    /// More arguments (`--header`, `--body`, `--quit-after` …).
+    pub fn args(mut self, extra: &[&'a str]) -> Swaks<'a> {
+        self.extra.extend_from_slice(extra);
+        self
+    }
+
+    /// Runs swaks; (success, everything it printed).
+    pub fn run(&self) -> (bool, String) {
+        let mut cmd = Command::new("swaks");
+        cmd.arg("--server").arg(self.server.to_string());
+        if let Some(flag) = self.tls {
+            cmd.arg(flag);
+        }
+        if let Some((mechanism, user, password)) = self.auth {
+            cmd.args(["--auth", mechanism, "--auth-user", user])
+                .args(["--auth-password", password]);
+        }
+        cmd.args(["--from", self.from, "--to", &self.to])
+            .args(&self.extra);
+        let out = cmd
+            .output()
+            .expect("swaks is needed: `cargo xtask test` installs it (apt-get install swaks)");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
 }
 
 fn spawn(config: &Path) -> (Child, HashMap<String, SocketAddr>, Arc<Mutex<Vec<String>>>) {
@@ -318,12 +393,18 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        Client { stream, reader }
+        Client::new(TcpStream::connect(addr).unwrap()).unwrap()
+    }
+
+    /// Connects within `timeout`; `None` when nothing accepts the connection.
+    pub fn try_connect(addr: SocketAddr, timeout: Duration) -> Option<Client> {
+        Client::new(TcpStream::connect_timeout(&addr, timeout).ok()?).ok()
+    }
+
+    fn new(stream: TcpStream) -> std::io::Result<Client> {
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Client { stream, reader })
     }
 
     /// Connects and reads the greeting.
@@ -405,11 +486,10 @@ impl Client {
 /// compare a stored message with what was sent.
 pub fn original_of(stored: &[u8]) -> String {
     let text = String::from_utf8_lossy(stored).to_string();
-    let lines = text.split('\n').peekable();
     let mut out = Vec::new();
     let mut skipping = false;
     let mut in_header = true;
-    for line in lines {
+    for line in text.split('\n') {
         if in_header {
             if line.starts_with('\t') && skipping {
                 continue;

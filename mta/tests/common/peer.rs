@@ -2,9 +2,9 @@
 //! and a DNS server (dnslib) on loopback.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Peer {
     child: Child,
@@ -96,17 +96,28 @@ impl TestCa {
     }
 }
 
-impl Peer {
-    pub fn start(lmtp: bool, tls: bool, auth: Option<&str>, zone: Option<&str>) -> Peer {
-        Peer::with(Options {
-            lmtp,
-            tls,
-            auth,
-            zone,
-            ..Options::default()
-        })
-    }
+/// A self-signed end-entity certificate (not a CA, for serverAuth) for
+/// `names` (DNS names or IP addresses; the first is also the common name):
+/// its key, and the certificate and key PEM files in `dir`.
+pub fn self_signed(dir: &Path, names: &[&str]) -> (rcgen::KeyPair, PathBuf, PathBuf) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, names[0]);
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let base = dir.join(names[0]);
+    let (c, k) = (base.with_extension("crt"), base.with_extension("key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (key, c, k)
+}
 
+impl Peer {
     pub fn with(options: Options<'_>) -> Peer {
         let out = tempfile::tempdir().unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer.py");
@@ -117,36 +128,8 @@ impl Peer {
         }
         let mut cert = None;
         if options.tls {
-            let (c, k) = (out.path().join("cert.pem"), out.path().join("key.pem"));
-            let ok = Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "1",
-                    "-subj",
-                    "/CN=relay.test",
-                ])
-                .args(["-addext", "subjectAltName=DNS:relay.test,IP:127.0.0.1"])
-                // An end-entity certificate, trusted directly by the client.
-                .args([
-                    "-addext",
-                    "basicConstraints=critical,CA:FALSE",
-                    "-addext",
-                    "extendedKeyUsage=serverAuth",
-                    "-keyout",
-                ])
-                .arg(&k)
-                .arg("-out")
-                .arg(&c)
-                .stderr(Stdio::null())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "openssl could not make a test certificate");
+            // An end-entity certificate, trusted directly by the client.
+            let (_, c, k) = self_signed(out.path(), &["relay.test", "127.0.0.1"]);
             cmd.arg("--tls").arg(&c).arg(&k);
             if options.implicit_tls {
                 cmd.arg("--implicit-tls");
@@ -246,18 +229,16 @@ impl Peer {
     }
 
     pub fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let r = self.received();
-            if r.len() >= n {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the peer received {} messages, expected {n}",
-                r.len()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_until(
+            Duration::from_secs(20),
+            || {
+                let got = self.received().len();
+                format!("the peer received {got} messages, expected {n}")
+            },
+            || {
+                let r = self.received();
+                (r.len() >= n).then_some(r)
+            },
+        )
     }
 }
