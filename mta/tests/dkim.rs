@@ -9,12 +9,7 @@ use common::Server;
 
 /// `mta dkim show` output as (DNS name, TXT value).
 fn records(s: &Server) -> Vec<(String, String)> {
-    let out = Command::new(common::MTA)
-        .args(["dkim", "--config"])
-        .arg(&s.config)
-        .args(["show", "example.org"])
-        .output()
-        .unwrap();
+    let out = s.mta("dkim", &["show", "example.org"]);
     assert!(
         out.status.success(),
         "{}",
@@ -120,12 +115,7 @@ fn submitted_mail_is_dual_signed_and_dkimpy_verifies_both() {
 fn rotation_adds_selectors_and_new_mail_uses_them() {
     let s = Server::start("");
     let before = records(&s);
-    let out = Command::new(common::MTA)
-        .args(["dkim", "--config"])
-        .arg(&s.config)
-        .args(["rotate", "example.org"])
-        .output()
-        .unwrap();
+    let out = s.mta("dkim", &["rotate", "example.org"]);
     assert!(
         out.status.success(),
         "{}",

@@ -152,11 +152,6 @@ fn user_cli_adds_an_account_the_running_server_accepts() {
     .auth("LOGIN", "carol@example.org", "carols secret")
     .run();
     assert!(ok, "{out}");
-    let list = Command::new(common::MTA)
-        .args(["user", "--config"])
-        .arg(&s.config)
-        .arg("list")
-        .output()
-        .unwrap();
+    let list = s.mta("user", &["list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("carol@example.org"));
 }

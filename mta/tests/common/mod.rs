@@ -177,14 +177,19 @@ impl Server {
     }
 
     /// Runs `mta queue ACTION [ID]` against this server.
-    pub fn queue(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(MTA)
-            .arg("queue")
+    /// Runs `mta COMMAND --config <ours> ARGS...`.
+    pub fn mta(&self, command: &str, args: &[&str]) -> std::process::Output {
+        Command::new(MTA)
+            .arg(command)
             .arg("--config")
             .arg(&self.config)
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    pub fn queue(&self, args: &[&str]) -> (bool, String) {
+        let out = self.mta("queue", args);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
