@@ -184,7 +184,7 @@ fn debugfs(fs: &Path, request: &str) -> anyhow::Result<Vec<u8>> {
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let board = board::by_name("pc-x86_64").expect("built-in board");
-    tools::ensure_qemu(board)?;
+    tools::ensure(&tools::for_qemu(board))?;
     let built = image::build(board, true)?;
     let dir = root().join("target/e2e");
     let _ = std::fs::remove_dir_all(&dir);

@@ -87,7 +87,7 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
             board.boot
         );
     }
-    tools::ensure_image_tools(board)?;
+    tools::ensure(&tools::for_image(board))?;
     let binaries = build_userland(board, release)?;
 
     let kernel_package = debs::resolve(board.kernel_package)?;

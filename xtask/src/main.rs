@@ -6,6 +6,8 @@
 //! - `cargo xtask test`  installs what the tests need, then fmt, clippy and
 //!   every test
 //! - `cargo xtask bench` the SMTP load generator (see `bench.rs`)
+//! - `cargo xtask doctor` checks, without installing, what the tests need
+//!   from this machine (see `tools.rs`)
 
 mod bench;
 mod debs;
@@ -36,6 +38,16 @@ enum Task {
     Bench(bench::Bench),
     Image(image::ImageArgs),
     E2e(E2e),
+    Doctor(Doctor),
+}
+
+/// check (by using each one) the tools and packages the tests need from this machine, and say how to install what is missing
+#[derive(FromArgs)]
+#[argh(subcommand, name = "doctor")]
+struct Doctor {
+    /// board whose image and emulator to check (default pc-x86_64)
+    #[argh(option, default = "String::from(\"pc-x86_64\")")]
+    board: String,
 }
 
 /// build the appliance image and boot it in QEMU (or, with --native, run only the MTA here)
@@ -75,6 +87,7 @@ fn main() {
         Task::Bench(b) => bench::bench(b),
         Task::Image(i) => image::run(i),
         Task::E2e(_) => e2e::run(),
+        Task::Doctor(d) => doctor(d),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
@@ -107,8 +120,22 @@ pub fn check(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn doctor(d: Doctor) -> anyhow::Result<()> {
+    let board = board::by_name(&d.board).with_context(|| format!("unknown board {:?}", d.board))?;
+    eprintln!(
+        "What `cargo xtask test` needs on this machine (each one used, not only looked for):"
+    );
+    let missing = tools::report(&tools::for_tests(board));
+    if missing > 0 {
+        std::process::exit(1);
+    }
+    eprintln!("\nEverything is in place.");
+    Ok(())
+}
+
 fn test(t: Test) -> anyhow::Result<()> {
-    tools::ensure_test_tools()?;
+    let board = board::by_name("pc-x86_64").expect("built-in board");
+    tools::ensure(&tools::for_tests(board))?;
     if !t.no_lint {
         check(cargo().args(["fmt", "--all", "--", "--check"]))?;
         check(cargo().args([
@@ -130,7 +157,7 @@ fn run(r: Run) -> anyhow::Result<()> {
         return run_native(r.port);
     }
     let board = board::by_name(&r.board).with_context(|| format!("unknown board {:?}", r.board))?;
-    tools::ensure_qemu(board)?;
+    tools::ensure(&tools::for_qemu(board))?;
     let built = image::build(board, true)?;
     let dir = root().join("target/run");
     std::fs::create_dir_all(&dir)?;

@@ -1,21 +1,352 @@
-//! Host tools the tests and benchmarks need, installed on demand from
-//! Debian's archive (as root) or named with the exact command to run.
+//! Host prerequisites of the tests, the image build and QEMU, each checked
+//! by using it: swaks must be able to speak TLS and AUTH, the Python peers
+//! must sign and verify, musl-gcc must compile, mkfs.ext4 must make a file
+//! system that debugfs reads, QEMU must start the board's machine with its
+//! firmware and devices. What is missing is installed from Debian's archive
+//! (every package named, nothing left to "recommends"), PyPI (pinned in
+//! `xtask/python/requirements.txt`) or rustup, then checked again;
+//! `cargo xtask doctor` only reports.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::{check, debs};
+use crate::{check, debs, root};
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// How a missing prerequisite is installed.
+#[derive(Clone, Copy, PartialEq)]
+enum Fix {
+    /// Debian packages (`apt-get install`, as root).
+    Apt(&'static [&'static str]),
+    /// The pinned Python packages (`xtask/python/requirements.txt`).
+    Pip,
+    RustupTarget(&'static str),
+    RustupComponent(&'static str),
+}
+
+impl Fix {
+    fn command(self) -> String {
+        match self {
+            Fix::Apt(p) => format!("apt-get install {}", p.join(" ")),
+            Fix::Pip => format!("python3 -m pip install -r {}", requirements().display()),
+            Fix::RustupTarget(t) => format!("rustup target add {t}"),
+            Fix::RustupComponent(c) => format!("rustup component add {c}"),
+        }
+    }
+}
+
+/// One thing a task needs from the host.
+pub struct Prereq {
+    what: String,
+    fix: Fix,
+    /// Uses the thing; `Err` says what did not work.
+    probe: Box<dyn Fn() -> Result<(), String>>,
+}
+
+impl Prereq {
+    fn new(
+        what: impl Into<String>,
+        fix: Fix,
+        probe: impl Fn() -> Result<(), String> + 'static,
+    ) -> Self {
+        Prereq {
+            what: what.into(),
+            fix,
+            probe: Box::new(probe),
+        }
+    }
+}
+
+fn requirements() -> PathBuf {
+    root().join("xtask/python/requirements.txt")
+}
+
+/// Runs `program args`, with `input` on stdin, for at most 30 s; its
+/// standard output and error together, or why it failed.
+fn run(program: &str, args: &[&str], input: &[u8]) -> Result<String, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program} cannot be started: {e}"))?;
+    // Writing may fail if the program exits without reading; its status says why.
+    let _ = child.stdin.take().expect("piped").write_all(input);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{program} did not finish within 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        Err(format!(
+            "{program} {}: {} {first}",
+            args.join(" "),
+            out.status
+        ))
+    }
+}
+
+fn python(module: &'static str) -> Prereq {
+    Prereq::new(format!("Python package {module}"), Fix::Pip, move || {
+        let probe = root().join("xtask/python/probe.py");
+        run("python3", &[&probe.to_string_lossy(), module], b"").map(drop)
+    })
+}
+
+/// What `cargo xtask test` needs before the first test (the image and
+/// QEMU prerequisites of `board` included: the last step boots it).
+pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
+    let mut list = vec![
+        Prereq::new(
+            "swaks with TLS and AUTH",
+            // Net::SSLeay and IO::Socket::SSL are only "recommended" by swaks.
+            Fix::Apt(&["swaks", "libnet-ssleay-perl", "libio-socket-ssl-perl"]),
+            || {
+                let out = run("swaks", &["--support"], b"")?;
+                for feature in ["TLS", "Basic AUTH"] {
+                    if !out.contains(&format!("=== {feature} supported")) {
+                        let why = out.lines().find(|l| l.contains(feature)).unwrap_or("");
+                        return Err(format!("swaks cannot do {feature}: {}", why.trim()));
+                    }
+                }
+                Ok(())
+            },
+        ),
+        Prereq::new("python3", Fix::Apt(&["python3"]), || {
+            run(
+                "python3",
+                &["-c", "import sys; sys.exit(sys.version_info < (3, 9))"],
+                b"",
+            )
+            .map(drop)
+            .map_err(|e| format!("{e} (Python 3.9 or newer is needed)"))
+        }),
+        Prereq::new("pip", Fix::Apt(&["python3-pip"]), || {
+            run("python3", &["-m", "pip", "--version"], b"").map(drop)
+        }),
+        python("dkimpy"),
+        python("aiosmtpd"),
+        python("dnslib"),
+        python("dnspython"),
+    ];
+    for (component, subcommand) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
+        list.push(Prereq::new(
+            format!("cargo {subcommand}"),
+            Fix::RustupComponent(component),
+            move || {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                run(&cargo, &[subcommand, "--version"], b"").map(drop)
+            },
+        ));
+    }
+    list.extend(for_image(board));
+    list.extend(for_qemu(board));
+    list
+}
+
+/// What `cargo xtask image` needs: the board's Rust target, a C compiler
+/// for it (ring has C and assembly), e2fsprogs, strip, and apt/dpkg to fetch
+/// and unpack the kernel and boot loader packages.
+pub fn for_image(board: &board::Board) -> Vec<Prereq> {
+    let target = board.rust_target;
+    let mut list = vec![Prereq::new(
+        format!("Rust target {target}"),
+        Fix::RustupTarget(target),
+        move || {
+            let out = run("rustup", &["target", "list", "--installed"], b"")?;
+            if out.lines().any(|l| l.trim() == target) {
+                Ok(())
+            } else {
+                Err(format!("{target} is not installed"))
+            }
+        },
+    )];
+    if target.contains("musl") {
+        list.push(Prereq::new("musl-gcc", Fix::Apt(&["musl-tools"]), || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let out = dir.path().join("probe");
+            run(
+                "musl-gcc",
+                &["-static", "-x", "c", "-o", &out.to_string_lossy(), "-"],
+                b"#include <stdio.h>\nint main(void) { return puts(\"\") < 0; }\n",
+            )?;
+            run(&out.to_string_lossy(), &[], b"").map(drop)
+        }));
+    }
+    list.push(Prereq::new(
+        "e2fsprogs (mkfs.ext4, debugfs, e2fsck, dumpe2fs)",
+        Fix::Apt(&["e2fsprogs"]),
+        || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            std::fs::write(dir.path().join("probe.txt"), "probe").map_err(|e| e.to_string())?;
+            let img = dir.path().join("fs.img");
+            let img = img.to_string_lossy();
+            let content = dir.path().to_string_lossy().into_owned();
+            run("mkfs.ext4", &["-q", "-d", &content, &img, "4M"], b"")?;
+            run("e2fsck", &["-fn", &img], b"")?;
+            run("dumpe2fs", &["-h", &img], b"")?;
+            let cat = run("debugfs", &["-R", "cat /probe.txt", &img], b"")?;
+            if cat.contains("probe") {
+                Ok(())
+            } else {
+                Err(format!("debugfs did not read back the file: {cat}"))
+            }
+        },
+    ));
+    list.push(Prereq::new("strip", Fix::Apt(&["binutils"]), || {
+        run("strip", &["--version"], b"").map(drop)
+    }));
+    list.push(Prereq::new(
+        "apt-get and dpkg-deb",
+        Fix::Apt(&["apt", "dpkg"]),
+        || {
+            run("apt-get", &["--version"], b"")?;
+            run("dpkg-deb", &["--version"], b"").map(drop)
+        },
+    ));
+    list
+}
+
+/// The board's emulator and UEFI firmware: QEMU starts the machine with the
+/// firmware, the network card (whose option ROM comes from another package)
+/// and the board's devices, stopped before the first instruction, then quits.
+pub fn for_qemu(board: &'static board::Board) -> Vec<Prereq> {
+    let Some(q) = &board.qemu else {
+        return Vec::new();
+    };
+    vec![Prereq::new(
+        format!("{} with {}", q.program, q.packages.join(" and ")),
+        Fix::Apt(q.packages),
+        move || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let vm = crate::qemu::Vm {
+                disk: dir.path().join("disk.img"),
+                vars: dir.path().join("vars.fd"),
+                forwards: Vec::new(),
+                console: crate::qemu::Console::File(dir.path().join("console")),
+                qmp: None,
+                no_reboot: true,
+            };
+            std::fs::write(&vm.disk, vec![0u8; 1 << 20]).map_err(|e| e.to_string())?;
+            let cmd = crate::qemu::command(board, &vm).map_err(|e| format!("{e:#}"))?;
+            // The same command with the monitor on stdin to say `quit`;
+            // stopped (-S), so the accelerator does not matter.
+            let mut args: Vec<String> = Vec::new();
+            let mut given = cmd.get_args().map(|a| a.to_string_lossy().into_owned());
+            while let Some(arg) = given.next() {
+                match arg.as_str() {
+                    "-monitor" => drop(given.next()),
+                    "kvm" => args.push("tcg".into()),
+                    _ => args.push(arg),
+                }
+            }
+            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+            args.extend(["-S", "-monitor", "stdio"]);
+            run(q.program, &args, b"quit\n").map(drop)
+        },
+    )]
+}
+
+/// Checks every prerequisite; installs what is missing (Debian packages as
+/// root, Python packages with pip, Rust parts with rustup) and checks again.
+/// Fails with the doctor's report when something is still missing.
+pub fn ensure(list: &[Prereq]) -> anyhow::Result<()> {
+    let missing: Vec<&Prereq> = list.iter().filter(|p| (p.probe)().is_err()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for p in &missing {
+        eprintln!(
+            "xtask: missing {}; installing ({})",
+            p.what,
+            p.fix.command()
+        );
+    }
+    let mut packages: Vec<&str> = Vec::new();
+    for p in &missing {
+        if let Fix::Apt(names) = p.fix {
+            add_unique(&mut packages, names);
+        }
+    }
+    // Debian first: pip may come from it.
+    if !packages.is_empty() && is_root() {
+        apt_install(&packages)?;
+    }
+    for p in &missing {
+        match p.fix {
+            Fix::Apt(_) => {}
+            Fix::Pip => {}
+            Fix::RustupTarget(t) => check(Command::new("rustup").args(["target", "add", t]))?,
+            Fix::RustupComponent(c) => check(Command::new("rustup").args(["component", "add", c]))?,
+        }
+    }
+    if missing.iter().any(|p| p.fix == Fix::Pip) {
+        pip_install()?;
+    }
+    if report(list) > 0 {
+        bail!("prerequisites are missing (listed above)");
+    }
+    Ok(())
+}
+
+/// Prints one line per prerequisite and the commands that install the
+/// missing ones; returns how many are missing.
+pub fn report(list: &[Prereq]) -> usize {
+    let mut fixes: Vec<String> = Vec::new();
+    let mut apt: Vec<&str> = Vec::new();
+    let mut missing = 0;
+    for p in list {
+        match (p.probe)() {
+            Ok(()) => eprintln!("  ok       {}", p.what),
+            Err(why) => {
+                missing += 1;
+                eprintln!("  MISSING  {}: {}", p.what, why.trim());
+                match p.fix {
+                    Fix::Apt(names) => add_unique(&mut apt, names),
+                    fix if !fixes.contains(&fix.command()) => fixes.push(fix.command()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if missing > 0 {
+        eprintln!("\n{missing} missing. `cargo xtask test` run as root installs them; by hand:");
+        if !apt.is_empty() {
+            eprintln!(
+                "  sudo apt-get update && sudo apt-get install --no-install-recommends {}",
+                apt.join(" ")
+            );
+        }
+        for fix in fixes {
+            eprintln!("  {fix}");
+        }
+    }
+    missing
+}
+
+fn add_unique(list: &mut Vec<&'static str>, names: &[&'static str]) {
+    for name in names {
+        if !list.contains(name) {
+            list.push(name);
+        }
+    }
 }
 
 pub fn is_root() -> bool {
@@ -34,15 +365,9 @@ fn nix_uid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-/// Installs Debian packages that provide the missing programs.
-pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
-    if packages.is_empty() {
-        return Ok(());
-    }
-    let line = format!("apt-get install -y {}", packages.join(" "));
-    if !is_root() {
-        bail!("missing tools; install them with: sudo apt-get update && sudo {line}");
-    }
+/// Installs Debian packages, each named: recommended packages are not
+/// pulled in, so whatever a tool needs must be in the list.
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     // The package lists may be missing or stale on a fresh machine.
     check(Command::new("apt-get").args(["update", "-qq"]))?;
     check(
@@ -53,51 +378,8 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     )
 }
 
-/// swaks (an independent SMTP client), python3 (smtplib), and the Rust
-/// components for linting.
-pub fn ensure_test_tools() -> anyhow::Result<()> {
-    let mut missing = Vec::new();
-    if !have("swaks") {
-        missing.push("swaks");
-    }
-    if !have("python3") {
-        missing.push("python3");
-    }
-    apt_install(&missing)?;
-    // Independent peers: DKIM verification, an SMTP/LMTP server, DNS
-    // servers (dnslib; dnspython signing zones for DNSSEC).
-    ensure_python_module("import dkim", "dkimpy[ed25519]")?;
-    ensure_python_module("import aiosmtpd", "aiosmtpd")?;
-    ensure_python_module("import dnslib", "dnslib")?;
-    ensure_python_module(
-        "import dns._features, sys; sys.exit(not dns._features.have('dnssec'))",
-        "dnspython[dnssec]",
-    )?;
-    for (component, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
-        let ok = crate::cargo()
-            .args([probe, "--version"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            check(Command::new("rustup").args(["component", "add", component]))?;
-        }
-    }
-    Ok(())
-}
-
-/// A Python package from PyPI (dkimpy verifies our DKIM signatures), unless
-/// the `probe` statement already succeeds.
-fn ensure_python_module(probe: &str, package: &str) -> anyhow::Result<()> {
-    let present = Command::new("python3")
-        .args(["-c", probe])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
+/// The pinned Python packages.
+fn pip_install() -> anyhow::Result<()> {
     let pip = |extra: &[&str]| {
         Command::new("python3")
             .args([
@@ -108,7 +390,8 @@ fn ensure_python_module(probe: &str, package: &str) -> anyhow::Result<()> {
                 "--disable-pip-version-check",
             ])
             .args(extra)
-            .arg(package)
+            .arg("-r")
+            .arg(requirements())
             .status()
             .is_ok_and(|s| s.success())
     };
@@ -116,48 +399,10 @@ fn ensure_python_module(probe: &str, package: &str) -> anyhow::Result<()> {
     if pip(&[]) || pip(&["--break-system-packages"]) {
         return Ok(());
     }
-    bail!("cannot install the Python package {package}; run: python3 -m pip install '{package}'")
-}
-
-/// What `cargo xtask image` needs on the host: the board's Rust target, a
-/// C compiler for musl (ring has C and assembly), e2fsprogs and strip.
-pub fn ensure_image_tools(board: &board::Board) -> anyhow::Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
-    let has_target = installed.as_ref().is_ok_and(|o| {
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .any(|l| l.trim() == board.rust_target)
-    });
-    if !has_target {
-        check(Command::new("rustup").args(["target", "add", board.rust_target]))?;
-    }
-    let mut missing = Vec::new();
-    if board.rust_target.contains("musl") && !have("musl-gcc") {
-        missing.push("musl-tools");
-    }
-    if !have("mkfs.ext4") || !have("debugfs") {
-        missing.push("e2fsprogs");
-    }
-    if !have("strip") {
-        missing.push("binutils");
-    }
-    if !have("dpkg-deb") {
-        missing.push("dpkg");
-    }
-    apt_install(&missing)
-}
-
-/// The emulator and UEFI firmware of a board.
-pub fn ensure_qemu(board: &board::Board) -> anyhow::Result<()> {
-    let Some(q) = &board.qemu else {
-        bail!("board {} cannot be emulated", board.name);
-    };
-    if have(q.program) && std::path::Path::new(q.firmware_code).exists() {
-        return Ok(());
-    }
-    apt_install(q.packages)
+    bail!(
+        "cannot install the Python packages; run: python3 -m pip install -r {}",
+        requirements().display()
+    )
 }
 
 /// Postfix's `smtp-source` load generator, unpacked from Debian's postfix
@@ -166,8 +411,10 @@ pub fn ensure_qemu(board: &board::Board) -> anyhow::Result<()> {
 pub fn smtp_source() -> anyhow::Result<(PathBuf, PathBuf)> {
     let dir = match debs::unpacked("postfix") {
         Ok(dir) => dir,
-        Err(_) if !have("apt-get") => {
-            bail!("smtp-source comes from Debian's postfix package; apt-get is not available here")
+        Err(e) if run("apt-get", &["--version"], b"").is_err() => {
+            bail!(
+                "smtp-source comes from Debian's postfix package; apt-get is not available here ({e:#})"
+            )
         }
         Err(e) => return Err(e),
     };

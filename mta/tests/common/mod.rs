@@ -111,13 +111,9 @@ impl Server {
 
     /// Sends a signal (`HUP`, `TERM` …) to the server process.
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{name} failed");
+        let signal: nix::sys::signal::Signal = format!("SIG{name}").parse().unwrap();
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("kill -{name}: {e}"));
     }
 
     /// Waits for the process to exit by itself; returns whether it succeeded.
