@@ -2,11 +2,15 @@
 //! pool of worker threads that deliver it and report the results to the
 //! queue.
 //!
-//! Local recipients go to their Maildir; everything else is handed to
-//! [`crate::outbound`] (one connection per route and message). Temporary
-//! failures are retried with backoff; permanent ones bounce.
+//! Local recipients go to their Maildir, on the worker threads. Everything
+//! else is handed to [`crate::outbound`] (one connection per route and
+//! message) in a task on the runtime, so a slow or hostile server never
+//! holds a thread that local delivery needs; how many remote deliveries run
+//! at once, in all and per destination, is bounded there. Each hand-over is
+//! recorded as soon as the next hop has taken it. Temporary failures are
+//! retried with backoff; permanent ones bounce.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +26,39 @@ const WORKER_BATCH: usize = 16;
 
 /// Bodies kept in memory between intake and delivery, at most.
 const FRESH_CACHE_BYTES: usize = 64 << 20;
+
+/// The longest one remote delivery attempt (connection, TLS, every reply,
+/// the message) may take, however the server paces its answers.
+const ATTEMPT_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// Messages whose remote deliveries are under way. A worker leaves their
+/// remote recipients alone; the task reports last and schedules what is
+/// still pending.
+#[derive(Default)]
+struct InFlight(Mutex<HashSet<QueueId>>);
+
+impl InFlight {
+    /// Marks `id` as under way; false when it already was.
+    fn start(self: &Arc<Self>, id: QueueId) -> Option<InFlightGuard> {
+        let fresh = self.0.lock().expect("in-flight set").insert(id);
+        fresh.then(|| InFlightGuard {
+            set: self.clone(),
+            id,
+        })
+    }
+}
+
+/// Ends the mark when dropped (also when a task fails).
+struct InFlightGuard {
+    set: Arc<InFlight>,
+    id: QueueId,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.set.0.lock().expect("in-flight set").remove(&self.id);
+    }
+}
 
 struct Job {
     id: QueueId,
@@ -41,7 +78,9 @@ pub fn start(
 ) -> anyhow::Result<()> {
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
+    let in_flight = Arc::new(InFlight::default());
     for n in 0..workers {
+        let in_flight = in_flight.clone();
         let queue = queue.clone();
         let maildirs = maildirs.clone();
         let job_rx = job_rx.clone();
@@ -72,6 +111,7 @@ pub fn start(
                         maildirs: &maildirs,
                         outbound: &outbound,
                         runtime: &runtime,
+                        in_flight: &in_flight,
                     };
                     deliver_batch(&ctx, jobs);
                 }
@@ -177,8 +217,9 @@ impl Scheduler {
 struct Context<'a> {
     queue: &'a Queue,
     maildirs: &'a Maildirs,
-    outbound: &'a Outbound,
+    outbound: &'a Arc<Outbound>,
     runtime: &'a tokio::runtime::Handle,
+    in_flight: &'a Arc<InFlight>,
 }
 
 fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
@@ -192,7 +233,7 @@ fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
     // Nothing counts as delivered before its directory entry is durable.
     let mut accounts: Vec<&str> = done
         .iter()
-        .flat_map(|(_, attempts)| attempts.iter())
+        .flat_map(|(_, attempts, _)| attempts.iter())
         .filter(|a| matches!(a.outcome, Outcome::Delivered))
         .filter_map(|a| a.account.as_deref())
         .collect();
@@ -207,11 +248,8 @@ fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
                 .map(|e| (account.to_string(), e.to_string()))
         })
         .collect();
-    for (envelope, attempts) in done {
+    for (envelope, attempts, remote_under_way) in done {
         let mut results = Vec::with_capacity(attempts.len());
-        let handed_over = attempts
-            .iter()
-            .any(|a| a.account.is_none() && matches!(a.outcome, Outcome::Delivered));
         for mut a in attempts {
             if let (Some(account), Outcome::Delivered) = (&a.account, &a.outcome)
                 && let Some((_, why)) = unsynced.iter().find(|(acc, _)| acc == account)
@@ -222,8 +260,8 @@ fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
             log_attempt(&envelope, &a);
             results.push((a.index, a.outcome));
         }
-        if handed_over {
-            queue.record_durably(envelope.id, results);
+        if remote_under_way {
+            queue.record_partial(envelope.id, results);
         } else {
             queue.record(envelope.id, results);
         }
@@ -242,9 +280,11 @@ struct Attempt {
     detail: String,
 }
 
-/// Delivers one message's pending recipients (Maildirs are not synced
-/// here; remote recipients are handed over, one connection per route).
-fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>)> {
+/// Delivers one message's pending local recipients (Maildirs are not
+/// synced here) and starts the remote deliveries (one connection per
+/// route) in a task. Returns the local attempts and whether a remote task
+/// was started (it records its own results and reschedules the message).
+fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool)> {
     let (queue, maildirs) = (ctx.queue, ctx.maildirs);
     // A message handed over at intake cannot have been delivered before; one
     // read back from disk may have been, just before a crash.
@@ -334,31 +374,79 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>)> {
             },
         }
     }
-    for (route, recipients) in remote {
+    if remote.is_empty() {
+        return Some((envelope, attempts, false));
+    }
+    let Some(guard) = ctx.in_flight.start(envelope.id) else {
+        // Already under way (scheduled again by its local results or by
+        // the administrator): that task reports.
+        return Some((envelope, attempts, false));
+    };
+    ctx.runtime.spawn(deliver_remote(
+        ctx.queue.clone(),
+        ctx.outbound.clone(),
+        envelope.clone(),
+        body,
+        remote,
+        guard,
+    ));
+    Some((envelope, attempts, true))
+}
+
+/// The remote part of one message: each route's hand-over is recorded
+/// durably as soon as it is done (a crash after a remote `250` must not
+/// send the message again); the last record schedules what is pending.
+async fn deliver_remote(
+    queue: Queue,
+    outbound: Arc<Outbound>,
+    envelope: Arc<Envelope>,
+    body: Arc<Vec<u8>>,
+    routes: Vec<(Route, Vec<(usize, String)>)>,
+    guard: InFlightGuard,
+) {
+    let count = routes.len();
+    let mut guard = Some(guard);
+    for (n, (route, recipients)) in routes.into_iter().enumerate() {
         let started = now_micros();
         let addresses: Vec<String> = recipients.iter().map(|(_, a)| a.clone()).collect();
-        let results =
-            ctx.runtime.block_on(
-                ctx.outbound
-                    .deliver(&route, &envelope.from, &addresses, &body),
+        let results = tokio::time::timeout(
+            ATTEMPT_DEADLINE,
+            outbound.deliver(&route, &envelope.from, &addresses, &body),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            let why = format!(
+                "the delivery attempt took longer than {}",
+                humantime::format_duration(ATTEMPT_DEADLINE)
             );
+            vec![outbound::Result::Deferred(why); addresses.len()]
+        });
+        let mut recorded = Vec::with_capacity(results.len());
         for ((index, _), result) in recipients.into_iter().zip(results) {
             let (outcome, detail) = match result {
                 outbound::Result::Delivered(text) => (Outcome::Delivered, text),
                 outbound::Result::Deferred(why) => (Outcome::Deferred(why), String::new()),
                 outbound::Result::Failed(why) => (Outcome::Failed(why), String::new()),
             };
-            attempts.push(Attempt {
+            let attempt = Attempt {
                 index,
                 account: None,
                 relay: route.relay_name(),
                 started,
                 outcome,
                 detail,
-            });
+            };
+            log_attempt(&envelope, &attempt);
+            recorded.push((index, attempt.outcome));
         }
+        let last = n + 1 == count;
+        if last {
+            // Off the list before the record that may schedule the message
+            // again, so that the next attempt is not skipped.
+            drop(guard.take());
+        }
+        queue.record_durably(envelope.id, recorded, last);
     }
-    Some((envelope, attempts))
 }
 
 /// The one log line per recipient, in Postfix's shape.

@@ -105,10 +105,46 @@ impl Directory {
         {
             Some(hash) => hash.verify(password).then(|| key.expect("found by key")),
             None => {
-                PasswordHash::dummy().verify(password);
+                self.decoy(username).verify(password);
                 None
             }
         }
+    }
+
+    /// The hash an unknown user's password is checked against: one of the
+    /// real accounts' hashes, always the same for one name, so an unknown
+    /// user costs what a known one of the same scheme and parameters costs
+    /// (a `$6$` account answers faster than argon2). The result is thrown
+    /// away.
+    fn decoy(&self, username: &str) -> PasswordHash {
+        use std::hash::{Hash, Hasher};
+        let mut hashes: Vec<&PasswordHash> = self
+            .accounts
+            .values()
+            .filter_map(|a| a.password.as_ref())
+            .collect();
+        if hashes.is_empty() {
+            return PasswordHash::dummy();
+        }
+        hashes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        username.to_lowercase().hash(&mut h);
+        hashes[h.finish() as usize % hashes.len()].clone()
+    }
+
+    /// What identifies the account's current password (its hash), or `None`
+    /// when the account does not exist or cannot log in. A session compares
+    /// it with the one at login to notice a changed password or a deleted
+    /// account after a reload.
+    pub fn credential(&self, account: &str) -> Option<String> {
+        Some(
+            self.accounts
+                .get(account)?
+                .password
+                .as_ref()?
+                .as_str()
+                .to_string(),
+        )
     }
 
     /// Whether `account` may use `sender` as its envelope sender: its own

@@ -291,21 +291,6 @@ pub fn zone_line(domain: &str, key: &Key) -> anyhow::Result<String> {
     ))
 }
 
-/// The domain of the first address in the message's From header.
-pub fn from_domain(message: &[u8]) -> Option<String> {
-    let fields = crate::message::fields(message);
-    let (_, value) = fields
-        .iter()
-        .find(|(name, _)| name.trim_ascii().eq_ignore_ascii_case(b"from"))?;
-    let value = std::str::from_utf8(value).ok()?;
-    let addr = match (value.rfind('<'), value.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &value[a + 1..b],
-        _ => value.trim(),
-    };
-    let domain = addr.rsplit_once('@')?.1.trim().trim_end_matches('>');
-    crate::address::normalise_domain(domain).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,18 +345,5 @@ mod tests {
             "{headers}"
         );
         assert!(headers.contains("c=relaxed/relaxed"), "{headers}");
-    }
-
-    #[test]
-    fn from_domain_is_found_in_folded_headers() {
-        assert_eq!(
-            from_domain(b"Subject: x\r\nFrom: \"A, B\"\r\n <a@Example.ORG>\r\n\r\nbody").as_deref(),
-            Some("example.org")
-        );
-        assert_eq!(
-            from_domain(b"From: a@example.net\r\n\r\n").as_deref(),
-            Some("example.net")
-        );
-        assert_eq!(from_domain(b"To: a@example.net\r\n\r\n"), None);
     }
 }

@@ -15,6 +15,7 @@ pub mod dkim;
 pub mod dsn;
 pub mod envelope;
 pub mod fsutil;
+pub mod logsafe;
 pub mod maildir;
 pub mod message;
 pub mod outbound;

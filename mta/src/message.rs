@@ -47,9 +47,73 @@ pub fn fields(message: &[u8]) -> Vec<(&[u8], Vec<u8>)> {
     out
 }
 
+/// Why the authors of a message cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthorError {
+    #[error("the message has {0} From: fields; RFC 5322 allows one")]
+    FromCount(usize),
+    #[error("the From: field has no address")]
+    NoAddress,
+}
+
+/// The addresses of the `From:` field (RFC 5322 §3.6.2), parsed with
+/// mail-parser (display names, comments, quoting, encoded words and groups
+/// handled as receivers do). A message without `From:` has no authors.
+pub fn authors(message: &[u8]) -> Result<Vec<String>, AuthorError> {
+    let header = header_section(message);
+    let count = field_names(header)
+        .filter(|n| n.trim_ascii().eq_ignore_ascii_case(b"from"))
+        .count();
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if count > 1 {
+        return Err(AuthorError::FromCount(count));
+    }
+    let parsed = mail_parser::MessageParser::new()
+        .parse_headers(header)
+        .ok_or(AuthorError::NoAddress)?;
+    let list: Vec<String> = parsed
+        .from()
+        .map(|a| {
+            a.iter()
+                .filter_map(|a| a.address.as_deref().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if list.is_empty() {
+        return Err(AuthorError::NoAddress);
+    }
+    Ok(list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authors_are_the_addresses_of_the_one_from_field() {
+        assert_eq!(
+            authors(b"Subject: x\r\nFrom: \"A, <b@evil.example>\"\r\n <a@Example.ORG>\r\n\r\nFrom: c@d\r\n"),
+            Ok(vec!["a@Example.ORG".to_string()])
+        );
+        assert_eq!(
+            authors(b"From: a@example.net, b@example.org\r\n\r\n"),
+            Ok(vec![
+                "a@example.net".to_string(),
+                "b@example.org".to_string()
+            ])
+        );
+        assert_eq!(authors(b"To: a@example.net\r\n\r\n"), Ok(vec![]));
+        assert_eq!(
+            authors(b"From: a@example.net\r\nFROM : b@example.org\r\n\r\n"),
+            Err(AuthorError::FromCount(2))
+        );
+        assert_eq!(
+            authors(b"From: nobody\r\n\r\n"),
+            Err(AuthorError::NoAddress)
+        );
+    }
 
     #[test]
     fn sections_and_folded_fields() {

@@ -6,6 +6,9 @@ use std::fmt;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 
+/// The longest password checked, in bytes.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash {
     text: String,
@@ -71,8 +74,13 @@ impl PasswordHash {
             .clone()
     }
 
-    /// Constant-time check of `password` against this hash.
+    /// Constant-time check of `password` against this hash. Passwords
+    /// longer than [`MAX_PASSWORD_LEN`] fail without hashing: SHA-crypt's
+    /// cost grows with the length, and no one types that much.
     pub fn verify(&self, password: &str) -> bool {
+        if password.len() > MAX_PASSWORD_LEN {
+            return false;
+        }
         match self.scheme {
             Scheme::Argon2 => Argon2::default()
                 .verify_password(password.as_bytes(), self.text.as_str())
@@ -117,6 +125,15 @@ mod tests {
         let h = PasswordHash::parse("$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5")
             .unwrap();
         assert!(h.verify("Hello world!"));
+    }
+
+    #[test]
+    fn overlong_passwords_fail_without_hashing() {
+        let long = "x".repeat(MAX_PASSWORD_LEN + 1);
+        // Even the right password: it is refused before any hashing.
+        assert!(!PasswordHash::create(&long).verify(&long));
+        let limit = "x".repeat(MAX_PASSWORD_LEN);
+        assert!(PasswordHash::create(&limit).verify(&limit));
     }
 
     #[test]

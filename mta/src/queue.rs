@@ -84,6 +84,10 @@ enum Op {
         /// Sync at once: a lost result would mean sending again to a
         /// remote server (a duplicate), where Maildir redelivery is harmless.
         durable: bool,
+        /// Schedule the next attempt of what is still pending; false while
+        /// other deliveries of the message are still under way (they
+        /// report last).
+        reschedule: bool,
     },
     Admin {
         action: Admin,
@@ -182,21 +186,36 @@ impl Queue {
         wait.await.unwrap_or(Err(IntakeError::Failed))
     }
 
-    /// Records delivery results for some recipients of a message.
+    /// Records delivery results for some recipients of a message, and
+    /// schedules what is still pending.
     pub fn record(&self, id: QueueId, results: Vec<(usize, Outcome)>) {
-        let _ = self.ops.send(Op::Results {
-            id,
-            results,
-            durable: false,
-        });
+        self.record_with(id, results, false, true);
     }
 
-    /// Records results that must not be lost (remote hand-overs).
-    pub fn record_durably(&self, id: QueueId, results: Vec<(usize, Outcome)>) {
+    /// Records results that must not be lost (remote hand-overs); with
+    /// `reschedule` false, other attempts for the message are under way and
+    /// the last of them schedules what is still pending.
+    pub fn record_durably(&self, id: QueueId, results: Vec<(usize, Outcome)>, reschedule: bool) {
+        self.record_with(id, results, true, reschedule);
+    }
+
+    /// Records results without scheduling anything (see [`Queue::record_durably`]).
+    pub fn record_partial(&self, id: QueueId, results: Vec<(usize, Outcome)>) {
+        self.record_with(id, results, false, false);
+    }
+
+    fn record_with(
+        &self,
+        id: QueueId,
+        results: Vec<(usize, Outcome)>,
+        durable: bool,
+        reschedule: bool,
+    ) {
         let _ = self.ops.send(Op::Results {
             id,
             results,
-            durable: true,
+            durable,
+            reschedule,
         });
     }
 
@@ -362,7 +381,12 @@ impl Writer {
                             replies.push((done, envelope.id));
                             schedule.push(enqueue(&mut envelopes, &mut bodies, envelope, body)?);
                         }
-                        Op::Results { id, results, .. } => {
+                        Op::Results {
+                            id,
+                            results,
+                            reschedule,
+                            ..
+                        } => {
                             let Some(mut env) = read_envelope(&envelopes, id)? else {
                                 continue;
                             };
@@ -429,7 +453,7 @@ impl Writer {
                                 put(&mut envelopes, &env)?;
                                 if env.held {
                                     schedule.push(Schedule::Forget(id));
-                                } else if let Some(due) = env.next_attempt() {
+                                } else if reschedule && let Some(due) = env.next_attempt() {
                                     schedule.push(Schedule::Due {
                                         id,
                                         due,
@@ -437,7 +461,9 @@ impl Writer {
                                     });
                                 }
                             }
-                            results_applied.push(id);
+                            if reschedule {
+                                results_applied.push(id);
+                            }
                         }
                         Op::Admin { action, done } => {
                             let r = self.apply_admin(

@@ -35,6 +35,7 @@ struct Settings {
     directory: Arc<Directory>,
     tls: tokio_rustls::TlsAcceptor,
     greeting_delay: Duration,
+    session_time: Duration,
     per_ip_limit: usize,
     limit: usize,
 }
@@ -59,6 +60,7 @@ impl Settings {
             directory: Arc::new(Directory::new(config)),
             tls: tokio_rustls::TlsAcceptor::from(tls::server_config(config)?),
             greeting_delay: config.limits.greeting_delay,
+            session_time: config.limits.session_time,
             per_ip_limit: config.limits.connections_per_ip,
             limit: config.limits.connections,
         })
@@ -74,18 +76,41 @@ impl Settings {
     }
 }
 
-/// Failed logins per client address and per account name, in a sliding
-/// window: past the limit, AUTH is refused without checking the password.
+/// Failed logins in a sliding window, per source (an IPv4 address or an
+/// IPv6 /64, which one host usually has whole) and per account. A source
+/// past its limit is refused without a password check; an account past its
+/// limit is only slowed down, so guessing from many addresses cannot lock
+/// its owner out.
 #[derive(Default)]
 struct AuthLimiter {
     failures: Mutex<HashMap<String, std::collections::VecDeque<tokio::time::Instant>>>,
 }
 
 const AUTH_WINDOW: Duration = Duration::from_secs(15 * 60);
-const AUTH_FAILURES_PER_IP: usize = 5;
+const AUTH_FAILURES_PER_SOURCE: usize = 5;
 const AUTH_FAILURES_PER_ACCOUNT: usize = 10;
+/// What every failed login costs, and the extra wait for each login to an
+/// account that is being guessed at.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
+const AUTH_GUESSED_DELAY: Duration = Duration::from_secs(5);
+/// Password hashes computed at once: an argon2 check holds 19 MiB, so the
+/// number in flight bounds memory; further logins wait their turn.
+const PASSWORD_CHECKS: usize = 2;
 
 impl AuthLimiter {
+    fn source_key(ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v4) => format!("ip:{v4}"),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => format!("ip:{v4}"),
+                None => {
+                    let s = v6.segments();
+                    format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
+
     fn count(&self, key: &str) -> usize {
         let mut map = self.failures.lock().expect("auth limiter");
         let now = tokio::time::Instant::now();
@@ -99,15 +124,24 @@ impl AuthLimiter {
         q.len()
     }
 
-    fn blocked(&self, ip: &str, account: &str) -> bool {
-        self.count(ip) >= AUTH_FAILURES_PER_IP || self.count(account) >= AUTH_FAILURES_PER_ACCOUNT
+    fn source_blocked(&self, source: &str) -> bool {
+        self.count(source) >= AUTH_FAILURES_PER_SOURCE
     }
 
-    fn record(&self, ip: &str, account: &str) {
+    fn account_guessed(&self, account: &str) -> bool {
+        self.count(account) >= AUTH_FAILURES_PER_ACCOUNT
+    }
+
+    fn record(&self, source: &str, account: &str) {
         let mut map = self.failures.lock().expect("auth limiter");
         let now = tokio::time::Instant::now();
-        for key in [ip, account] {
-            map.entry(key.to_string()).or_default().push_back(now);
+        for key in [source, account] {
+            let q = map.entry(key.to_string()).or_default();
+            q.push_back(now);
+            // Only the count up to the limit matters.
+            if q.len() > AUTH_FAILURES_PER_ACCOUNT {
+                q.pop_front();
+            }
         }
         if map.len() > 10_000 {
             map.retain(|_, q| {
@@ -120,6 +154,7 @@ impl AuthLimiter {
 
 struct Shared {
     auth: AuthLimiter,
+    password_checks: tokio::sync::Semaphore,
     settings: Arc<RwLock<Arc<Settings>>>,
     queue: Queue,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -170,6 +205,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let shared = Arc::new(Shared {
         auth: AuthLimiter::default(),
+        password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
         settings,
         queue,
         per_ip: Mutex::new(HashMap::new()),
@@ -371,7 +407,8 @@ async fn accept_loop(
                     "421 4.7.0 {} Error: too many connections\r\n",
                     shared.settings().mx.hostname
                 );
-                let _ = stream.write_all(text.as_bytes()).await;
+                let _ =
+                    tokio::time::timeout(CLOSE_TIMEOUT, stream.write_all(text.as_bytes())).await;
                 tracing::info!("refused {peer}: too many connections");
                 return;
             };
@@ -451,10 +488,11 @@ async fn handshake(
     }
 }
 
-/// DKIM-signs submitted mail whose From domain is ours. A failure to sign
-/// is logged and the message still goes (unsigned is better than lost).
+/// DKIM-signs submitted mail whose From domain (checked by the session to
+/// belong to the account) is ours. A failure to sign is logged and the
+/// message still goes (unsigned is better than lost).
 async fn sign(settings: &Settings, submission: &mut crate::smtp::session::Submission) {
-    let Some(domain) = crate::dkim::from_domain(&submission.body) else {
+    let Some(domain) = submission.author_domain.clone() else {
         return;
     };
     if !settings.directory.is_local_domain(&domain) {
@@ -485,37 +523,45 @@ async fn authenticate(
     peer: SocketAddr,
     credentials: crate::smtp::sasl::Credentials,
 ) -> AuthOutcome {
-    let ip_key = format!("ip:{}", peer.ip());
-    let user_key = format!("user:{}", credentials.username.to_lowercase());
+    let source = AuthLimiter::source_key(peer.ip());
+    let account = format!("user:{}", credentials.username.to_lowercase());
     let method = credentials.mechanism.name();
-    if shared.auth.blocked(&ip_key, &user_key) {
+    let shown = crate::logsafe::escape(&credentials.username).into_owned();
+    if shared.auth.source_blocked(&source) {
         tracing::warn!(
-            "client={peer}, sasl_method={method}, sasl_username={}: refused, too many failures",
-            credentials.username
+            "client={peer}, sasl_method={method}, sasl_username={shown}: refused, too many failures from {source}"
         );
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
         return AuthOutcome::TryLater;
     }
-    let directory = settings.directory.clone();
-    let username = credentials.username.clone();
-    let verified = tokio::task::spawn_blocking(move || {
-        directory.verify_password(&credentials.username, &credentials.password)
-    })
-    .await
-    .ok()
-    .flatten();
+    if shared.auth.account_guessed(&account) {
+        // Someone is guessing this account's password from many places:
+        // every login to it is slower, none is refused.
+        tokio::time::sleep(AUTH_GUESSED_DELAY).await;
+    }
+    let verified = {
+        let Ok(_permit) = shared.password_checks.acquire().await else {
+            return AuthOutcome::TryLater;
+        };
+        let directory = settings.directory.clone();
+        tokio::task::spawn_blocking(move || {
+            directory.verify_password(&credentials.username, &credentials.password)
+        })
+        .await
+        .ok()
+        .flatten()
+    };
     match verified {
         Some(account) => {
             tracing::info!("client={peer}, sasl_method={method}, sasl_username={account}");
             AuthOutcome::Accepted(account)
         }
         None => {
-            shared.auth.record(&ip_key, &user_key);
+            shared.auth.record(&source, &account);
             tracing::warn!(
-                "client={peer}, sasl_method={method}, sasl_username={username}: authentication failed"
+                "client={peer}, sasl_method={method}, sasl_username={shown}: authentication failed"
             );
-            // Slow down guessing.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(AUTH_FAILURE_DELAY).await;
             AuthOutcome::Rejected
         }
     }
@@ -536,25 +582,43 @@ impl Conn {
         }
     }
 
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.write_all(data).await,
-            Conn::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
+    /// Writes everything within `limit`: a client that stops reading does
+    /// not hold its connection (and the replies queued for it) for ever.
+    async fn write_all(&mut self, data: &[u8], limit: Duration) -> std::io::Result<()> {
+        let write = async {
+            match self {
+                Conn::Plain(s) => s.write_all(data).await,
+                Conn::Tls(s) => {
+                    s.write_all(data).await?;
+                    s.flush().await
+                }
+                Conn::Gone => Ok(()),
             }
-            Conn::Gone => Ok(()),
-        }
+        };
+        tokio::time::timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
     }
 
+    /// Closes the connection (TLS close_notify included) within a few
+    /// seconds; the socket is dropped either way.
     async fn shutdown(&mut self) {
-        let _ = match self {
-            Conn::Plain(s) => s.shutdown().await,
-            Conn::Tls(s) => s.shutdown().await,
-            Conn::Gone => Ok(()),
+        let close = async {
+            let _ = match self {
+                Conn::Plain(s) => s.shutdown().await,
+                Conn::Tls(s) => s.shutdown().await,
+                Conn::Gone => Ok(()),
+            };
         };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     }
 }
+
+/// How long the closing of a connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from a client at once; with the session's own buffers this is
+/// most of what an idle connection costs.
+const READ_BUFFER: usize = 16 * 1024;
 
 async fn handle(
     stream: TcpStream,
@@ -569,7 +633,9 @@ async fn handle(
         settings.directory.clone(),
         peer.ip(),
     );
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; READ_BUFFER];
+    let write_limit = settings.mx.command_timeout;
+    let ends = tokio::time::Instant::now() + settings.session_time;
     let mut conn = if role == Role::Submissions {
         // RFC 8314: TLS from the first byte.
         match handshake(stream, peer, &settings).await {
@@ -597,16 +663,42 @@ async fn handle(
     session.greet();
 
     loop {
+        // A reload applies to sessions already running at their next
+        // command: a changed password or a deleted account ends a login.
+        let current = shared.settings();
+        if !Arc::ptr_eq(&current.directory, session.directory()) {
+            session.set_directory(current.directory.clone());
+        }
+        drop(current);
         let step = session.process();
         if session.has_output() {
             let out = session.take_output();
-            conn.write_all(&out).await?;
+            if let Err(e) = conn.write_all(&out, write_limit).await {
+                tracing::info!("{peer}: cannot write to the client: {e}");
+                conn.shutdown().await;
+                return Ok(());
+            }
         }
         match step {
+            Step::Write => {}
             Step::NeedInput => {
                 let idle = session.is_idle();
+                let now = tokio::time::Instant::now();
+                if idle && now >= ends {
+                    tracing::info!("{peer}: connection time limit reached");
+                    session.expired();
+                    continue;
+                }
+                // Between messages the wait also ends with the connection's
+                // time; during a transaction only the client's silence counts.
+                let wait = if idle {
+                    session.timeout().min(ends - now)
+                } else {
+                    session.timeout()
+                };
                 tokio::select! {
-                    r = tokio::time::timeout(session.timeout(), conn.read(&mut buf)) => match r {
+                    r = tokio::time::timeout(wait, conn.read(&mut buf)) => match r {
+                        Err(_) if idle && tokio::time::Instant::now() >= ends => {}
                         Err(_) => {
                             tracing::info!("{peer}: timeout");
                             session.timed_out();
@@ -630,6 +722,7 @@ async fn handle(
                     .queue
                     .intake(submission.envelope, submission.body)
                     .await;
+                let from = crate::logsafe::Safe(&from);
                 match &outcome {
                     Ok(()) => tracing::info!(
                         "{id}: client={peer}, from=<{from}>, size={size}, nrcpt={nrcpt} (queued)"

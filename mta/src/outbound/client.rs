@@ -124,6 +124,16 @@ impl Connection {
                 greeting.text()
             )));
         }
+        // A transport or MX record that points back at this server would
+        // pass the message around in a circle (Postfix: "mail for … loops
+        // back to myself").
+        let banner_name = greeting.lines[0].split_whitespace().next().unwrap_or("");
+        if banner_name.eq_ignore_ascii_case(helo) {
+            return Err(Failure::temporary(format!(
+                "{} greets as {banner_name}: mail for it loops back to myself",
+                c.peer
+            )));
+        }
         c.hello(helo).await?;
         let (config, required) = match tls {
             Tls::Opportunistic(config) => (Some(config), false),
@@ -338,34 +348,72 @@ impl Connection {
         .map_err(|e| Failure::temporary(format!("{peer}: {e}")))
     }
 
+    /// One reply, whole, within the timeout: a server that drips it out a
+    /// byte at a time, sends lines without end or endless continuation
+    /// lines is cut off at the limits below (RFC 5321 §4.5.3.1.5 allows
+    /// 512 octets a line; generous limits, then failure).
     async fn reply(&mut self) -> Result<Reply, Failure> {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(self.timeout, self.io.read_line(&mut line))
-                .await
-                .map_err(|_| {
-                    Failure::temporary(format!("{}: timed out waiting for a reply", self.peer))
-                })?
-                .map_err(|e| Failure::temporary(format!("{}: {e}", self.peer)))?;
-            if n == 0 {
-                return Err(Failure::temporary(format!(
-                    "{}: connection closed",
-                    self.peer
-                )));
+        let peer = self.peer.clone();
+        let io = &mut self.io;
+        tokio::time::timeout(self.timeout, read_reply(io))
+            .await
+            .map_err(|_| Failure::temporary(format!("{peer}: timed out waiting for a reply")))?
+            .map_err(|e| Failure::temporary(format!("{peer}: {e}")))
+    }
+}
+
+/// The longest reply line read, CRLF included.
+pub const MAX_REPLY_LINE: usize = 4096;
+/// The most lines in one reply.
+pub const MAX_REPLY_LINES: usize = 100;
+
+/// Reads one SMTP reply (RFC 5321 §4.2) from `io`, never buffering more
+/// than [`MAX_REPLY_LINE`] bytes of a line or [`MAX_REPLY_LINES`] lines.
+pub async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> Result<Reply, String> {
+    use tokio::io::AsyncReadExt;
+    let mut lines = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut *io)
+            .take(MAX_REPLY_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        if line.last() != Some(&b'\n') {
+            if line.len() >= MAX_REPLY_LINE {
+                return Err(format!("reply line longer than {MAX_REPLY_LINE} octets"));
             }
-            if line.len() > 4096 || lines.len() > 100 {
-                return Err(Failure::temporary(format!("{}: reply too long", self.peer)));
+            return Err("connection closed in the middle of a reply".into());
+        }
+        if lines.len() >= MAX_REPLY_LINES {
+            return Err(format!("reply of more than {MAX_REPLY_LINES} lines"));
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let code: u16 = text
+            .get(..3)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse().ok())
+            .filter(|c| (200..600).contains(c))
+            .ok_or_else(|| format!("malformed reply {:?}", crate::logsafe::escape(text)))?;
+        let last = match text.as_bytes().get(3) {
+            None | Some(b' ') => true,
+            Some(b'-') => false,
+            Some(_) => {
+                return Err(format!(
+                    "malformed reply {:?}",
+                    crate::logsafe::escape(text)
+                ));
             }
-            let line = line.trim_end();
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| {
-                Failure::temporary(format!("{}: malformed reply {line:?}", self.peer))
-            })?;
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            lines.push(line.get(4..).unwrap_or("").to_string());
-            if last {
-                return Ok(Reply { code, lines });
-            }
+        };
+        // Peer text is kept escaped: it ends up in logs and bounces.
+        lines.push(crate::logsafe::escape(text.get(4..).unwrap_or("")).into_owned());
+        if last {
+            return Ok(Reply { code, lines });
         }
     }
 }
@@ -399,22 +447,30 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static
     .map_err(|e| Failure::temporary(format!("TLS with {server_name}: {e}")))
 }
 
-/// The message for DATA: CRLF line ends (bare LF from BDAT becomes CRLF),
-/// leading dots doubled, and the end marker.
+/// The message for DATA: CRLF line ends (a bare LF or a bare CR becomes
+/// CRLF, so nothing the next hop might read as a line end passes
+/// unchanged), leading dots doubled, and the end marker.
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 64);
     let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in body {
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        i += 1;
         if at_line_start && b == b'.' {
             out.push(b'.');
         }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+        at_line_start = false;
+        match b {
+            b'\r' | b'\n' => {
+                if b == b'\r' && body.get(i) == Some(&b'\n') {
+                    i += 1;
+                }
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            _ => out.push(b),
         }
-        out.push(b);
-        at_line_start = b == b'\n';
-        prev = b;
     }
     if !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -435,5 +491,44 @@ mod tests {
         );
         assert_eq!(dot_stuff(b"x\ny"), b"x\r\ny\r\n.\r\n");
         assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
+    }
+
+    #[test]
+    fn bare_cr_never_reaches_the_next_hop() {
+        // The smuggling payload `x<CR>.<CR><LF>`: the CR becomes a line end
+        // and the dot after it is stuffed.
+        assert_eq!(
+            dot_stuff(b"x\r.\r\nMAIL FROM:<a@b>\r\n"),
+            b"x\r\n..\r\nMAIL FROM:<a@b>\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b"a\r\rb"), b"a\r\n\r\nb\r\n.\r\n");
+    }
+
+    async fn reply_of(bytes: &[u8]) -> Result<Reply, String> {
+        let mut io = tokio::io::BufReader::new(bytes);
+        read_reply(&mut io).await
+    }
+
+    #[tokio::test]
+    async fn replies_are_read_within_their_limits() {
+        let r = reply_of(b"250-mx.example Hello\r\n250-SIZE 10\r\n250 SMTPUTF8\r\n")
+            .await
+            .unwrap();
+        assert_eq!((r.code, r.lines.len()), (250, 3));
+        let long = [b"220-".as_slice(), &vec![b'x'; 10 * MAX_REPLY_LINE]].concat();
+        assert!(reply_of(&long).await.unwrap_err().contains("longer than"));
+        let many = "250-x\r\n".repeat(MAX_REPLY_LINES + 1);
+        assert!(
+            reply_of(many.as_bytes())
+                .await
+                .unwrap_err()
+                .contains("lines")
+        );
+        assert!(reply_of(b"2x0 nope\r\n").await.is_err());
+        assert!(reply_of(b"250").await.is_err(), "no line end");
+        let r = reply_of(b"550 5.1.1 no\rforged log line\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.lines, vec!["5.1.1 no\\rforged log line"]);
     }
 }

@@ -132,8 +132,12 @@ pub struct Outbound {
     resolver: std::sync::Mutex<Option<Arc<TokioResolver>>>,
     validating: std::sync::Mutex<Option<Arc<TokioResolver>>>,
     dnssec: std::sync::Mutex<DnssecCheck>,
-    /// One semaphore per destination, `per_destination` permits each.
+    /// One semaphore per destination, `per_destination` permits each
+    /// (fewer than `slots` has, so one destination never takes them all).
     destinations: std::sync::Mutex<std::collections::HashMap<Route, Arc<tokio::sync::Semaphore>>>,
+    per_destination: usize,
+    /// Remote deliveries under way at once, to all destinations.
+    slots: tokio::sync::Semaphore,
     opportunistic: Arc<rustls::ClientConfig>,
     verified: Arc<rustls::ClientConfig>,
     /// The TLS configuration of each relay with its own `ca` (or why it
@@ -153,6 +157,12 @@ impl Outbound {
             validating: std::sync::Mutex::new(None),
             dnssec: std::sync::Mutex::new(DnssecCheck::default()),
             destinations: std::sync::Mutex::new(std::collections::HashMap::new()),
+            per_destination: config
+                .outbound
+                .per_destination
+                .min(config.queue.delivery_workers.saturating_sub(1))
+                .max(1),
+            slots: tokio::sync::Semaphore::new(config.queue.delivery_workers),
             opportunistic: Arc::new(tls::opportunistic()),
             verified: Arc::new(tls::verified(config.outbound.ca.as_deref())?),
             relay_tls: config
@@ -373,13 +383,18 @@ impl Outbound {
         let slots = {
             let mut map = self.destinations.lock().expect("destinations");
             map.entry(route.clone())
-                .or_insert_with(|| {
-                    Arc::new(tokio::sync::Semaphore::new(self.settings.per_destination))
-                })
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_destination)))
                 .clone()
         };
-        let _slot = slots
+        // The destination's turn first, then a slot: waiting for a busy
+        // destination must not hold a slot others could use.
+        let _turn = slots
             .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let _slot = self
+            .slots
+            .acquire()
             .await
             .expect("the semaphore is never closed");
         let attempt = match route {
@@ -687,12 +702,15 @@ impl Outbound {
             mx.push((0, domain.to_string()));
         }
         mx.sort_by_key(|(p, _)| *p);
-        let mut rng = rand::rng();
         let mut ordered = Vec::new();
-        for group in mx.chunk_by(|a, b| a.0 == b.0) {
-            let mut g: Vec<String> = group.iter().map(|(_, h)| h.clone()).collect();
-            g.shuffle(&mut rng);
-            ordered.extend(g);
+        {
+            // The thread's generator must not live across an await.
+            let mut rng = rand::rng();
+            for group in mx.chunk_by(|a, b| a.0 == b.0) {
+                let mut g: Vec<String> = group.iter().map(|(_, h)| h.clone()).collect();
+                g.shuffle(&mut rng);
+                ordered.extend(g);
+            }
         }
         let mut out = Vec::new();
         for host in ordered {

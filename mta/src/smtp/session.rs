@@ -49,11 +49,23 @@ pub struct SessionConfig {
 /// RFC 4954 §4: an AUTH response line may be up to 12288 octets.
 const MAX_AUTH_LINE: usize = 12288;
 
+/// More `Received:` fields than this means a mail loop (Postfix's
+/// `hopcount_limit`).
+pub const MAX_HOPS: usize = 50;
+
+/// Replies waiting beyond this are written before more pipelined commands
+/// are read from the buffer: a client that pipelines and never reads must
+/// not make the server queue megabytes of replies for it.
+const MAX_PENDING_OUTPUT: usize = 16 * 1024;
+
 /// What the adapter must do next.
 #[derive(Debug)]
 pub enum Step {
     /// Write the pending output, then read more input (within [`Session::timeout`]).
     NeedInput,
+    /// Write the pending output, then call [`Session::process`] again:
+    /// buffered commands are waiting.
+    Write,
     /// Write the pending output, store the message durably, then call
     /// [`Session::submitted`] with the outcome.
     Submit(Submission),
@@ -83,6 +95,9 @@ pub struct Submission {
     pub envelope: Envelope,
     /// The message as received, CRLF line ends, with our `Received:` on top.
     pub body: Vec<u8>,
+    /// For authenticated submission: the domain of the `From:` address,
+    /// which the account was checked to own (what DKIM signs for).
+    pub author_domain: Option<String>,
 }
 
 /// Why the queue could not take a message.
@@ -130,6 +145,8 @@ struct Transaction {
     oversize: bool,
     long_line: bool,
     chunked: bool,
+    /// BDAT: the last chunk ended in CR; the next byte decides.
+    pending_cr: bool,
 }
 
 impl Transaction {
@@ -146,6 +163,95 @@ impl Transaction {
             self.body.extend_from_slice(data);
         }
     }
+
+    /// BDAT content. RFC 3030 needs no dot-stuffing, but a bare CR or LF
+    /// would still reach the next hop, which may take it for a line end (the
+    /// SMTP smuggling class): each becomes CRLF. A CR that ends a chunk
+    /// waits for the next one.
+    fn append_chunk(&mut self, data: &[u8], max: u64) {
+        if !self.pending_cr && !data.iter().any(|&b| b == b'\r' || b == b'\n') {
+            return self.append(data, max);
+        }
+        let mut out = Vec::with_capacity(data.len() + 64);
+        for &b in data {
+            if std::mem::take(&mut self.pending_cr) {
+                out.extend_from_slice(b"\r\n");
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => out.extend_from_slice(b"\r\n"),
+                _ => out.push(b),
+            }
+        }
+        self.append(&out, max);
+    }
+
+    /// The end of the last BDAT chunk.
+    fn finish_chunks(&mut self, max: u64) {
+        if std::mem::take(&mut self.pending_cr) {
+            self.append(b"\r\n", max);
+        }
+    }
+}
+
+/// Received bytes not processed yet. Consumed from the front by moving a
+/// cursor: removing each line from the front of the buffer would copy the
+/// rest of it every time, quadratic in the number of short lines. Compacted
+/// when more input arrives, which copies only the unprocessed tail (at most a
+/// partial line: [`Session::process`] consumes everything else).
+#[derive(Default)]
+struct Input {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Input {
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start >= self.buf.len() {
+            self.clear();
+        }
+    }
+
+    /// The next `n` bytes, consumed.
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let taken = self.bytes()[..n].to_vec();
+        self.consume(n);
+        taken
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+        // A burst of pipelined input must not pin its buffer for the
+        // rest of the session.
+        if self.buf.capacity() > 64 * 1024 {
+            self.buf = Vec::new();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start >= self.buf.len()
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
 }
 
 pub struct Session {
@@ -153,7 +259,7 @@ pub struct Session {
     directory: Arc<Directory>,
     peer: IpAddr,
     state: State,
-    input: Vec<u8>,
+    input: Input,
     output: Vec<u8>,
     greeted: bool,
     helo: Option<(String, bool)>,
@@ -162,6 +268,9 @@ pub struct Session {
     errors: u32,
     skipping_long_line: bool,
     authenticated: Option<String>,
+    /// The account's password hash at login: a reload that changes it (or
+    /// removes the account) ends the login.
+    credential: Option<String>,
 }
 
 impl Session {
@@ -171,7 +280,7 @@ impl Session {
             directory,
             peer,
             state: State::Command,
-            input: Vec::new(),
+            input: Input::default(),
             output: Vec::new(),
             greeted: false,
             helo: None,
@@ -180,14 +289,25 @@ impl Session {
             errors: 0,
             skipping_long_line: false,
             authenticated: None,
+            credential: None,
         }
+    }
+
+    /// The configuration was reloaded: later commands see the new
+    /// directory (a login is checked against it at the next `MAIL`).
+    pub fn set_directory(&mut self, directory: Arc<Directory>) {
+        self.directory = directory;
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
     }
 
     /// Input from the client. May be called before [`Session::greet`]: a
     /// client that talks first is refused there.
     pub fn receive(&mut self, bytes: &[u8]) {
         if !matches!(self.state, State::Closed) {
-            self.input.extend_from_slice(bytes);
+            self.input.extend(bytes);
         }
     }
 
@@ -228,6 +348,17 @@ impl Session {
         self.state = State::Closed;
     }
 
+    /// The connection reached its maximum length; only called between
+    /// commands.
+    pub fn expired(&mut self) {
+        let text = format!(
+            "{} Error: connection time limit reached, please reconnect",
+            self.cfg.hostname
+        );
+        self.raw_reply(421, "4.4.2", text);
+        self.state = State::Closed;
+    }
+
     /// The server is stopping; only called between commands.
     pub fn shutdown(&mut self) {
         let text = format!(
@@ -251,6 +382,7 @@ impl Session {
         self.helo = None;
         self.tx = None;
         self.authenticated = None;
+        self.credential = None;
         self.input.clear();
         self.state = State::Command;
     }
@@ -276,6 +408,7 @@ impl Session {
         self.state = State::Command;
         match outcome {
             AuthOutcome::Accepted(account) => {
+                self.credential = self.directory.credential(&account);
                 self.authenticated = Some(account);
                 self.reply(235, "2.7.0", "Authentication successful".into());
             }
@@ -310,6 +443,9 @@ impl Session {
                 State::Command => {
                     if !self.greeted {
                         return Step::NeedInput;
+                    }
+                    if self.output.len() >= MAX_PENDING_OUTPUT {
+                        return Step::Write;
                     }
                     if let Some(step) = self.command_line() {
                         return step;
@@ -370,7 +506,7 @@ impl Session {
 
     /// One command from the input; `None` to go on, `Some` to stop processing.
     fn command_line(&mut self) -> Option<Step> {
-        let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
+        let Some(lf) = self.input.bytes().iter().position(|&b| b == b'\n') else {
             if self.input.len() > MAX_COMMAND_LINE {
                 self.input.clear();
                 if !self.skipping_long_line {
@@ -383,7 +519,7 @@ impl Session {
             }
             return Some(Step::NeedInput);
         };
-        let line: Vec<u8> = self.input.drain(..=lf).collect();
+        let line = self.input.take(lf + 1);
         if self.skipping_long_line {
             self.skipping_long_line = false;
             return None;
@@ -502,8 +638,21 @@ impl Session {
             if self.tls.is_none() {
                 return self.reply(530, "5.7.0", "Must issue a STARTTLS command first".into());
             }
-            if self.authenticated.is_none() {
+            let Some(account) = &self.authenticated else {
                 return self.reply(530, "5.7.0", "Authentication required".into());
+            };
+            // The password changed or the account went since the login.
+            if self.directory.credential(account) != self.credential {
+                self.raw_reply(
+                    421,
+                    "4.7.0",
+                    format!(
+                        "{} Error: the login of {account} is no longer valid; log in again",
+                        self.cfg.hostname
+                    ),
+                );
+                self.state = State::Closed;
+                return;
             }
         }
         let Some(path) = strip_keyword(arg, "FROM:") else {
@@ -541,6 +690,15 @@ impl Session {
             }
         }
         let from = match path.address {
+            // Bounces come from the server itself, never from a user.
+            None if self.authenticated.is_some() => {
+                return self.reply(
+                    553,
+                    "5.7.1",
+                    "<>: Sender address rejected: the null sender is not allowed for submission"
+                        .into(),
+                );
+            }
             None => None,
             Some(text) => match Address::parse(text, smtputf8) {
                 Ok(a) => Some(a),
@@ -573,6 +731,7 @@ impl Session {
             oversize: false,
             long_line: false,
             chunked: false,
+            pending_cr: false,
         });
         self.reply(250, "2.1.0", "Ok".into());
     }
@@ -813,13 +972,13 @@ impl Session {
     }
 
     fn auth_line(&mut self) -> Option<Step> {
-        let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
+        let Some(lf) = self.input.bytes().iter().position(|&b| b == b'\n') else {
             if self.input.len() > MAX_AUTH_LINE {
                 return Some(self.close_with(500, "5.5.2", "Error: line too long"));
             }
             return Some(Step::NeedInput);
         };
-        let line: Vec<u8> = self.input.drain(..=lf).collect();
+        let line = self.input.take(lf + 1);
         if line.len() < 2 || line[line.len() - 2] != b'\r' {
             return Some(self.close_with(521, "5.5.2", "Error: bare <LF> received"));
         }
@@ -885,22 +1044,23 @@ impl Session {
         };
         let tx = self.tx.as_mut().expect("DATA state has a transaction");
         loop {
-            if self.input.is_empty() {
+            let input = self.input.bytes();
+            if input.is_empty() {
                 return Some(Step::NeedInput);
             }
-            if scan.at_line_start && self.input[0] == b'.' {
-                if self.input.len() < 3 {
+            if scan.at_line_start && input[0] == b'.' {
+                if input.len() < 3 {
                     // ".", ".\r": not enough to tell the end marker from a stuffed dot.
-                    if b".\r\n".starts_with(&self.input) {
+                    if b".\r\n".starts_with(input) {
                         return Some(Step::NeedInput);
                     }
                 }
-                if self.input.starts_with(b".\r\n") {
-                    self.input.drain(..3);
+                if input.starts_with(b".\r\n") {
+                    self.input.consume(3);
                     return Some(self.end_of_message());
                 }
-                if self.input.starts_with(b".\n")
-                    || self.input.starts_with(b".\r") && self.input[1..].first() != Some(&b'\n')
+                if input.starts_with(b".\n")
+                    || input.starts_with(b".\r") && input.get(2) != Some(&b'\n')
                 {
                     return Some(self.close_with(
                         521,
@@ -909,14 +1069,14 @@ impl Session {
                     ));
                 }
                 // Dot-stuffing (RFC 5321 §4.5.2): drop the first dot.
-                self.input.drain(..1);
+                self.input.consume(1);
                 scan.at_line_start = false;
                 scan.line_len += 1;
                 continue;
             }
-            let lf = self.input.iter().position(|&b| b == b'\n');
-            let segment_end = lf.map_or(self.input.len(), |i| i + 1);
-            let segment = &self.input[..segment_end];
+            let lf = input.iter().position(|&b| b == b'\n');
+            let segment_end = lf.map_or(input.len(), |i| i + 1);
+            let segment = &input[..segment_end];
             // A CR is only allowed right before LF.
             let bare_cr = segment
                 .iter()
@@ -946,7 +1106,7 @@ impl Session {
             if lf.is_some() {
                 scan.line_len = 0;
             }
-            self.input.drain(..segment_end);
+            self.input.consume(segment_end);
         }
     }
 
@@ -957,9 +1117,12 @@ impl Session {
         let take = chunk.remaining.min(self.input.len() as u64) as usize;
         if chunk.refused.is_none() {
             let tx = self.tx.as_mut().expect("accepted BDAT has a transaction");
-            tx.append(&self.input[..take], self.cfg.max_message_size);
+            tx.append_chunk(&self.input.bytes()[..take], self.cfg.max_message_size);
+            if chunk.last && chunk.remaining == take as u64 {
+                tx.finish_chunks(self.cfg.max_message_size);
+            }
         }
-        self.input.drain(..take);
+        self.input.consume(take);
         chunk.remaining -= take as u64;
         if chunk.remaining > 0 {
             return Some(Step::NeedInput);
@@ -1003,6 +1166,27 @@ impl Session {
             );
             return self.after_reply();
         }
+        let hops = crate::message::field_names(&tx.body)
+            .filter(|name| name.eq_ignore_ascii_case(b"received"))
+            .count();
+        if hops >= MAX_HOPS {
+            self.reply(
+                554,
+                "5.4.6",
+                format!("Too many hops ({hops} Received: fields): a mail loop?"),
+            );
+            return self.after_reply();
+        }
+        let author_domain = match &self.authenticated {
+            Some(account) => match self.check_authors(account, &tx.body) {
+                Ok(domain) => domain,
+                Err(text) => {
+                    self.reply(553, "5.7.1", text);
+                    return self.after_reply();
+                }
+            },
+            None => None,
+        };
         let id = QueueId::generate();
         let arrival = now_micros();
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
@@ -1058,7 +1242,32 @@ impl Session {
             size: body.len() as u64,
         };
         self.state = State::AwaitingCommit;
-        Step::Submit(Submission { envelope, body })
+        Step::Submit(Submission {
+            envelope,
+            body,
+            author_domain,
+        })
+    }
+
+    /// Submission: every address in the `From:` field must belong to the
+    /// account, by the rules for the envelope sender (a DKIM signature
+    /// vouches for it). Returns the domain to sign for.
+    fn check_authors(&self, account: &str, message: &[u8]) -> Result<Option<String>, String> {
+        let authors = crate::message::authors(message).map_err(|e| e.to_string())?;
+        let mut domain = None;
+        for text in authors {
+            let owned = Address::parse(&text, true)
+                .ok()
+                .filter(|a| self.directory.may_send_as(account, a));
+            let Some(address) = owned else {
+                return Err(format!(
+                    "<{}>: From: header address rejected: not owned by user {account}",
+                    crate::logsafe::escape(&text)
+                ));
+            };
+            domain.get_or_insert_with(|| address.domain().to_string());
+        }
+        Ok(domain)
     }
 
     fn after_reply(&mut self) -> Step {

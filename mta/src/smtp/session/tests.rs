@@ -85,6 +85,7 @@ impl Harness {
                     };
                     self.s.auth_result(outcome);
                 }
+                Step::Write => {}
                 Step::NeedInput => return (out, "need-input"),
                 Step::StartTls => return (out, "starttls"),
                 Step::Close => return (out, "close"),

@@ -1,0 +1,59 @@
+//! Peer-supplied text made safe to log: control characters (CR and LF
+//! above all, which would start a forged log line) are shown escaped.
+//! Everything a client or a remote server says passes through here before
+//! it reaches a log line.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// `text` with every control character (C0, DEL, C1, and the Unicode line
+/// and paragraph separators) escaped as `\r`, `\n`, `\t` or `\u{…}`.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Bytes from the network (which need not be UTF-8), escaped the same way.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    escape(&String::from_utf8_lossy(bytes)).into_owned()
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// Displays escaped, for use in format strings: `{}` of `Safe(&text)`.
+pub struct Safe<'a>(pub &'a str);
+
+impl fmt::Display for Safe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&escape(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_breaks_and_controls_are_escaped_and_plain_text_is_kept() {
+        assert_eq!(escape("alice@example.org"), "alice@example.org");
+        assert!(matches!(escape("plain ünïcode"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape("x\r\nJan 1 mta: forged\u{1b}[2J\u{85}\u{2028}"),
+            "x\\r\\nJan 1 mta: forged\\u{1b}[2J\\u{85}\\u{2028}"
+        );
+        assert_eq!(escape_bytes(b"a\rb\xff"), "a\\rb\u{fffd}");
+        assert_eq!(Safe("a\nb").to_string(), "a\\nb");
+    }
+}
