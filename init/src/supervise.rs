@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -179,20 +178,29 @@ impl Mta {
         }
     }
 
-    /// The health check: mta answers with its SMTP greeting on port 25.
+    /// The health check: mta answers `health` on its control socket, which
+    /// it opens only once every listener is bound, after checking that its
+    /// queue takes writes. Unlike a connection to port 25 this does not
+    /// depend on the SMTP greeting delay, the connection limits, or a
+    /// client flooding the port.
     pub fn accepting(&self) -> bool {
         if self.pid.is_none() {
             return false;
         }
-        let addr: SocketAddr = "127.0.0.1:25".parse().expect("static address");
-        let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        let socket = Path::new(crate::DATA).join("control.sock");
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(&socket) else {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(3)));
+        if stream.write_all(b"health\n").is_err() {
+            return false;
+        }
         let mut line = String::new();
-        let ok = BufReader::new(&stream).read_line(&mut line).is_ok() && line.starts_with("220");
-        let _ = (&stream).write_all(b"QUIT\r\n");
-        ok
+        BufReader::new(std::io::Read::take(&stream, 256))
+            .read_line(&mut line)
+            .is_ok()
+            && line.trim_end() == "ok"
     }
 
     /// SIGTERM, then SIGKILL after `grace`.

@@ -35,7 +35,16 @@ pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> an
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
-                if BufReader::new(read).read_line(&mut line).await.is_err() {
+                // One short line, soon: the socket is the owner's, but no
+                // reader waits or buffers without a bound.
+                let read = tokio::io::AsyncReadExt::take(BufReader::new(read), 4096);
+                let mut read = std::pin::pin!(read);
+                let got = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    read.read_line(&mut line),
+                )
+                .await;
+                if !matches!(got, Ok(Ok(_))) {
                     return;
                 }
                 let answer = tokio::task::spawn_blocking(move || {
@@ -89,7 +98,16 @@ pub fn execute(
             .map_err(|_| anyhow::anyhow!("{text:?} is not a queue id"))
     };
     match verb {
-        "list" => Ok(format_list(&queue.list()?)),
+        "list" => {
+            let mut out = format_list(&queue.list()?);
+            for (id, size) in queue.damaged()? {
+                let _ = writeln!(
+                    out,
+                    "{id}!  damaged record ({size} bytes) set aside: not delivered; `delete {id}` removes it"
+                );
+            }
+            Ok(out)
+        }
         "show" => {
             let id = id()?;
             let env = queue
@@ -114,6 +132,14 @@ pub fn execute(
                 bail!("the server is not running; queued mail is attempted as soon as it starts")
             }
         },
+        // init's health check: the server runs (this answer comes from its
+        // runtime, whose listeners were bound before this socket) and its
+        // queue takes writes. Independent of the SMTP greeting delay.
+        "health" => match schedule {
+            Some(_) if queue.ping(std::time::Duration::from_secs(2)) => Ok("healthy\n".into()),
+            Some(_) => bail!("the queue does not take writes"),
+            None => bail!("the server is not running"),
+        },
         "reload" => match schedule {
             // The server reloads on SIGHUP; asking it this way needs no pid.
             Some(_) => {
@@ -124,7 +150,7 @@ pub fn execute(
         },
         "" => bail!("empty command"),
         other => bail!(
-            "unknown command {other:?} (list, show ID, hold ID, release ID, delete ID, flush, reload)"
+            "unknown command {other:?} (list, show ID, hold ID, release ID, delete ID, flush, reload, health)"
         ),
     }
 }

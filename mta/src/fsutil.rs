@@ -32,3 +32,63 @@ pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<(
     sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }
+
+/// Opens (or creates) the redb database at `path` and runs `prepare` on it
+/// (creating its tables). A file that is not a readable database — damaged
+/// by a failing disk, or written by an incompatible version — is renamed to
+/// `<name>.damaged-<unix time>` (kept for inspection, logged loudly) and a
+/// new, empty one is made, so one bad file cannot stop the server: `what`
+/// says in the log what was lost from service. Errors that a new file would
+/// not cure (another process has it open, the disk fails) are returned.
+pub fn open_database(
+    path: &Path,
+    what: &str,
+    cache_size: usize,
+    prepare: impl Fn(&redb::Database) -> Result<(), redb::Error>,
+) -> anyhow::Result<redb::Database> {
+    let open = || -> Result<redb::Database, redb::Error> {
+        let db = redb::Database::builder()
+            .set_cache_size(cache_size)
+            .create(path)?;
+        prepare(&db)?;
+        Ok(db)
+    };
+    let error = match open() {
+        Ok(db) => return Ok(db),
+        Err(e) if is_damage(&e) => e,
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "opening {} (is another mta using this data directory?)",
+                    path.display()
+                )
+            });
+        }
+    };
+    let aside = path.with_extension(format!("redb.damaged-{}", crate::envelope::now_secs()));
+    fs::rename(path, &aside).with_context(|| {
+        format!(
+            "{} is damaged ({error}) and cannot be moved aside",
+            path.display()
+        )
+    })?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    tracing::error!(
+        "{} is damaged ({error}); kept as {} and replaced by an empty one: {what}",
+        path.display(),
+        aside.display()
+    );
+    open().with_context(|| format!("creating a new {}", path.display()))
+}
+
+/// Whether a redb error means the file itself is bad (not the disk or a
+/// lock).
+fn is_damage(e: &redb::Error) -> bool {
+    matches!(
+        e,
+        redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_) | redb::Error::RepairAborted
+    ) || matches!(e, redb::Error::Io(io) if io.kind() == io::ErrorKind::InvalidData
+        || io.kind() == io::ErrorKind::UnexpectedEof)
+}

@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 pub struct Maildirs {
     root: PathBuf,
     hostname: String,
+    /// Deliveries wait (deferred) while less than this would be left free:
+    /// the queue needs room to go on accepting and recording.
+    min_free_space: u64,
 }
 
 /// The outcome of one delivery.
@@ -34,7 +37,19 @@ impl Maildirs {
     pub fn new(root: PathBuf, hostname: &str) -> Maildirs {
         // Maildir names may not contain '/' or ':' (the flag separator).
         let hostname = hostname.replace('/', "\\057").replace(':', "\\072");
-        Maildirs { root, hostname }
+        Maildirs {
+            root,
+            hostname,
+            min_free_space: 0,
+        }
+    }
+
+    /// Keeps `bytes` free on the file system of the Maildirs.
+    pub fn with_min_free_space(self, bytes: u64) -> Maildirs {
+        Maildirs {
+            min_free_space: bytes,
+            ..self
+        }
     }
 
     /// The Maildir of an account (`local@domain`, lower case).
@@ -80,6 +95,18 @@ impl Maildirs {
     ) -> io::Result<Delivered> {
         let dir = self.path_of(account);
         self.ensure(&dir)?;
+        let needed = self.min_free_space + (head.len() + body.len()) as u64;
+        if let Some(free) = crate::queue::free_space(&dir)
+            && free < needed
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "only {free} bytes free, and {} must stay free (min_free_space)",
+                    self.min_free_space
+                ),
+            ));
+        }
         let new_path = dir.join("new").join(name);
         if check_previous && let Some(found) = find_in_cur(&dir, name)? {
             return Ok(Delivered::AlreadyThere(found));
@@ -236,6 +263,27 @@ mod tests {
                 .unwrap()
                 .count(),
             0
+        );
+    }
+
+    #[test]
+    fn delivery_waits_rather_than_fill_the_disk() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Maildirs::new(t.path().to_path_buf(), "h").with_min_free_space(u64::MAX / 4);
+        let err = m
+            .deliver("a@example.org", "1.M1Q1R0.h,S=3", b"", b"x\r\n", false)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert!(
+            std::fs::read_dir(t.path().join("example.org/a/new"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        let m = Maildirs::new(t.path().to_path_buf(), "h").with_min_free_space(1);
+        assert!(
+            m.deliver("a@example.org", "1.M1Q1R0.h,S=3", b"", b"x\r\n", false)
+                .is_ok()
         );
     }
 

@@ -25,6 +25,16 @@ use crate::smtp::session::IntakeError;
 
 const ENVELOPES: TableDefinition<u64, &[u8]> = TableDefinition::new("envelopes");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+/// Envelope records that could not be decoded, moved out of the way (their
+/// bodies stay in BODIES): kept for inspection, shown by `mta queue list`.
+const DAMAGED: TableDefinition<u64, &[u8]> = TableDefinition::new("damaged");
+
+/// The format of an envelope record: this byte, then the postcard
+/// encoding. Records written before formats were numbered have no byte.
+const ENVELOPE_FORMAT: u8 = 1;
+
+/// redb's page cache for the queue.
+const QUEUE_CACHE: usize = 32 << 20;
 
 /// How long non-durable delivery results may wait for a durable commit.
 const LAZY_SYNC: Duration = Duration::from_millis(500);
@@ -93,6 +103,9 @@ enum Op {
         action: Admin,
         done: mpsc::Sender<anyhow::Result<String>>,
     },
+    /// Answered after the next commit: the writer is alive and the
+    /// database takes writes (the health check).
+    Ping(mpsc::Sender<()>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,22 +153,20 @@ impl Queue {
     ) -> anyhow::Result<Queue> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the queue directory {}", dir.display()))?;
-        let path = dir.join("queue.redb");
-        let db = Database::builder()
-            .set_cache_size(32 << 20)
-            .create(&path)
-            .with_context(|| {
-                format!(
-                    "opening the queue {} (is another mta using this data directory?)",
-                    path.display()
-                )
-            })?;
-        {
-            let txn = db.begin_write()?;
-            txn.open_table(ENVELOPES)?;
-            txn.open_table(BODIES)?;
-            txn.commit()?;
-        }
+        let db = crate::fsutil::open_database(
+            &dir.join("queue.redb"),
+            "the messages queued in it stay in the kept file, undelivered",
+            QUEUE_CACHE,
+            |db| {
+                let txn = db.begin_write()?;
+                txn.open_table(ENVELOPES)?;
+                txn.open_table(BODIES)?;
+                txn.open_table(DAMAGED)?;
+                txn.commit()?;
+                Ok(())
+            },
+        )?;
+        set_aside_damaged(&db)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -219,14 +230,31 @@ impl Queue {
         });
     }
 
-    /// Every message now in the queue, in arrival order.
+    /// Every message now in the queue, in arrival order. A record that
+    /// cannot be decoded is skipped (and logged); the writer moves it aside
+    /// when it next touches it, and at every start.
     pub fn list(&self) -> anyhow::Result<Vec<Envelope>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ENVELOPES)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
-            let (_, value) = entry?;
-            out.push(postcard::from_bytes(value.value()).context("decoding an envelope")?);
+            let (key, value) = entry?;
+            match decode(value.value()) {
+                Ok(env) => out.push(env),
+                Err(e) => tracing::error!("{}: damaged queue record: {e}", QueueId(key.value())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records set aside because they could not be decoded: (id, size).
+    pub fn damaged(&self) -> anyhow::Result<Vec<(QueueId, usize)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DAMAGED)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.push((QueueId(key.value()), value.value().len()));
         }
         Ok(out)
     }
@@ -235,7 +263,7 @@ impl Queue {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ENVELOPES)?;
         Ok(match table.get(id.0)? {
-            Some(v) => Some(postcard::from_bytes(v.value()).context("decoding an envelope")?),
+            Some(v) => Some(decode(v.value()).with_context(|| format!("{id}: damaged record"))?),
             None => None,
         })
     }
@@ -256,6 +284,12 @@ impl Queue {
 
     pub fn delete(&self, id: QueueId) -> anyhow::Result<String> {
         self.admin(Admin::Delete(id))
+    }
+
+    /// Whether the writer commits a transaction within `limit`.
+    pub fn ping(&self, limit: Duration) -> bool {
+        let (done, wait) = mpsc::channel();
+        self.ops.send(Op::Ping(done)).is_ok() && wait.recv_timeout(limit).is_ok()
     }
 
     fn admin(&self, action: Admin) -> anyhow::Result<String> {
@@ -354,6 +388,7 @@ impl Writer {
         )> = Vec::new();
         let mut refused = Vec::new();
         let mut admin_replies = Vec::new();
+        let mut pings = Vec::new();
         let mut schedule = Vec::new();
         let mut results_applied = Vec::new();
 
@@ -367,6 +402,7 @@ impl Writer {
             {
                 let mut envelopes = txn.open_table(ENVELOPES)?;
                 let mut bodies = txn.open_table(BODIES)?;
+                let mut damaged = txn.open_table(DAMAGED)?;
                 for op in batch {
                     match op {
                         Op::Intake {
@@ -387,7 +423,8 @@ impl Writer {
                             reschedule,
                             ..
                         } => {
-                            let Some(mut env) = read_envelope(&envelopes, id)? else {
+                            let Some(mut env) = read_envelope(&mut envelopes, &mut damaged, id)?
+                            else {
                                 continue;
                             };
                             let failed = self.apply_results(&mut env, &results);
@@ -465,11 +502,13 @@ impl Writer {
                                 results_applied.push(id);
                             }
                         }
+                        Op::Ping(done) => pings.push(done),
                         Op::Admin { action, done } => {
                             let r = self.apply_admin(
                                 action,
                                 &mut envelopes,
                                 &mut bodies,
+                                &mut damaged,
                                 &mut schedule,
                             );
                             admin_replies.push((done, r));
@@ -486,6 +525,9 @@ impl Writer {
         }
         match outcome {
             Ok(()) => {
+                for done in pings {
+                    let _ = done.send(());
+                }
                 for (done, _) in replies {
                     let _ = done.send(Ok(()));
                 }
@@ -590,12 +632,20 @@ impl Writer {
         action: Admin,
         envelopes: &mut redb::Table<u64, &[u8]>,
         bodies: &mut redb::Table<u64, &[u8]>,
+        damaged: &mut redb::Table<u64, &[u8]>,
         schedule: &mut Vec<Schedule>,
     ) -> anyhow::Result<String> {
         let id = match action {
             Admin::Hold(id) | Admin::Release(id) | Admin::Delete(id) => id,
         };
-        let Some(mut env) = read_envelope(envelopes, id)? else {
+        if let Admin::Delete(_) = action
+            && damaged.remove(id.0)?.is_some()
+        {
+            bodies.remove(id.0)?;
+            tracing::info!("{id}: damaged record removed by the administrator");
+            return Ok(format!("{id}: deleted"));
+        }
+        let Some(mut env) = read_envelope(envelopes, damaged, id)? else {
             bail!("no message {id} in the queue");
         };
         match action {
@@ -650,15 +700,81 @@ fn enqueue(
 }
 
 fn put(envelopes: &mut redb::Table<u64, &[u8]>, envelope: &Envelope) -> anyhow::Result<()> {
-    envelopes.insert(envelope.id.0, postcard::to_stdvec(envelope)?.as_slice())?;
+    envelopes.insert(envelope.id.0, encode(envelope)?.as_slice())?;
     Ok(())
 }
 
-fn read_envelope(table: &redb::Table<u64, &[u8]>, id: QueueId) -> anyhow::Result<Option<Envelope>> {
-    Ok(match table.get(id.0)? {
-        Some(v) => Some(postcard::from_bytes(v.value()).context("decoding an envelope")?),
-        None => None,
-    })
+fn encode(envelope: &Envelope) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = vec![ENVELOPE_FORMAT];
+    postcard::to_io(envelope, &mut bytes)?;
+    Ok(bytes)
+}
+
+fn decode(bytes: &[u8]) -> Result<Envelope, postcard::Error> {
+    match bytes.split_first() {
+        Some((&ENVELOPE_FORMAT, rest)) => postcard::from_bytes(rest),
+        _ => Err(postcard::Error::DeserializeBadEncoding),
+    }
+    // Records from before formats were numbered.
+    .or_else(|e| postcard::from_bytes(bytes).map_err(|_| e))
+}
+
+/// The envelope `id`, or `None` when there is none, or when its record
+/// cannot be decoded: then it is moved to DAMAGED (in the caller's
+/// transaction) and logged, and the rest of the batch goes on.
+fn read_envelope(
+    envelopes: &mut redb::Table<u64, &[u8]>,
+    damaged: &mut redb::Table<u64, &[u8]>,
+    id: QueueId,
+) -> anyhow::Result<Option<Envelope>> {
+    let raw = match envelopes.get(id.0)? {
+        None => return Ok(None),
+        Some(v) => match decode(v.value()) {
+            Ok(env) => return Ok(Some(env)),
+            Err(e) => {
+                tracing::error!("{id}: damaged queue record set aside ({e})");
+                v.value().to_vec()
+            }
+        },
+    };
+    damaged.insert(id.0, raw.as_slice())?;
+    envelopes.remove(id.0)?;
+    Ok(None)
+}
+
+/// Moves every envelope record that cannot be decoded to DAMAGED, so that
+/// one bad record cannot stop the queue at start.
+fn set_aside_damaged(db: &Database) -> anyhow::Result<()> {
+    let bad: Vec<(u64, Vec<u8>)> = {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(ENVELOPES)?;
+        let mut bad = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            if let Err(e) = decode(value.value()) {
+                tracing::error!(
+                    "{}: damaged queue record set aside ({e}); `mta queue list` shows it",
+                    QueueId(key.value())
+                );
+                bad.push((key.value(), value.value().to_vec()));
+            }
+        }
+        bad
+    };
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    {
+        let mut envelopes = txn.open_table(ENVELOPES)?;
+        let mut damaged = txn.open_table(DAMAGED)?;
+        for (id, raw) in bad {
+            damaged.insert(id, raw.as_slice())?;
+            envelopes.remove(id)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// Bytes available to us on the file system holding `dir`.
@@ -757,6 +873,83 @@ mod tests {
         q.record(QueueId(7), vec![(0, Outcome::Delivered)]);
         assert!(q.delete(QueueId(7)).is_err(), "delivered message is gone");
         assert!(q.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_database_is_kept_aside_and_a_new_one_started() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("queue.redb"), vec![0x5a; 64 * 1024]).unwrap();
+        let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
+        q.intake(envelope(3), b"x\r\n".to_vec()).await.unwrap();
+        assert_eq!(q.list().unwrap(), vec![envelope(3)]);
+        let kept: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("queue.redb.damaged-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "the damaged file is kept");
+        assert_eq!(
+            std::fs::read(t.path().join(&kept[0])).unwrap(),
+            vec![0x5a; 64 * 1024]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_is_set_aside_and_the_rest_goes_on() {
+        let t = tempfile::tempdir().unwrap();
+        let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
+        for id in [1, 2, 3] {
+            q.intake(envelope(id), b"x\r\n".to_vec()).await.unwrap();
+        }
+        {
+            let txn = q.db.begin_write().unwrap();
+            txn.open_table(ENVELOPES)
+                .unwrap()
+                .insert(2, [0xff_u8; 7].as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        // Results for a good and a damaged record in one batch, and an
+        // intake after them: the damaged one does not fail the others.
+        q.record(QueueId(2), vec![(0, Outcome::Delivered)]);
+        q.record(QueueId(1), vec![(0, Outcome::Delivered)]);
+        q.intake(envelope(4), b"y\r\n".to_vec()).await.unwrap();
+        let ids: Vec<u64> = q.list().unwrap().iter().map(|e| e.id.0).collect();
+        assert_eq!(ids, vec![3, 4]);
+        assert_eq!(q.damaged().unwrap(), vec![(QueueId(2), 7)]);
+        assert_eq!(q.body(QueueId(2)).unwrap().unwrap(), b"x\r\n", "body kept");
+        q.delete(QueueId(2)).unwrap();
+        assert!(q.damaged().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_found_at_start_is_set_aside() {
+        let t = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
+            q.intake(envelope(5), b"x\r\n".to_vec()).await.unwrap();
+            let txn = q.db.begin_write().unwrap();
+            txn.open_table(ENVELOPES)
+                .unwrap()
+                .insert(6, [0x01_u8, 0xff, 0xff].as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let q = loop {
+            match Queue::open(t.path(), 0, policy(), None, None) {
+                Ok(q) => break q,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        assert_eq!(q.startup_schedule().unwrap().len(), 1);
+        assert_eq!(q.damaged().unwrap(), vec![(QueueId(6), 3)]);
+    }
+
+    #[test]
+    fn records_without_a_format_byte_still_decode() {
+        let legacy = postcard::to_stdvec(&envelope(9)).unwrap();
+        assert_eq!(decode(&legacy).unwrap(), envelope(9));
+        assert_eq!(decode(&encode(&envelope(9)).unwrap()).unwrap(), envelope(9));
     }
 
     #[tokio::test]

@@ -195,13 +195,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
     delivery::start(
         queue.clone(),
-        Maildirs::new(config.mail_dir(), &config.hostname),
+        Maildirs::new(config.mail_dir(), &config.hostname)
+            .with_min_free_space(config.limits.min_free_space),
         Arc::new(crate::outbound::Outbound::new(&config)?),
         tokio::runtime::Handle::current(),
         config.queue.delivery_workers,
         schedule_rx,
     )?;
-    control::listen(&config.control_socket(), queue.clone(), schedule_tx).await?;
 
     let shared = Arc::new(Shared {
         auth: AuthLimiter::default(),
@@ -227,6 +227,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         )));
     }
+    // Last: an answer on the control socket (init's health check) means
+    // every listener is bound.
+    control::listen(&config.control_socket(), shared.queue.clone(), schedule_tx).await?;
     tracing::info!(
         "mta {} started for {}",
         env!("CARGO_PKG_VERSION"),

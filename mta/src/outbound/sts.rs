@@ -153,11 +153,19 @@ pub struct Cache {
 impl Cache {
     pub fn open(dir: &Path) -> anyhow::Result<Cache> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("mta-sts.redb");
-        let db = Database::create(&path).with_context(|| format!("opening {}", path.display()))?;
-        let txn = db.begin_write()?;
-        txn.open_table(POLICIES)?;
-        txn.commit()?;
+        // Only a cache: a damaged one is set aside and policies are
+        // fetched again.
+        let db = crate::fsutil::open_database(
+            &dir.join("mta-sts.redb"),
+            "MTA-STS policies are fetched again",
+            1 << 20,
+            |db| {
+                let txn = db.begin_write()?;
+                txn.open_table(POLICIES)?;
+                txn.commit()?;
+                Ok(())
+            },
+        )?;
         Ok(Cache { db })
     }
 

@@ -206,11 +206,18 @@ impl Transaction {
 struct Input {
     buf: Vec<u8>,
     start: usize,
+    /// Bytes moved within the buffer so far (tests check it stays linear).
+    #[cfg(test)]
+    moved: usize,
 }
 
 impl Input {
     fn extend(&mut self, bytes: &[u8]) {
         if self.start > 0 {
+            #[cfg(test)]
+            {
+                self.moved += self.buf.len() - self.start;
+            }
             self.buf.drain(..self.start);
             self.start = 0;
         }

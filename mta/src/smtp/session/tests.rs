@@ -508,3 +508,168 @@ fn existing_date_and_message_id_are_kept() {
         "{body}"
     );
 }
+
+#[test]
+fn short_lines_cost_linear_work() {
+    // 4 MiB of empty lines inside DATA, then pipelined NOOPs, in 64 KiB
+    // reads: the bytes moved inside the input buffer stay a small fraction
+    // of the input (a drain per line moved ~64 KiB per 2-byte line).
+    let mut h = harness_with(100 << 20, 3, true);
+    h.talk("EHLO c\r\nMAIL FROM:<a@sender.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    let chunk = b"\r\n".repeat(32 * 1024);
+    for _ in 0..64 {
+        h.talk_bytes(&chunk);
+    }
+    let (out, _) = h.talk(".\r\n");
+    assert!(out.starts_with("250 "), "{out}");
+    let noops = b"NOOP\r\n".repeat(10_000);
+    for part in noops.chunks(64 * 1024) {
+        h.talk_bytes(part);
+    }
+    let total = 64 * chunk.len() + noops.len();
+    assert!(
+        h.s.input.moved < total / 100,
+        "{} bytes moved for {total} bytes of input",
+        h.s.input.moved
+    );
+}
+
+#[test]
+fn replies_to_pipelined_commands_are_written_in_bounded_pieces() {
+    let mut h = harness();
+    h.s.receive(&b"EHLO x\r\n".repeat(20_000));
+    let mut pieces = 0;
+    loop {
+        let step = h.s.process();
+        let out = h.s.take_output();
+        assert!(
+            out.len() < 2 * MAX_PENDING_OUTPUT,
+            "{} bytes at once",
+            out.len()
+        );
+        pieces += 1;
+        match step {
+            Step::Write => continue,
+            Step::NeedInput => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(pieces > 100, "{pieces}");
+}
+
+#[test]
+fn bdat_bare_cr_and_lf_become_crlf_across_chunks() {
+    let mut h = harness();
+    h.talk("EHLO c\r\nMAIL FROM:<a@sender.example>\r\nRCPT TO:<alice@example.org>\r\n");
+    let (first, last) = (b"x\r.\r\n\r".as_slice(), b"\ny\nz\r\r".as_slice());
+    let input = [
+        format!("BDAT {}\r\n", first.len()).as_bytes(),
+        first,
+        format!("BDAT {} LAST\r\n", last.len()).as_bytes(),
+        last,
+    ]
+    .concat();
+    let (out, _) = h.talk_bytes(&input);
+    assert!(out.contains("250 2.0.0 Ok: queued"), "{out}");
+    let body = String::from_utf8_lossy(&h.submitted[0].body).into_owned();
+    assert!(
+        body.ends_with("+0000\r\nx\r\n.\r\n\r\ny\r\nz\r\n\r\n"),
+        "{body:?}"
+    );
+}
+
+#[test]
+fn a_message_with_too_many_hops_is_refused() {
+    let mut h = harness();
+    h.talk("EHLO c\r\nMAIL FROM:<a@sender.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    let hops = "Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n".repeat(MAX_HOPS);
+    let (out, _) = h.talk(&format!("{hops}Subject: loop\r\n\r\nx\r\n.\r\n"));
+    assert!(out.starts_with("554 5.4.6 "), "{out}");
+    assert!(h.submitted.is_empty());
+    h.talk("MAIL FROM:<a@sender.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+    let hops = "Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n".repeat(MAX_HOPS - 1);
+    let (out, _) = h.talk(&format!("{hops}Subject: ok\r\n\r\nx\r\n.\r\n"));
+    assert!(out.starts_with("250 "), "{out}");
+}
+
+fn logged_in_as_alice() -> Harness {
+    let mut h = submission();
+    h.talk(&format!(
+        "EHLO laptop\r\nAUTH PLAIN {}\r\n",
+        b64("\0alice@example.org\0Hello world!")
+    ));
+    h
+}
+
+#[test]
+fn the_from_header_must_belong_to_the_account() {
+    let mut h = logged_in_as_alice();
+    h.talk("MAIL FROM:<alice@example.org>\r\nRCPT TO:<friend@elsewhere.example>\r\nDATA\r\n");
+    let (out, _) = h.talk("From: Bob <bob@example.org>\r\nSubject: x\r\n\r\nhi\r\n.\r\n");
+    assert!(
+        out.starts_with("553 5.7.1 <bob@example.org>: From: header"),
+        "{out}"
+    );
+    h.talk("MAIL FROM:<alice@example.org>\r\nRCPT TO:<friend@elsewhere.example>\r\nDATA\r\n");
+    let (out, _) =
+        h.talk("From: \"alice@example.org\" <bob@example.org>\r\nSubject: x\r\n\r\nhi\r\n.\r\n");
+    assert!(
+        out.starts_with("553 "),
+        "a display name is not the address: {out}"
+    );
+    h.talk("MAIL FROM:<alice@example.org>\r\nRCPT TO:<friend@elsewhere.example>\r\nDATA\r\n");
+    let (out, _) =
+        h.talk("From: a@example.org\r\nFrom: Alice <alice@example.org>\r\n\r\nhi\r\n.\r\n");
+    assert!(out.starts_with("553 "), "two From fields: {out}");
+    assert!(h.submitted.is_empty());
+    h.talk("MAIL FROM:<alice@example.org>\r\nRCPT TO:<friend@elsewhere.example>\r\nDATA\r\n");
+    let (out, _) = h.talk("From: Alice <Alice+x@Example.org>\r\n\r\nhi\r\n.\r\n");
+    assert!(out.starts_with("250 "), "{out}");
+    assert_eq!(h.submitted[0].author_domain.as_deref(), Some("example.org"));
+}
+
+#[test]
+fn the_null_sender_is_refused_on_submission() {
+    let mut h = logged_in_as_alice();
+    let (out, _) = h.talk("MAIL FROM:<>\r\n");
+    assert!(out.starts_with("553 5.7.1 <>"), "{out}");
+}
+
+#[test]
+fn a_reload_that_changes_the_password_ends_the_login() {
+    let mut h = logged_in_as_alice();
+    assert_eq!(
+        h.codes("MAIL FROM:<alice@example.org>\r\nRSET\r\n"),
+        vec![250, 250]
+    );
+    // The same directory again (a reload that changed nothing): still in.
+    let same = Arc::new(Directory::new(
+        &Config::parse(Path::new("t.toml"), CONFIG).unwrap(),
+    ));
+    h.s.set_directory(same);
+    assert_eq!(
+        h.codes("MAIL FROM:<alice@example.org>\r\nRSET\r\n"),
+        vec![250, 250]
+    );
+    let changed = CONFIG.replace(
+        "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5",
+        "$5$othersalt$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5",
+    );
+    h.s.set_directory(Arc::new(Directory::new(
+        &Config::parse(Path::new("t.toml"), &changed).unwrap(),
+    )));
+    let (out, step) = h.talk("MAIL FROM:<alice@example.org>\r\n");
+    assert!(out.starts_with("421 4.7.0 "), "{out}");
+    assert_eq!(step, "close");
+}
+
+#[test]
+fn deleting_the_account_ends_the_login() {
+    let mut h = logged_in_as_alice();
+    let without = CONFIG.replace("alice@example.org", "alicia@example.org");
+    h.s.set_directory(Arc::new(Directory::new(
+        &Config::parse(Path::new("t.toml"), &without).unwrap(),
+    )));
+    let (out, _) = h.talk("MAIL FROM:<alice@example.org>\r\n");
+    assert!(out.starts_with("421 4.7.0 "), "{out}");
+}
