@@ -113,7 +113,10 @@ pub fn execute(
             let env = queue
                 .envelope(id)?
                 .with_context(|| format!("no message {id} in the queue"))?;
-            let body = queue.body(id)?.unwrap_or_default();
+            let body = match queue.body(id)? {
+                Some(body) => body.to_vec()?,
+                None => Vec::new(),
+            };
             let mut out = format_list(std::slice::from_ref(&env));
             out.push('\n');
             out.push_str(&String::from_utf8_lossy(&body));

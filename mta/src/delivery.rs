@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::body::Body;
 use crate::directory::Target;
 use crate::envelope::{Envelope, QueueId, now_micros, now_secs};
 use crate::maildir::{Delivered, Maildirs, stored_size};
@@ -24,8 +25,9 @@ use crate::queue::{Outcome, Queue, Schedule};
 /// Messages one worker delivers before syncing the Maildirs it wrote to.
 const WORKER_BATCH: usize = 16;
 
-/// Bodies kept in memory between intake and delivery, at most.
-const FRESH_CACHE_BYTES: usize = 64 << 20;
+/// Message contents kept in memory between intake and delivery, at most
+/// (spooled messages cost only their first part).
+const FRESH_CACHE_BYTES: usize = 8 << 20;
 
 /// The longest one remote delivery attempt (connection, TLS, every reply,
 /// the message) may take, however the server paces its answers.
@@ -62,7 +64,7 @@ impl Drop for InFlightGuard {
 
 struct Job {
     id: QueueId,
-    fresh: Option<(Arc<Envelope>, Arc<Vec<u8>>)>,
+    fresh: Option<(Arc<Envelope>, Arc<Body>)>,
 }
 
 /// Starts the scheduler and `workers` delivery threads. Returns the sender
@@ -133,7 +135,7 @@ pub fn channel() -> (Sender<Schedule>, Receiver<Schedule>) {
 struct Scheduler {
     due: BTreeSet<(u64, QueueId)>,
     when: HashMap<QueueId, u64>,
-    fresh: HashMap<QueueId, (Arc<Envelope>, Arc<Vec<u8>>)>,
+    fresh: HashMap<QueueId, (Arc<Envelope>, Arc<Body>)>,
     fresh_bytes: usize,
 }
 
@@ -152,7 +154,7 @@ impl Scheduler {
                 self.when.remove(&id);
                 let fresh = self.fresh.remove(&id);
                 if let Some((_, body)) = &fresh {
-                    self.fresh_bytes -= body.len();
+                    self.fresh_bytes -= body.memory();
                 }
                 if jobs.send(Job { id, fresh }).is_err() {
                     return;
@@ -181,9 +183,9 @@ impl Scheduler {
         match msg {
             Schedule::Due { id, due, fresh } => {
                 if let Some((env, body)) = fresh
-                    && self.fresh_bytes + body.len() <= FRESH_CACHE_BYTES
+                    && self.fresh_bytes + body.memory() <= FRESH_CACHE_BYTES
                 {
-                    self.fresh_bytes += body.len();
+                    self.fresh_bytes += body.memory();
                     self.fresh.insert(id, (env, body));
                 }
                 self.set(id, due);
@@ -193,7 +195,7 @@ impl Scheduler {
                     self.due.remove(&(due, id));
                 }
                 if let Some((_, body)) = self.fresh.remove(&id) {
-                    self.fresh_bytes -= body.len();
+                    self.fresh_bytes -= body.memory();
                 }
             }
             Schedule::Flush => {
@@ -325,7 +327,16 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
                             "Return-Path: <{}>\nDelivered-To: {}\n",
                             envelope.from, delivered_to
                         );
-                        let size = stored_size(head.as_bytes(), &body);
+                        let size = match stored_size(head.as_bytes(), &body) {
+                            Ok(size) => size,
+                            Err(e) => {
+                                tracing::error!(
+                                    "{}: the queued message cannot be read: {e}",
+                                    envelope.id
+                                );
+                                0
+                            }
+                        };
                         let name = maildirs.file_name(
                             envelope.arrival,
                             &envelope.id.to_string(),
@@ -400,7 +411,7 @@ async fn deliver_remote(
     queue: Queue,
     outbound: Arc<Outbound>,
     envelope: Arc<Envelope>,
-    body: Arc<Vec<u8>>,
+    body: Arc<Body>,
     routes: Vec<(Route, Vec<(usize, String)>)>,
     guard: InFlightGuard,
 ) {

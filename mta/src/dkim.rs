@@ -143,9 +143,9 @@ impl Keys {
             .collect())
     }
 
-    /// `DKIM-Signature:` header fields for `message` (CRLF line ends), one
-    /// per algorithm, newest keys.
-    pub fn sign(&self, domain: &str, message: &[u8]) -> anyhow::Result<Vec<u8>> {
+    /// `DKIM-Signature:` header fields for the message made of `chunks`
+    /// (CRLF line ends), one per algorithm, newest keys.
+    pub fn sign(&self, domain: &str, message: &[&[u8]]) -> anyhow::Result<Vec<u8>> {
         let keys = self.of(domain)?;
         let mut out = Vec::new();
         for algorithm in [Algorithm::Ed25519, Algorithm::Rsa] {
@@ -178,7 +178,7 @@ impl Keys {
 
     /// `message` with its `DKIM-Signature:` header fields in front.
     pub fn signed(&self, domain: &str, message: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let mut out = self.sign(domain, message)?;
+        let mut out = self.sign(domain, &[message])?;
         out.extend_from_slice(message);
         Ok(out)
     }
@@ -189,7 +189,7 @@ fn header<K: mail_auth::common::crypto::SigningKey>(
     key: K,
     domain: &str,
     selector: &str,
-    message: &[u8],
+    message: &[&[u8]],
 ) -> anyhow::Result<String> {
     Ok(DkimSigner::from_key(key)
         .domain(domain)
@@ -197,7 +197,7 @@ fn header<K: mail_auth::common::crypto::SigningKey>(
         .headers(SIGNED_HEADERS.iter().copied())
         .header_canonicalization(Canonicalization::Relaxed)
         .body_canonicalization(Canonicalization::Relaxed)
-        .sign(message)
+        .sign_chained(message.iter().copied())
         .map_err(|e| anyhow::anyhow!("DKIM signing failed: {e}"))?
         .to_header())
 }
@@ -338,7 +338,7 @@ mod tests {
             "a 2048-bit key needs two strings: {rsa}"
         );
         let msg = b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: hi\r\n\r\nbody\r\n";
-        let headers = String::from_utf8(keys.sign("example.org", msg).unwrap()).unwrap();
+        let headers = String::from_utf8(keys.sign("example.org", &[msg]).unwrap()).unwrap();
         assert_eq!(headers.matches("DKIM-Signature:").count(), 2, "{headers}");
         assert!(
             headers.contains("a=ed25519-sha256") && headers.contains("a=rsa-sha256"),

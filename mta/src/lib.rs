@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod address;
+pub mod body;
 pub mod config;
 pub mod control;
 pub mod delivery;
@@ -23,4 +24,5 @@ pub mod password;
 pub mod queue;
 pub mod server;
 pub mod smtp;
+pub mod spool;
 pub mod tls;

@@ -9,8 +9,9 @@
 
 use std::fs::{self, OpenOptions};
 
+use crate::body::Body;
 use crate::fsutil::sync_dir;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -90,12 +91,12 @@ impl Maildirs {
         account: &str,
         name: &str,
         head: &[u8],
-        body: &[u8],
+        body: &Body,
         check_previous: bool,
     ) -> io::Result<Delivered> {
         let dir = self.path_of(account);
         self.ensure(&dir)?;
-        let needed = self.min_free_space + (head.len() + body.len()) as u64;
+        let needed = self.min_free_space + head.len() as u64 + body.len();
         if let Some(free) = crate::queue::free_space(&dir)
             && free < needed
         {
@@ -120,7 +121,17 @@ impl Maildirs {
             .open(&tmp_path)?;
         let mut w = BufWriter::with_capacity(64 * 1024, file);
         w.write_all(head)?;
-        write_lf(&mut w, body)?;
+        let mut lf = LineEnds::default();
+        let mut reader = body.reader()?;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            lf.write(&mut w, &chunk[..n])?;
+        }
+        lf.finish(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
@@ -156,25 +167,76 @@ impl Maildirs {
     }
 }
 
-/// Size of `head` + `body` once CRLF became LF.
-pub fn stored_size(head: &[u8], body: &[u8]) -> u64 {
-    let crlf = body.windows(2).filter(|w| w == b"\r\n").count();
-    (head.len() + body.len() - crlf) as u64
+/// Size of `head` + `body` once CRLF became LF (reads a spooled body).
+pub fn stored_size(head: &[u8], body: &Body) -> io::Result<u64> {
+    let mut count = Count(0);
+    let mut lf = LineEnds::default();
+    let mut reader = body.reader()?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        lf.write(&mut count, &chunk[..n])?;
+    }
+    lf.finish(&mut count)?;
+    Ok(head.len() as u64 + count.0)
 }
 
-fn write_lf(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
-    let mut start = 0;
-    let mut i = 0;
-    while i + 1 < body.len() {
-        if body[i] == b'\r' && body[i + 1] == b'\n' {
-            w.write_all(&body[start..i])?;
-            start = i + 1;
-            i += 2;
-        } else {
-            i += 1;
-        }
+/// Counts what is written.
+struct Count(u64);
+
+impl Write for Count {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
     }
-    w.write_all(&body[start..])
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// CRLF to LF over a stream of chunks (a CR that ends a chunk waits for
+/// the next one); any other CR is kept.
+#[derive(Default)]
+struct LineEnds {
+    pending_cr: bool,
+}
+
+impl LineEnds {
+    fn write(&mut self, w: &mut impl Write, mut data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.pending_cr) && data.first() != Some(&b'\n') {
+            w.write_all(b"\r")?;
+        }
+        if data.last() == Some(&b'\r') {
+            self.pending_cr = true;
+            data = &data[..data.len() - 1];
+        }
+        let mut start = 0;
+        let mut i = 0;
+        while i + 1 < data.len() {
+            if data[i] == b'\r' && data[i + 1] == b'\n' {
+                w.write_all(&data[start..i])?;
+                start = i + 1;
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        w.write_all(&data[start..])
+    }
+
+    fn finish(&mut self, w: &mut impl Write) -> io::Result<()> {
+        if std::mem::take(&mut self.pending_cr) {
+            w.write_all(b"\r")?;
+        }
+        Ok(())
+    }
 }
 
 fn find_in_cur(dir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
@@ -204,7 +266,8 @@ mod tests {
         let m = Maildirs::new(t.path().to_path_buf(), "mail.example.org");
         let head = b"Delivered-To: a@example.org\n";
         let body = b"Subject: x\r\n\r\nhello\r\nbare\rcr\r\n";
-        let size = stored_size(head, body);
+        let body = &Body::inline(body.to_vec());
+        let size = stored_size(head, body).unwrap();
         let name = m.file_name(1_700_000_000_123_456, "ABC", 0, size);
         assert_eq!(
             name,
@@ -229,10 +292,22 @@ mod tests {
     fn redelivery_replaces_instead_of_duplicating() {
         let t = tempfile::tempdir().unwrap();
         let m = Maildirs::new(t.path().to_path_buf(), "h");
-        m.deliver("a@example.org", "n1", b"", b"x\r\n", false)
-            .unwrap();
-        m.deliver("a@example.org", "n1", b"", b"x\r\n", true)
-            .unwrap();
+        m.deliver(
+            "a@example.org",
+            "n1",
+            b"",
+            &Body::inline(b"x\r\n".to_vec()),
+            false,
+        )
+        .unwrap();
+        m.deliver(
+            "a@example.org",
+            "n1",
+            b"",
+            &Body::inline(b"x\r\n".to_vec()),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             fs::read_dir(t.path().join("example.org/a/new"))
                 .unwrap()
@@ -246,7 +321,13 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let m = Maildirs::new(t.path().to_path_buf(), "h");
         let Delivered::New(p) = m
-            .deliver("a@example.org", "n1", b"", b"x\r\n", false)
+            .deliver(
+                "a@example.org",
+                "n1",
+                b"",
+                &Body::inline(b"x\r\n".to_vec()),
+                false,
+            )
             .unwrap()
         else {
             panic!()
@@ -254,8 +335,14 @@ mod tests {
         let seen = t.path().join("example.org/a/cur/n1:2,S");
         fs::rename(&p, &seen).unwrap();
         assert_eq!(
-            m.deliver("a@example.org", "n1", b"", b"x\r\n", true)
-                .unwrap(),
+            m.deliver(
+                "a@example.org",
+                "n1",
+                b"",
+                &Body::inline(b"x\r\n".to_vec()),
+                true
+            )
+            .unwrap(),
             Delivered::AlreadyThere(seen)
         );
         assert_eq!(
@@ -271,7 +358,13 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let m = Maildirs::new(t.path().to_path_buf(), "h").with_min_free_space(u64::MAX / 4);
         let err = m
-            .deliver("a@example.org", "1.M1Q1R0.h,S=3", b"", b"x\r\n", false)
+            .deliver(
+                "a@example.org",
+                "1.M1Q1R0.h,S=3",
+                b"",
+                &Body::inline(b"x\r\n".to_vec()),
+                false,
+            )
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
         assert!(
@@ -282,9 +375,26 @@ mod tests {
         );
         let m = Maildirs::new(t.path().to_path_buf(), "h").with_min_free_space(1);
         assert!(
-            m.deliver("a@example.org", "1.M1Q1R0.h,S=3", b"", b"x\r\n", false)
-                .is_ok()
+            m.deliver(
+                "a@example.org",
+                "1.M1Q1R0.h,S=3",
+                b"",
+                &Body::inline(b"x\r\n".to_vec()),
+                false
+            )
+            .is_ok()
         );
+    }
+
+    #[test]
+    fn line_ends_split_across_chunks_are_converted() {
+        let mut out = Vec::new();
+        let mut lf = LineEnds::default();
+        for chunk in [&b"a\r"[..], b"\nb\r", b"c\r", b"", b"\r\n", b"\r"] {
+            lf.write(&mut out, chunk).unwrap();
+        }
+        lf.finish(&mut out).unwrap();
+        assert_eq!(out, b"a\nb\rc\r\n\r");
     }
 
     #[test]

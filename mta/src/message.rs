@@ -54,6 +54,8 @@ pub enum AuthorError {
     FromCount(usize),
     #[error("the From: field has no address")]
     NoAddress,
+    #[error("the From: field is too long to check")]
+    TooLong,
 }
 
 /// The addresses of the `From:` field (RFC 5322 §3.6.2), parsed with

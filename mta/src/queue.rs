@@ -1,5 +1,7 @@
 //! The durable queue: envelopes and message bodies in one redb database
-//! (`<data>/queue/queue.redb`).
+//! (`<data>/queue/queue.redb`); large messages, spooled to files while they
+//! arrived, are moved into `<data>/queue/bodies/<id>` and the database holds
+//! only their first part (our trace fields). See [`crate::body`].
 //!
 //! One writer thread owns every write transaction. Sessions hand it messages
 //! and wait; the writer takes everything that is waiting, writes it in one
@@ -20,11 +22,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::body::Body;
 use crate::envelope::{Envelope, QueueId, Status, now_secs};
 use crate::smtp::session::IntakeError;
 
 const ENVELOPES: TableDefinition<u64, &[u8]> = TableDefinition::new("envelopes");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+/// Messages whose content continues in `bodies/<id>`: the file's length.
+const SPOOLED: TableDefinition<u64, u64> = TableDefinition::new("spooled");
 /// Envelope records that could not be decoded, moved out of the way (their
 /// bodies stay in BODIES): kept for inspection, shown by `mta queue list`.
 const DAMAGED: TableDefinition<u64, &[u8]> = TableDefinition::new("damaged");
@@ -74,7 +79,7 @@ pub enum Schedule {
     Due {
         id: QueueId,
         due: u64,
-        fresh: Option<(Arc<Envelope>, Arc<Vec<u8>>)>,
+        fresh: Option<(Arc<Envelope>, Arc<Body>)>,
     },
     /// Forget the message (delivered, held or deleted).
     Forget(QueueId),
@@ -85,7 +90,7 @@ pub enum Schedule {
 enum Op {
     Intake {
         envelope: Envelope,
-        body: Arc<Vec<u8>>,
+        body: Body,
         done: tokio::sync::oneshot::Sender<Result<(), IntakeError>>,
     },
     Results {
@@ -138,6 +143,7 @@ impl RetryPolicy {
 #[derive(Clone)]
 pub struct Queue {
     db: Arc<Database>,
+    dir: std::path::PathBuf,
     ops: Sender<Op>,
 }
 
@@ -161,12 +167,14 @@ impl Queue {
                 let txn = db.begin_write()?;
                 txn.open_table(ENVELOPES)?;
                 txn.open_table(BODIES)?;
+                txn.open_table(SPOOLED)?;
                 txn.open_table(DAMAGED)?;
                 txn.commit()?;
                 Ok(())
             },
         )?;
         set_aside_damaged(&db)?;
+        clean_files(&db, dir)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -180,15 +188,20 @@ impl Queue {
         std::thread::Builder::new()
             .name("queue-writer".into())
             .spawn(move || writer.run(rx))?;
-        Ok(Queue { db, ops: tx })
+        Ok(Queue {
+            db,
+            dir: dir.to_path_buf(),
+            ops: tx,
+        })
     }
 
     /// Stores a message durably; resolves once it is on disk (or failed).
-    pub async fn intake(&self, envelope: Envelope, body: Vec<u8>) -> Result<(), IntakeError> {
+    /// A spooled body's file must be in [`Queue::spool_dir`] and synced.
+    pub async fn intake(&self, envelope: Envelope, body: Body) -> Result<(), IntakeError> {
         let (done, wait) = tokio::sync::oneshot::channel();
         let op = Op::Intake {
             envelope,
-            body: Arc::new(body),
+            body,
             done,
         };
         if self.ops.send(op).is_err() {
@@ -268,10 +281,24 @@ impl Queue {
         })
     }
 
-    pub fn body(&self, id: QueueId) -> anyhow::Result<Option<Vec<u8>>> {
+    pub fn body(&self, id: QueueId) -> anyhow::Result<Option<Body>> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(BODIES)?;
-        Ok(table.get(id.0)?.map(|v| v.value().to_vec()))
+        let bodies = txn.open_table(BODIES)?;
+        let spooled = txn.open_table(SPOOLED)?;
+        let Some(head) = bodies.get(id.0)? else {
+            return Ok(None);
+        };
+        Ok(Some(match spooled.get(id.0)? {
+            Some(len) => {
+                Body::spooled(head.value().to_vec(), body_file(&self.dir, id), len.value())
+            }
+            None => Body::inline(head.value().to_vec()),
+        }))
+    }
+
+    /// Where a message being received is spooled before [`Queue::intake`].
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        self.dir.join("spool")
     }
 
     pub fn hold(&self, id: QueueId) -> anyhow::Result<String> {
@@ -375,7 +402,8 @@ impl Writer {
         let incoming: u64 = batch
             .iter()
             .map(|op| match op {
-                Op::Intake { body, .. } => body.len() as u64 * 2 + 4096,
+                // A spooled body is on the disk already.
+                Op::Intake { body, .. } => body.memory() as u64 * 2 + 4096,
                 _ => 0,
             })
             .sum();
@@ -391,6 +419,8 @@ impl Writer {
         let mut pings = Vec::new();
         let mut schedule = Vec::new();
         let mut results_applied = Vec::new();
+        let mut unlink = Vec::new();
+        let mut moved = Vec::new();
 
         let outcome = (|| -> anyhow::Result<()> {
             let mut txn = self.db.begin_write()?;
@@ -401,7 +431,13 @@ impl Writer {
             })?;
             {
                 let mut envelopes = txn.open_table(ENVELOPES)?;
-                let mut bodies = txn.open_table(BODIES)?;
+                let mut store = Store {
+                    dir: &self.dir,
+                    bodies: txn.open_table(BODIES)?,
+                    spooled: txn.open_table(SPOOLED)?,
+                    moved: &mut moved,
+                    unlink: &mut unlink,
+                };
                 let mut damaged = txn.open_table(DAMAGED)?;
                 for op in batch {
                     match op {
@@ -415,7 +451,7 @@ impl Writer {
                                 continue;
                             }
                             replies.push((done, envelope.id));
-                            schedule.push(enqueue(&mut envelopes, &mut bodies, envelope, body)?);
+                            schedule.push(enqueue(&mut envelopes, &mut store, envelope, body)?);
                         }
                         Op::Results {
                             id,
@@ -452,15 +488,13 @@ impl Writer {
                                         continue;
                                     };
                                     if original.is_none() {
-                                        original = Some(
-                                            bodies
-                                                .get(id.0)?
-                                                .map(|b| {
-                                                    crate::message::header_section(b.value())
-                                                        .to_vec()
-                                                })
-                                                .unwrap_or_default(),
-                                        );
+                                        original = Some(match store.body(id)? {
+                                            Some(body) => body.header_section().unwrap_or_else(|e| {
+                                                tracing::warn!("{id}: the message cannot be read for the notice: {e}");
+                                                Vec::new()
+                                            }),
+                                            None => Vec::new(),
+                                        });
                                     }
                                     let original = original.as_deref().unwrap_or_default();
                                     if let Some((benv, bbody)) =
@@ -472,9 +506,9 @@ impl Writer {
                                         );
                                         schedule.push(enqueue(
                                             &mut envelopes,
-                                            &mut bodies,
+                                            &mut store,
                                             benv,
-                                            Arc::new(bbody),
+                                            Body::inline(bbody),
                                         )?);
                                     }
                                 }
@@ -484,7 +518,7 @@ impl Writer {
                             }
                             if env.is_done() {
                                 envelopes.remove(id.0)?;
-                                bodies.remove(id.0)?;
+                                store.remove(id)?;
                                 schedule.push(Schedule::Forget(id));
                             } else {
                                 put(&mut envelopes, &env)?;
@@ -507,7 +541,7 @@ impl Writer {
                             let r = self.apply_admin(
                                 action,
                                 &mut envelopes,
-                                &mut bodies,
+                                &mut store,
                                 &mut damaged,
                                 &mut schedule,
                             );
@@ -515,10 +549,21 @@ impl Writer {
                         }
                     }
                 }
+                store.sync()?;
             }
             txn.commit()?;
             Ok(())
         })();
+        match &outcome {
+            // Removed only now: until the commit the database still named them.
+            Ok(()) => unlink.iter().for_each(|p| {
+                let _ = std::fs::remove_file(p);
+            }),
+            // Intakes that failed: their files are not the queue's.
+            Err(_) => moved.iter().for_each(|p| {
+                let _ = std::fs::remove_file(p);
+            }),
+        }
 
         for done in refused {
             let _ = done.send(Err(IntakeError::DiskFull));
@@ -631,7 +676,7 @@ impl Writer {
         &self,
         action: Admin,
         envelopes: &mut redb::Table<u64, &[u8]>,
-        bodies: &mut redb::Table<u64, &[u8]>,
+        store: &mut Store,
         damaged: &mut redb::Table<u64, &[u8]>,
         schedule: &mut Vec<Schedule>,
     ) -> anyhow::Result<String> {
@@ -641,7 +686,7 @@ impl Writer {
         if let Admin::Delete(_) = action
             && damaged.remove(id.0)?.is_some()
         {
-            bodies.remove(id.0)?;
+            store.remove(id)?;
             tracing::info!("{id}: damaged record removed by the administrator");
             return Ok(format!("{id}: deleted"));
         }
@@ -674,7 +719,7 @@ impl Writer {
             }
             Admin::Delete(_) => {
                 envelopes.remove(id.0)?;
-                bodies.remove(id.0)?;
+                store.remove(id)?;
                 schedule.push(Schedule::Forget(id));
                 tracing::info!("{id}: removed by the administrator");
                 Ok(format!("{id}: deleted"))
@@ -683,20 +728,113 @@ impl Writer {
     }
 }
 
+/// Message contents inside one write transaction.
+struct Store<'t, 'a> {
+    dir: &'a Path,
+    bodies: redb::Table<'t, u64, &'static [u8]>,
+    spooled: redb::Table<'t, u64, u64>,
+    /// Spool files moved into `bodies/` (sync that directory before the
+    /// commit; remove them if it fails).
+    moved: &'a mut Vec<std::path::PathBuf>,
+    /// Files to remove once the transaction is committed.
+    unlink: &'a mut Vec<std::path::PathBuf>,
+}
+
+impl Store<'_, '_> {
+    /// Stores a body; a spooled one's file moves into `bodies/<id>`.
+    fn insert(&mut self, id: QueueId, body: Body) -> anyhow::Result<Body> {
+        self.bodies.insert(id.0, body.head())?;
+        let Some(spool) = body.file() else {
+            return Ok(body);
+        };
+        let path = body_file(self.dir, id);
+        std::fs::rename(spool, &path)
+            .with_context(|| format!("moving {} to {}", spool.display(), path.display()))?;
+        self.moved.push(path.clone());
+        let len = body.len() - body.head().len() as u64;
+        self.spooled.insert(id.0, len)?;
+        Ok(Body::spooled(body.head().to_vec(), path, len))
+    }
+
+    fn body(&self, id: QueueId) -> anyhow::Result<Option<Body>> {
+        let Some(head) = self.bodies.get(id.0)? else {
+            return Ok(None);
+        };
+        Ok(Some(match self.spooled.get(id.0)? {
+            Some(len) => Body::spooled(head.value().to_vec(), body_file(self.dir, id), len.value()),
+            None => Body::inline(head.value().to_vec()),
+        }))
+    }
+
+    fn remove(&mut self, id: QueueId) -> anyhow::Result<()> {
+        self.bodies.remove(id.0)?;
+        if self.spooled.remove(id.0)?.is_some() {
+            self.unlink.push(body_file(self.dir, id));
+        }
+        Ok(())
+    }
+
+    /// Makes the moves into `bodies/` durable (once per transaction).
+    fn sync(&self) -> anyhow::Result<()> {
+        if !self.moved.is_empty() {
+            crate::fsutil::sync_dir(&self.dir.join("bodies"))
+                .context("syncing the queue's bodies directory")?;
+        }
+        Ok(())
+    }
+}
+
+fn body_file(dir: &Path, id: QueueId) -> std::path::PathBuf {
+    dir.join("bodies").join(id.to_string())
+}
+
 /// Stores a new message and says it is due at once.
 fn enqueue(
     envelopes: &mut redb::Table<u64, &[u8]>,
-    bodies: &mut redb::Table<u64, &[u8]>,
+    store: &mut Store,
     envelope: Envelope,
-    body: Arc<Vec<u8>>,
+    body: Body,
 ) -> anyhow::Result<Schedule> {
     put(envelopes, &envelope)?;
-    bodies.insert(envelope.id.0, body.as_slice())?;
+    let body = store.insert(envelope.id, body)?;
     Ok(Schedule::Due {
         id: envelope.id,
         due: 0,
-        fresh: Some((Arc::new(envelope), body)),
+        fresh: Some((Arc::new(envelope), Arc::new(body))),
     })
+}
+
+/// At start: spool files of messages that were never queued are removed,
+/// and so are body files whose message is gone (a crash between a commit
+/// and the removal, or between a move and a commit).
+fn clean_files(db: &Database, dir: &Path) -> anyhow::Result<()> {
+    for sub in ["spool", "bodies"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+    }
+    for entry in std::fs::read_dir(dir.join("spool"))? {
+        let _ = std::fs::remove_file(entry?.path());
+    }
+    let txn = db.begin_read()?;
+    let spooled = txn.open_table(SPOOLED)?;
+    for entry in std::fs::read_dir(dir.join("bodies"))? {
+        let entry = entry?;
+        let known = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<QueueId>().ok())
+            .map(|id| spooled.get(id.0).map(|v| v.is_some()))
+            .transpose()?
+            .unwrap_or(false);
+        if !known {
+            tracing::info!(
+                "removing {}: no queued message has it",
+                entry.path().display()
+            );
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
 }
 
 fn put(envelopes: &mut redb::Table<u64, &[u8]>, envelope: &Envelope) -> anyhow::Result<()> {
@@ -853,7 +991,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         {
             let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
-            q.intake(envelope(7), b"hi\r\n".to_vec()).await.unwrap();
+            q.intake(envelope(7), Body::inline(b"hi\r\n".to_vec()))
+                .await
+                .unwrap();
         }
         // The writer thread ends when the handle is dropped; give it a moment.
         let q = loop {
@@ -863,7 +1003,10 @@ mod tests {
             }
         };
         assert_eq!(q.list().unwrap(), vec![envelope(7)]);
-        assert_eq!(q.body(QueueId(7)).unwrap().unwrap(), b"hi\r\n");
+        assert_eq!(
+            q.body(QueueId(7)).unwrap().unwrap().to_vec().unwrap(),
+            b"hi\r\n"
+        );
         q.record(QueueId(7), vec![(0, Outcome::Deferred("busy".into()))]);
         q.hold(QueueId(7)).unwrap(); // serialised after the results
         let e = q.envelope(QueueId(7)).unwrap().unwrap();
@@ -880,7 +1023,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("queue.redb"), vec![0x5a; 64 * 1024]).unwrap();
         let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
-        q.intake(envelope(3), b"x\r\n".to_vec()).await.unwrap();
+        q.intake(envelope(3), Body::inline(b"x\r\n".to_vec()))
+            .await
+            .unwrap();
         assert_eq!(q.list().unwrap(), vec![envelope(3)]);
         let kept: Vec<_> = std::fs::read_dir(t.path())
             .unwrap()
@@ -899,7 +1044,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
         for id in [1, 2, 3] {
-            q.intake(envelope(id), b"x\r\n".to_vec()).await.unwrap();
+            q.intake(envelope(id), Body::inline(b"x\r\n".to_vec()))
+                .await
+                .unwrap();
         }
         {
             let txn = q.db.begin_write().unwrap();
@@ -913,11 +1060,17 @@ mod tests {
         // intake after them: the damaged one does not fail the others.
         q.record(QueueId(2), vec![(0, Outcome::Delivered)]);
         q.record(QueueId(1), vec![(0, Outcome::Delivered)]);
-        q.intake(envelope(4), b"y\r\n".to_vec()).await.unwrap();
+        q.intake(envelope(4), Body::inline(b"y\r\n".to_vec()))
+            .await
+            .unwrap();
         let ids: Vec<u64> = q.list().unwrap().iter().map(|e| e.id.0).collect();
         assert_eq!(ids, vec![3, 4]);
         assert_eq!(q.damaged().unwrap(), vec![(QueueId(2), 7)]);
-        assert_eq!(q.body(QueueId(2)).unwrap().unwrap(), b"x\r\n", "body kept");
+        assert_eq!(
+            q.body(QueueId(2)).unwrap().unwrap().to_vec().unwrap(),
+            b"x\r\n",
+            "body kept"
+        );
         q.delete(QueueId(2)).unwrap();
         assert!(q.damaged().unwrap().is_empty());
     }
@@ -927,7 +1080,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         {
             let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
-            q.intake(envelope(5), b"x\r\n".to_vec()).await.unwrap();
+            q.intake(envelope(5), Body::inline(b"x\r\n".to_vec()))
+                .await
+                .unwrap();
             let txn = q.db.begin_write().unwrap();
             txn.open_table(ENVELOPES)
                 .unwrap()
@@ -945,6 +1100,55 @@ mod tests {
         assert_eq!(q.damaged().unwrap(), vec![(QueueId(6), 3)]);
     }
 
+    #[tokio::test]
+    async fn a_spooled_body_moves_into_the_queue_and_goes_when_delivered() {
+        let t = tempfile::tempdir().unwrap();
+        let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
+        let spool = q.spool_dir().join("incoming");
+        std::fs::write(&spool, b"Subject: big\r\n\r\nbody\r\n").unwrap();
+        let body = Body::spooled(b"Received: x\r\n".to_vec(), spool.clone(), 24);
+        q.intake(envelope(8), body).await.unwrap();
+        assert!(!spool.exists(), "moved");
+        let stored = q.body(QueueId(8)).unwrap().unwrap();
+        assert_eq!(
+            stored.to_vec().unwrap(),
+            b"Received: x\r\nSubject: big\r\n\r\nbody\r\n"
+        );
+        let file = stored.file().unwrap().to_path_buf();
+        assert!(file.starts_with(t.path().join("bodies")));
+        q.record(QueueId(8), vec![(0, Outcome::Delivered)]);
+        q.hold(QueueId(8)).unwrap_err(); // after the results: gone
+        assert!(!file.exists(), "removed with the message");
+    }
+
+    #[tokio::test]
+    async fn leftover_spool_and_orphan_body_files_are_removed_at_start() {
+        let t = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
+            let spool = q.spool_dir().join("kept");
+            std::fs::write(&spool, b"x").unwrap();
+            q.intake(envelope(1), Body::spooled(Vec::new(), spool, 1))
+                .await
+                .unwrap();
+            std::fs::write(q.spool_dir().join("unfinished"), b"y").unwrap();
+            std::fs::write(t.path().join("bodies/00000000000000FF"), b"z").unwrap();
+        }
+        let q = loop {
+            match Queue::open(t.path(), 0, policy(), None, None) {
+                Ok(q) => break q,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        assert_eq!(std::fs::read_dir(q.spool_dir()).unwrap().count(), 0);
+        let bodies: Vec<_> = std::fs::read_dir(t.path().join("bodies"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(bodies, vec![QueueId(1).to_string()]);
+        assert_eq!(q.body(QueueId(1)).unwrap().unwrap().to_vec().unwrap(), b"x");
+    }
+
     #[test]
     fn records_without_a_format_byte_still_decode() {
         let legacy = postcard::to_stdvec(&envelope(9)).unwrap();
@@ -957,7 +1161,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let q = Queue::open(t.path(), u64::MAX / 4, policy(), None, None).unwrap();
         assert_eq!(
-            q.intake(envelope(1), vec![0; 10]).await,
+            q.intake(envelope(1), Body::inline(vec![0; 10])).await,
             Err(IntakeError::DiskFull)
         );
         assert!(q.list().unwrap().is_empty());

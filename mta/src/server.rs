@@ -16,8 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::body::Body;
 use crate::config::{Config, Role};
 use crate::directory::Directory;
+use crate::envelope::QueueId;
 use crate::maildir::Maildirs;
 use crate::queue::{Queue, RetryPolicy};
 use crate::smtp::session::{AuthOutcome, Session, SessionConfig, Step};
@@ -155,6 +157,11 @@ impl AuthLimiter {
 struct Shared {
     auth: AuthLimiter,
     password_checks: tokio::sync::Semaphore,
+    /// DKIM signings at once.
+    signings: tokio::sync::Semaphore,
+    /// Message content held in memory by all sessions.
+    budget: Arc<crate::spool::Budget>,
+    spool: Arc<crate::spool::Place>,
     settings: Arc<RwLock<Arc<Settings>>>,
     queue: Queue,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -206,6 +213,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         auth: AuthLimiter::default(),
         password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+        signings: tokio::sync::Semaphore::new(2),
+        budget: Arc::new(crate::spool::Budget::new(crate::spool::MEMORY_BUDGET)),
+        spool: Arc::new(crate::spool::Place {
+            dir: queue.spool_dir(),
+            min_free_space: config.limits.min_free_space,
+        }),
         settings,
         queue,
         per_ip: Mutex::new(HashMap::new()),
@@ -492,31 +505,39 @@ async fn handshake(
 }
 
 /// DKIM-signs submitted mail whose From domain (checked by the session to
-/// belong to the account) is ours. A failure to sign is logged and the
-/// message still goes (unsigned is better than lost).
-async fn sign(settings: &Settings, submission: &mut crate::smtp::session::Submission) {
-    let Some(domain) = submission.author_domain.clone() else {
-        return;
+/// belong to the account) is ours; the signatures go in front of the
+/// message. A failure to sign is logged and the message still goes
+/// (unsigned is better than lost).
+async fn sign(
+    shared: &Shared,
+    settings: &Settings,
+    id: QueueId,
+    domain: Option<String>,
+    body: Body,
+) -> Body {
+    let Some(domain) = domain.filter(|d| settings.directory.is_local_domain(d)) else {
+        return body;
     };
-    if !settings.directory.is_local_domain(&domain) {
-        return;
-    }
     let keys = settings.dkim.clone();
-    let body = std::mem::take(&mut submission.body);
-    let id = submission.envelope.id;
-    let (signed, body) = tokio::task::spawn_blocking(move || {
-        let r = keys.signed(&domain, &body);
-        (r, body)
+    // Signing reads the whole message (a large one through a memory map):
+    // a few at a time.
+    let Ok(_permit) = shared.signings.acquire().await else {
+        return body;
+    };
+    tokio::task::spawn_blocking(move || {
+        let signature = body
+            .mapped()
+            .map_err(anyhow::Error::from)
+            .and_then(|m| keys.sign(&domain, &m.chunks()));
+        let mut body = body;
+        match signature {
+            Ok(fields) => body.prepend(&fields),
+            Err(e) => tracing::error!("{id}: not DKIM-signed: {e:#}"),
+        }
+        body
     })
     .await
-    .expect("the signing task does not panic");
-    match signed {
-        Ok(signed) => submission.body = signed,
-        Err(e) => {
-            tracing::error!("{id}: not DKIM-signed: {e:#}");
-            submission.body = body;
-        }
-    }
+    .expect("the signing task does not panic")
 }
 
 /// Checks a login off the event loop; failures are slow and counted.
@@ -637,6 +658,7 @@ async fn handle(
         peer.ip(),
     );
     let mut buf = vec![0u8; READ_BUFFER];
+    let mut incoming: Option<crate::spool::Incoming> = None;
     let write_limit = settings.mx.command_timeout;
     let ends = tokio::time::Instant::now() + settings.session_time;
     let mut conn = if role == Role::Submissions {
@@ -674,6 +696,21 @@ async fn handle(
         }
         drop(current);
         let step = session.process();
+        // Message content goes to memory or a spool file as it arrives, so
+        // the session never holds more than one read of it.
+        let submitting = matches!(step, Step::Submit(_));
+        if submitting {
+        } else if session.body_buffered() > 0 {
+            incoming
+                .get_or_insert_with(|| {
+                    crate::spool::Incoming::new(shared.budget.clone(), shared.spool.clone())
+                })
+                .push(session.take_body())
+                .await;
+        } else if !session.in_transaction() {
+            // Refused, reset or finished: whatever was spooled goes.
+            incoming = None;
+        }
         if session.has_output() {
             let out = session.take_output();
             if let Err(e) = conn.write_all(&out, write_limit).await {
@@ -713,27 +750,50 @@ async fn handle(
                     _ = stop.wait_for(|s| *s), if idle => session.shutdown(),
                 }
             }
-            Step::Submit(mut submission) => {
-                if submission.envelope.auth.is_some() {
-                    sign(&settings, &mut submission).await;
-                }
-                let id = submission.envelope.id;
-                let from = submission.envelope.from.clone();
-                let size = submission.body.len();
-                let nrcpt = submission.envelope.recipients.len();
-                let outcome = shared
-                    .queue
-                    .intake(submission.envelope, submission.body)
-                    .await;
-                let from = crate::logsafe::Safe(&from);
-                match &outcome {
-                    Ok(()) => tracing::info!(
-                        "{id}: client={peer}, from=<{from}>, size={size}, nrcpt={nrcpt} (queued)"
-                    ),
-                    Err(e) => {
-                        tracing::warn!("{id}: client={peer}, from=<{from}>: not queued: {e:?}")
+            Step::Submit(submission) => {
+                let crate::smtp::session::Submission {
+                    envelope,
+                    prefix,
+                    rest,
+                    size: _,
+                    author_domain,
+                } = submission;
+                let id = envelope.id;
+                let content = incoming.take().unwrap_or_else(|| {
+                    crate::spool::Incoming::new(shared.budget.clone(), shared.spool.clone())
+                });
+                let outcome = match content.finish(prefix, rest).await {
+                    Ok(body) => {
+                        let body = if envelope.auth.is_some() {
+                            sign(shared, &settings, id, author_domain, body).await
+                        } else {
+                            body
+                        };
+                        let from = crate::logsafe::escape(&envelope.from).into_owned();
+                        let size = body.len();
+                        let nrcpt = envelope.recipients.len();
+                        let spooled = body.file().map(|p| p.to_path_buf());
+                        let outcome = shared.queue.intake(envelope, body).await;
+                        match &outcome {
+                            Ok(()) => tracing::info!(
+                                "{id}: client={peer}, from=<{from}>, size={size}, nrcpt={nrcpt} (queued)"
+                            ),
+                            Err(e) => {
+                                if let Some(path) = spooled {
+                                    let _ = std::fs::remove_file(path);
+                                }
+                                tracing::warn!(
+                                    "{id}: client={peer}, from=<{from}>: not queued: {e:?}"
+                                )
+                            }
+                        }
+                        outcome
                     }
-                }
+                    Err(e) => {
+                        tracing::warn!("{id}: client={peer}: not queued: {e:?}");
+                        Err(e)
+                    }
+                };
                 session.submitted(id, outcome);
             }
             Step::StartTls => {

@@ -255,7 +255,7 @@ impl Connection {
         &mut self,
         from: &str,
         recipients: &[String],
-        body: &[u8],
+        body: &crate::body::Body,
     ) -> Result<Vec<RcptResult>, Failure> {
         let needs_utf8 = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
         if needs_utf8 && !self.extensions.contains("SMTPUTF8") {
@@ -268,7 +268,10 @@ impl Connection {
         if self.extensions.contains("SIZE") {
             mail.push_str(&format!(" SIZE={}", body.len()));
         }
-        if !body.is_ascii() && self.extensions.contains("8BITMIME") {
+        // A spooled message is not scanned first: declaring 8BITMIME for a
+        // 7-bit message is harmless (RFC 6152).
+        let eight_bit = body.file().is_some() || !body.head().is_ascii();
+        if eight_bit && self.extensions.contains("8BITMIME") {
             mail.push_str(" BODY=8BITMIME");
         }
         if needs_utf8 {
@@ -295,7 +298,7 @@ impl Connection {
         if r.code != 354 {
             return Err(Failure::from_reply("DATA", &r));
         }
-        self.write(&dot_stuff(body)).await?;
+        self.write_message(body).await?;
         if self.lmtp {
             // LMTP: one reply per accepted recipient (RFC 2033 §4.2).
             for result in results.iter_mut().filter(|r| r.is_ok()) {
@@ -329,6 +332,35 @@ impl Connection {
 
     pub async fn quit(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.command("QUIT")).await;
+    }
+
+    /// The message for DATA, read and dot-stuffed a chunk at a time; each
+    /// chunk written within the timeout.
+    async fn write_message(&mut self, body: &crate::body::Body) -> Result<(), Failure> {
+        use tokio::io::AsyncReadExt;
+        let peer = self.peer.clone();
+        let mut reader = body
+            .async_reader()
+            .await
+            .map_err(|e| Failure::temporary(format!("reading the queued message: {e}")))?;
+        let mut stuffer = DotStuffer::default();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut out = Vec::with_capacity(chunk.len() + 1024);
+        loop {
+            let n = reader
+                .read(&mut chunk)
+                .await
+                .map_err(|e| Failure::temporary(format!("reading the queued message: {e}")))?;
+            out.clear();
+            if n == 0 {
+                stuffer.finish(&mut out);
+                return self.write(&out).await;
+            }
+            stuffer.push(&chunk[..n], &mut out);
+            self.write(&out)
+                .await
+                .map_err(|f| Failure::temporary(format!("{peer}: {}", f.message)))?;
+        }
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
@@ -452,31 +484,70 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static
 /// unchanged), leading dots doubled, and the end marker.
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 64);
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
-        i += 1;
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        at_line_start = false;
-        match b {
-            b'\r' | b'\n' => {
-                if b == b'\r' && body.get(i) == Some(&b'\n') {
-                    i += 1;
-                }
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            _ => out.push(b),
-        }
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut stuffer = DotStuffer::default();
+    stuffer.push(body, &mut out);
+    stuffer.finish(&mut out);
     out
+}
+
+/// [`dot_stuff`] over a stream of chunks.
+pub struct DotStuffer {
+    at_line_start: bool,
+    /// The last chunk ended in CR: a LF first in the next belongs to it.
+    pending_cr: bool,
+    /// Nothing written yet, or the last thing written was a line end.
+    ended: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            pending_cr: false,
+            ended: true,
+        }
+    }
+}
+
+impl DotStuffer {
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let mut i = 0;
+        if std::mem::take(&mut self.pending_cr) && data.first() == Some(&b'\n') {
+            i = 1;
+        }
+        while i < data.len() {
+            let b = data[i];
+            i += 1;
+            if self.at_line_start && b == b'.' {
+                out.push(b'.');
+            }
+            self.at_line_start = false;
+            match b {
+                b'\r' | b'\n' => {
+                    if b == b'\r' {
+                        match data.get(i) {
+                            Some(b'\n') => i += 1,
+                            None => self.pending_cr = true,
+                            Some(_) => {}
+                        }
+                    }
+                    out.extend_from_slice(b"\r\n");
+                    self.at_line_start = true;
+                }
+                _ => out.push(b),
+            }
+        }
+        if !data.is_empty() {
+            self.ended = self.at_line_start;
+        }
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.ended {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
 }
 
 #[cfg(test)]
@@ -491,6 +562,25 @@ mod tests {
         );
         assert_eq!(dot_stuff(b"x\ny"), b"x\r\ny\r\n.\r\n");
         assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
+    }
+
+    #[test]
+    fn stuffing_in_chunks_is_the_same_as_in_one_piece() {
+        let message = b"a\r\n.b\r\n\r\n..c\rd\ne\r\n.\r\nend";
+        for split in 0..=message.len() {
+            let (x, y) = message.split_at(split);
+            let mut out = Vec::new();
+            let mut s = DotStuffer::default();
+            s.push(x, &mut out);
+            s.push(y, &mut out);
+            s.finish(&mut out);
+            assert_eq!(out, dot_stuff(message), "split at {split}");
+        }
+        assert_eq!(
+            dot_stuff(b""),
+            b".\r\n",
+            "the CRLF after DATA ends the empty line"
+        );
     }
 
     #[test]

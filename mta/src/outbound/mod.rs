@@ -62,7 +62,7 @@ pub enum Result {
 struct Message<'a> {
     from: &'a str,
     recipients: &'a [String],
-    body: &'a [u8],
+    body: &'a crate::body::Body,
 }
 
 /// One next hop: where and how to connect.
@@ -373,7 +373,7 @@ impl Outbound {
         route: &Route,
         from: &str,
         recipients: &[String],
-        body: &[u8],
+        body: &crate::body::Body,
     ) -> Vec<Result> {
         let message = Message {
             from,

@@ -89,12 +89,18 @@ pub enum AuthOutcome {
     TryLater,
 }
 
-/// A complete message ready for the queue.
+/// A complete message ready for the queue: `prefix`, then what
+/// [`Session::take_body`] handed out during the transaction, then `rest`.
 #[derive(Debug)]
 pub struct Submission {
     pub envelope: Envelope,
-    /// The message as received, CRLF line ends, with our `Received:` on top.
-    pub body: Vec<u8>,
+    /// The fields we add in front: our `Received:`, and for submission a
+    /// `Date:` and `Message-ID:` when the message has none.
+    pub prefix: Vec<u8>,
+    /// The end of the message as received (CRLF line ends), not taken yet.
+    pub rest: Vec<u8>,
+    /// The length of the message as received (without `prefix`).
+    pub size: u64,
     /// For authenticated submission: the domain of the `From:` address,
     /// which the account was checked to own (what DKIM signs for).
     pub author_domain: Option<String>,
@@ -141,7 +147,11 @@ struct Transaction {
     from: Option<Address>,
     smtputf8: bool,
     recipients: Vec<(Address, Vec<Target>)>,
+    /// Content received and not yet taken by the adapter.
     body: Vec<u8>,
+    /// All content received.
+    size: u64,
+    header: HeaderScan,
     oversize: bool,
     long_line: bool,
     chunked: bool,
@@ -156,10 +166,12 @@ impl Transaction {
         if self.oversize {
             return;
         }
-        if (self.body.len() + data.len()) as u64 > max {
+        if self.size + data.len() as u64 > max {
             self.oversize = true;
             self.body = Vec::new();
         } else {
+            self.size += data.len() as u64;
+            self.header.feed(data);
             self.body.extend_from_slice(data);
         }
     }
@@ -434,6 +446,29 @@ impl Session {
     /// The account this session logged in as.
     pub fn authenticated(&self) -> Option<&str> {
         self.authenticated.as_deref()
+    }
+
+    /// A transaction is open (MAIL was accepted and not yet finished or
+    /// reset).
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Message content received so far and not yet taken.
+    pub fn body_buffered(&self) -> usize {
+        match (&self.state, &self.tx) {
+            (State::Data(_) | State::Bdat(_), Some(tx)) => tx.body.len(),
+            _ => 0,
+        }
+    }
+
+    /// Takes the message content received so far (the adapter spools it);
+    /// what is left at the end comes in [`Submission::rest`].
+    pub fn take_body(&mut self) -> Vec<u8> {
+        match (&self.state, &mut self.tx) {
+            (State::Data(_) | State::Bdat(_), Some(tx)) => std::mem::take(&mut tx.body),
+            _ => Vec::new(),
+        }
     }
 
     /// Runs the state machine over the buffered input.
@@ -739,6 +774,8 @@ impl Session {
             long_line: false,
             chunked: false,
             pending_cr: false,
+            size: 0,
+            header: HeaderScan::default(),
         });
         self.reply(250, "2.1.0", "Ok".into());
     }
@@ -1150,14 +1187,15 @@ impl Session {
         if last {
             return Some(self.end_of_message());
         }
-        let size = tx.body.len();
+        let size = tx.size;
         self.reply(250, "2.0.0", format!("{size} octets received"));
         None
     }
 
     fn end_of_message(&mut self) -> Step {
         self.state = State::Command;
-        let tx = self.tx.take().expect("end of message needs a transaction");
+        let mut tx = self.tx.take().expect("end of message needs a transaction");
+        tx.header.finish();
         if tx.oversize {
             self.reply(552, "5.3.4", "Message size exceeds fixed limit".into());
             return self.after_reply();
@@ -1173,9 +1211,7 @@ impl Session {
             );
             return self.after_reply();
         }
-        let hops = crate::message::field_names(&tx.body)
-            .filter(|name| name.eq_ignore_ascii_case(b"received"))
-            .count();
+        let hops = tx.header.received;
         if hops >= MAX_HOPS {
             self.reply(
                 554,
@@ -1185,7 +1221,7 @@ impl Session {
             return self.after_reply();
         }
         let author_domain = match &self.authenticated {
-            Some(account) => match self.check_authors(account, &tx.body) {
+            Some(account) => match self.check_authors(account, &tx.header) {
                 Ok(domain) => domain,
                 Err(text) => {
                     self.reply(553, "5.7.1", text);
@@ -1197,25 +1233,23 @@ impl Session {
         let id = QueueId::generate();
         let arrival = now_micros();
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
-        let received = self.received_header(id, &tx, &helo, esmtp);
-        let mut body = Vec::with_capacity(received.len() + tx.body.len() + 128);
-        body.extend_from_slice(received.as_bytes());
+        let mut prefix = self.received_header(id, &tx, &helo, esmtp).into_bytes();
         if self.authenticated.is_some() {
             // RFC 6409 §8: a submission server may add what the client's
-            // software left out.
-            let (has_date, has_id) = header_presence(&tx.body);
-            if !has_date {
-                body.extend_from_slice(
+            // software left out. A message without a header section is left
+            // alone.
+            let none = tx.header.empty;
+            if !tx.header.date && !none {
+                prefix.extend_from_slice(
                     format!("Date: {}\r\n", chrono::Local::now().to_rfc2822()).as_bytes(),
                 );
             }
-            if !has_id {
-                body.extend_from_slice(
+            if !tx.header.message_id && !none {
+                prefix.extend_from_slice(
                     format!("Message-ID: <{id}@{}>\r\n", self.cfg.hostname).as_bytes(),
                 );
             }
         }
-        body.extend_from_slice(&tx.body);
         let recipients = tx
             .recipients
             .iter()
@@ -1246,12 +1280,14 @@ impl Session {
             recipients,
             held: false,
             warned: false,
-            size: body.len() as u64,
+            size: prefix.len() as u64 + tx.size,
         };
         self.state = State::AwaitingCommit;
         Step::Submit(Submission {
             envelope,
-            body,
+            prefix,
+            rest: tx.body,
+            size: tx.size,
             author_domain,
         })
     }
@@ -1259,8 +1295,8 @@ impl Session {
     /// Submission: every address in the `From:` field must belong to the
     /// account, by the rules for the envelope sender (a DKIM signature
     /// vouches for it). Returns the domain to sign for.
-    fn check_authors(&self, account: &str, message: &[u8]) -> Result<Option<String>, String> {
-        let authors = crate::message::authors(message).map_err(|e| e.to_string())?;
+    fn check_authors(&self, account: &str, header: &HeaderScan) -> Result<Option<String>, String> {
+        let authors = header.authors().map_err(|e| e.to_string())?;
         let mut domain = None;
         for text in authors {
             let owned = Address::parse(&text, true)
@@ -1329,16 +1365,113 @@ impl Session {
     }
 }
 
-/// Whether the header section has `Date:` and `Message-ID:` fields.
-fn header_presence(message: &[u8]) -> (bool, bool) {
-    // A message with no header section is left alone.
-    let mut date = message.starts_with(b"\r\n");
-    let mut id = date;
-    for name in crate::message::field_names(message) {
-        date |= name.eq_ignore_ascii_case(b"date");
-        id |= name.eq_ignore_ascii_case(b"message-id");
+/// The longest header line (and `From:` field) the scan keeps; longer ones
+/// are cut, and a cut `From:` refuses a submission.
+const MAX_SCANNED_FIELD: usize = 16 * 1024;
+
+/// The header section as it streams past: what the session's checks need
+/// (hop count, `From:` for submission, `Date:`/`Message-ID:` presence), in
+/// bounded memory whatever the size of the message.
+#[derive(Debug, Default)]
+struct HeaderScan {
+    done: bool,
+    /// The current line, up to [`MAX_SCANNED_FIELD`] bytes.
+    line: Vec<u8>,
+    line_cut: bool,
+    /// The lines so far belong to the first `From:` field.
+    in_from: bool,
+    /// The message has no header section (it starts with an empty line).
+    empty: bool,
+    fields: usize,
+    received: usize,
+    date: bool,
+    message_id: bool,
+    from_fields: usize,
+    /// The first `From:` field, its lines as received.
+    from: Vec<u8>,
+    from_cut: bool,
+}
+
+impl HeaderScan {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !self.done && !data.is_empty() {
+            let end = data.iter().position(|&b| b == b'\n').map(|i| i + 1);
+            let part = &data[..end.unwrap_or(data.len())];
+            data = &data[part.len()..];
+            let room = MAX_SCANNED_FIELD.saturating_sub(self.line.len());
+            self.line_cut |= part.len() > room;
+            self.line.extend_from_slice(&part[..part.len().min(room)]);
+            if end.is_some() {
+                self.end_line();
+            }
+        }
     }
-    (date, id)
+
+    /// The end of the message: a last line without a line end counts.
+    fn finish(&mut self) {
+        if !self.done && !self.line.is_empty() {
+            self.end_line();
+        }
+        self.done = true;
+    }
+
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        let cut = std::mem::take(&mut self.line_cut);
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.is_empty() {
+            self.empty = self.fields == 0;
+            self.done = true;
+            return;
+        }
+        if text[0] == b' ' || text[0] == b'\t' {
+            if self.in_from {
+                self.keep_from(&line, cut);
+            }
+            return;
+        }
+        self.in_from = false;
+        self.fields += 1;
+        let colon = text.iter().position(|&b| b == b':').unwrap_or(text.len());
+        let name = text[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"received") {
+            self.received += 1;
+        } else if name.eq_ignore_ascii_case(b"date") {
+            self.date = true;
+        } else if name.eq_ignore_ascii_case(b"message-id") {
+            self.message_id = true;
+        } else if name.eq_ignore_ascii_case(b"from") {
+            self.from_fields += 1;
+            if self.from_fields == 1 {
+                self.in_from = true;
+                self.keep_from(&line, cut);
+            }
+        }
+    }
+
+    fn keep_from(&mut self, line: &[u8], cut: bool) {
+        let room = MAX_SCANNED_FIELD.saturating_sub(self.from.len());
+        self.from_cut |= cut || line.len() > room;
+        self.from.extend_from_slice(&line[..line.len().min(room)]);
+    }
+
+    /// The addresses of the `From:` field (see [`crate::message::authors`]).
+    fn authors(&self) -> Result<Vec<String>, crate::message::AuthorError> {
+        use crate::message::AuthorError;
+        if self.from_fields > 1 {
+            return Err(AuthorError::FromCount(self.from_fields));
+        }
+        if self.from_cut {
+            return Err(AuthorError::TooLong);
+        }
+        let mut field = self.from.clone();
+        if !field.ends_with(b"\n") {
+            field.extend_from_slice(b"\r\n");
+        }
+        field.extend_from_slice(b"\r\n");
+        crate::message::authors(&field)
+    }
 }
 
 fn same_account(a: &Target, b: &Target) -> bool {

@@ -1,0 +1,291 @@
+//! A message's content while the SMTP adapter receives it: held in memory
+//! while it is small and the server-wide budget allows, written to a spool
+//! file otherwise, so a thousand clients sending 50 MB each cost disk, not
+//! memory. At the end of the message it becomes a [`Body`] for the queue.
+//!
+//! Not here: the SMTP rules (the session) and where queued bodies live (the
+//! queue moves the spool file into place when it commits).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::AsyncWriteExt;
+
+use crate::body::Body;
+use crate::smtp::session::IntakeError;
+
+/// A message larger than this is spooled to a file.
+pub const INLINE_MAX: usize = 128 * 1024;
+/// Message content held in memory by all sessions together, at most.
+pub const MEMORY_BUDGET: usize = 16 << 20;
+/// Bytes collected before a write to the spool file.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// The server-wide allowance for message content in memory.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Budget {
+        Budget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    fn reserve(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + n <= self.limit).then_some(used + n)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// What the spool needs from the queue: where to write, and whether the
+/// disk has room to go on.
+pub struct Place {
+    pub dir: PathBuf,
+    /// Refuse content (452) when writing would leave less free.
+    pub min_free_space: u64,
+}
+
+/// The content of one message being received.
+pub struct Incoming {
+    budget: Arc<Budget>,
+    place: Arc<Place>,
+    /// Content in memory (reserved from the budget: `reserved` bytes).
+    mem: Vec<u8>,
+    reserved: usize,
+    file: Option<(tokio::fs::File, PathBuf)>,
+    written: u64,
+    /// Writing failed: the rest is read and dropped, then refused.
+    failed: Option<IntakeError>,
+}
+
+impl Incoming {
+    pub fn new(budget: Arc<Budget>, place: Arc<Place>) -> Incoming {
+        Incoming {
+            budget,
+            place,
+            mem: Vec::new(),
+            reserved: 0,
+            file: None,
+            written: 0,
+            failed: None,
+        }
+    }
+
+    /// Whether anything was received.
+    pub fn is_empty(&self) -> bool {
+        self.mem.is_empty() && self.file.is_none()
+    }
+
+    /// More content.
+    pub async fn push(&mut self, data: Vec<u8>) {
+        if self.failed.is_some() || data.is_empty() {
+            return;
+        }
+        if self.file.is_none() {
+            let total = self.mem.len() + data.len();
+            if total <= INLINE_MAX && self.budget.reserve(data.len()) {
+                self.reserved += data.len();
+                if self.mem.is_empty() {
+                    self.mem = data;
+                } else {
+                    self.mem.extend_from_slice(&data);
+                }
+                return;
+            }
+            if let Err(e) = self.open().await {
+                return self.fail(e);
+            }
+        }
+        self.mem.extend_from_slice(&data);
+        if self.mem.len() >= WRITE_CHUNK {
+            self.flush().await;
+        }
+    }
+
+    async fn open(&mut self) -> Result<(), IntakeError> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "{}.{}.{}",
+            std::process::id(),
+            crate::envelope::now_micros(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.place.dir.join(name);
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .await
+            .map_err(|e| {
+                tracing::error!(
+                    "cannot create a spool file in {}: {e}",
+                    self.place.dir.display()
+                );
+                IntakeError::Failed
+            })?;
+        self.file = Some((file, path));
+        Ok(())
+    }
+
+    /// Writes what is held in memory to the spool file.
+    async fn flush(&mut self) {
+        let Some((file, path)) = &mut self.file else {
+            return;
+        };
+        let room = crate::queue::free_space(&self.place.dir)
+            .is_none_or(|free| free >= self.place.min_free_space + self.mem.len() as u64);
+        if !room {
+            return self.fail(IntakeError::DiskFull);
+        }
+        if let Err(e) = file.write_all(&self.mem).await {
+            tracing::error!("writing {}: {e}", path.display());
+            let full = e.raw_os_error() == Some(nix::libc::ENOSPC);
+            return self.fail(if full {
+                IntakeError::DiskFull
+            } else {
+                IntakeError::Failed
+            });
+        }
+        self.written += self.mem.len() as u64;
+        self.mem.clear();
+        self.release();
+    }
+
+    fn fail(&mut self, e: IntakeError) {
+        self.failed.get_or_insert(e);
+        self.mem = Vec::new();
+        self.release();
+    }
+
+    fn release(&mut self) {
+        self.budget.release(std::mem::take(&mut self.reserved));
+    }
+
+    /// The end of the message: `prefix` (our fields) and the last content.
+    /// A spool file is synced to the disk before this returns.
+    pub async fn finish(mut self, prefix: Vec<u8>, rest: Vec<u8>) -> Result<Body, IntakeError> {
+        self.push(rest).await;
+        if self.file.is_some() {
+            self.flush().await;
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let Some((file, path)) = self.file.take() else {
+            let mut bytes = prefix;
+            bytes.extend_from_slice(&self.mem);
+            return Ok(Body::inline(bytes));
+        };
+        let synced = async {
+            let mut file = file;
+            file.flush().await?;
+            file.sync_all().await
+        };
+        match synced.await {
+            Ok(()) => Ok(Body::spooled(prefix, path, self.written)),
+            Err(e) => {
+                tracing::error!("syncing {}: {e}", path.display());
+                let _ = std::fs::remove_file(&path);
+                Err(IntakeError::Failed)
+            }
+        }
+    }
+}
+
+impl Drop for Incoming {
+    /// A message that was not finished (refused, reset, connection lost)
+    /// leaves nothing behind.
+    fn drop(&mut self) {
+        self.release();
+        if let Some((_, path)) = &self.file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(dir: &std::path::Path) -> Arc<Place> {
+        Arc::new(Place {
+            dir: dir.to_path_buf(),
+            min_free_space: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn small_messages_stay_in_memory_large_ones_go_to_a_file() {
+        let t = tempfile::tempdir().unwrap();
+        let budget = Arc::new(Budget::new(MEMORY_BUDGET));
+        let mut small = Incoming::new(budget.clone(), place(t.path()));
+        small.push(b"Subject: x\r\n\r\n".to_vec()).await;
+        assert_eq!(budget.used(), 14);
+        let body = small
+            .finish(b"P: 1\r\n".to_vec(), b"hi\r\n".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(body.file(), None);
+        assert_eq!(body.to_vec().unwrap(), b"P: 1\r\nSubject: x\r\n\r\nhi\r\n");
+        assert_eq!(budget.used(), 0, "released");
+
+        let mut large = Incoming::new(budget.clone(), place(t.path()));
+        let chunk = vec![b'a'; 50_000];
+        for _ in 0..10 {
+            large.push(chunk.clone()).await;
+        }
+        assert!(budget.used() <= INLINE_MAX);
+        let body = large
+            .finish(b"P: 1\r\n".to_vec(), b"end".to_vec())
+            .await
+            .unwrap();
+        assert!(body.file().is_some());
+        assert_eq!(body.len(), 6 + 500_003);
+        assert_eq!(body.memory(), 6);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_empty_budget_spools_even_small_messages_and_dropping_cleans_up() {
+        let t = tempfile::tempdir().unwrap();
+        let budget = Arc::new(Budget::new(0));
+        let mut m = Incoming::new(budget, place(t.path()));
+        m.push(b"x".to_vec()).await;
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+        drop(m);
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn no_room_on_the_disk_is_disk_full() {
+        let t = tempfile::tempdir().unwrap();
+        let place = Arc::new(Place {
+            dir: t.path().to_path_buf(),
+            min_free_space: u64::MAX / 4,
+        });
+        let mut m = Incoming::new(Arc::new(Budget::new(0)), place);
+        m.push(vec![b'x'; 100_000]).await;
+        assert_eq!(
+            m.finish(Vec::new(), Vec::new()).await.unwrap_err(),
+            IntakeError::DiskFull
+        );
+    }
+}
