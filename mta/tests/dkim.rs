@@ -112,6 +112,33 @@ fn submitted_mail_is_dual_signed_and_dkimpy_verifies_both() {
 }
 
 #[test]
+fn a_large_spooled_submission_is_signed_and_dkimpy_verifies_it() {
+    let s = Server::start("");
+    // Larger than what is kept in memory: spooled to a file, signed
+    // through a memory map.
+    let body: String = (0..40_000)
+        .map(|i| {
+            format!(
+                "{}line {i} of a large message\n",
+                if i % 7 == 0 { "." } else { "" }
+            )
+        })
+        .collect();
+    let path = s.dir.path().join("large-body.txt");
+    std::fs::write(&path, &body).unwrap();
+    let at_path = format!("@{}", path.display());
+    s.submit(
+        &["bob@example.org"],
+        &["--header", "Subject: large", "--body", &at_path],
+    );
+    let files = s.wait_for_mail("bob@example.org", 1);
+    let stored = std::fs::read(&files[0]).unwrap();
+    assert!(stored.len() > 1_000_000, "{}", stored.len());
+    let (ok, out) = verify(&files[0], &records(&s));
+    assert!(ok, "dkimpy: {out}");
+}
+
+#[test]
 fn rotation_adds_selectors_and_new_mail_uses_them() {
     let s = Server::start("");
     let before = records(&s);

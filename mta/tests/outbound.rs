@@ -63,6 +63,45 @@ fn mx_delivery_with_starttls_all_recipients_in_one_transaction() {
 }
 
 #[test]
+fn a_large_message_is_relayed_intact_with_stuffed_dots() {
+    let peer = Peer::with(Options {
+        tls: true,
+        zone: Some(ZONE),
+        ..Options::default()
+    });
+    let s = Server::start(&mx_config(&peer));
+    // About 2 MiB: spooled, then streamed out in chunks with dot-stuffing.
+    let body: String = (0..60_000)
+        .map(|i| {
+            format!(
+                "{}line {i} of a message that is relayed\n",
+                if i % 3 == 0 { "." } else { "" }
+            )
+        })
+        .collect();
+    let path = s.dir.path().join("body.txt");
+    std::fs::write(&path, &body).unwrap();
+    let at_path = format!("@{}", path.display());
+    s.submit(
+        &["far@example.net"],
+        &["--header", "Subject: large", "--body", &at_path],
+    );
+    let got = peer.wait_for(1);
+    let received = got[0].message.replace("\r\n", "\n");
+    assert!(received.len() > 2_000_000, "{}", received.len());
+    // swaks ends the body with a line end of its own.
+    let (received, body) = (received.trim_end(), body.trim_end());
+    if !received.ends_with(body) {
+        let at = received
+            .rsplit('\n')
+            .zip(body.rsplit('\n'))
+            .find(|(a, b)| a != b);
+        panic!("the relayed message differs from the one submitted: {at:?}");
+    }
+    wait_queue_empty(&s);
+}
+
+#[test]
 fn permanent_failure_and_null_mx_bounce_to_the_sender() {
     let peer = Peer::with(Options {
         zone: Some(ZONE),

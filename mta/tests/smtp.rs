@@ -147,6 +147,77 @@ fn bdat_chunking_over_tcp() {
     assert!(stored.ends_with(b"Subject: chunks\n\nbinary\x00safe? no, but 8bit \xc3\xa9 is\n"));
 }
 
+/// A message of about 3 MiB: lines of text, some starting with a dot.
+fn large_message() -> String {
+    let mut m = String::from("From: x@sender.example\r\nSubject: large\r\n\r\n");
+    for i in 0..100_000 {
+        m.push_str(if i % 5 == 0 { ".dotted " } else { "plain " });
+        m.push_str(&format!("line {i} with some words to make it longer\r\n"));
+    }
+    m
+}
+
+#[test]
+fn large_messages_are_spooled_and_delivered_byte_for_byte() {
+    let s = Server::start("");
+    let message = large_message();
+    assert!(message.len() > 3 << 20);
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    let r = c.send_mail("x@sender.example", &["alice@example.org"], &message);
+    assert_eq!(r.code, 250, "{r:?}");
+    // The same with BDAT, in chunks that split lines (and CRLF pairs).
+    c.cmd("MAIL FROM:<x@sender.example>");
+    c.cmd("RCPT TO:<bob@example.org>");
+    let chunks: Vec<&[u8]> = message.as_bytes().chunks(1_000_001).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = if i + 1 == chunks.len() { " LAST" } else { "" };
+        c.send(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes());
+        c.send(chunk);
+        assert_eq!(c.reply().code, 250);
+    }
+    for account in ["alice@example.org", "bob@example.org"] {
+        let files = s.wait_for_mail(account, 1);
+        let stored = std::fs::read(&files[0]).unwrap();
+        assert!(
+            original_of(&stored) == message,
+            "{account}: the message changed"
+        );
+        let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.ends_with(&format!(",S={}", stored.len())), "{name}");
+    }
+    s.wait_queue_empty(Duration::from_secs(10));
+    for dir in ["queue/spool", "queue/bodies"] {
+        let left = std::fs::read_dir(s.data().join(dir)).unwrap().count();
+        assert_eq!(left, 0, "{dir} still has {left} files");
+    }
+}
+
+#[test]
+fn a_refused_large_message_leaves_no_spool_file() {
+    let s = Server::start("[limits]\nmessage_size = \"1M\"\n");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    let r = c.send_mail("x@sender.example", &["alice@example.org"], &large_message());
+    assert_eq!(r.code, 552, "{r:?}");
+    // Cut off in the middle of a large message: the connection drops.
+    c.cmd("MAIL FROM:<x@sender.example>");
+    c.cmd("RCPT TO:<alice@example.org>");
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(&large_message().as_bytes()[..900_000]);
+    drop(c);
+    wait_until(
+        Duration::from_secs(10),
+        || "a spool file was left behind".into(),
+        || {
+            let left = std::fs::read_dir(s.data().join("queue/spool"))
+                .unwrap()
+                .count();
+            (left == 0).then_some(())
+        },
+    );
+}
+
 #[test]
 fn relay_and_routing_tricks_are_refused() {
     let s = Server::start("");
