@@ -178,6 +178,9 @@ impl Shared {
 pub fn run(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // File I/O, password hashing and signing run on blocking threads,
+        // each bounded where it is used; this caps them all together.
+        .max_blocking_threads(64)
         .thread_name("mta")
         .build()?;
     runtime.block_on(serve(config))
@@ -642,7 +645,7 @@ impl Conn {
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read from a client at once; with the session's own buffers this is
 /// most of what an idle connection costs.
-const READ_BUFFER: usize = 16 * 1024;
+const READ_BUFFER: usize = 8 * 1024;
 
 async fn handle(
     stream: TcpStream,

@@ -10,17 +10,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 
 use crate::body::Body;
 use crate::smtp::session::IntakeError;
 
 /// A message larger than this is spooled to a file.
-pub const INLINE_MAX: usize = 128 * 1024;
+pub const INLINE_MAX: usize = 64 * 1024;
 /// Message content held in memory by all sessions together, at most.
-pub const MEMORY_BUDGET: usize = 16 << 20;
+pub const MEMORY_BUDGET: usize = 8 << 20;
 /// Bytes collected before a write to the spool file.
-const WRITE_CHUNK: usize = 64 * 1024;
+const WRITE_CHUNK: usize = 16 * 1024;
+/// Spool writes (each on a blocking thread) under way at once: a thousand
+/// clients must not mean a thousand threads.
+const WRITERS: usize = 4;
+
+fn writers() -> &'static tokio::sync::Semaphore {
+    static WRITERS_AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(WRITERS);
+    &WRITERS_AT_ONCE
+}
 
 /// The server-wide allowance for message content in memory.
 #[derive(Debug)]
@@ -69,7 +78,7 @@ pub struct Incoming {
     /// Content in memory (reserved from the budget: `reserved` bytes).
     mem: Vec<u8>,
     reserved: usize,
-    file: Option<(tokio::fs::File, PathBuf)>,
+    file: Option<(Arc<std::fs::File>, PathBuf)>,
     written: u64,
     /// Writing failed: the rest is read and dropped, then refused.
     failed: Option<IntakeError>,
@@ -128,26 +137,31 @@ impl Incoming {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let path = self.place.dir.join(name);
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
+        let opened = {
+            let path = path.clone();
+            blocking(move || {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+            })
             .await
-            .map_err(|e| {
-                tracing::error!(
-                    "cannot create a spool file in {}: {e}",
-                    self.place.dir.display()
-                );
-                IntakeError::Failed
-            })?;
-        self.file = Some((file, path));
+        };
+        let file = opened.map_err(|e| {
+            tracing::error!(
+                "cannot create a spool file in {}: {e}",
+                self.place.dir.display()
+            );
+            IntakeError::Failed
+        })?;
+        self.file = Some((Arc::new(file), path));
         Ok(())
     }
 
     /// Writes what is held in memory to the spool file.
     async fn flush(&mut self) {
-        let Some((file, path)) = &mut self.file else {
+        let Some((file, path)) = &self.file else {
             return;
         };
         let room = crate::queue::free_space(&self.place.dir)
@@ -155,18 +169,27 @@ impl Incoming {
         if !room {
             return self.fail(IntakeError::DiskFull);
         }
-        if let Err(e) = file.write_all(&self.mem).await {
-            tracing::error!("writing {}: {e}", path.display());
-            let full = e.raw_os_error() == Some(nix::libc::ENOSPC);
-            return self.fail(if full {
-                IntakeError::DiskFull
-            } else {
-                IntakeError::Failed
-            });
+        let data = std::mem::take(&mut self.mem);
+        let file = file.clone();
+        let path = path.clone();
+        match blocking(move || (&*file).write_all(&data).map(|()| data)).await {
+            Ok(mut data) => {
+                self.written += data.len() as u64;
+                // The buffer is used again: no allocation per chunk.
+                data.clear();
+                self.mem = data;
+                self.release();
+            }
+            Err(e) => {
+                tracing::error!("writing {}: {e}", path.display());
+                let full = e.raw_os_error() == Some(nix::libc::ENOSPC);
+                self.fail(if full {
+                    IntakeError::DiskFull
+                } else {
+                    IntakeError::Failed
+                });
+            }
         }
-        self.written += self.mem.len() as u64;
-        self.mem.clear();
-        self.release();
     }
 
     fn fail(&mut self, e: IntakeError) {
@@ -194,12 +217,7 @@ impl Incoming {
             bytes.extend_from_slice(&self.mem);
             return Ok(Body::inline(bytes));
         };
-        let synced = async {
-            let mut file = file;
-            file.flush().await?;
-            file.sync_all().await
-        };
-        match synced.await {
+        match blocking(move || file.sync_all()).await {
             Ok(()) => Ok(Body::spooled(prefix, path, self.written)),
             Err(e) => {
                 tracing::error!("syncing {}: {e}", path.display());
@@ -208,6 +226,16 @@ impl Incoming {
             }
         }
     }
+}
+
+/// Runs file I/O on a blocking thread, a few at a time.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let _turn = writers().acquire().await.expect("never closed");
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 impl Drop for Incoming {

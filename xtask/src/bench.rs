@@ -101,6 +101,12 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
         }
     };
     let already = new_dir.as_deref().map(count_files).unwrap_or(0);
+    if let Some(kib) = ours.as_ref().and_then(|o| rss_kib(o.child.id(), "VmRSS:")) {
+        println!(
+            "server:     RSS {:.1} MiB at idle, before the load",
+            kib as f64 / 1024.0
+        );
+    }
     let client = if b.smtp_source {
         "smtp-source"
     } else {
@@ -216,10 +222,15 @@ fn count_files(dir: &Path) -> usize {
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
+    rss_kib(pid, "VmHWM:")
+}
+
+/// A memory figure of /proc/PID/status (`VmRSS:` now, `VmHWM:` the peak).
+fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -341,7 +352,6 @@ fn generate(
                 let mut latencies = Vec::with_capacity(messages);
                 barrier.wait();
                 for m in 0..messages {
-                    let body = message(&from, &rcpt, n, m, size);
                     let t = Instant::now();
                     io.get_mut().write_all(
                         format!("MAIL FROM:<{from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes(),
@@ -349,7 +359,7 @@ fn generate(
                     expect(&mut io, 250)?;
                     expect(&mut io, 250)?;
                     expect(&mut io, 354)?;
-                    io.get_mut().write_all(&body)?;
+                    write_message(io.get_mut(), &from, &rcpt, n, m, size)?;
                     expect(&mut io, 250)?;
                     latencies.push(t.elapsed());
                 }
@@ -480,16 +490,31 @@ fn outbound(b: Bench) -> anyhow::Result<()> {
 
 /// A message of about `size` bytes with 76-character lines, ended by the
 /// DATA terminator.
-fn message(from: &str, to: &str, conn: usize, n: usize, size: usize) -> Vec<u8> {
-    let mut m = format!(
+/// Writes one message of about `size` bytes (lines of 78 octets) and the
+/// end marker, a chunk at a time: 500 clients of 50 MB messages must not
+/// need 25 GB here.
+fn write_message(
+    w: &mut impl Write,
+    from: &str,
+    to: &str,
+    conn: usize,
+    n: usize,
+    size: usize,
+) -> std::io::Result<()> {
+    let head = format!(
         "From: {from}\r\nTo: {to}\r\nSubject: bench {conn}-{n}\r\nMessage-ID: <{conn}.{n}@bench.example>\r\n\r\n"
-    )
-    .into_bytes();
-    let line = [b'x'; 76];
-    while m.len() + 78 <= size {
-        m.extend_from_slice(&line);
-        m.extend_from_slice(b"\r\n");
+    );
+    let line = [[b'x'; 76].as_slice(), b"\r\n"].concat();
+    let lines = size.saturating_sub(head.len()) / line.len();
+    let chunk: Vec<u8> = line.repeat(lines.min(840));
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, w);
+    out.write_all(head.as_bytes())?;
+    let mut left = lines;
+    while left > 0 {
+        let take = left.min(840);
+        out.write_all(&chunk[..take * line.len()])?;
+        left -= take;
     }
-    m.extend_from_slice(b".\r\n");
-    m
+    out.write_all(b".\r\n")?;
+    out.flush()
 }
