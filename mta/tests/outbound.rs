@@ -8,10 +8,13 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::peer::{Options, Peer, TestCa, self_signed};
-use common::{Client, Server, wait_until};
+use common::{Client, Server, tcp_stub, wait_until};
 
 const ZONE: &str = "\
 example.net. 60 IN MX 10 mx.example.net.
@@ -594,4 +597,175 @@ fn forged_tlsa_records_defer_instead_of_downgrading() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(peer.received().is_empty(), "delivered despite bogus DNSSEC");
+}
+
+/// Sends one message from outside to `to` over the MX listener.
+fn receive(s: &Server, to: &[&str], subject: &str) {
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO sender.example");
+    let r = c.send_mail(
+        "someone@sender.example",
+        to,
+        &format!("Subject: {subject}\r\n\r\nx\r\n"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+}
+
+#[test]
+fn each_hand_over_is_recorded_when_it_happens() {
+    let peer = Peer::with(Options::default());
+    // A server that takes the connection and never says a word.
+    let silent: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let held = silent.clone();
+    let stalled = tcp_stub(move |stream| held.lock().unwrap().push(stream));
+    let config = format!(
+        "[[transports]]\nrecipient = \"fast@example.org\"\nvia = \"smtp:127.0.0.1:{}\"\n\n[[transports]]\nrecipient = \"stalled@example.org\"\nvia = \"smtp:127.0.0.1:{stalled}\"\n",
+        peer.smtp
+    );
+    let mut s = Server::start(&config);
+    receive(
+        &s,
+        &["fast@example.org", "stalled@example.org"],
+        "two routes",
+    );
+    let got = peer.wait_for(1);
+    assert_eq!(
+        got[0].envelope["rcpt_tos"],
+        serde_json::json!(["fast@example.org"])
+    );
+    // The first hand-over is on record while the second route still waits.
+    let list = wait_until(
+        Duration::from_secs(10),
+        || format!("the hand-over was not recorded: {}", s.queue(&["list"]).1),
+        || {
+            let (_, list) = s.queue(&["list"]);
+            list.contains("-> fast@example.org (delivered")
+                .then_some(list)
+        },
+    );
+    assert!(
+        list.contains("-> stalled@example.org (pending, 0 attempts"),
+        "{list}"
+    );
+    assert_eq!(silent.lock().unwrap().len(), 1);
+
+    // A crash now, and the restarted server works the queue: only the
+    // stalled route is attempted again.
+    s.restart();
+    wait_until(
+        Duration::from_secs(20),
+        || "the restarted server did not try the stalled route again".into(),
+        || (silent.lock().unwrap().len() >= 2).then_some(()),
+    );
+    // Routes are tried in recipient order: had the first been pending
+    // still, the peer would have its second copy by now.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(peer.received().len(), 1, "the message was sent twice");
+    let (_, list) = s.queue(&["list"]);
+    assert!(list.contains("-> fast@example.org (delivered"), "{list}");
+}
+
+/// A line-based SMTP server that accepts everything; the lines it
+/// received so far, and its port.
+fn smtp_stub(greeting: &'static str) -> (Arc<Mutex<Vec<String>>>, u16) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let lines = seen.clone();
+    let port = tcp_stub(move |stream| {
+        let mut out = stream.try_clone().unwrap();
+        if out.write_all(greeting.as_bytes()).is_err() {
+            return;
+        }
+        let mut in_data = false;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            lines.lock().unwrap().push(line.clone());
+            let reply: &[u8] = match line.to_ascii_uppercase().as_str() {
+                "." if in_data => {
+                    in_data = false;
+                    b"250 2.0.0 taken\r\n"
+                }
+                _ if in_data => continue,
+                "DATA" => {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                }
+                "QUIT" => b"221 bye\r\n",
+                _ => b"250 ok\r\n",
+            };
+            if out.write_all(reply).is_err() {
+                return;
+            }
+        }
+    });
+    (seen, port)
+}
+
+#[test]
+fn a_transport_back_to_ourselves_is_refused_as_a_loop() {
+    // It greets with our own host name: it is us, or claims to be.
+    let (seen, port) = smtp_stub("220 mx.example.org ESMTP\r\n");
+    let s = Server::start(&format!(
+        "[[transports]]\nrecipient = \"circle@example.org\"\nvia = \"smtp:127.0.0.1:{port}\"\n"
+    ));
+    receive(&s, &["circle@example.org"], "round and round");
+    s.wait_for_log("loops back to myself");
+    s.wait_for_log("status=deferred");
+    let (_, list) = s.queue(&["list"]);
+    assert!(
+        list.contains("-> circle@example.org (pending") && list.contains("loops back to myself"),
+        "{list}"
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.to_ascii_uppercase().starts_with("MAIL")),
+        "the message went in a circle: {seen:?}"
+    );
+}
+
+/// The memory the process has used at most, from /proc.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    kb * 1024
+}
+
+#[test]
+fn an_endless_reply_line_is_cut_off() {
+    // A greeting line that never ends: 128 MiB of "x" without a line end
+    // (more than the memory bound below), and the connection kept open.
+    let port = tcp_stub(|mut stream| {
+        let chunk = vec![b'x'; 64 * 1024];
+        if stream.write_all(b"220-").is_err() {
+            return;
+        }
+        for _ in 0..2048 {
+            if stream.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+        let _ = stream.read(&mut [0; 1]);
+    });
+    let s = Server::start(&format!(
+        "[[transports]]\nrecipient = \"flood@example.org\"\nvia = \"smtp:127.0.0.1:{port}\"\n"
+    ));
+    receive(&s, &["flood@example.org"], "into the flood");
+    s.wait_for_log("reply line longer than");
+    s.wait_for_log("status=deferred");
+    let (_, list) = s.queue(&["list"]);
+    assert!(
+        list.contains("-> flood@example.org (pending") && list.contains("reply line longer than"),
+        "{list}"
+    );
+    let peak = peak_memory(s.pid());
+    assert!(
+        peak < 100 << 20,
+        "the server used {} MiB at most",
+        peak >> 20
+    );
 }

@@ -3,9 +3,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Client, Server, Swaks, original_of, wait_until};
 
@@ -654,4 +655,117 @@ fn sigterm_says_goodbye_to_idle_clients_and_exits_cleanly() {
         "mta exited with failure"
     );
     assert!(s.log_contains("stopped"));
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_at_the_write_deadline() {
+    let s = Server::start("[limits]\ncommand_timeout = \"2s\"\nconnections_per_ip = 1\n");
+    let stalled = TcpStream::connect(s.addr).unwrap();
+    let mut greeting = String::new();
+    BufReader::new(stalled.try_clone().unwrap())
+        .read_line(&mut greeting)
+        .unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting:?}");
+    // The address's one slot is taken.
+    let r = Client::connect(s.addr).reply();
+    assert!(r.text.starts_with("421 4.7.0"), "{r:?}");
+    // Pipelined EHLOs whose replies (megabytes, more than the socket
+    // buffers hold) are never read.
+    let mut writer = stalled.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let flood = std::thread::spawn(move || {
+        let _ = writer.write_all(&b"EHLO x\r\n".repeat(128 * 1024));
+    });
+    // The server gives up writing to it and frees the slot, although the
+    // client keeps its end open.
+    wait_until(
+        Duration::from_secs(15),
+        || {
+            let refused = s.log_lines("too many connections").len();
+            format!("the stalled client kept the slot ({refused} connections refused)")
+        },
+        || {
+            let mut c = Client::try_connect(s.addr, Duration::from_secs(5))?;
+            (c.try_reply()?.code == 220).then_some(())
+        },
+    );
+    assert!(s.log_contains("cannot write to the client"));
+    flood.join().unwrap();
+    drop(stalled);
+}
+
+#[test]
+fn the_health_check_answers_during_the_greeting_delay() {
+    let s = Server::start("[limits]\ngreeting_delay = \"5s\"\n");
+    // A client waits for its greeting meanwhile.
+    let mut waiting = Client::connect(s.addr);
+    let started = Instant::now();
+    let (ok, out) = s.queue(&["health"]);
+    let took = started.elapsed();
+    assert!(ok && out.contains("healthy"), "{out}");
+    assert!(
+        took < Duration::from_secs(3),
+        "the health check took {took:?}"
+    );
+    assert_eq!(waiting.reply().code, 220);
+}
+
+#[test]
+fn a_connection_ends_at_its_time_limit() {
+    let s = Server::start("[limits]\nsession_time = \"2s\"\ncommand_timeout = \"60s\"\n");
+    let mut c = Client::greeted(s.addr);
+    assert_eq!(c.cmd("EHLO client.example").code, 250);
+    // Long before the 60 s command timeout (and within the client's 20 s).
+    let r = c.reply();
+    assert!(r.text.starts_with("421 4.4.2"), "{r:?}");
+    assert!(c.closed());
+    assert!(s.log_contains("connection time limit reached"));
+}
+
+/// A message that has passed `hops` servers before.
+fn with_received_fields(hops: usize) -> String {
+    let mut message = String::new();
+    for n in (0..hops).rev() {
+        message.push_str(&format!(
+            "Received: from hop{n}.example by hop{}.example; Sun, 29 Nov 2026 09:00:00 +0000\r\n",
+            n + 1
+        ));
+    }
+    message.push_str(&format!("Subject: {hops} hops\r\n\r\nx\r\n"));
+    message
+}
+
+#[test]
+fn a_message_with_too_many_received_fields_is_refused() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    let r = c.send_mail(
+        "x@sender.example",
+        &["alice@example.org"],
+        &with_received_fields(50),
+    );
+    assert!(r.text.starts_with("554 5.4.6"), "{r:?}");
+    // The session goes on; one hop fewer passes.
+    let r = c.send_mail(
+        "x@sender.example",
+        &["alice@example.org"],
+        &with_received_fields(49),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let files = s.wait_for_mail("alice@example.org", 1);
+    let stored = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(stored.contains("Subject: 49 hops"), "{stored}");
+    assert_eq!(
+        stored
+            .lines()
+            .filter(|l| l.starts_with("Received:"))
+            .count(),
+        50,
+        "ours and the 49 before: {stored}"
+    );
+    s.wait_queue_empty(Duration::from_secs(10));
+    assert_eq!(s.maildir("alice@example.org").len(), 1);
 }

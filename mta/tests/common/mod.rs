@@ -109,6 +109,11 @@ impl Server {
         self.log = log;
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (`HUP`, `TERM` …) to the server process.
     pub fn signal(&self, name: &str) {
         let signal: nix::sys::signal::Signal = format!("SIG{name}").parse().unwrap();
@@ -172,7 +177,6 @@ impl Server {
         )
     }
 
-    /// Runs `mta queue ACTION [ID]` against this server.
     /// Runs `mta COMMAND --config <ours> ARGS...`.
     pub fn mta(&self, command: &str, args: &[&str]) -> std::process::Output {
         Command::new(MTA)
@@ -184,6 +188,29 @@ impl Server {
             .unwrap()
     }
 
+    /// Runs `mta COMMAND --config <ours> ARGS...` with `input` on its
+    /// standard input (passwords).
+    pub fn mta_with_input(
+        &self,
+        command: &str,
+        args: &[&str],
+        input: &[u8],
+    ) -> std::process::Output {
+        let mut child = Command::new(MTA)
+            .arg(command)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs `mta queue ARGS...`: (success, everything it printed).
     pub fn queue(&self, args: &[&str]) -> (bool, String) {
         let out = self.mta("queue", args);
         let text = format!(
@@ -426,19 +453,7 @@ impl Client {
     }
 
     pub fn try_reply(&mut self) -> Option<Reply> {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-            text.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-                return Some(Reply { code, text });
-            }
-        }
+        read_reply(&mut self.reader)
     }
 
     pub fn cmd(&mut self, line: &str) -> Reply {
@@ -450,6 +465,30 @@ impl Client {
     pub fn closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
         matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+
+    /// STARTTLS, trusting the certificate the server generated for itself;
+    /// the connection goes on over TLS.
+    pub fn starttls(mut self, server: &Server) -> TlsClient {
+        let r = self.cmd("STARTTLS");
+        assert_eq!(r.code, 220, "{r:?}");
+        let pem = std::fs::read(server.data().join("tls/self-signed.crt")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "mx.example.org".try_into().unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        TlsClient {
+            stream: BufReader::new(rustls::StreamOwned::new(conn, self.stream)),
+        }
     }
 
     /// One complete transaction; returns the final reply.
@@ -480,6 +519,79 @@ impl Client {
         self.send(data.as_bytes());
         self.reply()
     }
+}
+
+/// Reads one reply; `None` when the connection ends first.
+fn read_reply(reader: &mut impl BufRead) -> Option<Reply> {
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        text.push_str(&line);
+        if line.len() < 4 || line.as_bytes()[3] == b' ' {
+            let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            return Some(Reply { code, text });
+        }
+    }
+}
+
+/// A [`Client`] after STARTTLS (see [`Client::starttls`]).
+pub struct TlsClient {
+    stream: BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+}
+
+impl TlsClient {
+    pub fn send(&mut self, bytes: &[u8]) {
+        let tls = self.stream.get_mut();
+        tls.write_all(bytes).unwrap();
+        tls.flush().unwrap();
+    }
+
+    pub fn reply(&mut self) -> Reply {
+        self.try_reply()
+            .expect("connection closed while waiting for a reply")
+    }
+
+    pub fn try_reply(&mut self) -> Option<Reply> {
+        read_reply(&mut self.stream)
+    }
+
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// True when the server has closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.stream.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+/// The response to `AUTH PLAIN` for `user` and `password` (base64).
+pub fn auth_plain(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+/// A TCP server on loopback that runs `serve` for each connection, in a
+/// thread of its own (for servers that misbehave in ways no real one
+/// would); returns its port.
+pub fn tcp_stub(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
 }
 
 /// Strips the header lines Mailbox adds (Return-Path, Delivered-To and our
