@@ -16,6 +16,8 @@ pub mod dkim;
 pub mod dsn;
 pub mod envelope;
 pub mod fsutil;
+#[cfg(test)]
+mod fuzz;
 pub mod logsafe;
 pub mod maildir;
 pub mod message;
