@@ -470,20 +470,33 @@ fn log_attempt(envelope: &Envelope, a: &Attempt) {
     let orig = if rcpt.original.eq_ignore_ascii_case(shown_to) {
         String::new()
     } else {
-        format!(", orig_to=<{}>", rcpt.original)
+        format!(", orig_to=<{}>", crate::logsafe::escape(&rcpt.original))
     };
     let delay = a.started.saturating_sub(envelope.arrival) as f64 / 1e6;
-    let (id, from, relay) = (envelope.id, &envelope.from, &a.relay);
-    let detail = &a.detail;
+    let (id, relay) = (envelope.id, &a.relay);
+    let from = crate::logsafe::escape(&envelope.from);
+    let shown_to = crate::logsafe::escape(shown_to);
+    let detail = crate::logsafe::escape(&a.detail);
+    let (status, why) = match &a.outcome {
+        Outcome::Delivered => ("sent", detail),
+        Outcome::Deferred(why) => ("deferred", crate::logsafe::escape(why)),
+        Outcome::Failed(why) => ("bounced", crate::logsafe::escape(why)),
+    };
+    macro_rules! summary {
+        ($level:ident) => {
+            tracing::$level!(
+                queue_id = %id,
+                from = %from,
+                to = %shown_to,
+                relay = %relay,
+                delay,
+                status,
+                "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status={status} ({why})"
+            )
+        };
+    }
     match &a.outcome {
-        Outcome::Delivered => tracing::info!(
-            "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=sent ({detail})"
-        ),
-        Outcome::Deferred(why) => tracing::warn!(
-            "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=deferred ({why})"
-        ),
-        Outcome::Failed(why) => tracing::warn!(
-            "{id}: from=<{from}>, to=<{shown_to}>{orig}, relay={relay}, delay={delay:.3}, status=bounced ({why})"
-        ),
+        Outcome::Delivered => summary!(info),
+        Outcome::Deferred(_) | Outcome::Failed(_) => summary!(warn),
     }
 }

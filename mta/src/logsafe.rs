@@ -6,6 +6,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
+/// The structured fields of the per-message and per-recipient summary
+/// lines (journal fields QUEUE_ID, FROM …). On standard error they are not
+/// repeated: the line's text already says them, Postfix-style.
+pub const SUMMARY_FIELDS: &[&str] = &[
+    "queue_id", "client", "from", "to", "orig_to", "relay", "delay", "status", "size", "nrcpt",
+];
+
 /// `text` with every control character (C0, DEL, C1, and the Unicode line
 /// and paragraph separators) escaped as `\r`, `\n`, `\t` or `\u{…}`.
 pub fn escape(text: &str) -> Cow<'_, str> {

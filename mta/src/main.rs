@@ -111,14 +111,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logging: to the journal, with structured fields (QUEUE_ID, FROM, TO,
+/// STATUS …), when the mta runs as a service on a systemd host (systemd
+/// sets JOURNAL_STREAM); to standard error otherwise (on the appliance init
+/// captures it), as Postfix-like lines whose structured fields are already
+/// in the message text.
 fn init_logging() {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MTA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journal = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|layer| {
+            layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("mta".into())
+        });
+    if let Some(journal) = journal {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journal)
+            .init();
+        return;
+    }
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        if field.name() == "message" {
+            write!(w, "{value:?}")
+        } else if mta::logsafe::SUMMARY_FIELDS.contains(&field.name()) {
+            Ok(())
+        } else {
+            write!(w, " {}={value:?}", field.name())
+        }
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .fmt_fields(fields)
         .init();
 }
 

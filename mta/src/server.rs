@@ -779,6 +779,12 @@ async fn handle(
                         let outcome = shared.queue.intake(envelope, body).await;
                         match &outcome {
                             Ok(()) => tracing::info!(
+                                queue_id = %id,
+                                client = %peer,
+                                from = %from,
+                                size,
+                                nrcpt,
+                                status = "queued",
                                 "{id}: client={peer}, from=<{from}>, size={size}, nrcpt={nrcpt} (queued)"
                             ),
                             Err(e) => {

@@ -52,6 +52,12 @@ pub struct Bench {
     /// measure relaying instead: authenticated submission over TLS (465), DKIM signing, delivery to a loopback sink
     #[argh(switch)]
     outbound: bool,
+    /// run the same smtp-source load against another server too, one after the other on the same file system, and compare (only "postfix": Debian's package, Maildir delivery)
+    #[argh(option)]
+    compare: Option<String>,
+    /// our server's binary (default: target/release/mta, built first), e.g. an older build for a before/after figure
+    #[argh(option)]
+    mta: Option<PathBuf>,
 }
 
 /// The account the outbound benchmark submits as ("Hello world!", the
@@ -76,6 +82,12 @@ impl Drop for Ours {
 pub fn bench(b: Bench) -> anyhow::Result<()> {
     if b.outbound {
         return outbound(b);
+    }
+    if let Some(peer) = &b.compare {
+        if peer != "postfix" {
+            bail!("--compare knows only postfix");
+        }
+        return compare_postfix(b);
     }
     let total = b.connections * b.messages;
     let (ours, addr, rcpt, new_dir) = match &b.target {
@@ -240,7 +252,13 @@ fn rss_kib(pid: u32, field: &str) -> Option<u64> {
 /// Our server; with `sink`, set up for relaying: an account, the
 /// submissions port, and a transport sending `sink.example` to the sink.
 fn start_ours(b: &Bench, sink: Option<u16>) -> anyhow::Result<Ours> {
-    check(cargo().args(["build", "--release", "-p", "mta"]))?;
+    let binary = match &b.mta {
+        Some(path) => path.clone(),
+        None => {
+            check(cargo().args(["build", "--release", "-p", "mta"]))?;
+            root().join("target/release/mta")
+        }
+    };
     let base = b.dir.clone().unwrap_or_else(|| root().join("target/bench"));
     let dir = base.join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -274,7 +292,7 @@ role = "{}"
             if sink.is_some() { "submissions" } else { "mx" },
         ),
     )?;
-    let mut child = Command::new(root().join("target/release/mta"))
+    let mut child = Command::new(binary)
         .arg("serve")
         .arg("--config")
         .arg(&config)
@@ -517,4 +535,201 @@ fn write_message(
     }
     out.write_all(b".\r\n")?;
     out.flush()
+}
+
+/// One server's figures in the comparison.
+struct Figures {
+    accepted: Duration,
+    end_to_end: Duration,
+    cpu: Duration,
+    peak_pss_kib: u64,
+}
+
+/// `--compare postfix`: the same smtp-source load (one connection per
+/// message, `--connections` at once, `--connections x --messages` messages
+/// of `--size` bytes) against Postfix and against ours, one after the other,
+/// with their data on the same file system; each server's CPU time (all its
+/// processes, read when it has stopped) and peak PSS (summed over its
+/// processes, sampled every 100 ms).
+fn compare_postfix(b: Bench) -> anyhow::Result<()> {
+    crate::postfix::ensure_installed()?;
+    let (program, libs) = crate::tools::smtp_source()?;
+    let total = b.connections * b.messages;
+    let base = b.dir.clone().unwrap_or_else(|| root().join("target/bench"));
+    std::fs::create_dir_all(&base)?;
+    let load = |addr: SocketAddr| -> anyhow::Result<()> {
+        check(
+            Command::new(&program)
+                .env("LD_LIBRARY_PATH", &libs)
+                .arg("-s")
+                .arg(b.connections.to_string())
+                .arg("-l")
+                .arg(b.size.to_string())
+                .arg("-m")
+                .arg(total.to_string())
+                .args(["-f", "bench@bench.example", "-t", "alice@example.org"])
+                .arg(addr.to_string()),
+        )
+    };
+    println!(
+        "compare: smtp-source -s {} -l {} -m {total}, one server after the other, data under {}",
+        b.connections,
+        b.size,
+        base.display()
+    );
+
+    // Postfix.
+    let port = crate::qemu::free_port()?;
+    let mut postfix = crate::postfix::Postfix::start(&base.join("postfix"), port)?;
+    let master = postfix.master_pid().context("no Postfix master pid")?;
+    let pf = measure(
+        || load(format!("127.0.0.1:{port}").parse()?),
+        &postfix.maildir(),
+        total,
+        move || descendants(master),
+        || postfix.stop(),
+    )?;
+    drop(postfix);
+
+    // Ours.
+    let ours = start_ours(&b, None)?;
+    let pid = ours.child.id();
+    let maildir = ours.dir.join("data/mail/example.org/alice/new");
+    let addr = ours.addr;
+    let mut ours = Some(ours);
+    let mb = measure(
+        || load(addr),
+        &maildir,
+        total,
+        move || vec![pid],
+        || {
+            drop(ours.take());
+            Ok(())
+        },
+    )?;
+
+    let line = |name: &str, f: &Figures| {
+        println!(
+            "{name:8} {:>10.0} {:>12.0} {:>11.2} {:>9.1}",
+            total as f64 / f.accepted.as_secs_f64(),
+            total as f64 / f.end_to_end.as_secs_f64(),
+            f.cpu.as_secs_f64() * 1000.0 / total as f64,
+            f.peak_pss_kib as f64 / 1024.0
+        )
+    };
+    println!("server   accepted/s  end-to-end/s  CPU ms/msg  PSS MiB");
+    line("postfix", &pf);
+    line("mailbox", &mb);
+    println!(
+        "mailbox/postfix: {:.2}x accepted, {:.2}x end to end, {:.2}x CPU per message, {:.2}x peak PSS",
+        pf.accepted.as_secs_f64() / mb.accepted.as_secs_f64(),
+        pf.end_to_end.as_secs_f64() / mb.end_to_end.as_secs_f64(),
+        mb.cpu.as_secs_f64() / pf.cpu.as_secs_f64(),
+        mb.peak_pss_kib as f64 / pf.peak_pss_kib as f64
+    );
+    Ok(())
+}
+
+/// Runs `load`, waits until `total` files are in `maildir`, then `stop`s the
+/// server; its CPU time is what our reaped children gained meanwhile (the
+/// load generator's own time taken out).
+fn measure(
+    load: impl FnOnce() -> anyhow::Result<()>,
+    maildir: &Path,
+    total: usize,
+    pids: impl Fn() -> Vec<u32> + Send + 'static,
+    stop: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Figures> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    check(&mut Command::new("sync"))?;
+    let already = count_files(maildir);
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak) = (done.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                let pss: u64 = pids().into_iter().filter_map(pss_kib).sum();
+                peak.fetch_max(pss, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let started = Instant::now();
+    load()?;
+    let accepted = started.elapsed();
+    let after_load = children_cpu()?;
+    wait_arrival(
+        total,
+        || count_files(maildir).saturating_sub(already),
+        &format!("arrived in {}", maildir.display()),
+    )?;
+    let end_to_end = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let _ = sampler.join();
+    stop()?;
+    let after_stop = children_cpu()?;
+    Ok(Figures {
+        accepted,
+        end_to_end,
+        cpu: after_stop.saturating_sub(after_load),
+        peak_pss_kib: peak.load(Ordering::SeqCst),
+    })
+}
+
+/// CPU time of our children that have been waited for (cutime + cstime).
+fn children_cpu() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed /proc/self/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, cutime 16 and cstime 17.
+    let ticks: u64 = fields[13].parse::<u64>()? + fields[14].parse::<u64>()?;
+    // USER_HZ is 100 on Linux.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `root` and every process below it.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+        {
+            parent.push((pid, ppid));
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
 }

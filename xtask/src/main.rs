@@ -13,6 +13,7 @@ mod bench;
 mod debs;
 mod e2e;
 mod image;
+mod postfix;
 mod qemu;
 mod smtp;
 mod tools;
