@@ -121,17 +121,7 @@ impl Maildirs {
             .open(&tmp_path)?;
         let mut w = BufWriter::with_capacity(64 * 1024, file);
         w.write_all(head)?;
-        let mut lf = LineEnds::default();
-        let mut reader = body.reader()?;
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let n = reader.read(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            lf.write(&mut w, &chunk[..n])?;
-        }
-        lf.finish(&mut w)?;
+        write_lf(body, &mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
@@ -170,18 +160,22 @@ impl Maildirs {
 /// Size of `head` + `body` once CRLF became LF (reads a spooled body).
 pub fn stored_size(head: &[u8], body: &Body) -> io::Result<u64> {
     let mut count = Count(0);
+    write_lf(body, &mut count)?;
+    Ok(head.len() as u64 + count.0)
+}
+
+/// Writes `body` with CRLF turned into LF, reading it a chunk at a time.
+fn write_lf(body: &Body, w: &mut impl Write) -> io::Result<()> {
     let mut lf = LineEnds::default();
     let mut reader = body.reader()?;
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = reader.read(&mut chunk)?;
         if n == 0 {
-            break;
+            return lf.finish(w);
         }
-        lf.write(&mut count, &chunk[..n])?;
+        lf.write(w, &chunk[..n])?;
     }
-    lf.finish(&mut count)?;
-    Ok(head.len() as u64 + count.0)
 }
 
 /// Counts what is written.

@@ -20,8 +20,9 @@ use crate::smtp::session::IntakeError;
 pub const INLINE_MAX: usize = 64 * 1024;
 /// Message content held in memory by all sessions together, at most.
 pub const MEMORY_BUDGET: usize = 8 << 20;
-/// Bytes collected before a write to the spool file.
-const WRITE_CHUNK: usize = 16 * 1024;
+/// Bytes collected before a write to the spool file (about one read from
+/// the client: content is mostly written as it comes, without copies).
+const WRITE_CHUNK: usize = 8 * 1024;
 /// Spool writes (each on a blocking thread) under way at once: a thousand
 /// clients must not mean a thousand threads.
 const WRITERS: usize = 4;
@@ -122,7 +123,11 @@ impl Incoming {
                 return self.fail(e);
             }
         }
-        self.mem.extend_from_slice(&data);
+        if self.mem.is_empty() {
+            self.mem = data;
+        } else {
+            self.mem.extend_from_slice(&data);
+        }
         if self.mem.len() >= WRITE_CHUNK {
             self.flush().await;
         }
@@ -175,9 +180,13 @@ impl Incoming {
         match blocking(move || (&*file).write_all(&data).map(|()| data)).await {
             Ok(mut data) => {
                 self.written += data.len() as u64;
-                // The buffer is used again: no allocation per chunk.
+                // The buffer is used again, unless it grew while the
+                // message was still small: 500 clients must not each keep
+                // 64 KiB for the rest of their message.
                 data.clear();
-                self.mem = data;
+                if data.capacity() <= 2 * WRITE_CHUNK {
+                    self.mem = data;
+                }
                 self.release();
             }
             Err(e) => {

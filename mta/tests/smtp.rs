@@ -5,7 +5,6 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Client, Server, Swaks, original_of, wait_until};
@@ -59,52 +58,19 @@ fn starttls_with_a_rustls_client_then_mail() {
     let mut c = Client::greeted(s.addr);
     let ehlo = c.cmd("EHLO client.example");
     assert!(ehlo.text.contains("STARTTLS"), "{ehlo:?}");
-    assert_eq!(c.cmd("STARTTLS").code, 220);
-
-    // Trust exactly the certificate the server generated for itself.
-    let pem = std::fs::read(s.data().join("tls/self-signed.crt")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject;
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = "mx.example.org".try_into().unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = c.stream.try_clone().unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let mut reader_lines = Vec::new();
-    let mut talk =
-        |tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
-         line: &str|
-         -> u16 {
-            tls.write_all(line.as_bytes()).unwrap();
-            tls.flush().unwrap();
-            let mut r = BufReader::new(&mut *tls);
-            loop {
-                let mut l = String::new();
-                r.read_line(&mut l).unwrap();
-                reader_lines.push(l.clone());
-                if l.as_bytes().get(3) == Some(&b' ') {
-                    return l[..3].parse().unwrap();
-                }
-            }
-        };
-    assert_eq!(talk(&mut tls, "EHLO client.example\r\n"), 250);
-    assert_eq!(talk(&mut tls, "MAIL FROM:<x@sender.example>\r\n"), 250);
-    assert_eq!(talk(&mut tls, "RCPT TO:<alice@example.org>\r\n"), 250);
-    assert_eq!(talk(&mut tls, "DATA\r\n"), 354);
-    assert_eq!(talk(&mut tls, "Subject: tls\r\n\r\nsecret\r\n.\r\n"), 250);
-    assert_eq!(talk(&mut tls, "QUIT\r\n"), 221);
+    // Trusting exactly the certificate the server generated for itself.
+    let mut tls = c.starttls(&s);
+    let ehlo = tls.cmd("EHLO client.example");
+    assert_eq!(ehlo.code, 250);
     assert!(
-        !reader_lines.iter().any(|l| l.contains("STARTTLS")),
+        !ehlo.text.contains("STARTTLS"),
         "STARTTLS offered inside TLS"
     );
+    assert_eq!(tls.cmd("MAIL FROM:<x@sender.example>").code, 250);
+    assert_eq!(tls.cmd("RCPT TO:<alice@example.org>").code, 250);
+    assert_eq!(tls.cmd("DATA").code, 354);
+    assert_eq!(tls.cmd("Subject: tls\r\n\r\nsecret\r\n.").code, 250);
+    assert_eq!(tls.cmd("QUIT").code, 221);
     let files = s.wait_for_mail("alice@example.org", 1);
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(text.contains("with ESMTPS id"), "{text}");

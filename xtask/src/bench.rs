@@ -135,18 +135,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
     let started = Instant::now();
     let latencies = if b.smtp_source {
         let (program, libs) = crate::tools::smtp_source()?;
-        check(
-            Command::new(program)
-                .env("LD_LIBRARY_PATH", libs)
-                .arg("-s")
-                .arg(b.connections.to_string())
-                .arg("-l")
-                .arg(b.size.to_string())
-                .arg("-m")
-                .arg(total.to_string())
-                .args(["-f", "bench@bench.example", "-t", &rcpt])
-                .arg(addr.to_string()),
-        )?;
+        check(&mut smtp_source(&program, &libs, &b, total, &rcpt, addr))?;
         Vec::new()
     } else {
         generate(addr, None, &rcpt, b.connections, b.messages, b.size)?
@@ -537,6 +526,29 @@ fn write_message(
     out.flush()
 }
 
+/// Postfix's load generator: `b.connections` at once, one connection per
+/// message.
+fn smtp_source(
+    program: &Path,
+    libs: &Path,
+    b: &Bench,
+    total: usize,
+    rcpt: &str,
+    addr: SocketAddr,
+) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("LD_LIBRARY_PATH", libs)
+        .arg("-s")
+        .arg(b.connections.to_string())
+        .arg("-l")
+        .arg(b.size.to_string())
+        .arg("-m")
+        .arg(total.to_string())
+        .args(["-f", "bench@bench.example", "-t", rcpt])
+        .arg(addr.to_string());
+    cmd
+}
+
 /// One server's figures in the comparison.
 struct Figures {
     accepted: Duration,
@@ -558,18 +570,14 @@ fn compare_postfix(b: Bench) -> anyhow::Result<()> {
     let base = b.dir.clone().unwrap_or_else(|| root().join("target/bench"));
     std::fs::create_dir_all(&base)?;
     let load = |addr: SocketAddr| -> anyhow::Result<()> {
-        check(
-            Command::new(&program)
-                .env("LD_LIBRARY_PATH", &libs)
-                .arg("-s")
-                .arg(b.connections.to_string())
-                .arg("-l")
-                .arg(b.size.to_string())
-                .arg("-m")
-                .arg(total.to_string())
-                .args(["-f", "bench@bench.example", "-t", "alice@example.org"])
-                .arg(addr.to_string()),
-        )
+        check(&mut smtp_source(
+            &program,
+            &libs,
+            &b,
+            total,
+            "alice@example.org",
+            addr,
+        ))
     };
     println!(
         "compare: smtp-source -s {} -l {} -m {total}, one server after the other, data under {}",
