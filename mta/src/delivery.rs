@@ -393,11 +393,14 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
         // the administrator): that task reports.
         return Some((envelope, attempts, false));
     };
+    // The task reads the message only when its turn comes: thousands of
+    // messages waiting for a slow destination cost their envelopes, not
+    // their contents.
+    drop(body);
     ctx.runtime.spawn(deliver_remote(
         ctx.queue.clone(),
         ctx.outbound.clone(),
         envelope.clone(),
-        body,
         remote,
         guard,
     ));
@@ -411,27 +414,31 @@ async fn deliver_remote(
     queue: Queue,
     outbound: Arc<Outbound>,
     envelope: Arc<Envelope>,
-    body: Arc<Body>,
     routes: Vec<(Route, Vec<(usize, String)>)>,
     guard: InFlightGuard,
 ) {
     let count = routes.len();
     let mut guard = Some(guard);
     for (n, (route, recipients)) in routes.into_iter().enumerate() {
-        let started = now_micros();
         let addresses: Vec<String> = recipients.iter().map(|(_, a)| a.clone()).collect();
-        let results = tokio::time::timeout(
-            ATTEMPT_DEADLINE,
-            outbound.deliver(&route, &envelope.from, &addresses, &body),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            let why = format!(
-                "the delivery attempt took longer than {}",
-                humantime::format_duration(ATTEMPT_DEADLINE)
-            );
-            vec![outbound::Result::Deferred(why); addresses.len()]
-        });
+        let turn = outbound.turn(&route).await;
+        let started = now_micros();
+        let results = match read_body(&queue, envelope.id).await {
+            Ok(body) => tokio::time::timeout(
+                ATTEMPT_DEADLINE,
+                outbound.deliver(&turn, &route, &envelope.from, &addresses, &body),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                let why = format!(
+                    "the delivery attempt took longer than {}",
+                    humantime::format_duration(ATTEMPT_DEADLINE)
+                );
+                vec![outbound::Result::Deferred(why); addresses.len()]
+            }),
+            Err(why) => vec![outbound::Result::Deferred(why); addresses.len()],
+        };
+        drop(turn);
         let mut recorded = Vec::with_capacity(results.len());
         for ((index, _), result) in recipients.into_iter().zip(results) {
             let (outcome, detail) = match result {
@@ -457,6 +464,17 @@ async fn deliver_remote(
             drop(guard.take());
         }
         queue.record_durably(envelope.id, recorded, last);
+    }
+}
+
+/// The message's content from the queue (off the runtime's threads).
+async fn read_body(queue: &Queue, id: QueueId) -> Result<Body, String> {
+    let queue = queue.clone();
+    match tokio::task::spawn_blocking(move || queue.body(id)).await {
+        Ok(Ok(Some(body))) => Ok(body),
+        Ok(Ok(None)) => Err("the message is no longer in the queue".into()),
+        Ok(Err(e)) => Err(format!("cannot read the message from the queue: {e:#}")),
+        Err(e) => Err(format!("cannot read the message from the queue: {e}")),
     }
 }
 

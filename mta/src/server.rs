@@ -828,3 +828,29 @@ async fn handle(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_counted_per_ipv4_address_and_per_ipv6_64() {
+        let key = |s: &str| AuthLimiter::source_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), "ip:192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "ip:192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        let limiter = AuthLimiter::default();
+        let a = key("2001:db8:1:2::1");
+        for _ in 0..AUTH_FAILURES_PER_SOURCE {
+            assert!(!limiter.source_blocked(&key("2001:db8:1:2::99")));
+            limiter.record(&a, "user:x");
+        }
+        assert!(
+            limiter.source_blocked(&key("2001:db8:1:2::99")),
+            "the same /64"
+        );
+        assert!(!limiter.source_blocked(&key("2001:db8:1:3::1")));
+        assert!(!limiter.account_guessed("user:x"), "5 < 10: not slowed yet");
+    }
+}

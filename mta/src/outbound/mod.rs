@@ -104,6 +104,12 @@ impl Policy {
     }
 }
 
+/// Permission to deliver on one route now (see [`Outbound::turn`]).
+pub struct Turn {
+    _destination: tokio::sync::OwnedSemaphorePermit,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// What DANE says about one MX host.
 enum Dane {
     /// No TLSA records (or an insecure answer): DANE does not apply.
@@ -137,7 +143,7 @@ pub struct Outbound {
     destinations: std::sync::Mutex<std::collections::HashMap<Route, Arc<tokio::sync::Semaphore>>>,
     per_destination: usize,
     /// Remote deliveries under way at once, to all destinations.
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
     opportunistic: Arc<rustls::ClientConfig>,
     verified: Arc<rustls::ClientConfig>,
     /// The TLS configuration of each relay with its own `ca` (or why it
@@ -162,7 +168,7 @@ impl Outbound {
                 .per_destination
                 .min(config.queue.delivery_workers.saturating_sub(1))
                 .max(1),
-            slots: tokio::sync::Semaphore::new(config.queue.delivery_workers),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.queue.delivery_workers)),
             opportunistic: Arc::new(tls::opportunistic()),
             verified: Arc::new(tls::verified(config.outbound.ca.as_deref())?),
             relay_tls: config
@@ -340,6 +346,33 @@ impl Outbound {
         }
     }
 
+    /// Waits until a delivery on `route` may start: the destination's turn
+    /// first (at most `per_destination` at once), then one of the slots for
+    /// all destinations, so that waiting for a busy destination holds no
+    /// slot others could use.
+    pub async fn turn(&self, route: &Route) -> Turn {
+        let destination = {
+            let mut map = self.destinations.lock().expect("destinations");
+            map.entry(route.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_destination)))
+                .clone()
+        };
+        let destination = destination
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        Turn {
+            _destination: destination,
+            _slot: slot,
+        }
+    }
+
     /// The route of one recipient (`address` is the target after alias
     /// expansion; `local` when it is one of our Maildirs).
     pub fn route(&self, sender: &str, address: &str, local: bool) -> Route {
@@ -367,9 +400,11 @@ impl Outbound {
     }
 
     /// Delivers one message to the recipients that share `route`, over one
-    /// connection (trying the next MX host while none has taken it).
+    /// connection (trying the next MX host while none has taken it). The
+    /// caller holds the route's [`Turn`].
     pub async fn deliver(
         &self,
+        _turn: &Turn,
         route: &Route,
         from: &str,
         recipients: &[String],
@@ -380,23 +415,6 @@ impl Outbound {
             recipients,
             body,
         };
-        let slots = {
-            let mut map = self.destinations.lock().expect("destinations");
-            map.entry(route.clone())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_destination)))
-                .clone()
-        };
-        // The destination's turn first, then a slot: waiting for a busy
-        // destination must not hold a slot others could use.
-        let _turn = slots
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
         let attempt = match route {
             Route::Local => unreachable!("local recipients go to Maildirs"),
             Route::Mx(domain) => self.via_mx(domain, &message).await,
