@@ -1,7 +1,8 @@
 //! The durability contract under fire: clients send mail concurrently while
 //! the server is SIGKILLed at random moments and restarted. Afterwards every
 //! message that got `250` is in exactly one Maildir file per recipient, and
-//! nothing appeared that was not sent.
+//! nothing appeared that was not sent. Some messages are small (kept in the
+//! queue database), some large (spooled to files).
 
 mod common;
 
@@ -63,9 +64,12 @@ fn client(
                         return None;
                     }
                 }
+                // Every fourth message is large enough to be spooled to a
+                // file, so both ways of storing a message are killed mid-way.
+                let words = if seq % 4 == 0 { 13_000 } else { 100 };
                 let body = format!(
                     "Subject: {marker}\r\nX-Marker: {marker}\r\n\r\n{}\r\n.\r\n",
-                    "payload ".repeat(100)
+                    "payload ".repeat(words)
                 );
                 c.send(body.as_bytes());
                 let r = c.try_reply()?;
