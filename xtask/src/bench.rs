@@ -317,17 +317,19 @@ role = "{}"
 
 /// The built-in client: each connection pipelines MAIL, RCPT and DATA, sends
 /// the message and waits for the final reply before the next one. With
-/// `login`, it speaks TLS from the first byte and authenticates first.
+/// `login`, it speaks TLS from the first byte (trusting the server's
+/// certificate file) and authenticates first.
 fn generate(
     addr: SocketAddr,
-    login: Option<(&str, &str)>,
+    login: Option<(&str, &str, &Path)>,
     rcpt: &str,
     connections: usize,
     messages: usize,
     size: usize,
 ) -> anyhow::Result<Vec<Duration>> {
     let barrier = Arc::new(Barrier::new(connections));
-    let login = login.map(|(u, p)| (u.to_string(), p.to_string()));
+    let tls = login.map(|(_, _, cert)| trusting(cert)).transpose()?;
+    let login = login.map(|(u, p, _)| (u.to_string(), p.to_string()));
     let from = login
         .as_ref()
         .map_or("bench@bench.example".to_string(), |(u, _)| u.clone());
@@ -336,12 +338,17 @@ fn generate(
             let barrier = barrier.clone();
             let rcpt = rcpt.to_string();
             let login = login.clone();
+            let tls = tls.clone();
             let from = from.clone();
             std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
                 let tcp = TcpStream::connect(addr)?;
                 tcp.set_nodelay(true)?;
-                let stream: Box<dyn ReadWrite> = match &login {
-                    Some(_) => Box::new(tls_stream(tcp)?),
+                let stream: Box<dyn ReadWrite> = match tls {
+                    Some(config) => {
+                        let name = rustls::pki_types::ServerName::try_from("bench.example.org")?;
+                        let conn = rustls::ClientConnection::new(config, name)?;
+                        Box::new(rustls::StreamOwned::new(conn, tcp))
+                    }
                     None => Box::new(tcp),
                 };
                 let mut io = BufReader::new(stream);
@@ -388,15 +395,22 @@ fn generate(
 trait ReadWrite: std::io::Read + Write + Send {}
 impl<T: std::io::Read + Write + Send> ReadWrite for T {}
 
-/// TLS to our own server's self-signed certificate: encryption is what is
-/// measured here, not trust (the MTA's own opportunistic client settings).
-fn tls_stream(
-    tcp: TcpStream,
-) -> anyhow::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    let config = Arc::new(mta::outbound::tls::opportunistic());
-    let name = rustls::pki_types::ServerName::try_from("bench.example.org")?;
-    let conn = rustls::ClientConnection::new(config, name)?;
-    Ok(rustls::StreamOwned::new(conn, tcp))
+/// A TLS client configuration that trusts exactly the certificate in `cert`
+/// (our server's self-signed one).
+fn trusting(cert: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 /// A minimal SMTP server that accepts everything and counts messages.
@@ -466,9 +480,10 @@ fn outbound(b: Bench) -> anyhow::Result<()> {
     );
     check(&mut Command::new("sync"))?;
     let started = Instant::now();
+    let cert = ours.dir.join("data/tls/self-signed.crt");
     let latencies = generate(
         ours.addr,
-        Some(("alice@example.org", BENCH_PASSWORD)),
+        Some(("alice@example.org", BENCH_PASSWORD, &cert)),
         "user@sink.example",
         b.connections,
         b.messages,
