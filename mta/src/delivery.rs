@@ -40,25 +40,34 @@ const ATTEMPT_DEADLINE: Duration = Duration::from_secs(30 * 60);
 struct InFlight(Mutex<HashSet<QueueId>>);
 
 impl InFlight {
-    /// Marks `id` as under way; false when it already was.
-    fn start(self: &Arc<Self>, id: QueueId) -> Option<InFlightGuard> {
+    /// Marks `id` as under way; `None` when it already was.
+    fn start(self: &Arc<Self>, id: QueueId, queue: &Queue) -> Option<InFlightGuard> {
         let fresh = self.0.lock().expect("in-flight set").insert(id);
         fresh.then(|| InFlightGuard {
             set: self.clone(),
+            queue: queue.clone(),
             id,
         })
     }
+
+    fn contains(&self, id: QueueId) -> bool {
+        self.0.lock().expect("in-flight set").contains(&id)
+    }
 }
 
-/// Ends the mark when dropped (also when a task fails).
+/// Ends the mark when dropped, then has the queue schedule what is still
+/// pending: after the task's last results are committed, or when the task
+/// failed (so the message cannot be forgotten).
 struct InFlightGuard {
     set: Arc<InFlight>,
+    queue: Queue,
     id: QueueId,
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.set.0.lock().expect("in-flight set").remove(&self.id);
+        self.queue.record(self.id, Vec::new());
     }
 }
 
@@ -288,6 +297,11 @@ struct Attempt {
 /// was started (it records its own results and reschedules the message).
 fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool)> {
     let (queue, maildirs) = (ctx.queue, ctx.maildirs);
+    if ctx.in_flight.contains(job.id) {
+        // Scheduled again (by the administrator, say) while its remote
+        // deliveries are under way: the task schedules it when it is done.
+        return None;
+    }
     // A message handed over at intake cannot have been delivered before; one
     // read back from disk may have been, just before a crash.
     let check_previous = job.fresh.is_none();
@@ -388,7 +402,7 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
     if remote.is_empty() {
         return Some((envelope, attempts, false));
     }
-    let Some(guard) = ctx.in_flight.start(envelope.id) else {
+    let Some(guard) = ctx.in_flight.start(envelope.id, ctx.queue) else {
         // Already under way (scheduled again by its local results or by
         // the administrator): that task reports.
         return Some((envelope, attempts, false));
@@ -457,13 +471,15 @@ async fn deliver_remote(
             log_attempt(&envelope, &attempt);
             recorded.push((index, attempt.outcome));
         }
-        let last = n + 1 == count;
-        if last {
-            // Off the list before the record that may schedule the message
-            // again, so that the next attempt is not skipped.
+        if n + 1 == count {
+            // The last results committed, then off the list (the guard has
+            // the queue schedule what is pending): a worker that picks the
+            // message up after that reads these results.
+            queue.record_committed(envelope.id, recorded).await;
             drop(guard.take());
+        } else {
+            queue.record_durably(envelope.id, recorded, false);
         }
-        queue.record_durably(envelope.id, recorded, last);
     }
 }
 

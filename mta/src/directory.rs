@@ -132,6 +132,13 @@ impl Directory {
         hashes[h.finish() as usize % hashes.len()].clone()
     }
 
+    /// The account (lower-case address) a login name refers to, if it
+    /// exists.
+    pub fn account_of(&self, username: &str) -> Option<String> {
+        let key = Address::parse(username.trim(), true).ok()?.key();
+        self.accounts.contains_key(&key).then_some(key)
+    }
+
     /// What identifies the account's current password (its hash), or `None`
     /// when the account does not exist or cannot log in. A session compares
     /// it with the one at login to notice a changed password or a deleted

@@ -40,12 +40,13 @@ pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<(
 /// new, empty one is made, so one bad file cannot stop the server: `what`
 /// says in the log what was lost from service. Errors that a new file would
 /// not cure (another process has it open, the disk fails) are returned.
+/// The flag says whether the file was replaced.
 pub fn open_database(
     path: &Path,
     what: &str,
     cache_size: usize,
     prepare: impl Fn(&redb::Database) -> Result<(), redb::Error>,
-) -> anyhow::Result<redb::Database> {
+) -> anyhow::Result<(redb::Database, bool)> {
     let open = || -> Result<redb::Database, redb::Error> {
         let db = redb::Database::builder()
             .set_cache_size(cache_size)
@@ -54,7 +55,7 @@ pub fn open_database(
         Ok(db)
     };
     let error = match open() {
-        Ok(db) => return Ok(db),
+        Ok(db) => return Ok((db, false)),
         Err(e) if is_damage(&e) => e,
         Err(e) => {
             return Err(e).with_context(|| {
@@ -80,7 +81,8 @@ pub fn open_database(
         path.display(),
         aside.display()
     );
-    open().with_context(|| format!("creating a new {}", path.display()))
+    let db = open().with_context(|| format!("creating a new {}", path.display()))?;
+    Ok((db, true))
 }
 
 /// Whether a redb error means the file itself is bad (not the disk or a

@@ -103,6 +103,8 @@ enum Op {
         /// other deliveries of the message are still under way (they
         /// report last).
         reschedule: bool,
+        /// Told once the transaction is committed (or failed).
+        done: Option<tokio::sync::oneshot::Sender<()>>,
     },
     Admin {
         action: Admin,
@@ -159,9 +161,9 @@ impl Queue {
     ) -> anyhow::Result<Queue> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the queue directory {}", dir.display()))?;
-        let db = crate::fsutil::open_database(
+        let (db, replaced) = crate::fsutil::open_database(
             &dir.join("queue.redb"),
-            "the messages queued in it stay in the kept file, undelivered",
+            "the messages queued in it stay in the kept file (their large bodies in the kept bodies directory), undelivered",
             QUEUE_CACHE,
             |db| {
                 let txn = db.begin_write()?;
@@ -174,10 +176,21 @@ impl Queue {
             },
         )?;
         set_aside_damaged(&db)?;
+        if replaced {
+            // The bodies belong to the messages in the kept database.
+            let bodies = dir.join("bodies");
+            let aside = dir.join(format!("bodies.damaged-{}", now_secs()));
+            if bodies.exists() {
+                std::fs::rename(&bodies, &aside).with_context(|| {
+                    format!("moving {} to {}", bodies.display(), aside.display())
+                })?;
+            }
+        }
         clean_files(&db, dir)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
+            unlink_after_sync: std::cell::RefCell::new(Vec::new()),
             db: db.clone(),
             dir: dir.to_path_buf(),
             min_free_space,
@@ -228,6 +241,22 @@ impl Queue {
         self.record_with(id, results, false, false);
     }
 
+    /// Records results durably without scheduling anything, and returns
+    /// once they are committed.
+    pub async fn record_committed(&self, id: QueueId, results: Vec<(usize, Outcome)>) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let sent = self.ops.send(Op::Results {
+            id,
+            results,
+            durable: true,
+            reschedule: false,
+            done: Some(done),
+        });
+        if sent.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
     fn record_with(
         &self,
         id: QueueId,
@@ -240,6 +269,7 @@ impl Queue {
             results,
             durable,
             reschedule,
+            done: None,
         });
     }
 
@@ -340,6 +370,10 @@ impl Queue {
 }
 
 struct Writer {
+    /// Body files of messages removed by commits that are not durable yet:
+    /// removed only after the next durable commit (a crash before it brings
+    /// the messages back, and they need their files).
+    unlink_after_sync: std::cell::RefCell<Vec<std::path::PathBuf>>,
     db: Arc<Database>,
     dir: std::path::PathBuf,
     min_free_space: u64,
@@ -389,14 +423,23 @@ impl Writer {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
+        self.unlink_synced();
         Ok(())
+    }
+
+    /// Everything committed is durable now: its removed body files go.
+    fn unlink_synced(&self) {
+        for path in self.unlink_after_sync.borrow_mut().drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// Applies a batch in one transaction; returns whether it was durable.
     fn commit(&self, batch: Vec<Op>) -> bool {
+        // A health check's ping needs a commit, not a sync.
         let durable = batch
             .iter()
-            .any(|op| !matches!(op, Op::Results { durable: false, .. }));
+            .any(|op| !matches!(op, Op::Results { durable: false, .. } | Op::Ping(_)));
         // Refuse intake before the disk is full, not after: a message must
         // never be half-accepted, and redb needs room to commit anything.
         let incoming: u64 = batch
@@ -416,6 +459,7 @@ impl Writer {
         )> = Vec::new();
         let mut refused = Vec::new();
         let mut admin_replies = Vec::new();
+        let mut result_replies = Vec::new();
         let mut pings = Vec::new();
         let mut schedule = Vec::new();
         let mut results_applied = Vec::new();
@@ -457,8 +501,10 @@ impl Writer {
                             id,
                             results,
                             reschedule,
+                            done,
                             ..
                         } => {
+                            result_replies.extend(done);
                             let Some(mut env) = read_envelope(&mut envelopes, &mut damaged, id)?
                             else {
                                 continue;
@@ -555,10 +601,13 @@ impl Writer {
             Ok(())
         })();
         match &outcome {
-            // Removed only now: until the commit the database still named them.
-            Ok(()) => unlink.iter().for_each(|p| {
-                let _ = std::fs::remove_file(p);
-            }),
+            // Removed only once the commit that forgot them is durable.
+            Ok(()) => {
+                self.unlink_after_sync.borrow_mut().extend(unlink);
+                if durable {
+                    self.unlink_synced();
+                }
+            }
             // Intakes that failed: their files are not the queue's.
             Err(_) => moved.iter().for_each(|p| {
                 let _ = std::fs::remove_file(p);
@@ -567,6 +616,9 @@ impl Writer {
 
         for done in refused {
             let _ = done.send(Err(IntakeError::DiskFull));
+        }
+        for done in result_replies {
+            let _ = done.send(());
         }
         match outcome {
             Ok(()) => {
@@ -1022,6 +1074,8 @@ mod tests {
     async fn a_damaged_database_is_kept_aside_and_a_new_one_started() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("queue.redb"), vec![0x5a; 64 * 1024]).unwrap();
+        std::fs::create_dir(t.path().join("bodies")).unwrap();
+        std::fs::write(t.path().join("bodies/00000000000000AB"), b"kept").unwrap();
         let q = Queue::open(t.path(), 0, policy(), None, None).unwrap();
         q.intake(envelope(3), Body::inline(b"x\r\n".to_vec()))
             .await
@@ -1030,12 +1084,22 @@ mod tests {
         let kept: Vec<_> = std::fs::read_dir(t.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("queue.redb.damaged-"))
+            .filter(|n| n.starts_with("queue.redb.damaged-") || n.starts_with("bodies.damaged-"))
             .collect();
-        assert_eq!(kept.len(), 1, "the damaged file is kept");
         assert_eq!(
-            std::fs::read(t.path().join(&kept[0])).unwrap(),
+            kept.len(),
+            2,
+            "the damaged file and its bodies are kept: {kept:?}"
+        );
+        let database = kept.iter().find(|n| n.starts_with("queue")).unwrap();
+        assert_eq!(
+            std::fs::read(t.path().join(database)).unwrap(),
             vec![0x5a; 64 * 1024]
+        );
+        let bodies = kept.iter().find(|n| n.starts_with("bodies")).unwrap();
+        assert_eq!(
+            std::fs::read(t.path().join(bodies).join("00000000000000AB")).unwrap(),
+            b"kept"
         );
     }
 

@@ -89,6 +89,8 @@ struct AuthLimiter {
 }
 
 const AUTH_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Entries in the failure table before it is pruned (about 200 bytes each).
+const AUTH_TABLE_SIZE: usize = 50_000;
 const AUTH_FAILURES_PER_SOURCE: usize = 5;
 const AUTH_FAILURES_PER_ACCOUNT: usize = 10;
 /// What every failed login costs, and the extra wait for each login to an
@@ -134,10 +136,10 @@ impl AuthLimiter {
         self.count(account) >= AUTH_FAILURES_PER_ACCOUNT
     }
 
-    fn record(&self, source: &str, account: &str) {
+    fn record(&self, source: &str, account: Option<&str>) {
         let mut map = self.failures.lock().expect("auth limiter");
         let now = tokio::time::Instant::now();
-        for key in [source, account] {
+        for key in std::iter::once(source).chain(account) {
             let q = map.entry(key.to_string()).or_default();
             q.push_back(now);
             // Only the count up to the limit matters.
@@ -145,11 +147,16 @@ impl AuthLimiter {
                 q.pop_front();
             }
         }
-        if map.len() > 10_000 {
+        if map.len() > AUTH_TABLE_SIZE {
             map.retain(|_, q| {
                 q.back()
                     .is_some_and(|t| now.duration_since(*t) <= AUTH_WINDOW)
             });
+        }
+        if map.len() > AUTH_TABLE_SIZE {
+            // Guessing from more addresses than that: keep the sources and
+            // accounts that are at their limits.
+            map.retain(|_, q| q.len() >= AUTH_FAILURES_PER_SOURCE);
         }
     }
 }
@@ -546,12 +553,16 @@ async fn sign(
 /// Checks a login off the event loop; failures are slow and counted.
 async fn authenticate(
     shared: &Shared,
-    settings: &Settings,
+    directory: Arc<Directory>,
     peer: SocketAddr,
     credentials: crate::smtp::sasl::Credentials,
 ) -> AuthOutcome {
     let source = AuthLimiter::source_key(peer.ip());
-    let account = format!("user:{}", credentials.username.to_lowercase());
+    // Failures count against accounts that exist: names sent by guessers
+    // must not fill the table.
+    let account = directory
+        .account_of(&credentials.username)
+        .map(|a| format!("user:{a}"));
     let method = credentials.mechanism.name();
     let shown = crate::logsafe::escape(&credentials.username).into_owned();
     if shared.auth.source_blocked(&source) {
@@ -561,7 +572,10 @@ async fn authenticate(
         tokio::time::sleep(AUTH_FAILURE_DELAY).await;
         return AuthOutcome::TryLater;
     }
-    if shared.auth.account_guessed(&account) {
+    if account
+        .as_deref()
+        .is_some_and(|a| shared.auth.account_guessed(a))
+    {
         // Someone is guessing this account's password from many places:
         // every login to it is slower, none is refused.
         tokio::time::sleep(AUTH_GUESSED_DELAY).await;
@@ -570,7 +584,7 @@ async fn authenticate(
         let Ok(_permit) = shared.password_checks.acquire().await else {
             return AuthOutcome::TryLater;
         };
-        let directory = settings.directory.clone();
+        let directory = directory.clone();
         tokio::task::spawn_blocking(move || {
             directory.verify_password(&credentials.username, &credentials.password)
         })
@@ -584,7 +598,7 @@ async fn authenticate(
             AuthOutcome::Accepted(account)
         }
         None => {
-            shared.auth.record(&source, &account);
+            shared.auth.record(&source, account.as_deref());
             tracing::warn!(
                 "client={peer}, sasl_method={method}, sasl_username={shown}: authentication failed"
             );
@@ -661,7 +675,8 @@ async fn handle(
         peer.ip(),
     );
     let mut buf = vec![0u8; READ_BUFFER];
-    let mut incoming: Option<crate::spool::Incoming> = None;
+    // The content of the open transaction so far, with its number.
+    let mut incoming: Option<(u64, crate::spool::Incoming)> = None;
     let write_limit = settings.mx.command_timeout;
     let ends = tokio::time::Instant::now() + settings.session_time;
     let mut conn = if role == Role::Submissions {
@@ -701,18 +716,31 @@ async fn handle(
         let step = session.process();
         // Message content goes to memory or a spool file as it arrives, so
         // the session never holds more than one read of it.
-        let submitting = matches!(step, Step::Submit(_));
-        if submitting {
-        } else if session.body_buffered() > 0 {
-            incoming
-                .get_or_insert_with(|| {
-                    crate::spool::Incoming::new(shared.budget.clone(), shared.spool.clone())
-                })
-                .push(session.take_body())
-                .await;
-        } else if !session.in_transaction() {
-            // Refused, reset or finished: whatever was spooled goes.
-            incoming = None;
+        if !matches!(step, Step::Submit(_)) {
+            match session.transaction() {
+                Some(serial) => {
+                    // Content of a transaction that ended (refused, reset)
+                    // in this same step is not the new one's.
+                    if incoming.as_ref().is_some_and(|(s, _)| *s != serial) {
+                        incoming = None;
+                    }
+                    if session.body_buffered() > 0 {
+                        incoming
+                            .get_or_insert_with(|| {
+                                let content = crate::spool::Incoming::new(
+                                    shared.budget.clone(),
+                                    shared.spool.clone(),
+                                );
+                                (serial, content)
+                            })
+                            .1
+                            .push(session.take_body())
+                            .await;
+                    }
+                }
+                // Refused, reset or finished: whatever was spooled goes.
+                None => incoming = None,
+            }
         }
         if session.has_output() {
             let out = session.take_output();
@@ -759,12 +787,14 @@ async fn handle(
                     prefix,
                     rest,
                     size: _,
+                    transaction,
                     author_domain,
                 } = submission;
                 let id = envelope.id;
-                let content = incoming.take().unwrap_or_else(|| {
-                    crate::spool::Incoming::new(shared.budget.clone(), shared.spool.clone())
-                });
+                let content = match incoming.take() {
+                    Some((serial, content)) if serial == transaction => content,
+                    _ => crate::spool::Incoming::new(shared.budget.clone(), shared.spool.clone()),
+                };
                 let outcome = match content.finish(prefix, rest).await {
                     Ok(body) => {
                         let body = if envelope.auth.is_some() {
@@ -818,7 +848,9 @@ async fn handle(
                 }
             }
             Step::Authenticate(credentials) => {
-                let outcome = authenticate(shared, &settings, peer, credentials).await;
+                // The directory the session checks the login against later.
+                let directory = session.directory().clone();
+                let outcome = authenticate(shared, directory, peer, credentials).await;
                 session.auth_result(outcome);
             }
             Step::Close => {
@@ -844,7 +876,7 @@ mod tests {
         let a = key("2001:db8:1:2::1");
         for _ in 0..AUTH_FAILURES_PER_SOURCE {
             assert!(!limiter.source_blocked(&key("2001:db8:1:2::99")));
-            limiter.record(&a, "user:x");
+            limiter.record(&a, Some("user:x"));
         }
         assert!(
             limiter.source_blocked(&key("2001:db8:1:2::99")),

@@ -213,6 +213,32 @@ fn a_changed_password_ends_an_open_login() {
     assert!(ok, "{out}");
 }
 
+#[test]
+fn a_connection_opened_before_a_password_change_cannot_log_in_with_the_old_one() {
+    let s = Server::start("");
+    let mut c = Client::greeted(s.listeners["submission"]);
+    c.cmd("EHLO laptop.example");
+    let mut c = c.starttls(&s);
+    assert_eq!(c.cmd("EHLO laptop.example").code, 250);
+    let out = s.mta_with_input("user", &["passwd", "alice@example.org"], b"new secret\n");
+    assert!(out.status.success());
+    s.wait_for_log("configuration reloaded");
+    let r = c.cmd(&format!(
+        "AUTH PLAIN {}",
+        auth_plain("alice@example.org", PASSWORD)
+    ));
+    assert!(
+        r.text.starts_with("535 "),
+        "the old password logged in: {r:?}"
+    );
+    let r = c.cmd(&format!(
+        "AUTH PLAIN {}",
+        auth_plain("alice@example.org", "new secret")
+    ));
+    assert!(r.text.starts_with("235 "), "{r:?}");
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").code, 250);
+}
+
 /// A login attempt as alice over 465 from `source` (any 127/8 address);
 /// everything swaks printed.
 fn login_from(s: &Server, source: &str, password: &str) -> String {

@@ -127,8 +127,10 @@ impl Connection {
         // A transport or MX record that points back at this server would
         // pass the message around in a circle (Postfix: "mail for … loops
         // back to myself").
+        // Not for LMTP: a local delivery agent on this host may well greet
+        // with its name (as Postfix checks only SMTP).
         let banner_name = greeting.lines[0].split_whitespace().next().unwrap_or("");
-        if banner_name.eq_ignore_ascii_case(helo) {
+        if !lmtp && banner_name.eq_ignore_ascii_case(helo) {
             return Err(Failure::temporary(format!(
                 "{} greets as {banner_name}: mail for it loops back to myself",
                 c.peer

@@ -155,7 +155,7 @@ impl Cache {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         // Only a cache: a damaged one is set aside and policies are
         // fetched again.
-        let db = crate::fsutil::open_database(
+        let (db, _) = crate::fsutil::open_database(
             &dir.join("mta-sts.redb"),
             "MTA-STS policies are fetched again",
             1 << 20,

@@ -101,6 +101,10 @@ pub struct Submission {
     pub rest: Vec<u8>,
     /// The length of the message as received (without `prefix`).
     pub size: u64,
+    /// Which transaction of the session this is (see
+    /// [`Session::transaction`]): content taken from another one is not
+    /// part of it.
+    pub transaction: u64,
     /// For authenticated submission: the domain of the `From:` address,
     /// which the account was checked to own (what DKIM signs for).
     pub author_domain: Option<String>,
@@ -144,6 +148,7 @@ struct BdatChunk {
 
 #[derive(Debug)]
 struct Transaction {
+    serial: u64,
     from: Option<Address>,
     smtputf8: bool,
     recipients: Vec<(Address, Vec<Target>)>,
@@ -290,6 +295,8 @@ pub struct Session {
     /// The account's password hash at login: a reload that changes it (or
     /// removes the account) ends the login.
     credential: Option<String>,
+    /// Transactions started so far.
+    transactions: u64,
 }
 
 impl Session {
@@ -309,6 +316,7 @@ impl Session {
             skipping_long_line: false,
             authenticated: None,
             credential: None,
+            transactions: 0,
         }
     }
 
@@ -452,6 +460,14 @@ impl Session {
     /// reset).
     pub fn in_transaction(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// The open transaction's number. One call of [`Session::process`] may
+    /// end a transaction and start the next (pipelining): content taken
+    /// with [`Session::take_body`] belongs to the transaction numbered
+    /// when it was taken.
+    pub fn transaction(&self) -> Option<u64> {
+        self.tx.as_ref().map(|tx| tx.serial)
     }
 
     /// Message content received so far and not yet taken.
@@ -765,7 +781,9 @@ impl Session {
                 format!("<{sender}>: Sender address rejected: not owned by user {account}"),
             );
         }
+        self.transactions += 1;
         self.tx = Some(Transaction {
+            serial: self.transactions,
             from,
             smtputf8,
             recipients: Vec::new(),
@@ -1288,6 +1306,7 @@ impl Session {
             prefix,
             rest: tx.body,
             size: tx.size,
+            transaction: tx.serial,
             author_domain,
         })
     }
