@@ -23,6 +23,8 @@ pub const MEMORY_BUDGET: usize = 8 << 20;
 /// Bytes collected before a write to the spool file (about one read from
 /// the client: content is mostly written as it comes, without copies).
 const WRITE_CHUNK: usize = 8 * 1024;
+/// How often (in bytes written) the free space is checked.
+const ROOM_CHECK: u64 = 1 << 20;
 /// Spool writes (each on a blocking thread) under way at once: a thousand
 /// clients must not mean a thousand threads.
 const WRITERS: usize = 4;
@@ -169,10 +171,13 @@ impl Incoming {
         let Some((file, path)) = &self.file else {
             return;
         };
-        let room = crate::queue::free_space(&self.place.dir)
-            .is_none_or(|free| free >= self.place.min_free_space + self.mem.len() as u64);
-        if !room {
-            return self.fail(IntakeError::DiskFull);
+        // The free space is looked at every MiB, not every write.
+        if self.written % ROOM_CHECK < self.mem.len() as u64 || self.written == 0 {
+            let room = crate::queue::free_space(&self.place.dir)
+                .is_none_or(|free| free >= self.place.min_free_space + ROOM_CHECK);
+            if !room {
+                return self.fail(IntakeError::DiskFull);
+            }
         }
         let data = std::mem::take(&mut self.mem);
         let file = file.clone();
@@ -226,7 +231,12 @@ impl Incoming {
             bytes.extend_from_slice(&self.mem);
             return Ok(Body::inline(bytes));
         };
-        match blocking(move || file.sync_all()).await {
+        // Not one of the few writers: a long fsync must not hold up other
+        // sessions' writes (the runtime's blocking threads are bounded).
+        let synced = tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match synced {
             Ok(()) => Ok(Body::spooled(prefix, path, self.written)),
             Err(e) => {
                 tracing::error!("syncing {}: {e}", path.display());
