@@ -760,16 +760,21 @@ async fn handle(
                     session.expired();
                     continue;
                 }
-                // Between messages the wait also ends with the connection's
-                // time; during a transaction only the client's silence counts.
-                let wait = if idle {
-                    session.timeout().min(ends - now)
-                } else {
-                    session.timeout()
-                };
+                // A transfer under way may finish after the connection's
+                // time, but not by more than one data timeout: a client that
+                // drips a message a byte at a time is cut off too.
+                let cut_off = ends + settings.mx.data_timeout;
+                if now >= cut_off {
+                    tracing::info!("{peer}: connection time limit reached during a transfer");
+                    session.timed_out();
+                    continue;
+                }
+                let wait = session
+                    .timeout()
+                    .min(if idle { ends } else { cut_off } - now);
                 tokio::select! {
                     r = tokio::time::timeout(wait, conn.read(&mut buf)) => match r {
-                        Err(_) if idle && tokio::time::Instant::now() >= ends => {}
+                        Err(_) if tokio::time::Instant::now() >= ends => {}
                         Err(_) => {
                             tracing::info!("{peer}: timeout");
                             session.timed_out();

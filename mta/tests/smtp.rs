@@ -727,6 +727,37 @@ fn a_connection_ends_at_its_time_limit() {
     assert!(s.log_contains("connection time limit reached"));
 }
 
+#[test]
+fn a_message_dripped_a_byte_at_a_time_is_cut_off_after_the_time_limit() {
+    let s = Server::start(
+        "[limits]\nsession_time = \"1s\"\ndata_timeout = \"2s\"\ncommand_timeout = \"60s\"\n",
+    );
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<x@sender.example>");
+    c.cmd("RCPT TO:<alice@example.org>");
+    assert_eq!(c.cmd("DATA").code, 354);
+    let mut writer = c.stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        // Always inside the 2 s data timeout, for up to 30 s.
+        for _ in 0..100 {
+            if writer.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let started = Instant::now();
+    let r = c.reply();
+    assert!(r.text.starts_with("421 4.4.2"), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(s.log_contains("connection time limit reached during a transfer"));
+}
+
 /// A message that has passed `hops` servers before.
 fn with_received_fields(hops: usize) -> String {
     let mut message = String::new();
