@@ -1,4 +1,4 @@
-//! Independent peers (tests/peer.py): an SMTP or LMTP server (aiosmtpd)
+//! Independent peers (tests/it/peer.py): an SMTP or LMTP server (aiosmtpd)
 //! and a DNS server (dnslib) on loopback.
 
 use std::io::{BufRead, BufReader};
@@ -120,7 +120,7 @@ pub fn self_signed(dir: &Path, names: &[&str]) -> (rcgen::KeyPair, PathBuf, Path
 impl Peer {
     pub fn with(options: Options<'_>) -> Peer {
         let out = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer.py");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/peer.py");
         let mut cmd = Command::new("python3");
         cmd.arg(script).arg("--out").arg(out.path());
         if options.lmtp {

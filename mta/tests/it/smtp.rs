@@ -1,13 +1,11 @@
 //! The receive path over real TCP: SMTP rules, TLS, queue and Maildir.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, Swaks, original_of, wait_until};
+use crate::common::{Client, Server, Swaks, original_of, wait_until};
 
 const MESSAGE: &str = "From: Sender <x@sender.example>\r\nTo: alice@example.org\r\nSubject: hello\r\nMessage-ID: <m1@sender.example>\r\n\r\nFirst line.\r\n.A line that starts with a dot.\r\n\r\nLast line.\r\n";
 
@@ -455,7 +453,7 @@ fn temporary_delivery_failure_is_retried_after_flush() {
         },
     );
     assert!(list.contains("cannot write to the maildir"), "{list}");
-    assert!(s.log_contains("status=deferred"));
+    s.wait_for_log("status=deferred");
     std::fs::remove_file(&blocker).unwrap();
     let (ok, out) = s.queue(&["flush"]);
     assert!(ok, "{out}");
@@ -575,7 +573,7 @@ fn check_config_reports_problems_with_lines() {
         "hostname = \"mx.example.org\"\ndata_dir = \"/d\"\ndomains = [\"example.org\"]\n[[accounts]]\naddress = \"alice@example.org\"\npassword = \"plaintext\"\n",
     )
     .unwrap();
-    let out = Command::new(common::MTA)
+    let out = Command::new(crate::common::MTA)
         .args(["check-config", "--config"])
         .arg(&path)
         .output()
@@ -586,7 +584,7 @@ fn check_config_reports_problems_with_lines() {
     assert!(err.contains("mta hash-password"), "{err}");
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
-    let out = Command::new(common::MTA)
+    let out = Command::new(crate::common::MTA)
         .args(["check-config", "--config", example])
         .output()
         .unwrap();
@@ -657,7 +655,7 @@ fn sigterm_says_goodbye_to_idle_clients_and_exits_cleanly() {
         s.wait_exit(Duration::from_secs(15)),
         "mta exited with failure"
     );
-    assert!(s.log_contains("stopped"));
+    s.wait_for_log("stopped");
 }
 
 #[test]
@@ -694,7 +692,7 @@ fn a_client_that_never_reads_is_dropped_at_the_write_deadline() {
             (c.try_reply()?.code == 220).then_some(())
         },
     );
-    assert!(s.log_contains("cannot write to the client"));
+    s.wait_for_log("cannot write to the client");
     flood.join().unwrap();
     drop(stalled);
 }
@@ -724,7 +722,7 @@ fn a_connection_ends_at_its_time_limit() {
     let r = c.reply();
     assert!(r.text.starts_with("421 4.4.2"), "{r:?}");
     assert!(c.closed());
-    assert!(s.log_contains("connection time limit reached"));
+    s.wait_for_log("connection time limit reached");
 }
 
 #[test]
@@ -755,7 +753,7 @@ fn a_message_dripped_a_byte_at_a_time_is_cut_off_after_the_time_limit() {
         "{:?}",
         started.elapsed()
     );
-    assert!(s.log_contains("connection time limit reached during a transfer"));
+    s.wait_for_log("connection time limit reached during a transfer");
 }
 
 /// A message that has passed `hops` servers before.

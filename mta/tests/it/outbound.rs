@@ -6,15 +6,13 @@
 //! transaction, connection reuse, MTA-STS enforcement (with a policy served
 //! over HTTPS), DANE (with a DNSSEC-signed zone served from dnspython).
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::peer::{Options, Peer, TestCa, self_signed};
-use common::{Client, Server, tcp_stub, wait_until};
+use crate::common::peer::{Options, Peer, TestCa, self_signed};
+use crate::common::{Client, Server, tcp_stub, wait_until};
 
 const ZONE: &str = "\
 example.net. 60 IN MX 10 mx.example.net.

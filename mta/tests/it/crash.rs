@@ -4,16 +4,14 @@
 //! nothing appeared that was not sent. Some messages are small (kept in the
 //! queue database), some large (spooled to files).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::peer::{Options, Peer};
-use common::{Client, Server};
+use crate::common::peer::{Options, Peer};
+use crate::common::{Client, Server};
 use rand::Rng;
 
 const CLIENTS: usize = 8;

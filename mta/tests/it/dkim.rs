@@ -1,11 +1,9 @@
 //! DKIM signatures checked by an independent implementation: Python's
 //! dkimpy, against the DNS records `mta dkim show` prints.
 
-mod common;
-
 use std::process::Command;
 
-use common::Server;
+use crate::common::Server;
 
 /// `mta dkim show` output as (DNS name, TXT value).
 fn records(s: &Server) -> Vec<(String, String)> {

@@ -1,0 +1,11 @@
+//! The mta's integration tests, in one binary (one link for all of them):
+//! the real `mta` binary over real TCP and TLS, with independent peers
+//! (swaks, Python's smtplib, aiosmtpd, dnslib, dnspython, dkimpy) where one
+//! exists. `common` is the harness; one module per area.
+
+mod common;
+mod crash;
+mod dkim;
+mod outbound;
+mod smtp;
+mod submission;
