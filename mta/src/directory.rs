@@ -10,27 +10,7 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::password::PasswordHash;
 
-/// Where one copy of a message goes.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Target {
-    /// The Maildir of a local account; `delivered_to` is the address shown in
-    /// the `Delivered-To:` header (the plus-address when one was used).
-    Local {
-        account: String,
-        delivered_to: String,
-    },
-    /// An address in another domain (an alias that forwards).
-    Remote { address: String },
-}
-
-impl Target {
-    fn dedupe_key(&self) -> String {
-        match self {
-            Target::Local { account, .. } => format!("local:{account}"),
-            Target::Remote { address } => format!("remote:{}", address.to_lowercase()),
-        }
-    }
-}
+pub use crate::envelope::Target;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {

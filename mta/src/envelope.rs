@@ -8,8 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::directory::Target;
-
 /// A queue id: microseconds since the epoch in the high bits and a process
 /// counter in the low 12 bits, so ids sort by arrival and never repeat within
 /// one process. Shown as 16 hex digits.
@@ -109,5 +107,28 @@ impl Envelope {
     /// When the next attempt is due (unix seconds), if anything is pending.
     pub fn next_attempt(&self) -> Option<u64> {
         self.pending().map(|(_, r)| r.next_attempt).min()
+    }
+}
+
+/// Where one copy of a message goes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Target {
+    /// The Maildir of a local account; `delivered_to` is the address shown in
+    /// the `Delivered-To:` header (the plus-address when one was used).
+    Local {
+        account: String,
+        delivered_to: String,
+    },
+    /// An address in another domain (an alias that forwards).
+    Remote { address: String },
+}
+
+impl Target {
+    /// What makes two targets the same copy.
+    pub fn dedupe_key(&self) -> String {
+        match self {
+            Target::Local { account, .. } => format!("local:{account}"),
+            Target::Remote { address } => format!("remote:{}", address.to_lowercase()),
+        }
     }
 }

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use crate::address::{Address, split_path};
 use crate::config::{Config, Role};
 use crate::directory::Directory;
-use crate::smtp::sasl;
+use crate::sasl;
 use crate::smtp::session::{AuthOutcome, Session, SessionConfig, Step};
 
 const CONFIG: &str = r#"

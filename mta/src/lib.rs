@@ -24,6 +24,7 @@ pub mod message;
 pub mod outbound;
 pub mod password;
 pub mod queue;
+pub mod sasl;
 pub mod server;
 pub mod smtp;
 pub mod spool;

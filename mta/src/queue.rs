@@ -24,7 +24,6 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::body::Body;
 use crate::envelope::{Envelope, QueueId, Status, now_secs};
-use crate::smtp::session::IntakeError;
 
 const ENVELOPES: TableDefinition<u64, &[u8]> = TableDefinition::new("envelopes");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
@@ -40,6 +39,15 @@ const ENVELOPE_FORMAT: u8 = 1;
 
 /// redb's page cache for the queue.
 const QUEUE_CACHE: usize = 32 << 20;
+
+/// Why the queue could not take a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// No room on the data partition.
+    DiskFull,
+    /// Any other storage failure.
+    Failed,
+}
 
 /// How long non-durable delivery results may wait for a durable commit.
 const LAZY_SYNC: Duration = Duration::from_millis(500);
@@ -91,7 +99,7 @@ enum Op {
     Intake {
         envelope: Envelope,
         body: Body,
-        done: tokio::sync::oneshot::Sender<Result<(), IntakeError>>,
+        done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
     },
     Results {
         id: QueueId,
@@ -210,7 +218,7 @@ impl Queue {
 
     /// Stores a message durably; resolves once it is on disk (or failed).
     /// A spooled body's file must be in [`Queue::spool_dir`] and synced.
-    pub async fn intake(&self, envelope: Envelope, body: Body) -> Result<(), IntakeError> {
+    pub async fn intake(&self, envelope: Envelope, body: Body) -> Result<(), StoreError> {
         let (done, wait) = tokio::sync::oneshot::channel();
         let op = Op::Intake {
             envelope,
@@ -218,9 +226,9 @@ impl Queue {
             done,
         };
         if self.ops.send(op).is_err() {
-            return Err(IntakeError::Failed);
+            return Err(StoreError::Failed);
         }
-        wait.await.unwrap_or(Err(IntakeError::Failed))
+        wait.await.unwrap_or(Err(StoreError::Failed))
     }
 
     /// Records delivery results for some recipients of a message, and
@@ -454,7 +462,7 @@ impl Writer {
             || free_space(&self.dir).is_none_or(|free| free >= self.min_free_space + incoming);
 
         let mut replies: Vec<(
-            tokio::sync::oneshot::Sender<Result<(), IntakeError>>,
+            tokio::sync::oneshot::Sender<Result<(), StoreError>>,
             QueueId,
         )> = Vec::new();
         let mut refused = Vec::new();
@@ -615,7 +623,7 @@ impl Writer {
         }
 
         for done in refused {
-            let _ = done.send(Err(IntakeError::DiskFull));
+            let _ = done.send(Err(StoreError::DiskFull));
         }
         for done in result_replies {
             let _ = done.send(());
@@ -642,9 +650,9 @@ impl Writer {
                 tracing::error!("queue: commit failed: {e:#}");
                 for (done, _) in replies {
                     let _ = done.send(Err(if full {
-                        IntakeError::DiskFull
+                        StoreError::DiskFull
                     } else {
-                        IntakeError::Failed
+                        StoreError::Failed
                     }));
                 }
                 for (done, _) in admin_replies {
@@ -1226,7 +1234,7 @@ mod tests {
         let q = Queue::open(t.path(), u64::MAX / 4, policy(), None, None).unwrap();
         assert_eq!(
             q.intake(envelope(1), Body::inline(vec![0; 10])).await,
-            Err(IntakeError::DiskFull)
+            Err(StoreError::DiskFull)
         );
         assert!(q.list().unwrap().is_empty());
     }

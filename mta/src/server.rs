@@ -555,7 +555,7 @@ async fn authenticate(
     shared: &Shared,
     directory: Arc<Directory>,
     peer: SocketAddr,
-    credentials: crate::smtp::sasl::Credentials,
+    credentials: crate::sasl::Credentials,
 ) -> AuthOutcome {
     let source = AuthLimiter::source_key(peer.ip());
     // Failures count against accounts that exist: names sent by guessers
@@ -652,6 +652,16 @@ impl Conn {
             };
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    }
+}
+
+/// The protocol's view of a storage failure (452 or 451).
+fn intake_error(e: crate::queue::StoreError) -> crate::smtp::session::IntakeError {
+    use crate::queue::StoreError;
+    use crate::smtp::session::IntakeError;
+    match e {
+        StoreError::DiskFull => IntakeError::DiskFull,
+        StoreError::Failed => IntakeError::Failed,
     }
 }
 
@@ -838,7 +848,7 @@ async fn handle(
                         Err(e)
                     }
                 };
-                session.submitted(id, outcome);
+                session.submitted(id, outcome.map_err(intake_error));
             }
             Step::StartTls => {
                 let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {

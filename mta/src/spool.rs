@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
 use crate::body::Body;
-use crate::smtp::session::IntakeError;
+use crate::queue::StoreError;
 
 /// A message larger than this is spooled to a file.
 pub const INLINE_MAX: usize = 64 * 1024;
@@ -84,7 +84,7 @@ pub struct Incoming {
     file: Option<(Arc<std::fs::File>, PathBuf)>,
     written: u64,
     /// Writing failed: the rest is read and dropped, then refused.
-    failed: Option<IntakeError>,
+    failed: Option<StoreError>,
 }
 
 impl Incoming {
@@ -135,7 +135,7 @@ impl Incoming {
         }
     }
 
-    async fn open(&mut self) -> Result<(), IntakeError> {
+    async fn open(&mut self) -> Result<(), StoreError> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "{}.{}.{}",
@@ -160,7 +160,7 @@ impl Incoming {
                 "cannot create a spool file in {}: {e}",
                 self.place.dir.display()
             );
-            IntakeError::Failed
+            StoreError::Failed
         })?;
         self.file = Some((Arc::new(file), path));
         Ok(())
@@ -176,7 +176,7 @@ impl Incoming {
             let room = crate::queue::free_space(&self.place.dir)
                 .is_none_or(|free| free >= self.place.min_free_space + ROOM_CHECK);
             if !room {
-                return self.fail(IntakeError::DiskFull);
+                return self.fail(StoreError::DiskFull);
             }
         }
         let data = std::mem::take(&mut self.mem);
@@ -198,15 +198,15 @@ impl Incoming {
                 tracing::error!("writing {}: {e}", path.display());
                 let full = e.raw_os_error() == Some(nix::libc::ENOSPC);
                 self.fail(if full {
-                    IntakeError::DiskFull
+                    StoreError::DiskFull
                 } else {
-                    IntakeError::Failed
+                    StoreError::Failed
                 });
             }
         }
     }
 
-    fn fail(&mut self, e: IntakeError) {
+    fn fail(&mut self, e: StoreError) {
         self.failed.get_or_insert(e);
         self.mem = Vec::new();
         self.release();
@@ -218,7 +218,7 @@ impl Incoming {
 
     /// The end of the message: `prefix` (our fields) and the last content.
     /// A spool file is synced to the disk before this returns.
-    pub async fn finish(mut self, prefix: Vec<u8>, rest: Vec<u8>) -> Result<Body, IntakeError> {
+    pub async fn finish(mut self, prefix: Vec<u8>, rest: Vec<u8>) -> Result<Body, StoreError> {
         self.push(rest).await;
         if self.file.is_some() {
             self.flush().await;
@@ -241,7 +241,7 @@ impl Incoming {
             Err(e) => {
                 tracing::error!("syncing {}: {e}", path.display());
                 let _ = std::fs::remove_file(&path);
-                Err(IntakeError::Failed)
+                Err(StoreError::Failed)
             }
         }
     }
@@ -332,7 +332,7 @@ mod tests {
         m.push(vec![b'x'; 100_000]).await;
         assert_eq!(
             m.finish(Vec::new(), Vec::new()).await.unwrap_err(),
-            IntakeError::DiskFull
+            StoreError::DiskFull
         );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::smtp::sasl;
+use crate::sasl;
 
 /// A failure to deliver to some or all recipients.
 #[derive(Debug, Clone, PartialEq, Eq)]

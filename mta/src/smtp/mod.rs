@@ -1,5 +1,4 @@
 //! SMTP: the sans-IO server session. The socket side lives in
 //! [`crate::server`].
 
-pub mod sasl;
 pub mod session;

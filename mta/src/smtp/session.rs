@@ -21,7 +21,7 @@ use crate::address::{Address, AddressError, split_path};
 use crate::config::Role;
 use crate::directory::{Directory, Lookup, Target};
 use crate::envelope::{Envelope, QueueId, Recipient, Status, now_micros};
-use crate::smtp::sasl::{self, Credentials, Mechanism};
+use crate::sasl::{self, Credentials, Mechanism};
 
 /// RFC 5321 §4.5.3.1.4, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 512;

@@ -398,7 +398,7 @@ fn disk_full_at_intake_is_452() {
 }
 
 fn b64(s: &str) -> String {
-    crate::smtp::sasl::encode_text(s)
+    crate::sasl::encode_text(s)
 }
 
 fn submission() -> Harness {
