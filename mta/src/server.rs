@@ -655,6 +655,20 @@ impl Conn {
     }
 }
 
+/// The host's clock and queue ids for the sessions (local time in the
+/// trace fields, as Postfix writes them).
+struct SystemClock;
+
+impl crate::smtp::session::Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::FixedOffset> {
+        chrono::Local::now().fixed_offset()
+    }
+
+    fn queue_id(&self) -> QueueId {
+        QueueId::generate()
+    }
+}
+
 /// The protocol's view of a storage failure (452 or 451).
 fn intake_error(e: crate::queue::StoreError) -> crate::smtp::session::IntakeError {
     use crate::queue::StoreError;
@@ -681,6 +695,7 @@ async fn handle(
     let settings = shared.settings();
     let mut session = Session::new(
         settings.session(role).clone(),
+        Arc::new(SystemClock),
         settings.directory.clone(),
         peer.ip(),
     );

@@ -4,9 +4,10 @@
 //!
 //! It is fed bytes ([`Session::receive`]) and asked what to do next
 //! ([`Session::process`]); the replies to write accumulate in
-//! [`Session::take_output`]. It never reads a socket, a clock deadline or the
-//! disk: the adapter in [`crate::server`] does that, which is what makes every
-//! limit below testable without a network.
+//! [`Session::take_output`]. It never reads a socket, a clock or the disk:
+//! the adapter in [`crate::server`] does that, and gives the time and new
+//! queue ids through a [`Clock`], which is what makes every limit below
+//! testable without a network (and every reply reproducible).
 //!
 //! Limits, all explicit: command lines of 512 octets and text lines of 1000
 //! (RFC 5321 §4.5.3.1), the configured message size and recipient count, and a
@@ -20,13 +21,21 @@ use std::time::Duration;
 use crate::address::{Address, AddressError, split_path};
 use crate::config::Role;
 use crate::directory::{Directory, Lookup, Target};
-use crate::envelope::{Envelope, QueueId, Recipient, Status, now_micros};
+use crate::envelope::{Envelope, QueueId, Recipient, Status};
 use crate::sasl::{self, Credentials, Mechanism};
 
 /// RFC 5321 §4.5.3.1.4, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 512;
 /// RFC 5321 §4.5.3.1.6, CRLF included.
 pub const MAX_TEXT_LINE: usize = 1000;
+
+/// The time and new queue ids, from outside: the session reads no clock.
+pub trait Clock: Send + Sync {
+    /// Now, for the trace fields and the arrival time.
+    fn now(&self) -> chrono::DateTime<chrono::FixedOffset>;
+    /// An id for a message just received.
+    fn queue_id(&self) -> QueueId;
+}
 
 /// What the session needs from the listener it runs on.
 #[derive(Debug, Clone)]
@@ -280,6 +289,7 @@ impl Input {
 
 pub struct Session {
     cfg: Arc<SessionConfig>,
+    clock: Arc<dyn Clock>,
     directory: Arc<Directory>,
     peer: IpAddr,
     state: State,
@@ -300,9 +310,15 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(cfg: Arc<SessionConfig>, directory: Arc<Directory>, peer: IpAddr) -> Session {
+    pub fn new(
+        cfg: Arc<SessionConfig>,
+        clock: Arc<dyn Clock>,
+        directory: Arc<Directory>,
+        peer: IpAddr,
+    ) -> Session {
         Session {
             cfg,
+            clock,
             directory,
             peer,
             state: State::Command,
@@ -1248,19 +1264,20 @@ impl Session {
             },
             None => None,
         };
-        let id = QueueId::generate();
-        let arrival = now_micros();
+        let id = self.clock.queue_id();
+        let now = self.clock.now();
+        let arrival = now.timestamp_micros().max(0) as u64;
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
-        let mut prefix = self.received_header(id, &tx, &helo, esmtp).into_bytes();
+        let mut prefix = self
+            .received_header(id, &tx, &helo, esmtp, &now)
+            .into_bytes();
         if self.authenticated.is_some() {
             // RFC 6409 §8: a submission server may add what the client's
             // software left out. A message without a header section is left
             // alone.
             let none = tx.header.empty;
             if !tx.header.date && !none {
-                prefix.extend_from_slice(
-                    format!("Date: {}\r\n", chrono::Local::now().to_rfc2822()).as_bytes(),
-                );
+                prefix.extend_from_slice(format!("Date: {}\r\n", now.to_rfc2822()).as_bytes());
             }
             if !tx.header.message_id && !none {
                 prefix.extend_from_slice(
@@ -1341,7 +1358,14 @@ impl Session {
         }
     }
 
-    fn received_header(&self, id: QueueId, tx: &Transaction, helo: &str, esmtp: bool) -> String {
+    fn received_header(
+        &self,
+        id: QueueId,
+        tx: &Transaction,
+        helo: &str,
+        esmtp: bool,
+        now: &chrono::DateTime<chrono::FixedOffset>,
+    ) -> String {
         // RFC 5321 §4.4 and the protocol names of RFC 3848 / RFC 6531.
         let mut proto = String::new();
         if tx.smtputf8 {
@@ -1378,8 +1402,7 @@ impl Session {
         if let [(rcpt, _)] = tx.recipients.as_slice() {
             h.push_str(&format!("\r\n\tfor <{rcpt}>"));
         }
-        let date = chrono::Local::now().to_rfc2822();
-        h.push_str(&format!("; {date}\r\n"));
+        h.push_str(&format!("; {}\r\n", now.to_rfc2822()));
         h
     }
 }
@@ -1514,6 +1537,25 @@ fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
     let head = arg.get(..keyword.len())?;
     head.eq_ignore_ascii_case(keyword)
         .then(|| arg[keyword.len()..].trim_start())
+}
+
+/// A fixed time and numbered ids, for tests: every run gives the same
+/// replies and fields.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestClock {
+    ids: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(test)]
+impl Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::FixedOffset> {
+        chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00+01:00").expect("a valid time")
+    }
+
+    fn queue_id(&self) -> QueueId {
+        QueueId(1 + self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ fn harness_role(max_size: u64, max_rcpt: usize, tls: bool, role: Role) -> Harnes
     let directory = Arc::new(Directory::new(&config));
     let mut s = Session::new(
         Arc::new(cfg),
+        Arc::new(TestClock::default()),
         directory.clone(),
         "192.0.2.7".parse().unwrap(),
     );
@@ -318,6 +319,7 @@ fn early_talker_is_refused() {
     };
     let mut s = Session::new(
         Arc::new(cfg),
+        Arc::new(TestClock::default()),
         Arc::new(Directory::new(&config)),
         "192.0.2.7".parse().unwrap(),
     );
@@ -593,7 +595,7 @@ fn bdat_bare_cr_and_lf_become_crlf_across_chunks() {
     assert!(out.contains("250 2.0.0 Ok: queued"), "{out}");
     let body = String::from_utf8_lossy(&h.messages[0]).into_owned();
     assert!(
-        body.ends_with("+0000\r\nx\r\n.\r\n\r\ny\r\nz\r\n\r\n"),
+        body.ends_with("; Sun, 29 Nov 2026 10:00:00 +0100\r\nx\r\n.\r\n\r\ny\r\nz\r\n\r\n"),
         "{body:?}"
     );
 }
