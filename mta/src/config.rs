@@ -121,14 +121,7 @@ pub enum Network {
     },
 }
 
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub address: Address,
-    pub password: Option<PasswordHash>,
-    /// Extra sender addresses this account may use when submitting:
-    /// addresses, or `*@domain` for a whole domain.
-    pub send_as: Vec<String>,
-}
+pub use crate::directory::Account;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -1106,7 +1099,7 @@ impl Config {
 
         // Checks that need the whole picture: every local alias target and the
         // postmaster must lead to a mailbox, and aliases must not loop.
-        let directory = crate::directory::Directory::new(&config);
+        let directory = config.directory();
         for (key, targets) in &config.aliases {
             for t in targets {
                 if let Err(e) = directory.resolve_target(t) {
@@ -1160,6 +1153,24 @@ impl Config {
 
     pub fn mail_dir(&self) -> PathBuf {
         self.data_dir.join("mail")
+    }
+
+    /// Who receives mail here, as this configuration says.
+    pub fn directory(&self) -> crate::directory::Directory {
+        crate::directory::Directory::new(crate::directory::Parts {
+            domains: &self.domains,
+            accounts: &self.accounts,
+            aliases: &self.aliases,
+            recipient_delimiter: &self.recipient_delimiter,
+            postmaster: self.postmaster.as_ref(),
+            routed: self
+                .outbound
+                .transports
+                .iter()
+                .filter(|(_, t)| !matches!(t, Transport::Local))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        })
     }
 
     pub fn control_socket(&self) -> PathBuf {

@@ -1,13 +1,13 @@
 //! Who receives mail here: domains, accounts, aliases, catch-alls,
 //! plus-addressing and the always-routable postmaster and abuse addresses.
 //!
-//! Pure data built from the [`Config`]; the SMTP session asks it at `RCPT`
+//! Pure data built from the configuration's addressing part ([`Parts`]; it
+//! imports nothing of the configuration); the SMTP session asks it at `RCPT`
 //! time and the queue stores the answer. It never touches the disk.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::address::Address;
-use crate::config::Config;
 use crate::password::PasswordHash;
 
 pub use crate::envelope::Target;
@@ -32,11 +32,21 @@ pub enum ResolveError {
 
 const MAX_DEPTH: usize = 10;
 
+/// An account that receives mail (and may log in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub address: Address,
+    pub password: Option<PasswordHash>,
+    /// Extra sender addresses this account may use when submitting:
+    /// addresses, or `*@domain` for a whole domain.
+    pub send_as: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Directory {
     domains: HashSet<String>,
     /// lower-case address → the account as configured
-    accounts: HashMap<String, crate::config::Account>,
+    accounts: HashMap<String, Account>,
     aliases: HashMap<String, Vec<Address>>,
     delimiter: String,
     postmaster: Option<Address>,
@@ -47,30 +57,36 @@ pub struct Directory {
     routed: HashSet<String>,
 }
 
+/// What a directory is made of (the checked configuration's addressing
+/// part; [`crate::config::Config::directory`] fills it in).
+pub struct Parts<'a> {
+    pub domains: &'a [String],
+    pub accounts: &'a [Account],
+    pub aliases: &'a std::collections::BTreeMap<String, Vec<Address>>,
+    pub recipient_delimiter: &'a str,
+    pub postmaster: Option<&'a Address>,
+    /// Addresses and domains a transport hands to another server.
+    pub routed: Vec<String>,
+}
+
 impl Directory {
-    pub fn new(config: &Config) -> Directory {
+    pub fn new(parts: Parts<'_>) -> Directory {
         Directory {
-            domains: config.domains.iter().cloned().collect(),
-            accounts: config
+            domains: parts.domains.iter().cloned().collect(),
+            accounts: parts
                 .accounts
                 .iter()
                 .map(|a| (a.address.key(), a.clone()))
                 .collect(),
-            aliases: config
+            aliases: parts
                 .aliases
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            delimiter: config.recipient_delimiter.clone(),
-            postmaster: config.postmaster.clone(),
-            first_account: config.accounts.first().map(|a| a.address.clone()),
-            routed: config
-                .outbound
-                .transports
-                .iter()
-                .filter(|(_, t)| !matches!(t, crate::config::Transport::Local))
-                .map(|(k, _)| k.clone())
-                .collect(),
+            delimiter: parts.recipient_delimiter.to_string(),
+            postmaster: parts.postmaster.cloned(),
+            first_account: parts.accounts.first().map(|a| a.address.clone()),
+            routed: parts.routed.into_iter().collect(),
         }
     }
 
@@ -331,7 +347,9 @@ address = "carol@example.net"
 "alice@example.org" = ["alice@example.org", "bob@example.org"]
 "@example.net" = "carol@example.net"
 "#;
-        Directory::new(&Config::parse(Path::new("t.toml"), text).unwrap())
+        crate::config::Config::parse(Path::new("t.toml"), text)
+            .unwrap()
+            .directory()
     }
 
     fn a(s: &str) -> Address {

@@ -15,7 +15,6 @@ use proptest::prelude::*;
 
 use crate::address::{Address, split_path};
 use crate::config::{Config, Role};
-use crate::directory::Directory;
 use crate::sasl;
 use crate::smtp::session::{AuthOutcome, Session, SessionConfig, Step, TestClock};
 
@@ -46,7 +45,7 @@ fn session(role: Role) -> Session {
     let mut s = Session::new(
         Arc::new(cfg),
         Arc::new(TestClock::default()),
-        Arc::new(Directory::new(&config)),
+        Arc::new(config.directory()),
         "192.0.2.1".parse().unwrap(),
     );
     s.greet();

@@ -59,7 +59,7 @@ impl Settings {
             dkim: Arc::new(crate::dkim::Keys::new(&config.data_dir)),
             mx: Arc::new(session(Role::Mx)),
             submission: Arc::new(session(Role::Submission)),
-            directory: Arc::new(Directory::new(config)),
+            directory: Arc::new(config.directory()),
             tls: tokio_rustls::TlsAcceptor::from(tls::server_config(config)?),
             greeting_delay: config.limits.greeting_delay,
             session_time: config.limits.session_time,

@@ -46,7 +46,7 @@ fn harness_role(max_size: u64, max_rcpt: usize, tls: bool, role: Role) -> Harnes
         role,
         trace_user: false,
     };
-    let directory = Arc::new(Directory::new(&config));
+    let directory = Arc::new(config.directory());
     let mut s = Session::new(
         Arc::new(cfg),
         Arc::new(TestClock::default()),
@@ -320,7 +320,7 @@ fn early_talker_is_refused() {
     let mut s = Session::new(
         Arc::new(cfg),
         Arc::new(TestClock::default()),
-        Arc::new(Directory::new(&config)),
+        Arc::new(config.directory()),
         "192.0.2.7".parse().unwrap(),
     );
     s.receive(b"EHLO spam\r\n");
@@ -665,9 +665,11 @@ fn a_reload_that_changes_the_password_ends_the_login() {
         vec![250, 250]
     );
     // The same directory again (a reload that changed nothing): still in.
-    let same = Arc::new(Directory::new(
-        &Config::parse(Path::new("t.toml"), CONFIG).unwrap(),
-    ));
+    let same = Arc::new(
+        Config::parse(Path::new("t.toml"), CONFIG)
+            .unwrap()
+            .directory(),
+    );
     h.s.set_directory(same);
     assert_eq!(
         h.codes("MAIL FROM:<alice@example.org>\r\nRSET\r\n"),
@@ -677,9 +679,11 @@ fn a_reload_that_changes_the_password_ends_the_login() {
         "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5",
         "$5$othersalt$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5",
     );
-    h.s.set_directory(Arc::new(Directory::new(
-        &Config::parse(Path::new("t.toml"), &changed).unwrap(),
-    )));
+    h.s.set_directory(Arc::new(
+        Config::parse(Path::new("t.toml"), &changed)
+            .unwrap()
+            .directory(),
+    ));
     let (out, step) = h.talk("MAIL FROM:<alice@example.org>\r\n");
     assert!(out.starts_with("421 4.7.0 "), "{out}");
     assert_eq!(step, "close");
@@ -689,9 +693,11 @@ fn a_reload_that_changes_the_password_ends_the_login() {
 fn deleting_the_account_ends_the_login() {
     let mut h = logged_in_as_alice();
     let without = CONFIG.replace("alice@example.org", "alicia@example.org");
-    h.s.set_directory(Arc::new(Directory::new(
-        &Config::parse(Path::new("t.toml"), &without).unwrap(),
-    )));
+    h.s.set_directory(Arc::new(
+        Config::parse(Path::new("t.toml"), &without)
+            .unwrap()
+            .directory(),
+    ));
     let (out, _) = h.talk("MAIL FROM:<alice@example.org>\r\n");
     assert!(out.starts_with("421 4.7.0 "), "{out}");
 }
