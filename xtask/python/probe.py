@@ -26,7 +26,7 @@ def dkimpy():
 
 
 def aiosmtpd():
-    # The names peer.py imports: SMTP and LMTP servers with AUTH.
+    # The names peer_smtp.py imports: SMTP and LMTP servers with AUTH.
     from aiosmtpd.controller import Controller  # noqa: F401
     from aiosmtpd.lmtp import LMTP  # noqa: F401
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword  # noqa: F401
@@ -40,7 +40,7 @@ def dnslib():
 
 
 def dnspython():
-    # Signing a zone with an ECDSA key and validating the result, as peer.py
+    # Signing a zone with an ECDSA key and validating the result, as peer_dns.py
     # does for the DANE tests (dnspython's DNSSEC support needs cryptography).
     import time
 

@@ -1,4 +1,5 @@
-//! Independent peers (tests/it/peer.py): an SMTP or LMTP server (aiosmtpd)
+//! Independent peers (tests/it/peer.py, with peer_smtp.py, peer_dns.py and
+//! peer_sts.py): an SMTP or LMTP server (aiosmtpd)
 //! and a DNS server (dnslib) on loopback.
 
 use std::io::{BufRead, BufReader};
