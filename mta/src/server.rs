@@ -194,6 +194,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // First: a SIGTERM that comes as soon as we say we have started (init
+    // stopping us, a test) must find the handler, not the default action.
+    let signals = Signals::install()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let (schedule_tx, schedule_rx) = delivery::channel();
@@ -259,7 +262,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.domains.join(", ")
     );
 
-    wait_for_stop_signal(&config, &shared).await;
+    signals.wait(&config, &shared).await;
     tracing::info!("stopping: no new connections, waiting for sessions");
     let _ = stop_tx.send(true);
     for t in accept_tasks {
@@ -357,16 +360,31 @@ fn bouncer(settings: Arc<RwLock<Arc<Settings>>>, hostname: String) -> crate::que
 }
 
 /// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the configuration.
-async fn wait_for_stop_signal(running: &Config, shared: &Shared) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => reload(running, shared),
+/// SIGTERM and SIGINT stop the server; SIGHUP re-reads the configuration.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing a SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, reloading on SIGHUP meanwhile.
+    async fn wait(mut self, running: &Config, shared: &Shared) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => reload(running, shared),
+            }
         }
     }
 }
