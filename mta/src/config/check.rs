@@ -364,3 +364,262 @@ impl Checker<'_> {
         }
     }
 }
+
+impl Checker<'_> {
+    pub(super) fn limits(&mut self, l: &RawLimits) -> Limits {
+        Limits {
+            message_size: self.size(&l.message_size, 50 << 20, "message_size"),
+            recipients: self.count(&l.recipients, 1000, 1, "recipients"),
+            connections_per_ip: self.count(&l.connections_per_ip, 20, 1, "connections_per_ip"),
+            connections: self.count(&l.connections, 500, 1, "connections"),
+            command_timeout: self.duration(
+                &l.command_timeout,
+                Duration::from_secs(300),
+                "command_timeout",
+            ),
+            data_timeout: self.duration(&l.data_timeout, Duration::from_secs(600), "data_timeout"),
+            session_time: self.duration(&l.session_time, Duration::from_secs(3600), "session_time"),
+            max_errors: self.count(&l.max_errors, 10, 1, "max_errors") as u32,
+            greeting_delay: self.duration(&l.greeting_delay, Duration::ZERO, "greeting_delay"),
+            min_free_space: self.size(&l.min_free_space, 64 << 20, "min_free_space"),
+        }
+    }
+
+    pub(super) fn queue(&mut self, q: &RawQueue) -> QueuePolicy {
+        QueuePolicy {
+            retry_min: self.duration(&q.retry_min, Duration::from_secs(60), "retry_min"),
+            retry_max: self.duration(&q.retry_max, Duration::from_secs(3600), "retry_max"),
+            max_age: self.duration(&q.max_age, Duration::from_secs(5 * 86400), "max_age"),
+            delay_warning: self.duration(
+                &q.delay_warning,
+                Duration::from_secs(4 * 3600),
+                "delay_warning",
+            ),
+            delivery_workers: self.count(&q.delivery_workers, 8, 1, "delivery_workers"),
+        }
+    }
+
+    /// The listeners (by default, port 25 on every address).
+    pub(super) fn listeners(&mut self, list: Option<&[RawListener]>) -> Vec<Listener> {
+        match list {
+            None => vec![Listener {
+                address: "0.0.0.0:25".parse().expect("static address"),
+                role: Role::Mx,
+            }],
+            Some(list) => {
+                let mut out = Vec::new();
+                for l in list {
+                    let address = match l.address.get_ref().parse::<SocketAddr>() {
+                        Ok(a) => a,
+                        Err(_) => {
+                            self.report(
+                                l.address.span(),
+                                format!(
+                                    "listener address {:?} is not IP:PORT",
+                                    l.address.get_ref()
+                                ),
+                                Some("for example \"0.0.0.0:25\" or \"[::]:25\""),
+                            );
+                            continue;
+                        }
+                    };
+                    let role = match l.role.get_ref().as_str() {
+                        "mx" => Role::Mx,
+                        "submission" => Role::Submission,
+                        "submissions" => Role::Submissions,
+                        other => {
+                            self.report(
+                                l.role.span(),
+                                format!("listener role {other:?} is not known"),
+                                Some("use \"mx\" (port 25), \"submission\" (587) or \"submissions\" (465)"),
+                            );
+                            continue;
+                        }
+                    };
+                    out.push(Listener { address, role });
+                }
+                out
+            }
+        }
+    }
+
+    pub(super) fn tls(&mut self, t: &RawTls) -> TlsFiles {
+        for f in [&t.certificate, &t.key] {
+            if !Path::new(f.get_ref()).is_absolute() {
+                self.report(
+                    f.span(),
+                    format!("{:?} is not an absolute path", f.get_ref()),
+                    None,
+                );
+            }
+        }
+        TlsFiles {
+            certificate: t.certificate.get_ref().into(),
+            key: t.key.get_ref().into(),
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// An address, or a problem reported for it.
+    pub(super) fn address(&mut self, s: &Spanned<String>, what: &str) -> Option<Address> {
+        match Address::parse(s.get_ref(), true) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.report(
+                    s.span(),
+                    format!("{what} {:?} is not an address: {e}", s.get_ref()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn accounts(&mut self, raw: &[RawAccount], domains: &[String]) -> Vec<Account> {
+        let mut accounts: Vec<Account> = Vec::new();
+        for raw_account in raw {
+            let Some(address) = self.address(&raw_account.address, "account") else {
+                continue;
+            };
+            if !domains.iter().any(|d| d == address.domain()) {
+                self.report(
+                    raw_account.address.span(),
+                    format!("account {address} is not in one of the domains"),
+                    Some("add its domain to `domains` or fix the address"),
+                );
+            }
+            let local = address.local().to_lowercase();
+            if local.starts_with('.') || local.contains('/') || local.starts_with('"') {
+                self.report(
+                    raw_account.address.span(),
+                    format!("account {address}: the local part cannot name a mail folder"),
+                    Some("use letters, digits, dots, dashes and underscores"),
+                );
+            }
+            if accounts.iter().any(|a| a.address.key() == address.key()) {
+                self.report(
+                    raw_account.address.span(),
+                    format!("account {address} is defined twice"),
+                    None,
+                );
+            }
+            let password = match &raw_account.password {
+                None => None,
+                Some(p) => match PasswordHash::parse(p.get_ref()) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        self.report(
+                            p.span(),
+                            format!("the password of {address} is not a usable hash: {e}"),
+                            Some("store a hash, never the password: run `mta hash-password` (argon2id) or `mkpasswd -m sha-512`"),
+                        );
+                        None
+                    }
+                },
+            };
+            let mut send_as = Vec::new();
+            for pattern in raw_account.send_as.iter().flatten() {
+                let text = pattern.get_ref().trim();
+                let valid = match text.strip_prefix("*@").or_else(|| text.strip_prefix('@')) {
+                    Some(domain) => normalise_domain(domain).is_ok(),
+                    None => Address::parse(text, true).is_ok(),
+                };
+                if valid {
+                    send_as.push(text.trim_start_matches('*').to_lowercase());
+                } else {
+                    self.report(
+                        pattern.span(),
+                        format!("send_as {text:?} is not an address or *@domain"),
+                        None,
+                    );
+                }
+            }
+            accounts.push(Account {
+                address,
+                password,
+                send_as,
+            });
+        }
+        accounts
+    }
+
+    /// The aliases, and where each is defined (for later problems).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn aliases(
+        &mut self,
+        raw: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+        domains: &[String],
+    ) -> (
+        BTreeMap<String, Vec<Address>>,
+        BTreeMap<String, Range<usize>>,
+    ) {
+        let mut aliases: BTreeMap<String, Vec<Address>> = BTreeMap::new();
+        let mut alias_spans: BTreeMap<String, Range<usize>> = BTreeMap::new();
+        for (key, value) in raw {
+            let key_text = key.get_ref().trim();
+            let key_norm = if let Some(domain) = key_text.strip_prefix('@') {
+                match normalise_domain(domain) {
+                    Ok(d) => Some(format!("@{d}")),
+                    Err(_) => None,
+                }
+            } else {
+                Address::parse(key_text, true).ok().map(|a| a.key())
+            };
+            let Some(key_norm) = key_norm else {
+                self.report(
+                    key.span(),
+                    format!("alias {key_text:?} is not an address or an @domain catch-all"),
+                    None,
+                );
+                continue;
+            };
+            let domain = key_norm.rsplit('@').next().unwrap_or_default();
+            if !domains.iter().any(|d| d == domain) {
+                self.report(
+                    key.span(),
+                    format!("alias {key_text:?} is not in one of the domains"),
+                    Some(
+                        "aliases can only be defined for the domains this server receives mail for",
+                    ),
+                );
+            }
+            let texts: Vec<(String, Range<usize>)> = match value.get_ref() {
+                toml::Value::String(s) => vec![(s.clone(), value.span())],
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| (v.as_str().unwrap_or("\u{0}").to_string(), value.span()))
+                    .collect(),
+                _ => vec![("\u{0}".to_string(), value.span())],
+            };
+            if texts.is_empty() {
+                self.report(
+                    value.span(),
+                    format!("alias {key_text:?} has no targets"),
+                    None,
+                );
+            }
+            let mut targets = Vec::new();
+            for (t, span) in texts {
+                match Address::parse(&t, true) {
+                    Ok(a) => targets.push(a),
+                    Err(e) => self.report(
+                        span,
+                        format!("target {t:?} of alias {key_text:?} is not an address: {e}"),
+                        Some("targets are full addresses: \"alice@example.org\" or a list of them"),
+                    ),
+                }
+            }
+            if aliases.contains_key(&key_norm) {
+                self.report(
+                    key.span(),
+                    format!("alias {key_text:?} is defined twice"),
+                    None,
+                );
+            }
+            alias_spans.insert(key_norm.clone(), value.span());
+            aliases.insert(key_norm, targets);
+        }
+        (aliases, alias_spans)
+    }
+}
