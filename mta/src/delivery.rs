@@ -305,12 +305,14 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
     // A message handed over at intake cannot have been delivered before; one
     // read back from disk may have been, just before a crash.
     let check_previous = job.fresh.is_none();
-    let (envelope, body) = match job.fresh {
-        Some((e, b)) => (e, b),
-        None => match (queue.envelope(job.id), queue.body(job.id)) {
-            (Ok(Some(e)), Ok(Some(b))) => (Arc::new(e), Arc::new(b)),
-            (Ok(None), _) | (_, Ok(None)) => return None, // deleted meanwhile
-            (Err(e), _) | (_, Err(e)) => {
+    // The content is read only for a local delivery: remote tasks read it
+    // themselves when their turn comes.
+    let (envelope, mut body) = match job.fresh {
+        Some((e, b)) => (e, Some(b)),
+        None => match queue.envelope(job.id) {
+            Ok(Some(e)) => (Arc::new(e), None),
+            Ok(None) => return None, // deleted meanwhile
+            Err(e) => {
                 tracing::error!("{}: cannot read from the queue: {e:#}", job.id);
                 // Not a hot loop: the queue reschedules it at once.
                 std::thread::sleep(Duration::from_secs(1));
@@ -341,6 +343,22 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
                             "Return-Path: <{}>\nDelivered-To: {}\n",
                             envelope.from, delivered_to
                         );
+                        let body = match &body {
+                            Some(b) => b.clone(),
+                            None => match queue.body(envelope.id) {
+                                Ok(Some(b)) => body.insert(Arc::new(b)).clone(),
+                                Ok(None) => return None, // deleted meanwhile
+                                Err(e) => {
+                                    tracing::error!(
+                                        "{}: cannot read from the queue: {e:#}",
+                                        envelope.id
+                                    );
+                                    std::thread::sleep(Duration::from_secs(1));
+                                    queue.record(envelope.id, vec![]);
+                                    return None;
+                                }
+                            },
+                        };
                         let size = match stored_size(head.as_bytes(), &body) {
                             Ok(size) => size,
                             Err(e) => {
@@ -478,7 +496,7 @@ async fn deliver_remote(
             queue.record_committed(envelope.id, recorded).await;
             drop(guard.take());
         } else {
-            queue.record_durably(envelope.id, recorded, false);
+            queue.record_durably(envelope.id, recorded);
         }
     }
 }

@@ -4,7 +4,6 @@
 //! it reaches a log line.
 
 use std::borrow::Cow;
-use std::fmt;
 
 /// The structured fields of the per-message and per-recipient summary
 /// lines (journal fields QUEUE_ID, FROM …). On standard error they are not
@@ -30,22 +29,8 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Bytes from the network (which need not be UTF-8), escaped the same way.
-pub fn escape_bytes(bytes: &[u8]) -> String {
-    escape(&String::from_utf8_lossy(bytes)).into_owned()
-}
-
 fn needs_escape(c: char) -> bool {
     c.is_control() || c == '\u{2028}' || c == '\u{2029}'
-}
-
-/// Displays escaped, for use in format strings: `{}` of `Safe(&text)`.
-pub struct Safe<'a>(pub &'a str);
-
-impl fmt::Display for Safe<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&escape(self.0))
-    }
 }
 
 #[cfg(test)]
@@ -60,7 +45,5 @@ mod tests {
             escape("x\r\nJan 1 mta: forged\u{1b}[2J\u{85}\u{2028}"),
             "x\\r\\nJan 1 mta: forged\\u{1b}[2J\\u{85}\\u{2028}"
         );
-        assert_eq!(escape_bytes(b"a\rb\xff"), "a\\rb\u{fffd}");
-        assert_eq!(Safe("a\nb").to_string(), "a\\nb");
     }
 }

@@ -237,11 +237,11 @@ impl Queue {
         self.record_with(id, results, false, true);
     }
 
-    /// Records results that must not be lost (remote hand-overs); with
-    /// `reschedule` false, other attempts for the message are under way and
-    /// the last of them schedules what is still pending.
-    pub fn record_durably(&self, id: QueueId, results: Vec<(usize, Outcome)>, reschedule: bool) {
-        self.record_with(id, results, true, reschedule);
+    /// Records results that must not be lost (remote hand-overs) while
+    /// other attempts for the message are under way: the last of them
+    /// schedules what is still pending ([`Queue::record_committed`]).
+    pub fn record_durably(&self, id: QueueId, results: Vec<(usize, Outcome)>) {
+        self.record_with(id, results, true, false);
     }
 
     /// Records results without scheduling anything (see [`Queue::record_durably`]).

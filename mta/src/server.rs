@@ -697,7 +697,6 @@ async fn handle(
                     envelope,
                     prefix,
                     rest,
-                    size: _,
                     transaction,
                     author_domain,
                 } = submission;

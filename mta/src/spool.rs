@@ -100,11 +100,6 @@ impl Incoming {
         }
     }
 
-    /// Whether anything was received.
-    pub fn is_empty(&self) -> bool {
-        self.mem.is_empty() && self.file.is_none()
-    }
-
     /// More content.
     pub async fn push(&mut self, data: Vec<u8>) {
         if self.failed.is_some() || data.is_empty() {

@@ -108,8 +108,6 @@ pub struct Submission {
     pub prefix: Vec<u8>,
     /// The end of the message as received (CRLF line ends), not taken yet.
     pub rest: Vec<u8>,
-    /// The length of the message as received (without `prefix`).
-    pub size: u64,
     /// Which transaction of the session this is (see
     /// [`Session::transaction`]): content taken from another one is not
     /// part of it.
@@ -356,12 +354,6 @@ impl Session {
     /// The account this session logged in as.
     pub fn authenticated(&self) -> Option<&str> {
         self.authenticated.as_deref()
-    }
-
-    /// A transaction is open (MAIL was accepted and not yet finished or
-    /// reset).
-    pub fn in_transaction(&self) -> bool {
-        self.tx.is_some()
     }
 
     /// The open transaction's number. One call of [`Session::process`] may

@@ -316,7 +316,6 @@ impl Session {
             envelope,
             prefix,
             rest: tx.body,
-            size: tx.size,
             transaction: tx.serial,
             author_domain,
         })

@@ -82,7 +82,7 @@ impl Harness {
             if !matches!(step, Step::Submit(_)) {
                 let taken = self.s.take_body();
                 self.taken.extend_from_slice(&taken);
-                if !self.s.in_transaction() {
+                if self.s.transaction().is_none() {
                     self.taken.clear();
                 }
             }
