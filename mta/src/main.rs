@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use argh::FromArgs;
 
-use mta::config::Config;
-use mta::password::PasswordHash;
-use mta::queue::{Queue, RetryPolicy};
+use mta_app::config::Config;
+use mta_app::password::PasswordHash;
+use mta_store::queue::{Queue, RetryPolicy};
+
+mod serve;
 
 /// Mailbox's mail server.
 #[derive(FromArgs)]
@@ -137,7 +139,7 @@ fn init_logging() {
     let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         if field.name() == "message" {
             write!(w, "{value:?}")
-        } else if mta::logsafe::SUMMARY_FIELDS.contains(&field.name()) {
+        } else if mta_proto::logsafe::SUMMARY_FIELDS.contains(&field.name()) {
             Ok(())
         } else {
             write!(w, " {}={value:?}", field.name())
@@ -156,7 +158,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Serve(s) => {
             let config = Config::load(&s.config)?;
-            mta::server::run(config)?;
+            serve::run(config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig(c) => {
@@ -195,7 +197,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Dkim(d) => {
             let config = Config::load(&d.config)?;
-            let domain = mta::address::normalise_domain(&d.domain)
+            let domain = mta_proto::address::normalise_domain(&d.domain)
                 .map_err(|e| anyhow::anyhow!("{:?} is not a domain: {e}", d.domain))?;
             if !config.is_local_domain(&domain) {
                 anyhow::bail!(
@@ -203,7 +205,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                     d.config.display()
                 );
             }
-            let keys = mta::dkim::Keys::new(&config.data_dir);
+            let keys = mta_app::dkim::Keys::new(&config.data_dir);
             match d.action.as_str() {
                 "show" => {}
                 "rotate" => {
@@ -213,7 +215,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                         "new selectors {} sign from now on; keep the old records published until mail signed with them has been delivered",
                         names.join(", ")
                     );
-                    if let Some(Err(e)) = mta::control::request(&config.control_socket(), "reload")
+                    if let Some(Err(e)) =
+                        serve::control::request(&config.control_socket(), "reload")
                     {
                         eprintln!("the running server did not reload: {e:#}");
                     }
@@ -221,12 +224,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 other => anyhow::bail!("unknown action {other:?} (show, rotate)"),
             }
             for key in keys.of(&domain)?.iter() {
-                println!("{}", mta::dkim::zone_line(&domain, key)?);
+                println!("{}", mta_app::dkim::zone_line(&domain, key)?);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::User(u) => {
-            use mta::accounts::{Change, apply, list};
+            use mta_app::accounts::{Change, apply, list};
             let address = || {
                 u.address
                     .as_deref()
@@ -261,7 +264,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             println!("{done}");
             let config = Config::load(&u.config)?;
-            match mta::control::request(&config.control_socket(), "reload") {
+            match serve::control::request(&config.control_socket(), "reload") {
                 Some(Ok(_)) => println!("the running server reloads its configuration"),
                 Some(Err(e)) => eprintln!("the running server did not reload: {e:#}"),
                 None => println!("takes effect when the server starts"),
@@ -284,7 +287,7 @@ fn read_password() -> anyhow::Result<String> {
 
 /// Through the running server when there is one, else on the database.
 fn queue_command(config: &Config, command: &str) -> anyhow::Result<String> {
-    if let Some(answer) = mta::control::request(&config.control_socket(), command) {
+    if let Some(answer) = serve::control::request(&config.control_socket(), command) {
         return answer;
     }
     let queue = Queue::open(
@@ -299,5 +302,5 @@ fn queue_command(config: &Config, command: &str) -> anyhow::Result<String> {
         None,
         None,
     )?;
-    mta::control::execute(&queue, None, command)
+    mta_app::admin::execute(&queue, None, command)
 }

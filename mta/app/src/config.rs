@@ -1,0 +1,579 @@
+//! The one configuration file: parsing, defaults and validation.
+//!
+//! Every problem is reported with the file, the line and what to do about it,
+//! and all problems are reported at once (`mta check-config`). Unknown keys are
+//! errors: a typo must not silently turn a setting off. This module does not
+//! write the file (the wizard and `mta user` will, atomically).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::password::PasswordHash;
+use mta_proto::address::{Address, normalise_domain};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub domains: Vec<String>,
+    pub recipient_delimiter: String,
+    pub postmaster: Option<Address>,
+    pub accounts: Vec<Account>,
+    /// Alias address key (`local@domain` lower case, or `@domain` for a
+    /// catch-all) → targets.
+    pub aliases: BTreeMap<String, Vec<Address>>,
+    pub limits: Limits,
+    pub queue: QueuePolicy,
+    pub listeners: Vec<Listener>,
+    pub tls: Option<TlsFiles>,
+    pub network: Network,
+    pub submission: SubmissionPolicy,
+    pub outbound: Outbound,
+}
+
+/// How mail leaves: by MX lookup, or through relays and transports.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Port for delivery to MX hosts (25; tests use another).
+    pub port: u16,
+    /// Resolvers for MX/A/AAAA lookups; empty: the system's.
+    pub nameservers: Vec<SocketAddr>,
+    /// A relay (by name) for all mail to other domains.
+    pub smarthost: Option<String>,
+    pub relays: Vec<Relay>,
+    /// Sender address or domain → relay name.
+    pub sender_routes: Vec<(String, String)>,
+    /// Recipient address or domain → where to hand it over.
+    pub transports: Vec<(String, Transport)>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// Simultaneous connections to one destination (domain, relay or
+    /// transport host), so a big mailing does not hammer one server.
+    pub per_destination: usize,
+    /// Port MTA-STS policies are fetched from (443; tests use another).
+    pub mta_sts_port: u16,
+    /// Extra trust anchors (PEM) for verified TLS to MX hosts and MTA-STS
+    /// policy servers, beside the system's CA bundle.
+    pub ca: Option<PathBuf>,
+    /// DNSKEY records (zone file syntax) trusted for DNSSEC instead of the
+    /// IANA root keys built in (tests sign their own root zone).
+    pub trust_anchor: Option<PathBuf>,
+    /// DANE (RFC 7672) for MX hosts, when DNSSEC works here.
+    pub dane: bool,
+}
+
+/// A server mail is handed to (an ISP's smarthost, a provider's submission
+/// port), with TLS required and optional SASL credentials.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// TLS from the first byte (port 465) instead of STARTTLS.
+    pub implicit_tls: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Extra trust anchor (PEM) for a relay with its own CA.
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Smtp {
+        host: String,
+        port: u16,
+    },
+    Lmtp {
+        host: String,
+        port: u16,
+    },
+    Relay(String),
+    /// Deliver locally even if a broader rule says otherwise.
+    Local,
+}
+
+/// How submitted (authenticated) mail is treated.
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionPolicy {
+    /// Name the authenticated user in the Received header (off: privacy).
+    pub trace_user: bool,
+}
+
+/// How the appliance's network is configured. Applied by `init`; checked
+/// here so `mta check-config` catches mistakes before a reboot does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    Dhcp,
+    Static {
+        address: std::net::Ipv4Addr,
+        prefix: u8,
+        gateway: Option<std::net::Ipv4Addr>,
+        dns: Vec<std::net::Ipv4Addr>,
+    },
+}
+
+pub use crate::directory::Account;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub message_size: u64,
+    pub recipients: usize,
+    pub connections_per_ip: usize,
+    pub connections: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// The longest a connection may last, however busy.
+    pub session_time: Duration,
+    pub max_errors: u32,
+    pub greeting_delay: Duration,
+    pub min_free_space: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePolicy {
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Give up (and bounce) after this long.
+    pub max_age: Duration,
+    /// Tell the sender once that delivery is delayed after this long.
+    pub delay_warning: Duration,
+    pub delivery_workers: usize,
+}
+
+pub use mta_proto::smtp::session::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One problem found in the configuration file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// All the problems in one file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
+            if let Some(help) = &p.help {
+                write!(f, "\n  help: {help}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+mod check;
+mod raw;
+
+use check::Checker;
+use raw::*;
+
+/// Parses `123`, `512K`, `50M`, `2G` (binary multiples; an optional trailing
+/// `B`/`iB` is accepted).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t)
+        .trim_end();
+    let (digits, mult) = match t.char_indices().last()? {
+        (i, 'K' | 'k') => (&t[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&t[..i], 1 << 20),
+        (i, 'G' | 'g') => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the configuration {}: {e}", path.display())
+        })?;
+        Ok(Config::parse(path, &text)?)
+    }
+
+    /// Validates the text of a configuration file named `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut ck = Checker {
+            source: text,
+            problems: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let help = if e.message().contains("unknown field") {
+                    Some(
+                        "remove the key or fix its spelling; see mta/config.example.toml for every key",
+                    )
+                } else {
+                    None
+                };
+                ck.report(span, e.message().trim().to_string(), help);
+                return Err(ConfigError {
+                    path: path.to_path_buf(),
+                    problems: ck.problems,
+                });
+            }
+        };
+
+        let hostname = match normalise_domain(raw.hostname.get_ref()) {
+            Ok(h) if h.contains('.') && !h.starts_with('[') => h,
+            _ => {
+                ck.report(
+                    raw.hostname.span(),
+                    format!(
+                        "hostname {:?} is not a fully qualified domain name",
+                        raw.hostname.get_ref()
+                    ),
+                    Some("use the name your MX record points to, such as \"mail.example.org\""),
+                );
+                String::new()
+            }
+        };
+
+        let data_dir = PathBuf::from(raw.data_dir.get_ref());
+        if !data_dir.is_absolute() {
+            ck.report(
+                raw.data_dir.span(),
+                format!(
+                    "data_dir {:?} is not an absolute path",
+                    raw.data_dir.get_ref()
+                ),
+                None,
+            );
+        }
+
+        let mut domains: Vec<String> = Vec::new();
+        if raw.domains.get_ref().is_empty() {
+            ck.report(
+                raw.domains.span(),
+                "no domains: the server would accept mail for nobody",
+                Some("list the domains you receive mail for, such as domains = [\"example.org\"]"),
+            );
+        }
+        for d in raw.domains.get_ref() {
+            match normalise_domain(d.get_ref()) {
+                Ok(n) if !n.starts_with('[') => {
+                    if domains.contains(&n) {
+                        ck.report(d.span(), format!("domain {n:?} is listed twice"), None);
+                    } else {
+                        domains.push(n);
+                    }
+                }
+                _ => ck.report(
+                    d.span(),
+                    format!("{:?} is not a domain name", d.get_ref()),
+                    None,
+                ),
+            }
+        }
+
+        let recipient_delimiter = match &raw.recipient_delimiter {
+            None => "+".to_string(),
+            Some(d) => {
+                let bad = d
+                    .get_ref()
+                    .chars()
+                    .any(|c| c == '@' || c.is_whitespace() || c.is_control());
+                if bad {
+                    ck.report(
+                        d.span(),
+                        format!(
+                            "recipient_delimiter {:?} may not contain @ or spaces",
+                            d.get_ref()
+                        ),
+                        Some("use \"+\" (the default), \"-\", or \"\" to turn plus-addressing off"),
+                    );
+                }
+                d.get_ref().clone()
+            }
+        };
+
+        let accounts = ck.accounts(&raw.accounts, &domains);
+        let postmaster = raw
+            .postmaster
+            .as_ref()
+            .and_then(|p| ck.address(p, "postmaster"));
+
+        let (aliases, alias_spans) = ck.aliases(&raw.aliases, &domains);
+        let limits = ck.limits(&raw.limits);
+        let queue = ck.queue(&raw.queue);
+
+        let listeners = ck.listeners(raw.listeners.as_deref());
+
+        let tls = raw.tls.as_ref().map(|t| ck.tls(t));
+
+        let network = match &raw.network {
+            None => Network::Dhcp,
+            Some(n) => ck.network(n),
+        };
+
+        let outbound = ck.outbound(&raw);
+
+        let config = Config {
+            path: path.to_path_buf(),
+            hostname,
+            data_dir,
+            domains,
+            recipient_delimiter,
+            postmaster,
+            accounts,
+            aliases,
+            limits,
+            queue,
+            listeners,
+            tls,
+            network,
+            submission: SubmissionPolicy {
+                trace_user: raw.submission.trace_user.unwrap_or(false),
+            },
+            outbound,
+        };
+
+        // Checks that need the whole picture: every local alias target and the
+        // postmaster must lead to a mailbox, and aliases must not loop.
+        let directory = config.directory();
+        for (key, targets) in &config.aliases {
+            for t in targets {
+                if let Err(e) = directory.resolve_target(t) {
+                    let span = alias_spans.get(key).cloned().unwrap_or(0..0);
+                    ck.report(
+                        span,
+                        format!("alias {key}: {e}"),
+                        Some("point it to an account or to an address in another domain"),
+                    );
+                }
+            }
+        }
+        if config.accounts.is_empty()
+            && !config
+                .aliases
+                .values()
+                .flatten()
+                .any(|a| !config.is_local_domain(a.domain()))
+        {
+            ck.report(
+                raw.domains.span(),
+                "no accounts: mail for these domains would have nowhere to go",
+                Some("add an [[accounts]] entry"),
+            );
+        }
+        if let (Some(pm), Some(span)) = (
+            &config.postmaster,
+            raw.postmaster.as_ref().map(|p| p.span()),
+        ) && let Err(e) = directory.resolve_target(pm)
+        {
+            ck.report(span, format!("postmaster {pm}: {e}"), None);
+        }
+
+        if ck.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                path: path.to_path_buf(),
+                problems: ck.problems,
+            })
+        }
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d == domain)
+    }
+
+    pub fn queue_dir(&self) -> PathBuf {
+        self.data_dir.join("queue")
+    }
+
+    pub fn mail_dir(&self) -> PathBuf {
+        self.data_dir.join("mail")
+    }
+
+    /// Who receives mail here, as this configuration says.
+    pub fn directory(&self) -> crate::directory::Directory {
+        crate::directory::Directory::new(crate::directory::Parts {
+            domains: &self.domains,
+            accounts: &self.accounts,
+            aliases: &self.aliases,
+            recipient_delimiter: &self.recipient_delimiter,
+            postmaster: self.postmaster.as_ref(),
+            routed: self
+                .outbound
+                .transports
+                .iter()
+                .filter(|(_, t)| !matches!(t, Transport::Local))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        })
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.data_dir.join("control.sock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+hostname = "mail.example.org"
+data_dir = "/var/lib/mailbox"
+domains = ["example.org", "Example.NET"]
+
+[[accounts]]
+address = "alice@example.org"
+
+[[accounts]]
+address = "bob@example.net"
+
+[aliases]
+"info@example.org" = ["alice@example.org", "bob@example.net"]
+"@example.net" = "bob@example.net"
+"friend@example.org" = "someone@elsewhere.example"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn good_config_gets_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.domains, ["example.org", "example.net"]);
+        assert_eq!(c.recipient_delimiter, "+");
+        assert_eq!(c.limits.message_size, 50 << 20);
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.aliases["info@example.org"].len(), 2);
+        assert!(c.aliases.contains_key("@example.net"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let text = GOOD.replace(
+            "[[accounts]]\naddress = \"bob",
+            "[[accounts]]\npasword = \"x\"\naddress = \"bob",
+        );
+        let e = parse(&text).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.starts_with("test.toml:10:"), "{shown}");
+        assert!(shown.contains("pasword"), "{shown}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_its_line() {
+        let text = r#"hostname = "localhost"
+data_dir = "relative/dir"
+domains = ["example.org"]
+[[accounts]]
+address = "alice@other.example"
+password = "hunter2"
+[aliases]
+"x@example.org" = "nobody@example.org"
+[limits]
+message_size = "lots"
+command_timeout = "forever"
+"#;
+        let e = parse(text).unwrap_err();
+        let lines: Vec<usize> = e.problems.iter().map(|p| p.line).collect();
+        for expected in [1, 2, 5, 6, 8, 10, 11] {
+            assert!(
+                lines.contains(&expected),
+                "no problem on line {expected}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn alias_loop_is_reported() {
+        let text = r#"hostname = "mail.example.org"
+data_dir = "/d"
+domains = ["example.org"]
+[[accounts]]
+address = "alice@example.org"
+[aliases]
+"a@example.org" = "b@example.org"
+"b@example.org" = "a@example.org"
+"#;
+        let e = parse(text).unwrap_err();
+        assert!(e.to_string().contains("loop"), "{e}");
+    }
+
+    #[test]
+    fn static_network_is_checked() {
+        let ok = format!(
+            "{GOOD}\n[network]\nmode = \"static\"\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.1\"\ndns = [\"192.0.2.53\"]\n"
+        );
+        assert!(matches!(
+            parse(&ok).unwrap().network,
+            Network::Static { prefix: 24, .. }
+        ));
+        let bad = format!("{GOOD}\n[network]\nmode = \"static\"\naddress = \"192.0.2.10\"\n");
+        assert!(
+            parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("ADDRESS/PREFIX")
+        );
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("50M"), Some(50 << 20));
+        assert_eq!(parse_size("512 KiB"), Some(512 << 10));
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn crypt_and_argon2_hashes_are_accepted_plain_text_is_not() {
+        let text = GOOD.replace(
+            "address = \"alice@example.org\"",
+            "address = \"alice@example.org\"\npassword = \"$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1\"",
+        );
+        assert!(parse(&text).is_ok());
+    }
+}

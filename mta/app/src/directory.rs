@@ -1,0 +1,471 @@
+//! Who receives mail here: domains, accounts, aliases, catch-alls,
+//! plus-addressing and the always-routable postmaster and abuse addresses.
+//!
+//! Pure data built from the configuration's addressing part ([`Parts`]; it
+//! imports nothing of the configuration); the SMTP session asks it at `RCPT`
+//! time and the queue stores the answer. It never touches the disk.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::password::PasswordHash;
+use mta_proto::address::Address;
+
+pub use mta_store::envelope::Target;
+
+/// The answer for one recipient: ours (and its targets), not ours, unknown.
+pub type Lookup = mta_proto::smtp::session::Lookup<Target>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{0} leads to an alias loop (or more than {MAX_DEPTH} levels of aliases)")]
+    Loop(String),
+    #[error("{0} is in a local domain but is neither an account nor an alias")]
+    Unknown(String),
+}
+
+const MAX_DEPTH: usize = 10;
+
+/// What the SMTP session asks (the same answers as the methods of the same
+/// names).
+impl mta_proto::smtp::session::Directory for Directory {
+    type Target = Target;
+    type Error = ResolveError;
+
+    fn lookup(&self, rcpt: &Address) -> Result<Lookup, ResolveError> {
+        Directory::lookup(self, rcpt)
+    }
+
+    fn remote(&self, rcpt: &Address) -> Target {
+        Target::Remote {
+            address: rcpt.to_string(),
+        }
+    }
+
+    fn same_mailbox(&self, a: &Target, b: &Target) -> bool {
+        matches!((a, b), (Target::Local { account: x, .. }, Target::Local { account: y, .. }) if x == y)
+    }
+
+    fn credential(&self, account: &str) -> Option<String> {
+        Directory::credential(self, account)
+    }
+
+    fn may_send_as(&self, account: &str, sender: &Address) -> bool {
+        Directory::may_send_as(self, account, sender)
+    }
+
+    fn primary_domain(&self) -> Option<&str> {
+        Directory::primary_domain(self)
+    }
+}
+
+/// An account that receives mail (and may log in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub address: Address,
+    pub password: Option<PasswordHash>,
+    /// Extra sender addresses this account may use when submitting:
+    /// addresses, or `*@domain` for a whole domain.
+    pub send_as: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Directory {
+    domains: HashSet<String>,
+    /// lower-case address → the account as configured
+    accounts: HashMap<String, Account>,
+    aliases: HashMap<String, Vec<Address>>,
+    delimiter: String,
+    postmaster: Option<Address>,
+    first_account: Option<Address>,
+    /// Addresses (and whole local domains) that a transport hands to
+    /// another server, such as an LMTP service: they exist without an
+    /// account.
+    routed: HashSet<String>,
+}
+
+/// What a directory is made of (the checked configuration's addressing
+/// part; [`crate::config::Config::directory`] fills it in).
+pub struct Parts<'a> {
+    pub domains: &'a [String],
+    pub accounts: &'a [Account],
+    pub aliases: &'a std::collections::BTreeMap<String, Vec<Address>>,
+    pub recipient_delimiter: &'a str,
+    pub postmaster: Option<&'a Address>,
+    /// Addresses and domains a transport hands to another server.
+    pub routed: Vec<String>,
+}
+
+impl Directory {
+    pub fn new(parts: Parts<'_>) -> Directory {
+        Directory {
+            domains: parts.domains.iter().cloned().collect(),
+            accounts: parts
+                .accounts
+                .iter()
+                .map(|a| (a.address.key(), a.clone()))
+                .collect(),
+            aliases: parts
+                .aliases
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            delimiter: parts.recipient_delimiter.to_string(),
+            postmaster: parts.postmaster.cloned(),
+            first_account: parts.accounts.first().map(|a| a.address.clone()),
+            routed: parts.routed.into_iter().collect(),
+        }
+    }
+
+    /// Checks a login; returns the account (lower-case address). Unknown
+    /// users cost as much time as wrong passwords, so the answer does not
+    /// tell which accounts exist.
+    pub fn verify_password(&self, username: &str, password: &str) -> Option<String> {
+        let key = Address::parse(username.trim(), true).ok().map(|a| a.key());
+        match key
+            .as_ref()
+            .and_then(|k| self.accounts.get(k)?.password.as_ref())
+        {
+            Some(hash) => hash.verify(password).then(|| key.expect("found by key")),
+            None => {
+                self.decoy(username).verify(password);
+                None
+            }
+        }
+    }
+
+    /// The hash an unknown user's password is checked against: one of the
+    /// real accounts' hashes, always the same for one name, so an unknown
+    /// user costs what a known one of the same scheme and parameters costs
+    /// (a `$6$` account answers faster than argon2). The result is thrown
+    /// away.
+    fn decoy(&self, username: &str) -> PasswordHash {
+        use std::hash::{Hash, Hasher};
+        let mut hashes: Vec<&PasswordHash> = self
+            .accounts
+            .values()
+            .filter_map(|a| a.password.as_ref())
+            .collect();
+        if hashes.is_empty() {
+            return PasswordHash::dummy();
+        }
+        hashes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        username.to_lowercase().hash(&mut h);
+        hashes[h.finish() as usize % hashes.len()].clone()
+    }
+
+    /// The account (lower-case address) a login name refers to, if it
+    /// exists.
+    pub fn account_of(&self, username: &str) -> Option<String> {
+        let key = Address::parse(username.trim(), true).ok()?.key();
+        self.accounts.contains_key(&key).then_some(key)
+    }
+
+    /// What identifies the account's current password (its hash), or `None`
+    /// when the account does not exist or cannot log in. A session compares
+    /// it with the one at login to notice a changed password or a deleted
+    /// account after a reload.
+    pub fn credential(&self, account: &str) -> Option<String> {
+        Some(
+            self.accounts
+                .get(account)?
+                .password
+                .as_ref()?
+                .as_str()
+                .to_string(),
+        )
+    }
+
+    /// Whether `account` may use `sender` as its envelope sender: its own
+    /// address and plus-forms, aliases that deliver to it, and its `send_as`.
+    pub fn may_send_as(&self, account: &str, sender: &Address) -> bool {
+        let key = sender.key();
+        if key == account {
+            return true;
+        }
+        if let Some(patterns) = self.accounts.get(account).map(|a| &a.send_as) {
+            let domain = format!("@{}", sender.domain());
+            if patterns.iter().any(|p| *p == key || *p == domain) {
+                return true;
+            }
+        }
+        match self.lookup(sender) {
+            Ok(Lookup::Deliver(targets)) => targets
+                .iter()
+                .any(|t| matches!(t, Target::Local { account: a, .. } if a == account)),
+            _ => false,
+        }
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.contains(domain)
+    }
+
+    /// The first local domain, for the bare `RCPT TO:<postmaster>` of RFC 5321.
+    pub fn primary_domain(&self) -> Option<&str> {
+        self.first_account.as_ref().map(|a| a.domain())
+    }
+
+    /// Resolves an envelope recipient.
+    pub fn lookup(&self, rcpt: &Address) -> Result<Lookup, ResolveError> {
+        if !self.is_local_domain(rcpt.domain()) {
+            return Ok(Lookup::NotLocal);
+        }
+        let mut out = Vec::new();
+        if !self.resolve(rcpt, 0, false, &mut out)? {
+            return Ok(Lookup::Unknown);
+        }
+        Ok(Lookup::Deliver(dedupe(out)))
+    }
+
+    /// Resolves an alias target (configuration check and expansion).
+    pub fn resolve_target(&self, target: &Address) -> Result<Vec<Target>, ResolveError> {
+        let mut out = Vec::new();
+        self.expand_target(target, 1, &mut out)?;
+        Ok(dedupe(out))
+    }
+
+    fn expand_target(
+        &self,
+        t: &Address,
+        depth: usize,
+        out: &mut Vec<Target>,
+    ) -> Result<(), ResolveError> {
+        if !self.is_local_domain(t.domain()) {
+            out.push(Target::Remote {
+                address: t.to_string(),
+            });
+            return Ok(());
+        }
+        if self.resolve(t, depth, true, out)? {
+            Ok(())
+        } else {
+            Err(ResolveError::Unknown(t.to_string()))
+        }
+    }
+
+    /// Appends the targets of a local-domain address; false when nobody has it.
+    /// `account_first` makes an account win over an alias of the same name, so
+    /// an alias may list its own address to keep a copy.
+    fn resolve(
+        &self,
+        a: &Address,
+        depth: usize,
+        account_first: bool,
+        out: &mut Vec<Target>,
+    ) -> Result<bool, ResolveError> {
+        if depth > MAX_DEPTH {
+            return Err(ResolveError::Loop(a.to_string()));
+        }
+        let key = a.key();
+        if self.routed.contains(&key) || self.routed.contains(a.domain()) {
+            out.push(Target::Remote {
+                address: a.to_string(),
+            });
+            return Ok(true);
+        }
+        let shown = |account: &Address| {
+            if depth == 0 {
+                a.to_string()
+            } else {
+                account.to_string()
+            }
+        };
+        let try_exact = |key: &str, out: &mut Vec<Target>| -> Result<bool, ResolveError> {
+            let account = self.accounts.get(key).map(|a| &a.address);
+            let alias = self.aliases.get(key);
+            match (account, alias) {
+                (Some(acc), _) if account_first || alias.is_none() => {
+                    out.push(Target::Local {
+                        account: acc.key(),
+                        delivered_to: shown(acc),
+                    });
+                    Ok(true)
+                }
+                (_, Some(targets)) => {
+                    for t in targets {
+                        self.expand_target(t, depth + 1, out)?;
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        };
+        if try_exact(&key, out)? {
+            return Ok(true);
+        }
+        // Plus-addressing: alice+lists@ → alice@.
+        if let Some(base) = self.base_local(a.local()) {
+            let base_key = format!("{}@{}", base.to_lowercase(), a.domain());
+            if try_exact(&base_key, out)? {
+                return Ok(true);
+            }
+        }
+        let lower = a.local().to_lowercase();
+        let is_role = lower == "postmaster" || lower == "abuse";
+        if is_role && let Some(pm) = &self.postmaster {
+            self.expand_target(pm, depth + 1, out)?;
+            return Ok(true);
+        }
+        if let Some(targets) = self.aliases.get(&format!("@{}", a.domain())) {
+            for t in targets {
+                self.expand_target(t, depth + 1, out)?;
+            }
+            return Ok(true);
+        }
+        if is_role {
+            // RFC 5321 §4.5.1: postmaster must always be deliverable; RFC 2142
+            // asks the same of abuse. Without a configured one, the first
+            // account (the owner who set the box up) receives them.
+            let owner = self
+                .accounts
+                .values()
+                .map(|acc| &acc.address)
+                .find(|acc| acc.domain() == a.domain())
+                .or(self.first_account.as_ref());
+            if let Some(owner) = owner {
+                out.push(Target::Local {
+                    account: owner.key(),
+                    delivered_to: owner.to_string(),
+                });
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn base_local<'a>(&self, local: &'a str) -> Option<&'a str> {
+        if self.delimiter.is_empty() || local.starts_with('"') {
+            return None;
+        }
+        let pos = local.find(|c| self.delimiter.contains(c))?;
+        (pos > 0).then(|| &local[..pos])
+    }
+}
+
+fn dedupe(targets: Vec<Target>) -> Vec<Target> {
+    let mut seen = HashSet::new();
+    targets
+        .into_iter()
+        .filter(|t| seen.insert(t.dedupe_key()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn dir() -> Directory {
+        let text = r#"
+hostname = "mail.example.org"
+data_dir = "/d"
+domains = ["example.org", "example.net"]
+[[accounts]]
+address = "alice@example.org"
+[[accounts]]
+address = "bob@example.org"
+[[accounts]]
+address = "carol@example.net"
+[aliases]
+"team@example.org" = ["alice@example.org", "bob@example.org", "team2@example.org"]
+"team2@example.org" = ["bob@example.org", "dave@elsewhere.example"]
+"alice@example.org" = ["alice@example.org", "bob@example.org"]
+"@example.net" = "carol@example.net"
+"#;
+        crate::config::Config::parse(Path::new("t.toml"), text)
+            .unwrap()
+            .directory()
+    }
+
+    fn a(s: &str) -> Address {
+        Address::parse(s, false).unwrap()
+    }
+
+    fn local(account: &str, shown: &str) -> Target {
+        Target::Local {
+            account: account.into(),
+            delivered_to: shown.into(),
+        }
+    }
+
+    #[test]
+    fn account_resolves_case_insensitively() {
+        assert_eq!(
+            dir().lookup(&a("Bob@Example.org")).unwrap(),
+            Lookup::Deliver(vec![local("bob@example.org", "Bob@example.org")])
+        );
+    }
+
+    #[test]
+    fn plus_address_goes_to_the_base_account() {
+        assert_eq!(
+            dir().lookup(&a("bob+lists@example.org")).unwrap(),
+            Lookup::Deliver(vec![local("bob@example.org", "bob+lists@example.org")])
+        );
+    }
+
+    #[test]
+    fn nested_aliases_expand_once_per_target() {
+        let Lookup::Deliver(t) = dir().lookup(&a("team@example.org")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            t,
+            vec![
+                local("alice@example.org", "alice@example.org"),
+                local("bob@example.org", "bob@example.org"),
+                Target::Remote {
+                    address: "dave@elsewhere.example".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn alias_listing_its_own_account_keeps_a_copy() {
+        let Lookup::Deliver(t) = dir().lookup(&a("alice@example.org")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn catch_all_and_unknown_and_foreign() {
+        assert_eq!(
+            dir().lookup(&a("anything@example.net")).unwrap(),
+            Lookup::Deliver(vec![local("carol@example.net", "carol@example.net")])
+        );
+        assert_eq!(
+            dir().lookup(&a("nobody@example.org")).unwrap(),
+            Lookup::Unknown
+        );
+        assert_eq!(
+            dir().lookup(&a("x@elsewhere.example")).unwrap(),
+            Lookup::NotLocal
+        );
+    }
+
+    #[test]
+    fn senders_an_account_owns() {
+        let d = dir();
+        assert!(d.may_send_as("alice@example.org", &a("Alice@example.org")));
+        assert!(d.may_send_as("alice@example.org", &a("alice+x@example.org")));
+        assert!(
+            d.may_send_as("bob@example.org", &a("team@example.org")),
+            "alias delivering to bob"
+        );
+        assert!(!d.may_send_as("alice@example.org", &a("bob@example.org")));
+        assert!(!d.may_send_as("alice@example.org", &a("ceo@elsewhere.example")));
+    }
+
+    #[test]
+    fn postmaster_and_abuse_are_always_routable() {
+        for addr in ["postmaster@example.org", "ABUSE@example.org"] {
+            assert!(
+                matches!(dir().lookup(&a(addr)).unwrap(), Lookup::Deliver(_)),
+                "{addr}"
+            );
+        }
+    }
+}

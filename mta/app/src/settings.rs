@@ -1,0 +1,109 @@
+//! The settings snapshot: everything a configuration reload may change,
+//! built from a checked [`Config`] and swapped whole. Sessions keep the
+//! snapshot they started with (its directory is refreshed between
+//! commands), so a reload never disturbs a connection.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use mta_proto::smtp::session::SessionConfig;
+
+use crate::config::{Config, Role};
+use crate::directory::Directory;
+
+pub struct Settings {
+    pub dkim: Arc<crate::dkim::Keys>,
+    pub mx: Arc<SessionConfig>,
+    pub submission: Arc<SessionConfig>,
+    pub directory: Arc<Directory>,
+    pub tls: tokio_rustls::TlsAcceptor,
+    pub greeting_delay: Duration,
+    pub session_time: Duration,
+    pub per_ip_limit: usize,
+    pub limit: usize,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> anyhow::Result<Settings> {
+        let session = |role| SessionConfig {
+            hostname: config.hostname.clone(),
+            max_message_size: config.limits.message_size,
+            max_recipients: config.limits.recipients,
+            max_errors: config.limits.max_errors,
+            command_timeout: config.limits.command_timeout,
+            data_timeout: config.limits.data_timeout,
+            tls_available: true,
+            role,
+            trace_user: config.submission.trace_user,
+        };
+        Ok(Settings {
+            dkim: Arc::new(crate::dkim::Keys::new(&config.data_dir)),
+            mx: Arc::new(session(Role::Mx)),
+            submission: Arc::new(session(Role::Submission)),
+            directory: Arc::new(config.directory()),
+            tls: tokio_rustls::TlsAcceptor::from(crate::tls::server_config(config)?),
+            greeting_delay: config.limits.greeting_delay,
+            session_time: config.limits.session_time,
+            per_ip_limit: config.limits.connections_per_ip,
+            limit: config.limits.connections,
+        })
+    }
+
+    /// What a session on a listener of this role is told.
+    pub fn session(&self, role: Role) -> &Arc<SessionConfig> {
+        match role {
+            Role::Mx => &self.mx,
+            Role::Submission | Role::Submissions => &self.submission,
+        }
+    }
+}
+
+/// The snapshot in force, shared by the listeners and the bouncer.
+#[derive(Clone)]
+pub struct Live(Arc<RwLock<Arc<Settings>>>);
+
+impl Live {
+    pub fn new(settings: Settings) -> Live {
+        Live(Arc::new(RwLock::new(Arc::new(settings))))
+    }
+
+    pub fn get(&self) -> Arc<Settings> {
+        self.0.read().expect("settings lock").clone()
+    }
+
+    /// Applies a changed configuration to new connections. A configuration
+    /// with errors is refused as a whole and the running one stays.
+    pub fn reload(&self, running: &Config) {
+        let config = match Config::load(&running.path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("configuration not reloaded, the running one stays: {e:#}");
+                return;
+            }
+        };
+        let settings = match Settings::from_config(&config) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("configuration not reloaded, the running one stays: {e:#}");
+                return;
+            }
+        };
+        let needs_restart: Vec<&str> = [
+            ("data_dir", config.data_dir != running.data_dir),
+            ("listeners", config.listeners != running.listeners),
+            ("queue", config.queue != running.queue),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect();
+        *self.0.write().expect("settings lock") = Arc::new(settings);
+        if needs_restart.is_empty() {
+            tracing::info!("configuration reloaded");
+        } else {
+            tracing::warn!(
+                "configuration reloaded; changes to {} take effect after a restart",
+                needs_restart.join(", ")
+            );
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The socket side of the server: the runtime, listeners with per-client
+//! limits, the tokio adapter that drives each SMTP [`Session`], STARTTLS,
+//! the control socket, signals and orderly shutdown.
+//!
+//! Protocol decisions are not made here (`mta-proto`), nor what becomes of
+//! a message (`mta-app`): this module moves bytes between the socket and
+//! the session, runs timers, and hands finished messages to the
+//! [`Intake`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use mta_app::auth::Logins;
+use mta_app::config::{Config, Role};
+use mta_app::delivery;
+use mta_app::intake::{Intake, SystemClock};
+use mta_app::settings::{Live, Settings};
+use mta_proto::smtp::session::{Session, Step};
+use mta_store::maildir::Maildirs;
+use mta_store::queue::{Queue, RetryPolicy};
+
+pub mod control;
+
+/// How long running sessions get to finish when the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every connection shares.
+struct Shared {
+    logins: Logins,
+    intake: Intake,
+    settings: Live,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    active: AtomicUsize,
+}
+
+impl Shared {
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.get()
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // File I/O, password hashing and signing run on blocking threads,
+        // each bounded where it is used; this caps them all together.
+        .max_blocking_threads(64)
+        .thread_name("mta")
+        .build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    // First: a SIGTERM that comes as soon as we say we have started (init
+    // stopping us, a test) must find the handler, not the default action.
+    let signals = Signals::install()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let (schedule_tx, schedule_rx) = delivery::channel();
+    let settings = Live::new(Settings::from_config(&config)?);
+    let queue = Queue::open(
+        &config.queue_dir(),
+        config.limits.min_free_space,
+        RetryPolicy {
+            min: config.queue.retry_min,
+            max: config.queue.retry_max,
+            max_age: config.queue.max_age,
+            delay_warning: config.queue.delay_warning,
+        },
+        Some(schedule_tx.clone()),
+        Some(mta_app::bounce::bouncer(
+            settings.clone(),
+            config.hostname.clone(),
+        )),
+    )?;
+    delivery::start(
+        queue.clone(),
+        Maildirs::new(config.mail_dir(), &config.hostname)
+            .with_min_free_space(config.limits.min_free_space),
+        Arc::new(mta_app::outbound::Outbound::new(&config)?),
+        tokio::runtime::Handle::current(),
+        config.queue.delivery_workers,
+        schedule_rx,
+    )?;
+
+    let shared = Arc::new(Shared {
+        logins: Logins::default(),
+        intake: Intake::new(queue, config.limits.min_free_space),
+        settings,
+        per_ip: Mutex::new(HashMap::new()),
+        active: AtomicUsize::new(0),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accept_tasks = Vec::new();
+    for l in &config.listeners {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .with_context(|| format!("listening on {}", l.address))?;
+        let bound = listener.local_addr()?;
+        tracing::info!("listening on {bound} for {}", l.role.name());
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            l.role,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    // Last: an answer on the control socket (init's health check) means
+    // every listener is bound.
+    control::listen(
+        &config.control_socket(),
+        shared.intake.queue.clone(),
+        schedule_tx,
+    )
+    .await?;
+    tracing::info!(
+        "mta {} started for {}",
+        env!("CARGO_PKG_VERSION"),
+        config.domains.join(", ")
+    );
+
+    signals.wait(&config, &shared).await;
+    tracing::info!("stopping: no new connections, waiting for sessions");
+    let _ = stop_tx.send(true);
+    for t in accept_tasks {
+        t.abort();
+    }
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while shared.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_file(config.control_socket());
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the configuration.
+/// SIGTERM and SIGINT stop the server; SIGHUP re-reads the configuration.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing a SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, reloading on SIGHUP meanwhile.
+    async fn wait(mut self, running: &Config, shared: &Shared) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => shared.settings.reload(running),
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let Some(_slot) = Slot::take(&shared, peer.ip()) else {
+                let mut stream = stream;
+                let text = format!(
+                    "421 4.7.0 {} Error: too many connections\r\n",
+                    shared.settings().mx.hostname
+                );
+                let _ =
+                    tokio::time::timeout(CLOSE_TIMEOUT, stream.write_all(text.as_bytes())).await;
+                tracing::info!("refused {peer}: too many connections");
+                return;
+            };
+            tracing::debug!("connect from {peer}");
+            if let Err(e) = handle(stream, peer, role, &shared, stop).await {
+                tracing::debug!("{peer}: {e}");
+            }
+            tracing::debug!("disconnect from {peer}");
+        });
+    }
+}
+
+/// A connection slot, counted globally and per client address.
+struct Slot<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+}
+
+impl<'a> Slot<'a> {
+    fn take(shared: &'a Shared, ip: IpAddr) -> Option<Slot<'a>> {
+        let settings = shared.settings();
+        let mut per_ip = shared.per_ip.lock().expect("per-ip map");
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= settings.per_ip_limit || shared.active.load(Ordering::SeqCst) >= settings.limit {
+            return None;
+        }
+        *n += 1;
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        Some(Slot { shared, ip })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.per_ip.lock().expect("per-ip map");
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The TLS handshake, bounded by the command timeout; logs failures.
+async fn handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    settings: &Settings,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
+    let timeout = settings.mx.command_timeout;
+    match tokio::time::timeout(timeout, settings.tls.accept(tcp)).await {
+        Ok(Ok(tls)) => {
+            let (_, state) = tls.get_ref();
+            let description = format!(
+                "{} with cipher {}",
+                state
+                    .protocol_version()
+                    .map(|v| format!("{v:?}").replace("TLSv1_", "TLSv1."))
+                    .unwrap_or_default(),
+                state
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+                    .unwrap_or_default()
+            );
+            Some((tls, description))
+        }
+        Ok(Err(e)) => {
+            tracing::info!("{peer}: TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::info!("{peer}: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl Conn {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+            Conn::Gone => Ok(0),
+        }
+    }
+
+    /// Writes everything within `limit`: a client that stops reading does
+    /// not hold its connection (and the replies queued for it) for ever.
+    async fn write_all(&mut self, data: &[u8], limit: Duration) -> std::io::Result<()> {
+        let write = async {
+            match self {
+                Conn::Plain(s) => s.write_all(data).await,
+                Conn::Tls(s) => {
+                    s.write_all(data).await?;
+                    s.flush().await
+                }
+                Conn::Gone => Ok(()),
+            }
+        };
+        tokio::time::timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    }
+
+    /// Closes the connection (TLS close_notify included) within a few
+    /// seconds; the socket is dropped either way.
+    async fn shutdown(&mut self) {
+        let close = async {
+            let _ = match self {
+                Conn::Plain(s) => s.shutdown().await,
+                Conn::Tls(s) => s.shutdown().await,
+                Conn::Gone => Ok(()),
+            };
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    }
+}
+
+/// How long the closing of a connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from a client at once; with the session's own buffers this is
+/// most of what an idle connection costs.
+const READ_BUFFER: usize = 8 * 1024;
+
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let settings = shared.settings();
+    let mut session = Session::new(
+        settings.session(role).clone(),
+        Arc::new(SystemClock),
+        settings.directory.clone(),
+        peer.ip(),
+    );
+    let mut buf = vec![0u8; READ_BUFFER];
+    // The content of the open transaction so far, with its number.
+    let mut incoming: Option<(u64, mta_store::spool::Incoming)> = None;
+    let write_limit = settings.mx.command_timeout;
+    let ends = tokio::time::Instant::now() + settings.session_time;
+    let mut conn = if role == Role::Submissions {
+        // RFC 8314: TLS from the first byte.
+        match handshake(stream, peer, &settings).await {
+            Some((tls, description)) => {
+                session.tls_established(description);
+                Conn::Tls(Box::new(tls))
+            }
+            None => return Ok(()),
+        }
+    } else {
+        Conn::Plain(stream)
+    };
+
+    if role == Role::Mx && !settings.greeting_delay.is_zero() {
+        // A client that talks before our greeting is a spam engine, not an MTA.
+        match tokio::time::timeout(settings.greeting_delay, conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+            Ok(Ok(n)) => {
+                session.receive(&buf[..n]);
+                tracing::info!("{peer}: early talker rejected");
+            }
+            Err(_) => {}
+        }
+    }
+    session.greet();
+
+    loop {
+        // A reload applies to sessions already running at their next
+        // command: a changed password or a deleted account ends a login.
+        let current = shared.settings();
+        if !Arc::ptr_eq(&current.directory, session.directory()) {
+            session.set_directory(current.directory.clone());
+        }
+        drop(current);
+        let step = session.process();
+        // Message content goes to memory or a spool file as it arrives, so
+        // the session never holds more than one read of it.
+        if !matches!(step, Step::Submit(_)) {
+            match session.transaction() {
+                Some(serial) => {
+                    // Content of a transaction that ended (refused, reset)
+                    // in this same step is not the new one's.
+                    if incoming.as_ref().is_some_and(|(s, _)| *s != serial) {
+                        incoming = None;
+                    }
+                    if session.body_buffered() > 0 {
+                        incoming
+                            .get_or_insert_with(|| (serial, shared.intake.incoming()))
+                            .1
+                            .push(session.take_body())
+                            .await;
+                    }
+                }
+                // Refused, reset or finished: whatever was spooled goes.
+                None => incoming = None,
+            }
+        }
+        if session.has_output() {
+            let out = session.take_output();
+            if let Err(e) = conn.write_all(&out, write_limit).await {
+                tracing::info!("{peer}: cannot write to the client: {e}");
+                conn.shutdown().await;
+                return Ok(());
+            }
+        }
+        match step {
+            Step::Write => {}
+            Step::NeedInput => {
+                let idle = session.is_idle();
+                let now = tokio::time::Instant::now();
+                if idle && now >= ends {
+                    tracing::info!("{peer}: connection time limit reached");
+                    session.expired();
+                    continue;
+                }
+                // A transfer under way may finish after the connection's
+                // time, but not by more than one data timeout: a client that
+                // drips a message a byte at a time is cut off too.
+                let cut_off = ends + settings.mx.data_timeout;
+                if now >= cut_off {
+                    tracing::info!("{peer}: connection time limit reached during a transfer");
+                    session.timed_out();
+                    continue;
+                }
+                let wait = session
+                    .timeout()
+                    .min(if idle { ends } else { cut_off } - now);
+                tokio::select! {
+                    r = tokio::time::timeout(wait, conn.read(&mut buf)) => match r {
+                        Err(_) if tokio::time::Instant::now() >= ends => {}
+                        Err(_) => {
+                            tracing::info!("{peer}: timeout");
+                            session.timed_out();
+                        }
+                        Ok(Ok(0)) => return Ok(()),
+                        Ok(Ok(n)) => session.receive(&buf[..n]),
+                        Ok(Err(e)) => return Err(e),
+                    },
+                    _ = stop.wait_for(|s| *s), if idle => session.shutdown(),
+                }
+            }
+            Step::Submit(submission) => {
+                let id = submission.id;
+                let content = match incoming.take() {
+                    Some((serial, content)) if serial == submission.transaction => content,
+                    _ => shared.intake.incoming(),
+                };
+                let outcome = shared
+                    .intake
+                    .store(&settings, peer, submission, content)
+                    .await;
+                session.submitted(id, outcome);
+            }
+            Step::StartTls => {
+                let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
+                    return Ok(());
+                };
+                match handshake(tcp, peer, &settings).await {
+                    Some((tls, description)) => {
+                        conn = Conn::Tls(Box::new(tls));
+                        session.tls_established(description);
+                    }
+                    None => return Ok(()),
+                }
+            }
+            Step::Authenticate(credentials) => {
+                // The directory the session checks the login against later.
+                let directory = session.directory().clone();
+                let outcome = shared
+                    .logins
+                    .authenticate(directory, peer, credentials)
+                    .await;
+                session.auth_result(outcome);
+            }
+            Step::Close => {
+                conn.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}
