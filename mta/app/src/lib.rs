@@ -3,7 +3,7 @@
 //!
 //! Mail comes in through a session whose finished messages [`intake`] signs
 //! and stores; [`delivery`] takes them from the queue into Maildirs or
-//! [`outbound`] to other servers, and [`bounce`]s what fails. Who may receive
+//! [`outbound`] to other servers, and [`bounce`]s what fails; every DNS question goes through [`dns`]. Who may receive
 //! and send mail here is decided by the [`directory`], built from the
 //! [`config`]; logins are checked and limited by [`auth`] for every
 //! protocol. [`settings`] is the snapshot a reload swaps whole; [`admin`]
@@ -19,6 +19,7 @@ pub mod config;
 pub mod delivery;
 pub mod directory;
 pub mod dkim;
+pub mod dns;
 pub mod dsn;
 #[cfg(test)]
 mod fuzz;

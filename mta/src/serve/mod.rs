@@ -86,7 +86,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         queue.clone(),
         Maildirs::new(config.mail_dir(), &config.hostname)
             .with_min_free_space(config.limits.min_free_space),
-        Arc::new(mta_app::outbound::Outbound::new(&config)?),
+        Arc::new(mta_app::outbound::Outbound::new(
+            &config,
+            Arc::new(mta_app::dns::Dns::system(&config)),
+        )?),
         tokio::runtime::Handle::current(),
         config.queue.delivery_workers,
         schedule_rx,
