@@ -92,7 +92,27 @@ pub enum Status {
     Failed,
 }
 
+/// The format of an envelope record: this byte, then the postcard
+/// encoding. Records written before formats were numbered have no byte.
+const FORMAT: u8 = 1;
+
 impl Envelope {
+    /// The stored record: the format byte, then the postcard encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut bytes = vec![FORMAT];
+        postcard::to_io(self, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, postcard::Error> {
+        match bytes.split_first() {
+            Some((&FORMAT, rest)) => postcard::from_bytes(rest),
+            _ => Err(postcard::Error::DeserializeBadEncoding),
+        }
+        // Records from before formats were numbered.
+        .or_else(|e| postcard::from_bytes(bytes).map_err(|_| e))
+    }
+
     /// A message just received (or a notice just made): every recipient
     /// pending, none attempted yet. `recipients` are the addresses as given
     /// in `RCPT TO`, each with where its copy goes.

@@ -33,10 +33,6 @@ const SPOOLED: TableDefinition<u64, u64> = TableDefinition::new("spooled");
 /// bodies stay in BODIES): kept for inspection, shown by `mta queue list`.
 const DAMAGED: TableDefinition<u64, &[u8]> = TableDefinition::new("damaged");
 
-/// The format of an envelope record: this byte, then the postcard
-/// encoding. Records written before formats were numbered have no byte.
-const ENVELOPE_FORMAT: u8 = 1;
-
 /// redb's page cache for the queue.
 const QUEUE_CACHE: usize = 32 << 20;
 
@@ -291,7 +287,7 @@ impl Queue {
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (key, value) = entry?;
-            match decode(value.value()) {
+            match Envelope::decode(value.value()) {
                 Ok(env) => out.push(env),
                 Err(e) => tracing::error!("{}: damaged queue record: {e}", QueueId(key.value())),
             }
@@ -315,7 +311,9 @@ impl Queue {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ENVELOPES)?;
         Ok(match table.get(id.0)? {
-            Some(v) => Some(decode(v.value()).with_context(|| format!("{id}: damaged record"))?),
+            Some(v) => {
+                Some(Envelope::decode(v.value()).with_context(|| format!("{id}: damaged record"))?)
+            }
             None => None,
         })
     }
@@ -806,23 +804,8 @@ fn enqueue(
 }
 
 fn put(envelopes: &mut redb::Table<u64, &[u8]>, envelope: &Envelope) -> anyhow::Result<()> {
-    envelopes.insert(envelope.id.0, encode(envelope)?.as_slice())?;
+    envelopes.insert(envelope.id.0, envelope.encode()?.as_slice())?;
     Ok(())
-}
-
-fn encode(envelope: &Envelope) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = vec![ENVELOPE_FORMAT];
-    postcard::to_io(envelope, &mut bytes)?;
-    Ok(bytes)
-}
-
-fn decode(bytes: &[u8]) -> Result<Envelope, postcard::Error> {
-    match bytes.split_first() {
-        Some((&ENVELOPE_FORMAT, rest)) => postcard::from_bytes(rest),
-        _ => Err(postcard::Error::DeserializeBadEncoding),
-    }
-    // Records from before formats were numbered.
-    .or_else(|e| postcard::from_bytes(bytes).map_err(|_| e))
 }
 
 /// The envelope `id`, or `None` when there is none, or when its record
@@ -835,7 +818,7 @@ fn read_envelope(
 ) -> anyhow::Result<Option<Envelope>> {
     let raw = match envelopes.get(id.0)? {
         None => return Ok(None),
-        Some(v) => match decode(v.value()) {
+        Some(v) => match Envelope::decode(v.value()) {
             Ok(env) => return Ok(Some(env)),
             Err(e) => {
                 tracing::error!("{id}: damaged queue record set aside ({e})");
@@ -857,7 +840,7 @@ fn set_aside_damaged(db: &Database) -> anyhow::Result<()> {
         let mut bad = Vec::new();
         for entry in table.iter()? {
             let (key, value) = entry?;
-            if let Err(e) = decode(value.value()) {
+            if let Err(e) = Envelope::decode(value.value()) {
                 tracing::error!(
                     "{}: damaged queue record set aside ({e}); `mta queue list` shows it",
                     QueueId(key.value())

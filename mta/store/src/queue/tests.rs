@@ -231,8 +231,11 @@ async fn leftover_spool_and_orphan_body_files_are_removed_at_start() {
 #[test]
 fn records_without_a_format_byte_still_decode() {
     let legacy = postcard::to_stdvec(&envelope(9)).unwrap();
-    assert_eq!(decode(&legacy).unwrap(), envelope(9));
-    assert_eq!(decode(&encode(&envelope(9)).unwrap()).unwrap(), envelope(9));
+    assert_eq!(Envelope::decode(&legacy).unwrap(), envelope(9));
+    assert_eq!(
+        Envelope::decode(&envelope(9).encode().unwrap()).unwrap(),
+        envelope(9)
+    );
 }
 
 #[tokio::test]
