@@ -1,7 +1,7 @@
-//! `mta user …`: adding, changing and removing accounts by editing the
-//! configuration file in place (comments and layout are kept, via
-//! toml_edit). Every change is validated as a whole before the file is
-//! replaced atomically, so a bad change never reaches the server.
+//! `mta user …`: adding, changing and removing accounts, through the
+//! configuration's one edit path ([`crate::config::edit`]: comments and
+//! layout kept, the whole file validated before it atomically replaces the
+//! old one, so a bad change never reaches the server).
 
 use std::path::Path;
 
@@ -35,11 +35,10 @@ pub fn list(config: &Config) -> String {
 
 /// Applies `change` to the file at `path`; returns what was done.
 pub fn apply(path: &Path, change: Change) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut doc: DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
+    crate::config::edit(path, |doc| change_accounts(doc, change))
+}
+
+fn change_accounts(doc: &mut DocumentMut, change: Change) -> anyhow::Result<String> {
     let key = |a: &str| -> anyhow::Result<String> {
         Ok(Address::parse(a.trim(), true)
             .map_err(|e| anyhow::anyhow!("{a:?} is not an address: {e}"))?
@@ -83,14 +82,6 @@ pub fn apply(path: &Path, change: Change) -> anyhow::Result<String> {
             format!("deleted {address} (its mail stays in the data directory)")
         }
     };
-    let new_text = doc.to_string();
-    // The whole file must still be valid (an alias may point to a deleted
-    // account, a new address may be outside the domains…).
-    Config::parse(path, &new_text)
-        .map_err(|e| anyhow::anyhow!("the change was not saved:\n{e}"))?;
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path)?.permissions()) & 0o777;
-    mta_store::fsutil::write_atomically(path, new_text.as_bytes(), mode)?;
     Ok(done)
 }
 

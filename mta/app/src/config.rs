@@ -2,8 +2,11 @@
 //!
 //! Every problem is reported with the file, the line and what to do about it,
 //! and all problems are reported at once (`mta check-config`). Unknown keys are
-//! errors: a typo must not silently turn a setting off. This module does not
-//! write the file (the wizard and `mta user` will, atomically).
+//! errors: a typo must not silently turn a setting off.
+//!
+//! The raw file (`raw.rs`) is checked section by section, a file each
+//! (addressing, limits, listeners, network, outbound) into the [`Config`]
+//! the server runs on. The file is written only through [`edit`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -202,10 +205,17 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+mod addressing;
 mod check;
+mod edit;
+mod limits;
+mod listeners;
+mod network;
+mod outbound;
 mod raw;
 
 use check::Checker;
+pub use edit::edit;
 use raw::*;
 
 /// Parses `123`, `512K`, `50M`, `2G` (binary multiples; an optional trailing
@@ -260,79 +270,10 @@ impl Config {
             }
         };
 
-        let hostname = match normalise_domain(raw.hostname.get_ref()) {
-            Ok(h) if h.contains('.') && !h.starts_with('[') => h,
-            _ => {
-                ck.report(
-                    raw.hostname.span(),
-                    format!(
-                        "hostname {:?} is not a fully qualified domain name",
-                        raw.hostname.get_ref()
-                    ),
-                    Some("use the name your MX record points to, such as \"mail.example.org\""),
-                );
-                String::new()
-            }
-        };
-
-        let data_dir = PathBuf::from(raw.data_dir.get_ref());
-        if !data_dir.is_absolute() {
-            ck.report(
-                raw.data_dir.span(),
-                format!(
-                    "data_dir {:?} is not an absolute path",
-                    raw.data_dir.get_ref()
-                ),
-                None,
-            );
-        }
-
-        let mut domains: Vec<String> = Vec::new();
-        if raw.domains.get_ref().is_empty() {
-            ck.report(
-                raw.domains.span(),
-                "no domains: the server would accept mail for nobody",
-                Some("list the domains you receive mail for, such as domains = [\"example.org\"]"),
-            );
-        }
-        for d in raw.domains.get_ref() {
-            match normalise_domain(d.get_ref()) {
-                Ok(n) if !n.starts_with('[') => {
-                    if domains.contains(&n) {
-                        ck.report(d.span(), format!("domain {n:?} is listed twice"), None);
-                    } else {
-                        domains.push(n);
-                    }
-                }
-                _ => ck.report(
-                    d.span(),
-                    format!("{:?} is not a domain name", d.get_ref()),
-                    None,
-                ),
-            }
-        }
-
-        let recipient_delimiter = match &raw.recipient_delimiter {
-            None => "+".to_string(),
-            Some(d) => {
-                let bad = d
-                    .get_ref()
-                    .chars()
-                    .any(|c| c == '@' || c.is_whitespace() || c.is_control());
-                if bad {
-                    ck.report(
-                        d.span(),
-                        format!(
-                            "recipient_delimiter {:?} may not contain @ or spaces",
-                            d.get_ref()
-                        ),
-                        Some("use \"+\" (the default), \"-\", or \"\" to turn plus-addressing off"),
-                    );
-                }
-                d.get_ref().clone()
-            }
-        };
-
+        let hostname = ck.hostname(&raw.hostname);
+        let data_dir = ck.data_dir(&raw.data_dir);
+        let domains = ck.domains(&raw.domains);
+        let recipient_delimiter = ck.recipient_delimiter(raw.recipient_delimiter.as_ref());
         let accounts = ck.accounts(&raw.accounts, &domains);
         let postmaster = raw
             .postmaster
@@ -373,42 +314,7 @@ impl Config {
             },
             outbound,
         };
-
-        // Checks that need the whole picture: every local alias target and the
-        // postmaster must lead to a mailbox, and aliases must not loop.
-        let directory = config.directory();
-        for (key, targets) in &config.aliases {
-            for t in targets {
-                if let Err(e) = directory.resolve_target(t) {
-                    let span = alias_spans.get(key).cloned().unwrap_or(0..0);
-                    ck.report(
-                        span,
-                        format!("alias {key}: {e}"),
-                        Some("point it to an account or to an address in another domain"),
-                    );
-                }
-            }
-        }
-        if config.accounts.is_empty()
-            && !config
-                .aliases
-                .values()
-                .flatten()
-                .any(|a| !config.is_local_domain(a.domain()))
-        {
-            ck.report(
-                raw.domains.span(),
-                "no accounts: mail for these domains would have nowhere to go",
-                Some("add an [[accounts]] entry"),
-            );
-        }
-        if let (Some(pm), Some(span)) = (
-            &config.postmaster,
-            raw.postmaster.as_ref().map(|p| p.span()),
-        ) && let Err(e) = directory.resolve_target(pm)
-        {
-            ck.report(span, format!("postmaster {pm}: {e}"), None);
-        }
+        ck.whole_picture(&config, &raw, &alias_spans);
 
         if ck.problems.is_empty() {
             Ok(config)

@@ -1,0 +1,39 @@
+//! `[limits]` and `[queue]`: sizes, counts, time-outs and retries.
+
+use super::check::Checker;
+use super::*;
+
+impl Checker<'_> {
+    pub(super) fn limits(&mut self, l: &RawLimits) -> Limits {
+        Limits {
+            message_size: self.size(&l.message_size, 50 << 20, "message_size"),
+            recipients: self.count(&l.recipients, 1000, 1, "recipients"),
+            connections_per_ip: self.count(&l.connections_per_ip, 20, 1, "connections_per_ip"),
+            connections: self.count(&l.connections, 500, 1, "connections"),
+            command_timeout: self.duration(
+                &l.command_timeout,
+                Duration::from_secs(300),
+                "command_timeout",
+            ),
+            data_timeout: self.duration(&l.data_timeout, Duration::from_secs(600), "data_timeout"),
+            session_time: self.duration(&l.session_time, Duration::from_secs(3600), "session_time"),
+            max_errors: self.count(&l.max_errors, 10, 1, "max_errors") as u32,
+            greeting_delay: self.duration(&l.greeting_delay, Duration::ZERO, "greeting_delay"),
+            min_free_space: self.size(&l.min_free_space, 64 << 20, "min_free_space"),
+        }
+    }
+
+    pub(super) fn queue(&mut self, q: &RawQueue) -> QueuePolicy {
+        QueuePolicy {
+            retry_min: self.duration(&q.retry_min, Duration::from_secs(60), "retry_min"),
+            retry_max: self.duration(&q.retry_max, Duration::from_secs(3600), "retry_max"),
+            max_age: self.duration(&q.max_age, Duration::from_secs(5 * 86400), "max_age"),
+            delay_warning: self.duration(
+                &q.delay_warning,
+                Duration::from_secs(4 * 3600),
+                "delay_warning",
+            ),
+            delivery_workers: self.count(&q.delivery_workers, 8, 1, "delivery_workers"),
+        }
+    }
+}
