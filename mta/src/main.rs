@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use argh::FromArgs;
 
+use mta_app::admin;
 use mta_app::config::Config;
 use mta_app::password::PasswordHash;
 use mta_store::queue::{Queue, RetryPolicy};
@@ -184,11 +185,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Queue(q) => {
             let config = Config::load(&q.config)?;
-            let command = match &q.id {
+            let command: admin::Command = match &q.id {
                 Some(id) => format!("{} {id}", q.action),
                 None => q.action.clone(),
-            };
-            print!("{}", queue_command(&config, &command)?);
+            }
+            .parse()?;
+            print!("{}", queue_command(&config, command)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword(_) => {
@@ -216,7 +218,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                         names.join(", ")
                     );
                     if let Some(Err(e)) =
-                        serve::control::request(&config.control_socket(), "reload")
+                        serve::control::request(&config.control_socket(), admin::Command::Reload)
                     {
                         eprintln!("the running server did not reload: {e:#}");
                     }
@@ -264,7 +266,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             println!("{done}");
             let config = Config::load(&u.config)?;
-            match serve::control::request(&config.control_socket(), "reload") {
+            match serve::control::request(&config.control_socket(), admin::Command::Reload) {
                 Some(Ok(_)) => println!("the running server reloads its configuration"),
                 Some(Err(e)) => eprintln!("the running server did not reload: {e:#}"),
                 None => println!("takes effect when the server starts"),
@@ -286,7 +288,7 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 /// Through the running server when there is one, else on the database.
-fn queue_command(config: &Config, command: &str) -> anyhow::Result<String> {
+fn queue_command(config: &Config, command: admin::Command) -> anyhow::Result<String> {
     if let Some(answer) = serve::control::request(&config.control_socket(), command) {
         return answer;
     }
@@ -302,5 +304,5 @@ fn queue_command(config: &Config, command: &str) -> anyhow::Result<String> {
         None,
         None,
     )?;
-    mta_app::admin::execute(&queue, None, command)
+    admin::execute(&queue, None, command)
 }

@@ -1,6 +1,8 @@
-//! Queue administration (`mta queue …`), both through the running server's
-//! control socket (the `mta` binary's `serve::control`) and, when no server
-//! runs, directly on the queue database. The same [`execute`] serves both.
+//! Administration as typed operations ([`Command`]): `mta queue …` and
+//! `mta reload` through the running server's control socket (the `mta`
+//! binary's `serve::control`, which carries a command as its text form)
+//! or, when no server runs, directly on the queue database. The same
+//! [`execute`] serves both; the admin web will call it too.
 
 use std::fmt::Write as _;
 use std::sync::mpsc::Sender;
@@ -11,24 +13,81 @@ use crate::directory::Target;
 use mta_store::envelope::{Envelope, QueueId, Status};
 use mta_store::queue::{Queue, Schedule};
 
-/// Runs one administration command against the queue.
+/// One administration operation: what the CLI, the control socket and
+/// (next) the admin web ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    List,
+    Show(QueueId),
+    Hold(QueueId),
+    Release(QueueId),
+    Delete(QueueId),
+    /// Attempt every queued message now.
+    Flush,
+    /// Re-read the configuration.
+    Reload,
+    /// init's health check: the server runs and its queue takes writes.
+    Health,
+}
+
+const VERBS: &str = "list, show ID, hold ID, release ID, delete ID, flush, reload, health";
+
+impl std::str::FromStr for Command {
+    type Err = anyhow::Error;
+
+    /// The control socket's line: a verb and, for some, a queue id.
+    fn from_str(line: &str) -> anyhow::Result<Command> {
+        let mut words = line.split_whitespace();
+        let verb = words.next().unwrap_or("");
+        let mut id = || -> anyhow::Result<QueueId> {
+            let text = words.next().context("this command needs a queue id")?;
+            text.parse()
+                .map_err(|_| anyhow::anyhow!("{text:?} is not a queue id"))
+        };
+        let command = match verb {
+            "list" => Command::List,
+            "show" => Command::Show(id()?),
+            "hold" => Command::Hold(id()?),
+            "release" => Command::Release(id()?),
+            "delete" => Command::Delete(id()?),
+            "flush" => Command::Flush,
+            "reload" => Command::Reload,
+            "health" => Command::Health,
+            "" => bail!("empty command"),
+            other => bail!("unknown command {other:?} ({VERBS})"),
+        };
+        if let Some(extra) = words.next() {
+            bail!("unexpected {extra:?} after the command");
+        }
+        Ok(command)
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::List => write!(f, "list"),
+            Command::Show(id) => write!(f, "show {id}"),
+            Command::Hold(id) => write!(f, "hold {id}"),
+            Command::Release(id) => write!(f, "release {id}"),
+            Command::Delete(id) => write!(f, "delete {id}"),
+            Command::Flush => write!(f, "flush"),
+            Command::Reload => write!(f, "reload"),
+            Command::Health => write!(f, "health"),
+        }
+    }
+}
+
+/// Runs one administration command against the queue; `schedule` is the
+/// running server's scheduler (`None`: no server runs, the queue was
+/// opened directly). The answer is text for a person.
 pub fn execute(
     queue: &Queue,
     schedule: Option<&Sender<Schedule>>,
-    command: &str,
+    command: Command,
 ) -> anyhow::Result<String> {
-    let mut words = command.split_whitespace();
-    let verb = words.next().unwrap_or("");
-    let id = || -> anyhow::Result<QueueId> {
-        let text = command
-            .split_whitespace()
-            .nth(1)
-            .context("this command needs a queue id")?;
-        text.parse()
-            .map_err(|_| anyhow::anyhow!("{text:?} is not a queue id"))
-    };
-    match verb {
-        "list" => {
+    match command {
+        Command::List => {
             let mut out = format_list(&queue.list()?);
             for (id, size) in queue.damaged()? {
                 let _ = writeln!(
@@ -38,8 +97,7 @@ pub fn execute(
             }
             Ok(out)
         }
-        "show" => {
-            let id = id()?;
+        Command::Show(id) => {
             let env = queue
                 .envelope(id)?
                 .with_context(|| format!("no message {id} in the queue"))?;
@@ -52,10 +110,10 @@ pub fn execute(
             out.push_str(&String::from_utf8_lossy(&body));
             Ok(out)
         }
-        "hold" => queue.hold(id()?).map(|s| s + "\n"),
-        "release" => queue.release(id()?).map(|s| s + "\n"),
-        "delete" => queue.delete(id()?).map(|s| s + "\n"),
-        "flush" => match schedule {
+        Command::Hold(id) => queue.hold(id).map(|s| s + "\n"),
+        Command::Release(id) => queue.release(id).map(|s| s + "\n"),
+        Command::Delete(id) => queue.delete(id).map(|s| s + "\n"),
+        Command::Flush => match schedule {
             Some(s) => {
                 s.send(Schedule::Flush)
                     .map_err(|_| anyhow::anyhow!("the scheduler has stopped"))?;
@@ -65,15 +123,15 @@ pub fn execute(
                 bail!("the server is not running; queued mail is attempted as soon as it starts")
             }
         },
-        // init's health check: the server runs (this answer comes from its
-        // runtime, whose listeners were bound before this socket) and its
-        // queue takes writes. Independent of the SMTP greeting delay.
-        "health" => match schedule {
+        // The answer comes from the server's runtime, whose listeners were
+        // bound before the control socket; independent of the SMTP greeting
+        // delay.
+        Command::Health => match schedule {
             Some(_) if queue.ping(std::time::Duration::from_secs(2)) => Ok("healthy\n".into()),
             Some(_) => bail!("the queue does not take writes"),
             None => bail!("the server is not running"),
         },
-        "reload" => match schedule {
+        Command::Reload => match schedule {
             // The server reloads on SIGHUP; asking it this way needs no pid.
             Some(_) => {
                 nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP)?;
@@ -81,10 +139,6 @@ pub fn execute(
             }
             None => bail!("the server is not running; it reads the configuration when it starts"),
         },
-        "" => bail!("empty command"),
-        other => bail!(
-            "unknown command {other:?} (list, show ID, hold ID, release ID, delete ID, flush, reload, health)"
-        ),
     }
 }
 
@@ -124,4 +178,36 @@ fn format_list(envelopes: &[Envelope]) -> String {
     let held = envelopes.iter().filter(|e| e.held).count();
     let _ = writeln!(out, "-- {} messages, {} held", envelopes.len(), held);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip_through_their_text_form() {
+        let id = QueueId(0x0123_4567_89AB_CDEF);
+        for c in [
+            Command::List,
+            Command::Show(id),
+            Command::Hold(id),
+            Command::Release(id),
+            Command::Delete(id),
+            Command::Flush,
+            Command::Reload,
+            Command::Health,
+        ] {
+            assert_eq!(c.to_string().parse::<Command>().unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn bad_commands_say_what_is_wrong() {
+        let err = |line: &str| line.parse::<Command>().unwrap_err().to_string();
+        assert!(err("show").contains("needs a queue id"));
+        assert!(err("hold nonsense").contains("is not a queue id"));
+        assert!(err("list extra").contains("unexpected"));
+        assert!(err("explode").contains("unknown command"));
+        assert_eq!(err(""), "empty command");
+    }
 }

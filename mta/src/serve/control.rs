@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::mpsc::Sender;
 
 use anyhow::{Context, bail};
-use mta_app::admin::execute;
+use mta_app::admin::{Command, execute};
 use mta_store::queue::{Queue, Schedule};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -44,7 +44,8 @@ pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> an
                     return;
                 }
                 let answer = tokio::task::spawn_blocking(move || {
-                    execute(&queue, Some(&schedule), line.trim())
+                    let command: Command = line.trim().parse()?;
+                    execute(&queue, Some(&schedule), command)
                 })
                 .await
                 .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
@@ -61,7 +62,7 @@ pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> an
 }
 
 /// Sends one command to a running server; `None` when none is listening.
-pub fn request(path: &Path, command: &str) -> Option<anyhow::Result<String>> {
+pub fn request(path: &Path, command: Command) -> Option<anyhow::Result<String>> {
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
     let result = (|| {
