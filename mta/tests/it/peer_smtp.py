@@ -121,11 +121,24 @@ def start(options):
     """Starts the server on a free port; returns the port."""
     global opts
     opts = options
-    port = free_port()
     server_tls = None
     if opts.implicit_tls:
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_tls.load_cert_chain(*opts.tls)
-    controller = Peer(Handler(), hostname="127.0.0.1", port=port, ssl_context=server_tls)
-    controller.start()
-    return port
+    # The free port may be taken by another test before we bind it: try
+    # another. A loaded machine may take a while to run the server thread.
+    for attempt in range(5):
+        port = free_port()
+        controller = Peer(
+            Handler(), hostname="127.0.0.1", port=port, ssl_context=server_tls, ready_timeout=60
+        )
+        try:
+            controller.start()
+            return port
+        except OSError:
+            if attempt == 4:
+                raise
+            try:
+                controller.stop()
+            except Exception:
+                pass

@@ -161,8 +161,11 @@ impl Peer {
             std::fs::write(&path, policy).unwrap();
             cmd.arg("--sts").arg(path).arg(c).arg(k);
         }
+        // What the peer says when it cannot start goes into the panic.
+        let errors = out.path().join("peer-stderr");
         let mut child = cmd
             .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&errors).unwrap())
             .spawn()
             .expect("python3 with aiosmtpd and dnslib (`cargo xtask test` installs them)");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -173,7 +176,10 @@ impl Peer {
             + usize::from(options.zone.is_some() || options.signed_zone.is_some())
             + usize::from(options.sts.is_some());
         for _ in 0..expected {
-            let line = lines.next().expect("peer.py printed nothing").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let said = std::fs::read_to_string(&errors).unwrap_or_default();
+                panic!("peer.py stopped before it was ready:\n{said}");
+            };
             match line.split_once(' ') {
                 Some(("SMTP", p)) => smtp = p.parse().unwrap(),
                 Some(("DNS", p)) => dns = Some(p.parse().unwrap()),
