@@ -16,6 +16,7 @@ mod image;
 mod postfix;
 mod qemu;
 mod smtp;
+mod tidy;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -137,6 +138,7 @@ fn doctor(d: Doctor) -> anyhow::Result<()> {
 fn test(t: Test) -> anyhow::Result<()> {
     let board = board::by_name("pc-x86_64").expect("built-in board");
     tools::ensure(&tools::for_tests(board))?;
+    tidy::check(&root())?;
     if !t.no_lint {
         check(cargo().args(["fmt", "--all", "--", "--check"]))?;
         check(cargo().args([

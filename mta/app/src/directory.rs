@@ -84,7 +84,7 @@ pub struct Directory {
 }
 
 /// What a directory is made of (the checked configuration's addressing
-/// part; [`crate::config::Config::directory`] fills it in).
+/// part; the configuration's `Config::directory` fills it in).
 pub struct Parts<'a> {
     pub domains: &'a [String],
     pub accounts: &'a [Account],

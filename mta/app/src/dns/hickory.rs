@@ -14,8 +14,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{Resolver as Hickory, TokioResolver};
 
-use super::{Answer, Data, Error, Kind, Proof, Record, Resolver};
-use crate::outbound::dane::Tlsa;
+use super::{Answer, Data, Error, Kind, Proof, Record, Resolver, Tlsa};
 
 pub struct System {
     nameservers: Vec<SocketAddr>,

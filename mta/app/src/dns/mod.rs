@@ -37,11 +37,21 @@ pub enum Data {
         preference: u16,
         exchange: String,
     },
-    Tlsa(crate::outbound::dane::Tlsa),
+    Tlsa(Tlsa),
     /// One TXT record, its strings joined.
     Txt(String),
     Ip(IpAddr),
     DnsKey,
+}
+
+/// One TLSA record (RFC 6698); what DANE makes of it is
+/// `outbound::dane`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlsa {
+    pub usage: u8,
+    pub selector: u8,
+    pub matching: u8,
+    pub data: Vec<u8>,
 }
 
 /// What DNSSEC says about a record.

@@ -10,14 +10,7 @@ use std::sync::Arc;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-/// One TLSA record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tlsa {
-    pub usage: u8,
-    pub selector: u8,
-    pub matching: u8,
-    pub data: Vec<u8>,
-}
+pub use crate::dns::Tlsa;
 
 const DANE_TA: u8 = 2;
 const DANE_EE: u8 = 3;
