@@ -41,8 +41,9 @@ pub fn reopen() {
     }
 }
 
-/// The status block: version, addresses and what to connect to.
-pub fn banner(version: &str, addresses: &[String], slot: Option<&str>) {
+/// The status block: version, addresses and what to connect to; while the
+/// appliance has no owner, where to set it up and the setup code.
+pub fn banner(version: &str, addresses: &[String], slot: Option<&str>, setup_code: Option<&str>) {
     let rule = "=".repeat(60);
     let mut lines = vec![rule.clone()];
     lines.push(format!(
@@ -57,6 +58,15 @@ pub fn banner(version: &str, addresses: &[String], slot: Option<&str>) {
         lines.push(format!("  mail:    SMTP on {a}:25"));
     }
     lines.push("  name:    mailbox.local (mDNS)".into());
+    if let Some(code) = setup_code {
+        lines.push(String::new());
+        lines.push("  Set up this Mailbox in a web browser:".into());
+        for a in addresses {
+            lines.push(format!("    http://{a}/"));
+        }
+        lines.push("    http://mailbox.local/".into());
+        lines.push(format!("  setup code: {code}"));
+    }
     lines.push(rule);
     let text = lines.join("\n") + "\n";
     let _ = std::io::stderr().write_all(text.as_bytes());

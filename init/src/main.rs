@@ -160,7 +160,12 @@ fn run(mask: &SigSet) {
                     console::uptime(),
                     started.elapsed().as_secs_f64()
                 );
-                console::banner(&version, &network.addresses(), settings::slot().as_deref());
+                console::banner(
+                    &version,
+                    &network.addresses(),
+                    settings::slot().as_deref(),
+                    setup_code().as_deref(),
+                );
                 bless::bless_boot();
             }
         }
@@ -172,6 +177,18 @@ fn run(mask: &SigSet) {
             clock::save();
         }
     }
+}
+
+/// The code that claims an unclaimed appliance, which the mta writes for
+/// the banner (and removes once the appliance has an owner).
+fn setup_code() -> Option<String> {
+    let code = std::fs::read_to_string(format!("{DATA}/setup-code")).ok()?;
+    let code = code.trim();
+    // Only what the mta writes is shown: letters, digits and a dash.
+    (!code.is_empty()
+        && code.len() <= 16
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    .then(|| code.to_string())
 }
 
 fn wait_signal(mask: &SigSet, timeout: Duration) -> Option<Signal> {

@@ -188,7 +188,8 @@ fn run(r: Run) -> anyhow::Result<()> {
         eprintln!("  127.0.0.1:{host} -> guest port {guest}");
     }
     eprintln!(
-        "Send mail with: swaks --server 127.0.0.1:2525 --to postmaster@mailbox.local\n\
+        "Set it up in a browser: http://127.0.0.1:8080/ with the setup code the console shows.\n\
+         Send mail with: swaks --server 127.0.0.1:2525 --to postmaster@mailbox.local\n\
          Quit QEMU with Ctrl-A X; the disk is {} (a fresh copy each run).\n",
         disk.display()
     );
@@ -221,14 +222,17 @@ fn run_native(port: u16) -> anyhow::Result<()> {
         )
         .replace("\"0.0.0.0:25\"", &format!("\"127.0.0.1:{port}\""))
         .replace("\"0.0.0.0:587\"", &format!("\"127.0.0.1:{}\"", port + 62))
-        .replace("\"0.0.0.0:465\"", &format!("\"127.0.0.1:{}\"", port - 60));
+        .replace("\"0.0.0.0:465\"", &format!("\"127.0.0.1:{}\"", port - 60))
+        .replace("\"0.0.0.0:80\"", &format!("\"127.0.0.1:{}\"", port + 55))
+        .replace("\"0.0.0.0:443\"", &format!("\"127.0.0.1:{}\"", port + 418));
     std::fs::write(&config, text)?;
     let mta = root().join("target/release/mta");
     eprintln!(
         "\nMailbox's MTA is starting with {} (data in {}).\n\
          Send it mail, for example:\n\n  \
          swaks --server 127.0.0.1:{} --to alice@example.org --tls\n\
-         Submission (AUTH as alice@example.org, password \"alice\") on port {} (STARTTLS) and {} (TLS).\n\n\
+         Submission (AUTH as alice@example.org, password \"alice\") on port {} (STARTTLS) and {} (TLS).\n\
+         Admin pages: https://127.0.0.1:{}/ (the same login; the certificate is self-signed).\n\n\
          Delivered mail appears under {}/mail/example.org/alice/new/.\n\
          Inspect the queue with: {} queue --config {} list\n\
          Stop with Ctrl-C.\n",
@@ -237,6 +241,7 @@ fn run_native(port: u16) -> anyhow::Result<()> {
         port,
         port + 62,
         port - 60,
+        port + 418,
         data.display(),
         mta.display(),
         config.display()

@@ -109,22 +109,71 @@ impl AuthLimiter {
     }
 }
 
+/// The verdict on a guess at a secret that is not a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guess {
+    Right,
+    Wrong,
+    /// Too many wrong guesses from this source: not even checked.
+    TryLater,
+}
+
 impl Logins {
-    /// Checks a login off the event loop; failures are slow and counted.
+    /// A guess at a secret other than a password (the setup code), limited
+    /// like logins: per source, and all guesses together count as one
+    /// account (`what`) that is slowed down when guessed at.
+    pub async fn guess(&self, peer: IpAddr, what: &str, right: impl FnOnce() -> bool) -> Guess {
+        let source = AuthLimiter::source_key(peer);
+        let target = format!("secret:{what}");
+        if self.limiter.source_blocked(&source) {
+            tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+            return Guess::TryLater;
+        }
+        if self.limiter.account_guessed(&target) {
+            tokio::time::sleep(AUTH_GUESSED_DELAY).await;
+        }
+        if right() {
+            return Guess::Right;
+        }
+        self.limiter.record(&source, Some(&target));
+        tracing::warn!("client={peer}: wrong {what}");
+        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+        Guess::Wrong
+    }
+
+    /// Checks an SMTP AUTH login (see [`Logins::login`]).
     pub async fn authenticate(
         &self,
         directory: Arc<Directory>,
         peer: SocketAddr,
         credentials: Credentials,
     ) -> AuthOutcome {
+        let method = credentials.mechanism.name();
+        self.login(
+            directory,
+            peer,
+            credentials.username,
+            credentials.password,
+            method,
+        )
+        .await
+    }
+
+    /// Checks a login off the event loop; failures are slow and counted.
+    /// `method` names the way in for the log (`PLAIN`, `web` …).
+    pub async fn login(
+        &self,
+        directory: Arc<Directory>,
+        peer: SocketAddr,
+        username: String,
+        password: String,
+        method: &str,
+    ) -> AuthOutcome {
         let source = AuthLimiter::source_key(peer.ip());
         // Failures count against accounts that exist: names sent by guessers
         // must not fill the table.
-        let account = directory
-            .account_of(&credentials.username)
-            .map(|a| format!("user:{a}"));
-        let method = credentials.mechanism.name();
-        let shown = mta_proto::logsafe::escape(&credentials.username).into_owned();
+        let account = directory.account_of(&username).map(|a| format!("user:{a}"));
+        let shown = mta_proto::logsafe::escape(&username).into_owned();
         if self.limiter.source_blocked(&source) {
             tracing::warn!(
                 "client={peer}, sasl_method={method}, sasl_username={shown}: refused, too many failures from {source}"
@@ -145,12 +194,10 @@ impl Logins {
                 return AuthOutcome::TryLater;
             };
             let directory = directory.clone();
-            tokio::task::spawn_blocking(move || {
-                directory.verify_password(&credentials.username, &credentials.password)
-            })
-            .await
-            .ok()
-            .flatten()
+            tokio::task::spawn_blocking(move || directory.verify_password(&username, &password))
+                .await
+                .ok()
+                .flatten()
         };
         match verified {
             Some(account) => {

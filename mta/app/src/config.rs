@@ -156,7 +156,29 @@ pub use mta_proto::smtp::session::Role;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub address: SocketAddr,
-    pub role: Role,
+    pub service: Service,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// SMTP in one of its roles (25, 587, 465).
+    Smtp(Role),
+    /// The web over plain HTTP (80): the wizard until the appliance is
+    /// claimed, then a redirect to HTTPS (and ACME challenges, later).
+    Http,
+    /// The web over TLS (443), with the certificate SMTP uses.
+    Https,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Smtp(role) => role.name(),
+            Service::Http => "http",
+            Service::Https => "https",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -324,6 +346,12 @@ impl Config {
                 problems: ck.problems,
             })
         }
+    }
+
+    /// The owner: the account with the admin role. Without one the
+    /// appliance is unclaimed and serves the setup wizard.
+    pub fn owner(&self) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.admin)
     }
 
     pub fn is_local_domain(&self, domain: &str) -> bool {

@@ -66,6 +66,8 @@ pub struct Account {
     /// Extra sender addresses this account may use when submitting:
     /// addresses, or `*@domain` for a whole domain.
     pub send_as: Vec<String>,
+    /// The owner: may log in to the admin web.
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone)]

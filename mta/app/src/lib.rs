@@ -26,5 +26,6 @@ mod fuzz;
 pub mod intake;
 pub mod outbound;
 pub mod password;
+pub mod records;
 pub mod settings;
 pub mod tls;

@@ -12,6 +12,8 @@ use crate::config::{Config, Role};
 use crate::directory::Directory;
 
 pub struct Settings {
+    /// The configuration these settings were made from.
+    pub config: Arc<Config>,
     pub dkim: Arc<crate::dkim::Keys>,
     pub mx: Arc<SessionConfig>,
     pub submission: Arc<SessionConfig>,
@@ -37,6 +39,7 @@ impl Settings {
             trace_user: config.submission.trace_user,
         };
         Ok(Settings {
+            config: Arc::new(config.clone()),
             dkim: Arc::new(crate::dkim::Keys::new(&config.data_dir)),
             mx: Arc::new(session(Role::Mx)),
             submission: Arc::new(session(Role::Submission)),
@@ -58,36 +61,38 @@ impl Settings {
     }
 }
 
-/// The snapshot in force, shared by the listeners and the bouncer.
+/// The snapshot in force, shared by the listeners, the web and the
+/// bouncer.
 #[derive(Clone)]
-pub struct Live(Arc<RwLock<Arc<Settings>>>);
+pub struct Live {
+    current: Arc<RwLock<Arc<Settings>>>,
+    /// The configuration the server started with: what a reload cannot
+    /// change is compared with it.
+    started: Arc<Config>,
+}
 
 impl Live {
     pub fn new(settings: Settings) -> Live {
-        Live(Arc::new(RwLock::new(Arc::new(settings))))
+        Live {
+            started: settings.config.clone(),
+            current: Arc::new(RwLock::new(Arc::new(settings))),
+        }
     }
 
     pub fn get(&self) -> Arc<Settings> {
-        self.0.read().expect("settings lock").clone()
+        self.current.read().expect("settings lock").clone()
     }
 
     /// Applies a changed configuration to new connections. A configuration
     /// with errors is refused as a whole and the running one stays.
-    pub fn reload(&self, running: &Config) {
-        let config = match Config::load(&running.path) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("configuration not reloaded, the running one stays: {e:#}");
-                return;
-            }
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let running = &self.started;
+        let refused = |e: anyhow::Error| {
+            tracing::error!("configuration not reloaded, the running one stays: {e:#}");
+            e
         };
-        let settings = match Settings::from_config(&config) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("configuration not reloaded, the running one stays: {e:#}");
-                return;
-            }
-        };
+        let config = Config::load(&running.path).map_err(refused)?;
+        let settings = Settings::from_config(&config).map_err(refused)?;
         let needs_restart: Vec<&str> = [
             ("data_dir", config.data_dir != running.data_dir),
             ("listeners", config.listeners != running.listeners),
@@ -96,7 +101,7 @@ impl Live {
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
         .collect();
-        *self.0.write().expect("settings lock") = Arc::new(settings);
+        *self.current.write().expect("settings lock") = Arc::new(settings);
         if needs_restart.is_empty() {
             tracing::info!("configuration reloaded");
         } else {
@@ -105,5 +110,6 @@ impl Live {
                 needs_restart.join(", ")
             );
         }
+        Ok(())
     }
 }

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use mta_app::auth::Logins;
-use mta_app::config::{Config, Role};
+use mta_app::config::{Config, Role, Service};
 use mta_app::delivery;
 use mta_app::intake::{Intake, SystemClock};
 use mta_app::settings::{Live, Settings};
@@ -28,13 +28,14 @@ use mta_store::maildir::Maildirs;
 use mta_store::queue::{Queue, RetryPolicy};
 
 pub mod control;
+mod web;
 
 /// How long running sessions get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What every connection shares.
 struct Shared {
-    logins: Logins,
+    logins: Arc<Logins>,
     intake: Intake,
     settings: Live,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -95,8 +96,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         schedule_rx,
     )?;
 
+    let logins = Arc::new(Logins::default());
+    let web = Arc::new(mta_web::Web::new(settings.clone(), logins.clone())?);
     let shared = Arc::new(Shared {
-        logins: Logins::default(),
+        logins,
         intake: Intake::new(queue, config.limits.min_free_space),
         settings,
         per_ip: Mutex::new(HashMap::new()),
@@ -110,13 +113,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", l.address))?;
         let bound = listener.local_addr()?;
-        tracing::info!("listening on {bound} for {}", l.role.name());
-        accept_tasks.push(tokio::spawn(accept_loop(
-            listener,
-            l.role,
-            shared.clone(),
-            stop_rx.clone(),
-        )));
+        tracing::info!("listening on {bound} for {}", l.service.name());
+        if l.service == Service::Https {
+            web.serving_https_on(bound.port());
+        }
+        accept_tasks.push(match l.service {
+            Service::Smtp(role) => {
+                tokio::spawn(accept_loop(listener, role, shared.clone(), stop_rx.clone()))
+            }
+            Service::Http | Service::Https => tokio::spawn(web::accept_loop(
+                listener,
+                l.service == Service::Https,
+                shared.clone(),
+                web.clone(),
+            )),
+        });
     }
     // Last: an answer on the control socket (init's health check) means
     // every listener is bound.
@@ -132,7 +143,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.domains.join(", ")
     );
 
-    signals.wait(&config, &shared).await;
+    signals.wait(&shared).await;
     tracing::info!("stopping: no new connections, waiting for sessions");
     let _ = stop_tx.send(true);
     for t in accept_tasks {
@@ -166,12 +177,14 @@ impl Signals {
     }
 
     /// Waits for SIGTERM or SIGINT, reloading on SIGHUP meanwhile.
-    async fn wait(mut self, running: &Config, shared: &Shared) {
+    async fn wait(mut self, shared: &Shared) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
-                _ = self.hup.recv() => shared.settings.reload(running),
+                _ = self.hup.recv() => {
+                    let _ = shared.settings.reload();
+                }
             }
         }
     }

@@ -9,3 +9,4 @@ mod dkim;
 mod outbound;
 mod smtp;
 mod submission;
+mod web;

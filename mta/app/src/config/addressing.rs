@@ -207,10 +207,18 @@ impl Checker<'_> {
                     );
                 }
             }
+            if raw_account.admin == Some(true) && password.is_none() {
+                self.report(
+                    raw_account.address.span(),
+                    format!("{address} has the admin role but no password: it could not log in"),
+                    Some("give it a password (`mta user passwd`) or remove `admin = true`"),
+                );
+            }
             accounts.push(Account {
                 address,
                 password,
                 send_as,
+                admin: raw_account.admin.unwrap_or(false),
             });
         }
         accounts

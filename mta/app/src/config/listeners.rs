@@ -9,7 +9,7 @@ impl Checker<'_> {
         match list {
             None => vec![Listener {
                 address: "0.0.0.0:25".parse().expect("static address"),
-                role: Role::Mx,
+                service: Service::Smtp(Role::Mx),
             }],
             Some(list) => {
                 let mut out = Vec::new();
@@ -28,20 +28,28 @@ impl Checker<'_> {
                             continue;
                         }
                     };
-                    let role = match l.role.get_ref().as_str() {
-                        "mx" => Role::Mx,
-                        "submission" => Role::Submission,
-                        "submissions" => Role::Submissions,
+                    let service = match l.role.get_ref().as_str() {
+                        "mx" => Service::Smtp(Role::Mx),
+                        "submission" => Service::Smtp(Role::Submission),
+                        "submissions" => Service::Smtp(Role::Submissions),
+                        "http" => Service::Http,
+                        "https" => Service::Https,
                         other => {
                             self.report(
                                 l.role.span(),
                                 format!("listener role {other:?} is not known"),
-                                Some("use \"mx\" (port 25), \"submission\" (587) or \"submissions\" (465)"),
+                                Some(
+                                    "use \"mx\" (port 25), \"submission\" (587), \"submissions\" (465), \"http\" (80) or \"https\" (443)",
+                                ),
                             );
                             continue;
                         }
                     };
-                    out.push(Listener { address, role });
+                    if address.port() != 0 && out.iter().any(|o: &Listener| o.address == address) {
+                        self.report(l.address.span(), format!("{address} is listed twice"), None);
+                        continue;
+                    }
+                    out.push(Listener { address, service });
                 }
                 out
             }

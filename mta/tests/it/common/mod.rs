@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod peer;
 
 use std::collections::HashMap;
@@ -41,6 +42,26 @@ address = "127.0.0.1:0"
 role = "submissions"
 "#;
 
+/// A new appliance's configuration (as `overlays/`), on loopback ports.
+pub const FIRST_BOOT_CONFIG: &str = r#"
+hostname = "mailbox.local"
+domains = ["mailbox.local"]
+[[accounts]]
+address = "postmaster@mailbox.local"
+[[listeners]]
+address = "127.0.0.1:0"
+role = "mx"
+[[listeners]]
+address = "127.0.0.1:0"
+role = "submission"
+[[listeners]]
+address = "127.0.0.1:0"
+role = "http"
+[[listeners]]
+address = "127.0.0.1:0"
+role = "https"
+"#;
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -56,6 +77,11 @@ impl Server {
     /// Starts a server; `extra` is appended to the configuration (tables
     /// such as `[limits]`).
     pub fn start(extra: &str) -> Server {
+        Server::start_with(BASE_CONFIG, extra)
+    }
+
+    /// Starts a server on `base` (such as [`FIRST_BOOT_CONFIG`]) and `extra`.
+    pub fn start_with(base: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("mailbox.toml");
         // Tests never query real DNS: without a test resolver, lookups go
@@ -66,7 +92,7 @@ impl Server {
             "[outbound]\nnameservers = [\"127.0.0.1:9\"]\n"
         };
         let text = format!(
-            "data_dir = \"{}\"\n{BASE_CONFIG}\n{extra}\n{outbound}",
+            "data_dir = \"{}\"\n{base}\n{extra}\n{outbound}",
             dir.path().join("data").display()
         );
         std::fs::write(&config, text).unwrap();

@@ -1,0 +1,74 @@
+//! The web listeners: each HTTP/1.1 connection (over TLS on the HTTPS
+//! port, with the certificate SMTP uses) is served by `mta-web`'s router,
+//! within the same connection limits as SMTP and with deadlines of its
+//! own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use super::{Shared, Slot, handshake};
+
+/// A request's header must arrive within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection (keep-alive included) lasts at most this.
+const CONNECTION_TIME: Duration = Duration::from_secs(300);
+/// Buffered bytes per connection (header and body reads).
+const MAX_BUFFER: usize = 64 * 1024;
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    secure: bool,
+    shared: Arc<Shared>,
+    web: Arc<mta_web::Web>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let web = web.clone();
+        tokio::spawn(async move {
+            let Some(_slot) = Slot::take(&shared, peer.ip()) else {
+                tracing::info!("refused {peer}: too many connections");
+                return;
+            };
+            let conn = mta_web::Conn { peer, secure };
+            if secure {
+                let settings = shared.settings();
+                if let Some((tls, _)) = handshake(stream, peer, &settings).await {
+                    serve(tls, web, conn).await;
+                }
+            } else {
+                serve(stream, web, conn).await;
+            }
+        });
+    }
+}
+
+async fn serve<S>(stream: S, web: Arc<mta_web::Web>, conn: mta_web::Conn)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(mta_web::router(web, conn));
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_BUFFER)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(CONNECTION_TIME, connection).await {
+        Ok(Err(e)) => tracing::debug!("{}: {e}", conn.peer),
+        Err(_) => tracing::debug!("{}: web connection time limit reached", conn.peer),
+        Ok(Ok(())) => {}
+    }
+}

@@ -1,0 +1,375 @@
+//! The web over real HTTP and HTTPS: the first-boot wizard behind the setup
+//! code, the configuration it writes, the owner's login and the DNS page.
+
+use crate::common::http::{Browser, Page};
+use crate::common::{Client, FIRST_BOOT_CONFIG, Server};
+
+const PASSWORD: &str = "correct horse battery staple 42";
+
+struct Web {
+    s: Server,
+    b: Browser,
+}
+
+impl Web {
+    fn start() -> Web {
+        let s = Server::start_with(FIRST_BOOT_CONFIG, "");
+        let b = Browser::new(&s, "mailbox.local");
+        Web { s, b }
+    }
+
+    fn http(&mut self, path: &str) -> Page {
+        let addr = self.s.listeners["http"];
+        self.b.get(addr, false, path)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let addr = self.s.listeners["http"];
+        self.b.post(addr, false, path, form)
+    }
+
+    fn https(&mut self, path: &str) -> Page {
+        let addr = self.s.listeners["https"];
+        self.b.get(addr, true, path)
+    }
+
+    fn post_https(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let addr = self.s.listeners["https"];
+        self.b.post(addr, true, path, form)
+    }
+
+    fn code(&self) -> String {
+        std::fs::read_to_string(self.s.data().join("setup-code"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The wizard from the code to the summary, with `domains`.
+    fn through_the_wizard(&mut self, domains: &str) -> String {
+        let code = self.code();
+        let r = self.post("/setup", &[("code", &code.to_lowercase())]);
+        assert_eq!((r.status, r.location()), (303, "/setup/domains"), "{r:?}");
+        let csrf = self.http("/setup/domains").input("csrf");
+        let r = self.post(
+            "/setup/domains",
+            &[("csrf", &csrf), ("domains", domains), ("hostname", "")],
+        );
+        assert_eq!(r.location(), "/setup/owner", "{r:?}");
+        let r = self.post(
+            "/setup/owner",
+            &[
+                ("csrf", &csrf),
+                ("local", "owner"),
+                ("domain", "example.org"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        );
+        assert_eq!(r.location(), "/setup/relay", "{r:?}");
+        let r = self.post("/setup/relay", &[("csrf", &csrf), ("way", "direct")]);
+        assert_eq!(r.location(), "/setup/summary", "{r:?}");
+        csrf
+    }
+}
+
+#[test]
+fn the_wizard_does_nothing_without_the_setup_code() {
+    let mut w = Web::start();
+    let code_file = w.s.data().join("setup-code");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&code_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the code is the owner's only");
+    assert!(
+        w.code().len() == 9 && w.code().as_bytes()[4] == b'-',
+        "{}",
+        w.code()
+    );
+
+    let r = w.http("/");
+    assert_eq!((r.status, r.location()), (303, "/setup"));
+    // Later steps without the code go back to the first.
+    let r = w.http("/setup/domains");
+    assert_eq!(r.location(), "/setup");
+    let r = w.post(
+        "/setup/domains",
+        &[("csrf", ""), ("domains", "evil.example")],
+    );
+    assert_eq!(r.location(), "/setup");
+    let r = w.post("/setup/finish", &[("csrf", "")]);
+    assert_eq!(r.location(), "/setup");
+
+    let r = w.post("/setup", &[("code", "AAAA-AAAA")]);
+    assert_eq!(r.status, 403);
+    assert!(
+        r.texts("error").iter().any(|e| e.contains("not the code")),
+        "{:?}",
+        r.texts("error")
+    );
+    assert!(w.b.cookie("mailbox_setup").is_none());
+    let config = std::fs::read_to_string(&w.s.config).unwrap();
+    assert!(config.contains("postmaster@mailbox.local") && !config.contains("admin"));
+}
+
+#[test]
+fn wrong_setup_codes_are_limited_per_source() {
+    let mut w = Web::start();
+    for _ in 0..5 {
+        assert_eq!(w.post("/setup", &[("code", "WRONG-CODE")]).status, 403);
+    }
+    // Now even the right code waits: the source is over its limit.
+    let code = w.code();
+    let r = w.post("/setup", &[("code", &code)]);
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(
+        r.texts("error")
+            .iter()
+            .any(|e| e.contains("Too many wrong codes"))
+    );
+}
+
+#[test]
+fn bad_answers_are_explained_and_change_nothing() {
+    let mut w = Web::start();
+    let code = w.code();
+    w.post("/setup", &[("code", &code)]);
+    let csrf = w.http("/setup/domains").input("csrf");
+    let r = w.post(
+        "/setup/domains",
+        &[
+            ("csrf", &csrf),
+            ("domains", "not a domain!"),
+            ("hostname", ""),
+        ],
+    );
+    assert_eq!(r.status, 422);
+    assert!(
+        r.texts("error")[0].contains("is not a domain name"),
+        "{:?}",
+        r.texts("error")
+    );
+    let r = w.post(
+        "/setup/domains",
+        &[("csrf", &csrf), ("domains", "example.org\nexample.org")],
+    );
+    assert!(r.texts("error")[0].contains("listed twice"));
+    let r = w.post("/setup/domains", &[("csrf", &csrf), ("domains", "")]);
+    assert!(r.texts("error")[0].contains("Enter at least one domain"));
+    let r = w.post(
+        "/setup/domains",
+        &[("csrf", "stale"), ("domains", "example.org")],
+    );
+    assert_eq!(r.status, 400, "a missing or stale CSRF token");
+    let r = w.post(
+        "/setup/domains",
+        &[
+            ("csrf", &csrf),
+            ("domains", "example.org"),
+            ("hostname", "mail.example.org"),
+        ],
+    );
+    assert_eq!(r.location(), "/setup/owner");
+
+    let owner = |password: &str, confirm: &str| {
+        vec![
+            ("local".to_string(), "owner".to_string()),
+            ("password".into(), password.into()),
+            ("confirm".into(), confirm.into()),
+        ]
+    };
+    for (form, expected) in [
+        (owner("password", "password"), "very weak"),
+        (
+            owner("example.org2026", "example.org2026"),
+            "could be guessed",
+        ),
+        (owner(PASSWORD, "something else"), "not the same"),
+        (owner("", ""), "Choose a password"),
+    ] {
+        let mut fields: Vec<(&str, &str)> = vec![("csrf", &csrf), ("domain", "example.org")];
+        fields.extend(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let r = w.post("/setup/owner", &fields);
+        assert_eq!(r.status, 422, "{fields:?}");
+        assert!(
+            r.texts("error").iter().any(|e| e.contains(expected)),
+            "{expected}: {:?}",
+            r.texts("error")
+        );
+    }
+    let r = w.post(
+        "/setup/owner",
+        &[
+            ("csrf", &csrf),
+            ("local", "a b@c"),
+            ("domain", "example.org"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ],
+    );
+    assert!(
+        r.texts("error")[0].contains("Use letters"),
+        "{:?}",
+        r.texts("error")
+    );
+
+    let r = w.post(
+        "/setup/owner",
+        &[
+            ("csrf", &csrf),
+            ("local", "owner"),
+            ("domain", "example.org"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ],
+    );
+    assert_eq!(r.location(), "/setup/relay");
+    let r = w.post(
+        "/setup/relay",
+        &[
+            ("csrf", &csrf),
+            ("way", "relay"),
+            ("host", "smtp.provider.example"),
+            ("port", "99999"),
+            ("username", "me"),
+            ("password", ""),
+        ],
+    );
+    assert_eq!(r.status, 422);
+    let errors = r.texts("error");
+    assert!(
+        errors.iter().any(|e| e.contains("port number")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("both the user name and the password")),
+        "{errors:?}"
+    );
+    let config = std::fs::read_to_string(&w.s.config).unwrap();
+    assert!(
+        !config.contains("example.org"),
+        "nothing is written before the last step"
+    );
+}
+
+#[test]
+fn the_wizard_sets_the_appliance_up_and_the_owner_logs_in() {
+    let mut w = Web::start();
+    let csrf = w.through_the_wizard("example.org\nExample.NET");
+    let summary = w.http("/setup/summary");
+    assert!(
+        summary.body.contains("example.org, example.net")
+            && summary.body.contains("owner@example.org"),
+        "{}",
+        summary.body
+    );
+    // Over plain HTTP the last step sends the owner to HTTPS to log in.
+    let r = w.post("/setup/finish", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303);
+    let https = w.s.listeners["https"];
+    assert_eq!(
+        r.location(),
+        format!("https://mailbox.local:{}/login?next=/dns", https.port())
+    );
+
+    // The configuration: the owner's, valid, written whole.
+    let config = std::fs::read_to_string(&w.s.config).unwrap();
+    assert!(
+        config.contains("hostname = \"mail.example.org\""),
+        "{config}"
+    );
+    assert!(
+        config.contains("domains = [\"example.org\", \"example.net\"]"),
+        "{config}"
+    );
+    assert!(
+        config.contains("admin = true") && !config.contains("mailbox.local\""),
+        "{config}"
+    );
+    let check = w.s.mta("check-config", &[]);
+    assert!(check.status.success(), "{check:?}");
+    assert!(!w.s.data().join("setup-code").exists(), "the code is spent");
+    assert!(w.s.data().join("dkim/example.net").is_dir());
+
+    // Claimed: the wizard is gone, plain HTTP leads to HTTPS.
+    assert_eq!(w.http("/setup").location(), "/");
+    assert!(w.http("/").location().starts_with("https://"));
+    assert!(w.http("/dns").location().starts_with("https://"));
+    let code = "AAAA-AAAA";
+    assert_eq!(w.post("/setup", &[("code", code)]).location(), "/");
+
+    // The owner logs in; a wrong password does not.
+    assert_eq!(w.https("/dns").location(), "/login?next=/dns");
+    let r = w.post_https(
+        "/login",
+        &[
+            ("address", "owner@example.org"),
+            ("password", "wrong"),
+            ("next", "/dns"),
+        ],
+    );
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("Wrong address or password"));
+    let r = w.post_https(
+        "/login",
+        &[
+            ("address", "owner@example.org"),
+            ("password", PASSWORD),
+            ("next", "//evil.example/"),
+        ],
+    );
+    assert_eq!(
+        (r.status, r.location()),
+        (303, "/dns"),
+        "only paths on this site"
+    );
+    let cookie = r.header("set-cookie").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let dns = w.https("/dns");
+    assert_eq!(dns.status, 200);
+    for record in [
+        "_dmarc.example.org",
+        "._domainkey.example.net",
+        "10 mail.example.org.",
+        "v=spf1 mx -all",
+        "_submissions._tcp.example.org",
+    ] {
+        assert!(
+            dns.body.contains(record),
+            "{record} missing from the DNS page"
+        );
+    }
+    let csp = dns.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let zone = w.https("/dns/zone/example.org");
+    assert!(
+        zone.body
+            .contains("example.org. 3600 IN MX 10 mail.example.org."),
+        "{}",
+        zone.body
+    );
+
+    // The server runs on the new configuration: mail for the owner arrives.
+    let mut c = Client::greeted(w.s.addr);
+    c.cmd("EHLO sender.example");
+    let r = c.send_mail(
+        "someone@sender.example",
+        &["owner@example.org"],
+        "Subject: hello\r\n\r\nwelcome\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(w.s.wait_for_mail("owner@example.org", 1).len(), 1);
+
+    // Log-out needs the session's CSRF token, then the session is gone.
+    let token = dns.input("csrf");
+    let r = w.post_https("/logout", &[("csrf", &token)]);
+    assert_eq!(r.location(), "/login");
+    assert_eq!(w.https("/dns").location(), "/login?next=/dns");
+}

@@ -1,0 +1,173 @@
+//! Mailbox's web: the only crate that speaks HTTP. The first-boot wizard
+//! (while the appliance has no owner, behind the one-time setup code shown
+//! on its console), the owner's login and admin pages, and the DNS records
+//! to publish.
+//!
+//! Pages render on the server ([maud] templates, checked at compile time)
+//! and work without JavaScript; the one stylesheet and the one script are in
+//! the binary. Every change to the configuration goes through
+//! `mta_app::config::edit`, the same path as `mta user`.
+//!
+//! Not here: sockets and TLS (the `mta` binary's `serve` hands each
+//! connection's requests to [`router`]), what the configuration means
+//! (`mta-app`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mta_app::auth::Logins;
+use mta_app::settings::Live;
+
+mod dns;
+mod forms;
+mod layout;
+mod login;
+mod session;
+mod setup;
+
+/// Everything the pages share.
+pub struct Web {
+    settings: Live,
+    logins: Arc<Logins>,
+    setup: setup::Setup,
+    sessions: session::Sessions,
+    /// The port the HTTPS listener is bound to (0: none), for redirects.
+    https_port: std::sync::atomic::AtomicU16,
+}
+
+impl Web {
+    /// The web of the server whose settings are `settings`: while nobody
+    /// owns the appliance, a setup code is made (or the one made before is
+    /// kept) and written to `<data>/setup-code` for init's banner.
+    pub fn new(settings: Live, logins: Arc<Logins>) -> anyhow::Result<Web> {
+        let config = settings.get().config.clone();
+        let setup = setup::Setup::open(&config.data_dir, config.owner().is_none())?;
+        Ok(Web {
+            settings,
+            logins,
+            setup,
+            sessions: session::Sessions::default(),
+            https_port: std::sync::atomic::AtomicU16::new(0),
+        })
+    }
+
+    /// The HTTPS listener is bound to `port`: plain HTTP sends people there.
+    pub fn serving_https_on(&self, port: u16) {
+        self.https_port
+            .store(port, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn claimed(&self) -> bool {
+        self.settings.get().config.owner().is_some()
+    }
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    /// Over TLS (port 443).
+    pub secure: bool,
+}
+
+/// Forms are small: nothing a person types is longer.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The routes for one connection (`conn` says where it came from).
+pub fn router(web: Arc<Web>, conn: Conn) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .merge(setup::routes())
+        .merge(login::routes())
+        .merge(dns::routes())
+        .route("/assets/style.css", get(style))
+        .route("/assets/app.js", get(script))
+        .fallback(not_found)
+        .layer(axum::Extension(conn))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(web)
+}
+
+async fn home(
+    axum::extract::State(web): axum::extract::State<Arc<Web>>,
+    axum::Extension(conn): axum::Extension<Conn>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if !web.claimed() {
+        return axum::response::Redirect::to("/setup").into_response();
+    }
+    if !conn.secure {
+        return login::to_https(&web, &headers, "/").into_response();
+    }
+    axum::response::Redirect::to("/dns").into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        layout::page(
+            "Not found",
+            maud::html! {
+                h1 { "Not found" }
+                p { "There is no such page. " a href="/" { "Back to the start" } }
+            },
+        ),
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../assets/style.css"),
+    )
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    )
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The headers every answer carries: no inline script or style, no
+/// framing, no type sniffing, no referrer, and nothing cached that a
+/// session shows.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    response
+}
