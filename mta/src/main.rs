@@ -29,7 +29,23 @@ enum Command {
     Queue(QueueCmd),
     User(UserCmd),
     Dkim(DkimCmd),
+    Dns(DnsCmd),
     HashPassword(HashPassword),
+}
+
+/// DNS records: show DOMAIN (what to publish), check DOMAIN (what the DNS answers, record by record; exits 1 when something is missing or wrong)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "dns")]
+struct DnsCmd {
+    /// configuration file (default /data/mailbox.toml)
+    #[argh(option, default = "DEFAULT_CONFIG.into()")]
+    config: PathBuf,
+    /// show or check
+    #[argh(positional)]
+    action: String,
+    /// one of the configured domains
+    #[argh(positional)]
+    domain: String,
 }
 
 /// DKIM keys: show DOMAIN (the DNS records to publish), rotate DOMAIN (add a new key pair)
@@ -193,6 +209,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             print!("{}", queue_command(&config, command)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dns(d) => dns_command(&d),
         Command::HashPassword(_) => {
             println!("{}", PasswordHash::create(&read_password()?).as_str());
             Ok(ExitCode::SUCCESS)
@@ -285,6 +302,75 @@ fn read_password() -> anyhow::Result<String> {
         anyhow::bail!("no password given on standard input");
     }
     Ok(password.to_string())
+}
+
+/// `mta dns show|check DOMAIN`.
+fn dns_command(d: &DnsCmd) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&d.config)?;
+    let domain = mta_proto::address::normalise_domain(&d.domain)
+        .map_err(|e| anyhow::anyhow!("{:?} is not a domain: {e}", d.domain))?;
+    if !config.is_local_domain(&domain) {
+        anyhow::bail!(
+            "{domain} is not one of the domains in {}",
+            d.config.display()
+        );
+    }
+    let keys = mta_app::dkim::Keys::new(&config.data_dir);
+    let records = mta_app::records::for_domain(&config, &keys, &domain)?;
+    match d.action.as_str() {
+        "show" => {
+            for r in records
+                .iter()
+                .filter(|r| !r.ask_isp && !r.value.starts_with('('))
+            {
+                println!("{}", r.zone_line());
+            }
+            println!(
+                "; and: {} A/AAAA <your public address>; PTR of that address -> {}.",
+                config.hostname, config.hostname
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        "check" => {
+            let dns = mta_app::dns::Dns::system(&config);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let checked =
+                runtime.block_on(mta_app::dnscheck::check(&dns, &config.hostname, &records));
+            let mut bad = 0;
+            for c in &checked {
+                let verdict = c.verdict.label();
+                if c.verdict != mta_app::dnscheck::Verdict::Ok {
+                    bad += 1;
+                }
+                println!("{verdict:8} {:5} {}", c.record.kind, c.record.name);
+                if c.verdict != mta_app::dnscheck::Verdict::Ok {
+                    println!("         expected: {}", c.record.plain);
+                    for f in &c.found {
+                        println!("         found:    {f}");
+                    }
+                    if c.found.is_empty() {
+                        println!("         found:    nothing");
+                    }
+                    if !c.advice.is_empty() {
+                        println!("         to do:    {}", c.advice);
+                    }
+                }
+            }
+            println!(
+                "{} of {} records in place",
+                checked.len() - bad,
+                checked.len()
+            );
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        other => anyhow::bail!("unknown action {other:?} (show, check)"),
+    }
 }
 
 /// Through the running server when there is one, else on the database.

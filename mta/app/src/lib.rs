@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod directory;
 pub mod dkim;
 pub mod dns;
+pub mod dnscheck;
 pub mod dsn;
 #[cfg(test)]
 mod fuzz;

@@ -2,7 +2,7 @@
 //! the owner must publish them: what the DNS page shows and what the DNS
 //! check compares with what resolvers answer.
 
-use crate::config::{Config, Service};
+use crate::config::Config;
 use crate::dkim::Keys;
 
 /// What a record is for, in the order the page shows them.
@@ -143,28 +143,19 @@ pub fn for_domain(config: &Config, keys: &Keys, domain: &str) -> anyhow::Result<
         Purpose::Secure,
         "Only Let's Encrypt may issue certificates for the domain.",
     ));
-    let port = |service: Service, default: u16| {
-        config
-            .listeners
-            .iter()
-            .find(|l| l.service == service)
-            .map_or(default, |l| l.address.port())
-    };
-    use mta_proto::smtp::session::Role;
+    // The standard ports: what the Internet sees (the router forwards
+    // them), whatever this machine binds.
     out.push(record(
         format!("_submissions._tcp.{domain}"),
         "SRV",
-        format!(
-            "0 1 {} {host}.",
-            port(Service::Smtp(Role::Submissions), 465)
-        ),
+        format!("0 1 465 {host}."),
         Purpose::Clients,
         "Mail programs find where to send mail (TLS, RFC 8314).",
     ));
     out.push(record(
         format!("_submission._tcp.{domain}"),
         "SRV",
-        format!("0 1 {} {host}.", port(Service::Smtp(Role::Submission), 587)),
+        format!("0 1 587 {host}."),
         Purpose::Clients,
         "Mail programs find where to send mail (STARTTLS, RFC 6186).",
     ));

@@ -67,6 +67,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let (schedule_tx, schedule_rx) = delivery::channel();
+    // One resolver for everything that asks the DNS.
+    let dns = Arc::new(mta_app::dns::Dns::system(&config));
     let settings = Live::new(Settings::from_config(&config)?);
     let queue = Queue::open(
         &config.queue_dir(),
@@ -87,17 +89,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         queue.clone(),
         Maildirs::new(config.mail_dir(), &config.hostname)
             .with_min_free_space(config.limits.min_free_space),
-        Arc::new(mta_app::outbound::Outbound::new(
-            &config,
-            Arc::new(mta_app::dns::Dns::system(&config)),
-        )?),
+        Arc::new(mta_app::outbound::Outbound::new(&config, dns.clone())?),
         tokio::runtime::Handle::current(),
         config.queue.delivery_workers,
         schedule_rx,
     )?;
 
     let logins = Arc::new(Logins::default());
-    let web = Arc::new(mta_web::Web::new(settings.clone(), logins.clone())?);
+    let web = Arc::new(mta_web::Web::new(
+        settings.clone(),
+        logins.clone(),
+        dns.clone(),
+    )?);
     let shared = Arc::new(Shared {
         logins,
         intake: Intake::new(queue, config.limits.min_free_space),

@@ -373,3 +373,64 @@ fn the_wizard_sets_the_appliance_up_and_the_owner_logs_in() {
     assert_eq!(r.location(), "/login");
     assert_eq!(w.https("/dns").location(), "/login?next=/dns");
 }
+
+/// Some records right, some missing, some wrong (mx.example.org is the
+/// host name of the test configuration).
+const CHECK_ZONE: &str = "\
+example.org. 60 IN MX 10 mx.example.org.
+mx.example.org. 60 IN A 127.0.0.1
+example.org. 60 IN TXT \"v=spf1 a -all\"
+_dmarc.example.org. 60 IN TXT \"v=DMARC1; p=quarantine; rua=mailto:alice@example.org\"
+autoconfig.example.org. 60 IN CNAME mx.example.org.
+_submissions._tcp.example.org. 60 IN SRV 0 1 465 mx.example.org.
+_submission._tcp.example.org. 60 IN SRV 0 1 25 elsewhere.example.
+1.0.0.127.in-addr.arpa. 60 IN PTR localhost.
+";
+
+#[test]
+fn the_dns_check_tells_right_missing_and_wrong_records_apart() {
+    let peer = crate::common::peer::Peer::with(crate::common::peer::Options {
+        zone: Some(CHECK_ZONE),
+        ..Default::default()
+    });
+    let s = Server::start(&format!(
+        "[outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        peer.dns.unwrap()
+    ));
+    let out = s.mta("dns", &["check", "example.org"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "something is wrong: {text}");
+    let verdict = |kind: &str, name: &str| {
+        text.lines()
+            .find(|l| {
+                l.split_whitespace().nth(1) == Some(kind)
+                    && l.split_whitespace().nth(2) == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {kind} {name} in {text}"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(verdict("MX", "example.org"), "ok");
+    assert_eq!(verdict("A", "mx.example.org"), "ok");
+    assert_eq!(verdict("TXT", "example.org"), "wrong");
+    assert_eq!(verdict("TXT", "_dmarc.example.org"), "ok");
+    assert_eq!(verdict("CNAME", "autoconfig.example.org"), "ok");
+    assert_eq!(verdict("CNAME", "autodiscover.example.org"), "missing");
+    assert_eq!(verdict("SRV", "_submissions._tcp.example.org"), "ok");
+    assert_eq!(verdict("SRV", "_submission._tcp.example.org"), "wrong");
+    assert_eq!(verdict("CAA", "example.org"), "missing");
+    assert_eq!(verdict("PTR", "(your"), "wrong");
+    assert!(text.contains("found:    \"v=spf1 a -all\""), "{text}");
+    assert!(text.contains("expected: v=spf1 mx -all"), "{text}");
+    assert!(text.contains("found:    127.0.0.1 → localhost."), "{text}");
+    // Both DKIM records are missing, and are named.
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("missing  TXT") && l.contains("._domainkey.example.org"))
+            .count(),
+        2,
+        "{text}"
+    );
+}

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use maud::html;
+use mta_app::dnscheck::{Checked, Verdict};
 use mta_app::records::{self, Purpose, Record};
+use serde::Deserialize;
 
 use crate::layout::{Menu, notice, shell};
 use crate::login::admin;
@@ -45,16 +47,32 @@ fn purpose(p: Purpose) -> &'static str {
     }
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CheckQuery {
+    check: Option<String>,
+}
+
 async fn page(
     State(web): State<Arc<Web>>,
     Extension(conn): Extension<Conn>,
     headers: HeaderMap,
+    Query(q): Query<CheckQuery>,
 ) -> Response {
     let session = match admin(&web, &conn, &headers, "/dns") {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
     let domains = all(&web).await;
+    let checking = q.check.is_some();
+    let host = web.settings.get().config.hostname.clone();
+    let mut checked: Vec<Option<Vec<Checked>>> = Vec::new();
+    for (_, records) in &domains {
+        checked.push(match (checking, records) {
+            (true, Ok(records)) => Some(mta_app::dnscheck::check(&web.dns, &host, records).await),
+            _ => None,
+        });
+    }
     shell(
         "DNS records",
         Some(Menu { here: "/dns", csrf: &session.csrf }),
@@ -62,18 +80,34 @@ async fn page(
         html! {
             h1 { "DNS records" }
             p.lead { "Publish these records at the company that hosts your domain's DNS. Until they are in place, other servers cannot find or trust this one." }
-            @for (domain, records) in &domains {
+            form method="get" action="/dns" {
+                input type="hidden" name="check" value="1";
+                button type="submit" { @if checking { "Check again" } @else { "Check what the DNS says" } }
+            }
+            @for ((domain, records), checked) in domains.iter().zip(&checked) {
                 div.card {
                     h2 { (domain) }
                     @match records {
                         Err(e) => (notice("bad", &format!("The records of {domain} cannot be shown: {e:#}"))),
                         Ok(records) => {
                             p { a href={"/dns/zone/" (domain)} download={(domain) ".zone"} { "Download as a zone file" } }
+                            @if let Some(checked) = checked {
+                                @let bad = checked.iter().filter(|c| c.verdict != Verdict::Ok).count();
+                                @if bad == 0 {
+                                    (notice("ok", "Every record is in place."))
+                                } @else {
+                                    (notice("bad", &format!("{bad} of {} records need your attention.", checked.len())))
+                                }
+                            }
                             table.records {
-                                thead { tr { th { "Name" } th { "Type" } th { "Value" } th { "Why" } } }
+                                thead { tr { @if checked.is_some() { th { "DNS" } } th { "Name" } th { "Type" } th { "Value" } th { "Why" } } }
                                 tbody {
-                                    @for r in records {
+                                    @for (i, r) in records.iter().enumerate() {
+                                        @let check = checked.as_ref().and_then(|c| c.get(i));
                                         tr {
+                                            @if let Some(c) = check {
+                                                td { (badge(&c.verdict)) }
+                                            }
                                             td { code { (r.name) } }
                                             td { (r.kind) }
                                             td {
@@ -84,7 +118,18 @@ async fn page(
                                                     }
                                                 }
                                             }
-                                            td { span.help { (purpose(r.purpose)) ": " (r.why) } }
+                                            td {
+                                                span.help { (purpose(r.purpose)) ": " (r.why) }
+                                                @if let Some(c) = check.filter(|c| c.verdict != Verdict::Ok) {
+                                                    p.found {
+                                                        "Found: "
+                                                        @if c.found.is_empty() { "nothing" }
+                                                        @for f in &c.found { br; code { (f) } }
+                                                    }
+                                                    @if let Verdict::Unknown(why) = &c.verdict { p.help { "The lookup failed: " (why) } }
+                                                    @if !c.advice.is_empty() { p.advice { (c.advice) } }
+                                                }
+                                            }
                                         }
                                     }
                                 }
@@ -96,6 +141,15 @@ async fn page(
         },
     )
     .into_response()
+}
+
+fn badge(v: &Verdict) -> maud::Markup {
+    let class = match v {
+        Verdict::Ok => "badge ok",
+        Verdict::Missing | Verdict::Unknown(_) => "badge missing",
+        Verdict::Wrong => "badge wrong",
+    };
+    html! { span class=(class) { (v.label()) } }
 }
 
 async fn zone(

@@ -35,6 +35,8 @@ mod setup;
 pub struct Web {
     settings: Live,
     logins: Arc<Logins>,
+    /// The server's one resolver (the DNS check asks it).
+    dns: Arc<mta_app::dns::Dns>,
     setup: setup::Setup,
     sessions: session::Sessions,
     /// The port the HTTPS listener is bound to (0: none), for redirects.
@@ -45,12 +47,17 @@ impl Web {
     /// The web of the server whose settings are `settings`: while nobody
     /// owns the appliance, a setup code is made (or the one made before is
     /// kept) and written to `<data>/setup-code` for init's banner.
-    pub fn new(settings: Live, logins: Arc<Logins>) -> anyhow::Result<Web> {
+    pub fn new(
+        settings: Live,
+        logins: Arc<Logins>,
+        dns: Arc<mta_app::dns::Dns>,
+    ) -> anyhow::Result<Web> {
         let config = settings.get().config.clone();
         let setup = setup::Setup::open(&config.data_dir, config.owner().is_none())?;
         Ok(Web {
             settings,
             logins,
+            dns,
             setup,
             sessions: session::Sessions::default(),
             https_port: std::sync::atomic::AtomicU16::new(0),

@@ -88,6 +88,10 @@ impl System {
             Kind::Tlsa => RecordType::TLSA,
             Kind::Txt => RecordType::TXT,
             Kind::DnsKey => RecordType::DNSKEY,
+            Kind::Cname => RecordType::CNAME,
+            Kind::Srv => RecordType::SRV,
+            Kind::Caa => RecordType::CAA,
+            Kind::Ptr => RecordType::PTR,
             Kind::Ip => {
                 // A and AAAA together; hickory gives the addresses only.
                 let ips = resolver.lookup_ip(name).await.map_err(|e| error(&e))?;
@@ -124,6 +128,15 @@ impl System {
                             .collect(),
                     ),
                     RData::DNSSEC(_) if r.record_type() == RecordType::DNSKEY => Data::DnsKey,
+                    RData::CNAME(c) => Data::Name(name_text(&c.0)),
+                    RData::PTR(p) => Data::Name(name_text(&p.0)),
+                    RData::SRV(s) => Data::Srv {
+                        priority: s.priority,
+                        weight: s.weight,
+                        port: s.port,
+                        target: name_text(&s.target),
+                    },
+                    RData::CAA(c) => Data::Caa(c.to_string()),
                     _ => return None,
                 };
                 Some(Record {
@@ -139,6 +152,10 @@ impl Resolver for System {
     fn lookup<'a>(&'a self, name: &'a str, kind: Kind, validate: bool) -> Answer<'a> {
         Box::pin(self.ask(name, kind, validate))
     }
+}
+
+fn name_text(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_lowercase()
 }
 
 fn proof(p: dnssec::Proof) -> Proof {

@@ -29,6 +29,11 @@ pub enum Kind {
     /// A and AAAA.
     Ip,
     DnsKey,
+    Cname,
+    Srv,
+    Caa,
+    /// The name of an address (`Kind::Ptr` at `d.c.b.a.in-addr.arpa`).
+    Ptr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +47,16 @@ pub enum Data {
     Txt(String),
     Ip(IpAddr),
     DnsKey,
+    /// A name (CNAME or PTR target), lower case, without the trailing dot.
+    Name(String),
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
+    /// A CAA record as its zone-file value (`0 issue "letsencrypt.org"`).
+    Caa(String),
 }
 
 /// One TLSA record (RFC 6698); what DANE makes of it is
@@ -105,6 +120,23 @@ pub trait Resolver: Send + Sync {
 /// `name` as an absolute name (one trailing dot).
 pub fn absolute(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
+}
+
+/// The name whose PTR record names `ip` (RFC 1035 §3.5, RFC 3596 §2.5).
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut name = String::new();
+            for byte in v6.octets().iter().rev() {
+                name.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            name + "ip6.arpa."
+        }
+    }
 }
 
 /// The last DNSSEC check: when, whether it worked, and whether one ever did.
@@ -207,6 +239,18 @@ impl Dns {
 mod tests {
     use super::mock::Zone;
     use super::*;
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(
+            reverse_name("192.0.2.7".parse().unwrap()),
+            "7.2.0.192.in-addr.arpa."
+        );
+        assert_eq!(
+            reverse_name("2001:db8::1".parse().unwrap()),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+        );
+    }
 
     #[tokio::test]
     async fn dnssec_works_when_the_root_keys_validate() {
