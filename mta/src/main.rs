@@ -98,17 +98,17 @@ struct CheckConfig {
     config: PathBuf,
 }
 
-/// inspect and manage the queue: list, show ID, flush, hold ID, release ID, delete ID
+/// inspect and manage the queue: list, show ID, retry ID, flush, hold ID, release ID, delete ID
 #[derive(FromArgs)]
 #[argh(subcommand, name = "queue")]
 struct QueueCmd {
     /// configuration file (default /data/mailbox.toml)
     #[argh(option, default = "DEFAULT_CONFIG.into()")]
     config: PathBuf,
-    /// list, show, flush, hold, release or delete
+    /// list, show, retry, flush, hold, release or delete
     #[argh(positional)]
     action: String,
-    /// queue id (for show, hold, release, delete)
+    /// queue id (for show, retry, hold, release, delete)
     #[argh(positional)]
     id: Option<String>,
 }

@@ -22,6 +22,8 @@ pub enum Command {
     Hold(QueueId),
     Release(QueueId),
     Delete(QueueId),
+    /// Attempt this message now.
+    Retry(QueueId),
     /// Attempt every queued message now.
     Flush,
     /// Re-read the configuration.
@@ -30,7 +32,8 @@ pub enum Command {
     Health,
 }
 
-const VERBS: &str = "list, show ID, hold ID, release ID, delete ID, flush, reload, health";
+const VERBS: &str =
+    "list, show ID, hold ID, release ID, delete ID, retry ID, flush, reload, health";
 
 impl std::str::FromStr for Command {
     type Err = anyhow::Error;
@@ -50,6 +53,7 @@ impl std::str::FromStr for Command {
             "hold" => Command::Hold(id()?),
             "release" => Command::Release(id()?),
             "delete" => Command::Delete(id()?),
+            "retry" => Command::Retry(id()?),
             "flush" => Command::Flush,
             "reload" => Command::Reload,
             "health" => Command::Health,
@@ -71,6 +75,7 @@ impl std::fmt::Display for Command {
             Command::Hold(id) => write!(f, "hold {id}"),
             Command::Release(id) => write!(f, "release {id}"),
             Command::Delete(id) => write!(f, "delete {id}"),
+            Command::Retry(id) => write!(f, "retry {id}"),
             Command::Flush => write!(f, "flush"),
             Command::Reload => write!(f, "reload"),
             Command::Health => write!(f, "health"),
@@ -113,6 +118,28 @@ pub fn execute(
         Command::Hold(id) => queue.hold(id).map(|s| s + "\n"),
         Command::Release(id) => queue.release(id).map(|s| s + "\n"),
         Command::Delete(id) => queue.delete(id).map(|s| s + "\n"),
+        Command::Retry(id) => {
+            let env = queue
+                .envelope(id)?
+                .with_context(|| format!("no message {id} in the queue"))?;
+            if env.held {
+                bail!("{id} is held: release it first");
+            }
+            match schedule {
+                Some(s) => {
+                    s.send(Schedule::Due {
+                        id,
+                        due: 0,
+                        fresh: None,
+                    })
+                    .map_err(|_| anyhow::anyhow!("the scheduler has stopped"))?;
+                    Ok(format!("delivery of {id} started\n"))
+                }
+                None => bail!(
+                    "the server is not running; queued mail is attempted as soon as it starts"
+                ),
+            }
+        }
         Command::Flush => match schedule {
             Some(s) => {
                 s.send(Schedule::Flush)
@@ -193,6 +220,7 @@ mod tests {
             Command::Hold(id),
             Command::Release(id),
             Command::Delete(id),
+            Command::Retry(id),
             Command::Flush,
             Command::Reload,
             Command::Health,

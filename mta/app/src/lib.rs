@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod aliases;
 pub mod auth;
 pub mod bounce;
 pub mod config;

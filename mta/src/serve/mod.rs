@@ -96,11 +96,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
 
     let logins = Arc::new(Logins::default());
-    let web = Arc::new(mta_web::Web::new(
-        settings.clone(),
-        logins.clone(),
-        dns.clone(),
-    )?);
+    let web = Arc::new(mta_web::Web::new(mta_web::Parts {
+        settings: settings.clone(),
+        logins: logins.clone(),
+        dns: dns.clone(),
+        queue: queue.clone(),
+        schedule: schedule_tx.clone(),
+    })?);
     let shared = Arc::new(Shared {
         logins,
         intake: Intake::new(queue, config.limits.min_free_space),

@@ -13,7 +13,13 @@ pub struct Menu<'a> {
 }
 
 /// The admin menu's entries.
-const MENU: &[(&str, &str)] = &[("/dns", "DNS records")];
+const MENU: &[(&str, &str)] = &[
+    ("/accounts", "Accounts"),
+    ("/aliases", "Aliases"),
+    ("/domains", "Domains"),
+    ("/dns", "DNS records"),
+    ("/queue", "Queue"),
+];
 
 /// A page: the bar on top (with the admin menu for an admin page), then
 /// `body`.

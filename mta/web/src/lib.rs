@@ -24,6 +24,7 @@ use axum::routing::get;
 use mta_app::auth::Logins;
 use mta_app::settings::Live;
 
+mod admin;
 mod dns;
 mod forms;
 mod layout;
@@ -31,12 +32,23 @@ mod login;
 mod session;
 mod setup;
 
+/// What the web is made of: the server's parts it uses.
+pub struct Parts {
+    pub settings: Live,
+    pub logins: Arc<Logins>,
+    pub dns: Arc<mta_app::dns::Dns>,
+    pub queue: mta_store::queue::Queue,
+    pub schedule: std::sync::mpsc::Sender<mta_store::queue::Schedule>,
+}
+
 /// Everything the pages share.
 pub struct Web {
     settings: Live,
     logins: Arc<Logins>,
     /// The server's one resolver (the DNS check asks it).
     dns: Arc<mta_app::dns::Dns>,
+    queue: mta_store::queue::Queue,
+    schedule: std::sync::Mutex<std::sync::mpsc::Sender<mta_store::queue::Schedule>>,
     setup: setup::Setup,
     sessions: session::Sessions,
     /// The port the HTTPS listener is bound to (0: none), for redirects.
@@ -47,17 +59,22 @@ impl Web {
     /// The web of the server whose settings are `settings`: while nobody
     /// owns the appliance, a setup code is made (or the one made before is
     /// kept) and written to `<data>/setup-code` for init's banner.
-    pub fn new(
-        settings: Live,
-        logins: Arc<Logins>,
-        dns: Arc<mta_app::dns::Dns>,
-    ) -> anyhow::Result<Web> {
+    pub fn new(parts: Parts) -> anyhow::Result<Web> {
+        let Parts {
+            settings,
+            logins,
+            dns,
+            queue,
+            schedule,
+        } = parts;
         let config = settings.get().config.clone();
         let setup = setup::Setup::open(&config.data_dir, config.owner().is_none())?;
         Ok(Web {
             settings,
             logins,
             dns,
+            queue,
+            schedule: std::sync::Mutex::new(schedule),
             setup,
             sessions: session::Sessions::default(),
             https_port: std::sync::atomic::AtomicU16::new(0),
@@ -93,6 +110,7 @@ pub fn router(web: Arc<Web>, conn: Conn) -> Router {
         .merge(setup::routes())
         .merge(login::routes())
         .merge(dns::routes())
+        .merge(admin::routes())
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
         .fallback(not_found)
@@ -113,7 +131,7 @@ async fn home(
     if !conn.secure {
         return login::to_https(&web, &headers, "/").into_response();
     }
-    axum::response::Redirect::to("/dns").into_response()
+    axum::response::Redirect::to("/accounts").into_response()
 }
 
 async fn not_found() -> Response {

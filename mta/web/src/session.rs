@@ -23,6 +23,8 @@ pub struct Session {
     /// The password hash at login: a change ends the session.
     credential: Option<String>,
     started: Instant,
+    /// What the last change did, shown once on the next page: (ok, text).
+    pub flash: Option<(bool, String)>,
 }
 
 #[derive(Default)]
@@ -51,6 +53,7 @@ impl Sessions {
                 csrf: forms::token(),
                 credential,
                 started: Instant::now(),
+                flash: None,
             },
         );
         token
@@ -72,7 +75,20 @@ impl Sessions {
             map.remove(&token);
             return None;
         }
-        Some(session.clone())
+        let shown = session.clone();
+        if let Some(s) = map.get_mut(&token) {
+            s.flash = None;
+        }
+        Some(shown)
+    }
+
+    /// A message for the next page of the request's session.
+    pub fn flash(&self, headers: &HeaderMap, ok: bool, text: String) {
+        if let Some(token) = forms::cookie(headers, COOKIE)
+            && let Some(s) = self.by_token.lock().expect("sessions").get_mut(&token)
+        {
+            s.flash = Some((ok, text));
+        }
     }
 
     pub fn end(&self, headers: &HeaderMap) {

@@ -31,6 +31,8 @@ use crate::{Conn, Web, forms};
 mod finish;
 mod steps;
 
+pub(crate) use steps::{strength, strength_name};
+
 /// Letters and digits that cannot be mistaken for each other on a screen.
 const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 const CODE_LEN: usize = 8;
@@ -40,7 +42,7 @@ const MAX_DRAFTS: usize = 8;
 const DRAFT_LIFETIME: Duration = Duration::from_secs(3600);
 const MAX_DOMAINS: usize = 20;
 /// zxcvbn's score (0–4) a password needs: 3 is "safely unguessable".
-const MIN_STRENGTH: u8 = 3;
+pub(crate) const MIN_STRENGTH: u8 = 3;
 
 pub struct Setup {
     path: PathBuf,

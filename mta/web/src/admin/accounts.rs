@@ -1,0 +1,244 @@
+//! Accounts: the list with each mailbox's size, adding one, a new password,
+//! and deleting one after a confirmation.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use maud::html;
+use mta_app::accounts::Change;
+use serde::Deserialize;
+
+use super::{admin_page, change, csrf, guard, guard_post};
+use crate::layout::Field;
+use crate::setup::{MIN_STRENGTH, strength, strength_name};
+use crate::{Conn, Web};
+
+const HERE: &str = "/accounts";
+
+pub fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route(HERE, get(page))
+        .route("/accounts/add", post(add))
+        .route("/accounts/password", post(password))
+        .route("/accounts/delete", post(delete))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Confirm {
+    delete: String,
+}
+
+/// The bytes under a directory (a mailbox's size).
+fn size_of(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => size_of(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+async fn page(
+    State(web): State<Arc<Web>>,
+    Extension(conn): Extension<Conn>,
+    headers: HeaderMap,
+    Query(q): Query<Confirm>,
+) -> Response {
+    let session = match guard(&web, &conn, &headers, HERE) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let config = web.settings.get().config.clone();
+    let sizes: Vec<u64> = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            config
+                .accounts
+                .iter()
+                .map(|a| {
+                    size_of(
+                        &config
+                            .mail_dir()
+                            .join(a.address.domain())
+                            .join(a.address.local()),
+                    )
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    };
+    admin_page(
+        "Accounts",
+        HERE,
+        &session,
+        html! {
+            h1 { "Accounts" }
+            p.lead { "Each account has a mailbox and can send mail with its password." }
+            div.card {
+                table {
+                    thead { tr { th { "Address" } th { "Mailbox" } th { "Password" } th {} } }
+                    tbody {
+                        @for (a, size) in config.accounts.iter().zip(sizes) {
+                            @let key = a.address.key();
+                            tr {
+                                td { code { (a.address) } @if a.admin { " " span.badge.ok { "owner" } } }
+                                td { (human(size)) }
+                                td {
+                                    form.inline method="post" action="/accounts/password" {
+                                        (csrf(&session))
+                                        input type="hidden" name="address" value=(key);
+                                        input type="password" name="password" placeholder="New password" aria-label={"New password for " (key)} autocomplete="new-password";
+                                        button.secondary.small type="submit" { "Set" }
+                                    }
+                                }
+                                td {
+                                    @if q.delete == key {
+                                        form.inline method="post" action="/accounts/delete" {
+                                            (csrf(&session))
+                                            input type="hidden" name="address" value=(key);
+                                            span.error { "Delete " (key) "? Its mail stays on the disk. " }
+                                            button.danger.small type="submit" { "Delete" }
+                                            " "
+                                            a href=(HERE) { "Cancel" }
+                                        }
+                                    } @else if !a.admin {
+                                        a.button.secondary.small href={"/accounts?delete=" (key)} { "Delete…" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            div.card {
+                h2 { "Add an account" }
+                form method="post" action="/accounts/add" {
+                    (csrf(&session))
+                    (Field { name: "address", label: "Address", kind: "email", value: "",
+                             help: Some(&format!("In one of your domains: {}.", config.domains.join(", "))), error: None, autocomplete: "off" }.render())
+                    (Field { name: "password", label: "Password", kind: "password", value: "",
+                             help: Some("Weak passwords are refused."), error: None, autocomplete: "new-password" }.render())
+                    div.actions { button type="submit" { "Add the account" } }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AccountForm {
+    csrf: String,
+    address: String,
+    password: String,
+}
+
+/// The password, if strong enough for an account called `address`.
+fn checked_password(address: &str, password: &str) -> anyhow::Result<()> {
+    if password.len() > crate::forms::MAX_FIELD {
+        anyhow::bail!("the password is too long");
+    }
+    let (local, domain) = address.split_once('@').unwrap_or((address, ""));
+    let (score, advice) = strength(password, &[local, domain, "mailbox"]);
+    if score < MIN_STRENGTH {
+        anyhow::bail!(
+            "the password is {}: it could be guessed. {}",
+            strength_name(score),
+            advice.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn add(
+    State(web): State<Arc<Web>>,
+    Extension(conn): Extension<Conn>,
+    headers: HeaderMap,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    if let Err(r) = guard_post(&web, &conn, &headers, HERE, &f.csrf) {
+        return r.into_response();
+    }
+    change(&web, &headers, HERE, move |path| {
+        checked_password(f.address.trim(), &f.password)?;
+        mta_app::accounts::apply(
+            path,
+            Change::Add {
+                address: &f.address,
+                password: &f.password,
+            },
+        )
+    })
+    .await
+}
+
+async fn password(
+    State(web): State<Arc<Web>>,
+    Extension(conn): Extension<Conn>,
+    headers: HeaderMap,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    if let Err(r) = guard_post(&web, &conn, &headers, HERE, &f.csrf) {
+        return r.into_response();
+    }
+    change(&web, &headers, HERE, move |path| {
+        checked_password(f.address.trim(), &f.password)?;
+        mta_app::accounts::apply(
+            path,
+            Change::Password {
+                address: &f.address,
+                password: &f.password,
+            },
+        )
+    })
+    .await
+}
+
+async fn delete(
+    State(web): State<Arc<Web>>,
+    Extension(conn): Extension<Conn>,
+    headers: HeaderMap,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let session = match guard_post(&web, &conn, &headers, HERE, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if f.address.trim().eq_ignore_ascii_case(&session.account) {
+        web.sessions.flash(
+            &headers,
+            false,
+            "You cannot delete the account you are logged in with.".into(),
+        );
+        return axum::response::Redirect::to(HERE).into_response();
+    }
+    change(&web, &headers, HERE, move |path| {
+        mta_app::accounts::apply(
+            path,
+            Change::Delete {
+                address: &f.address,
+            },
+        )
+    })
+    .await
+}
