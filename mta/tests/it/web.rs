@@ -434,3 +434,242 @@ fn the_dns_check_tells_right_missing_and_wrong_records_apart() {
         "{text}"
     );
 }
+
+impl Web {
+    /// A claimed appliance (example.org, owner@example.org) with the owner
+    /// logged in over HTTPS; `extra` goes into the configuration.
+    fn claimed(extra: &str) -> Web {
+        let s = Server::start_with(FIRST_BOOT_CONFIG, extra);
+        let b = Browser::new(&s, "mailbox.local");
+        let mut w = Web { s, b };
+        let csrf = w.through_the_wizard("example.org");
+        w.post("/setup/finish", &[("csrf", &csrf)]);
+        let r = w.post_https(
+            "/login",
+            &[
+                ("address", "owner@example.org"),
+                ("password", PASSWORD),
+                ("next", "/accounts"),
+            ],
+        );
+        assert_eq!(r.location(), "/accounts", "{r:?}");
+        w
+    }
+
+    /// The session's CSRF token (from the log-out form of any admin page).
+    fn csrf(&mut self) -> String {
+        self.https("/accounts").input("csrf")
+    }
+
+    /// POSTs `form` to an admin `path`; returns the flash message of the
+    /// page it leads to (ok, text).
+    fn act(&mut self, path: &str, form: &[(&str, &str)]) -> (bool, String) {
+        let r = self.post_https(path, form);
+        assert_eq!(r.status, 303, "{r:?}");
+        let page = self.https(r.location());
+        let ok = page.texts("notice ok");
+        let bad = page.texts("notice bad");
+        match (ok.first(), bad.first()) {
+            (Some(t), None) => (true, t.clone()),
+            (None, Some(t)) => (false, t.clone()),
+            _ => panic!("no single message after {path}: {}", page.body),
+        }
+    }
+}
+
+#[test]
+fn the_admin_pages_change_accounts_and_aliases_and_refuse_bad_input() {
+    let mut w = Web::claimed("");
+    let csrf = w.csrf();
+    let (ok, text) = w.act(
+        "/accounts/add",
+        &[
+            ("csrf", &csrf),
+            ("address", "bob@example.org"),
+            ("password", "bob"),
+        ],
+    );
+    assert!(!ok && text.contains("could be guessed"), "{text}");
+    let (ok, text) = w.act(
+        "/accounts/add",
+        &[
+            ("csrf", "stale"),
+            ("address", "bob@example.org"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert!(!ok && text.contains("nothing was changed"), "{text}");
+    let (ok, text) = w.act(
+        "/accounts/add",
+        &[
+            ("csrf", &csrf),
+            ("address", "bob@elsewhere.example"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert!(!ok && text.contains("is not in one of the domains"), "{text}");
+    assert!(
+        !std::fs::read_to_string(&w.s.config)
+            .unwrap()
+            .contains("bob@")
+    );
+    let (ok, text) = w.act(
+        "/accounts/add",
+        &[
+            ("csrf", &csrf),
+            ("address", "bob@example.org"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert!(ok && text.contains("Added bob@example.org"), "{text}");
+    let (ok, text) = w.act(
+        "/accounts/add",
+        &[
+            ("csrf", &csrf),
+            ("address", "bob@example.org"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert!(!ok && text.contains("already exists"), "{text}");
+
+    let (ok, text) = w.act(
+        "/aliases/set",
+        &[
+            ("csrf", &csrf),
+            ("alias", "team@example.org"),
+            ("targets", "nobody@example.org"),
+        ],
+    );
+    assert!(
+        !ok && text.contains("neither an account nor an alias"),
+        "{text}"
+    );
+    let (ok, text) = w.act(
+        "/aliases/set",
+        &[
+            ("csrf", &csrf),
+            ("alias", "team@example.org"),
+            ("targets", "bob@example.org, owner@example.org"),
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, _) = w.act(
+        "/aliases/set",
+        &[
+            ("csrf", &csrf),
+            ("alias", "@example.org"),
+            ("targets", "owner@example.org"),
+        ],
+    );
+    assert!(ok, "a catch-all");
+    let aliases = w.https("/aliases");
+    assert!(aliases.body.contains("team@example.org") && aliases.body.contains("@example.org"));
+    assert!(
+        w.s.mta("check-config", &[]).status.success(),
+        "the file stays valid"
+    );
+
+    // Mail to the alias reaches both accounts.
+    let mut c = Client::greeted(w.s.addr);
+    c.cmd("EHLO sender.example");
+    assert_eq!(
+        c.send_mail(
+            "x@sender.example",
+            &["team@example.org"],
+            "Subject: team\r\n\r\nhi\r\n"
+        )
+        .code,
+        250
+    );
+    w.s.wait_for_mail("bob@example.org", 1);
+    w.s.wait_for_mail("owner@example.org", 1);
+
+    // Without the catch-all, an alias that names bob keeps bob.
+    w.act("/aliases/delete", &[("csrf", &csrf), ("alias", "@example.org")]);
+    // Deleting asks first; the owner cannot delete itself.
+    let confirm = w.https("/accounts?delete=bob@example.org");
+    assert!(confirm.body.contains("Delete bob@example.org?"));
+    let (ok, text) = w.act(
+        "/accounts/delete",
+        &[("csrf", &csrf), ("address", "owner@example.org")],
+    );
+    assert!(!ok && text.contains("logged in with"), "{text}");
+    let (ok, text) = w.act(
+        "/accounts/delete",
+        &[("csrf", &csrf), ("address", "bob@example.org")],
+    );
+    assert!(
+        !ok && text.contains("neither an account nor an alias"),
+        "the alias still names bob: {text}"
+    );
+    w.act(
+        "/aliases/delete",
+        &[("csrf", &csrf), ("alias", "team@example.org")],
+    );
+    let (ok, text) = w.act(
+        "/accounts/delete",
+        &[("csrf", &csrf), ("address", "bob@example.org")],
+    );
+    assert!(ok && text.contains("Deleted bob@example.org"), "{text}");
+}
+
+#[test]
+fn a_deferred_message_shows_in_the_queue_page_and_goes_when_retried() {
+    let peer = crate::common::peer::Peer::with(crate::common::peer::Options::default());
+    let mut w = Web::claimed(&format!(
+        "[[transports]]\nrecipient = \"elsewhere.example\"\nvia = \"smtp:127.0.0.1:{}\"\n",
+        peer.smtp
+    ));
+    let csrf = w.csrf();
+    let (ok, text) = w.act(
+        "/aliases/set",
+        &[
+            ("csrf", &csrf),
+            ("alias", "friend@example.org"),
+            ("targets", "defer-me@elsewhere.example"),
+        ],
+    );
+    assert!(ok, "{text}");
+    let mut c = Client::greeted(w.s.addr);
+    c.cmd("EHLO sender.example");
+    assert_eq!(
+        c.send_mail(
+            "x@sender.example",
+            &["friend@example.org"],
+            "Subject: later\r\n\r\nhi\r\n"
+        )
+        .code,
+        250
+    );
+    w.s.wait_for_log("status=deferred");
+    let queue = w.https("/queue");
+    assert!(
+        queue.body.contains("friend@example.org") && queue.body.contains("waiting"),
+        "{}",
+        queue.body
+    );
+    let id = queue
+        .body
+        .split("href=\"/queue/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let shown = w.https(&format!("/queue/{id}"));
+    assert!(shown.body.contains("Subject: later"), "{}", shown.body);
+    let (ok, text) = w.act(
+        "/queue/act",
+        &[("csrf", &csrf), ("id", &id), ("action", "explode")],
+    );
+    assert!(!ok, "{text}");
+    let (ok, text) = w.act(
+        "/queue/act",
+        &[("csrf", &csrf), ("id", &id), ("action", "retry")],
+    );
+    assert!(ok && text.contains("delivery of"), "{text}");
+    w.s.wait_queue_empty(std::time::Duration::from_secs(20));
+    assert_eq!(peer.received().len(), 1);
+    assert!(w.https("/queue").body.contains("The queue is empty"));
+}
