@@ -25,6 +25,7 @@ use mta_app::auth::Logins;
 use mta_app::settings::Live;
 
 mod admin;
+mod autoconfig;
 mod dns;
 mod forms;
 mod layout;
@@ -111,6 +112,7 @@ pub fn router(web: Arc<Web>, conn: Conn) -> Router {
         .merge(login::routes())
         .merge(dns::routes())
         .merge(admin::routes())
+        .merge(autoconfig::routes())
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
         .fallback(not_found)

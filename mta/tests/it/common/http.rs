@@ -104,6 +104,12 @@ impl Browser {
         self.request(addr, secure, "POST", path, Some(body))
     }
 
+    /// A POST of `body` as it is (`Content-Type` as a form's; servers that
+    /// read XML ignore it).
+    pub fn post_raw(&mut self, addr: SocketAddr, secure: bool, path: &str, body: &str) -> Page {
+        self.request(addr, secure, "POST", path, Some(body.to_string()))
+    }
+
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.jar.get(name).map(String::as_str)
     }

@@ -1,0 +1,135 @@
+//! Mail client set-up without typing server names: Thunderbird's
+//! autoconfig (`/mail/config-v1.1.xml`, also under `/.well-known/autoconfig`)
+//! and Outlook's autodiscover (POX, `/autodiscover/autodiscover.xml`),
+//! served without login on HTTP and HTTPS (clients ask
+//! `autoconfig.<domain>` and `autodiscover.<domain>`, which the DNS page
+//! points here). They advertise submission (465 with TLS, 587 with
+//! STARTTLS); incoming mail (IMAP) joins once the server speaks it. Apple's
+//! `.mobileconfig` needs an incoming server, so it waits for IMAP too.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mta_proto::address::Address;
+use serde::Deserialize;
+
+use crate::Web;
+
+pub fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/mail/config-v1.1.xml", get(thunderbird))
+        .route(
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            get(thunderbird),
+        )
+        .route(
+            "/autodiscover/autodiscover.xml",
+            get(autodiscover_get).post(autodiscover),
+        )
+        .route(
+            "/Autodiscover/Autodiscover.xml",
+            get(autodiscover_get).post(autodiscover),
+        )
+}
+
+/// XML text with its five special characters escaped.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn xml_response(body: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Ask {
+    emailaddress: String,
+}
+
+/// The domain a client asks about: from its address, else from the name
+/// it reached us by (`autoconfig.example.org`) — if it is one of ours.
+fn domain_asked(web: &Web, address: &str, headers: &HeaderMap) -> Option<String> {
+    let config = web.settings.get().config.clone();
+    let from_address = Address::parse(address.trim(), true)
+        .ok()
+        .map(|a| a.domain().to_string());
+    let from_host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.split(':').next().unwrap_or(h).to_lowercase())
+        .and_then(|h| {
+            h.strip_prefix("autoconfig.")
+                .or_else(|| h.strip_prefix("autodiscover."))
+                .map(str::to_string)
+        });
+    from_address
+        .or(from_host)
+        .filter(|d| config.is_local_domain(d))
+        .or_else(|| config.domains.first().cloned())
+}
+
+async fn thunderbird(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<Ask>,
+) -> Response {
+    let Some(domain) = domain_asked(&web, &q.emailaddress, &headers) else {
+        return (StatusCode::NOT_FOUND, "no domain here\n").into_response();
+    };
+    let host = web.settings.get().config.hostname.clone();
+    let (domain, host) = (xml(&domain), xml(&host));
+    let server = |port: u16, socket: &str| {
+        format!(
+            "    <outgoingServer type=\"smtp\">\n      <hostname>{host}</hostname>\n      <port>{port}</port>\n      <socketType>{socket}</socketType>\n      <authentication>password-cleartext</authentication>\n      <username>%EMAILADDRESS%</username>\n    </outgoingServer>\n"
+        )
+    };
+    xml_response(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n  <emailProvider id=\"{domain}\">\n    <domain>{domain}</domain>\n    <displayName>Mailbox ({domain})</displayName>\n    <displayShortName>{domain}</displayShortName>\n{}{}  </emailProvider>\n</clientConfig>\n",
+        server(465, "SSL"),
+        server(587, "STARTTLS"),
+    ))
+}
+
+async fn autodiscover_get() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST")],
+        "autodiscover answers a POST with the address in <EMailAddress>\n",
+    )
+        .into_response()
+}
+
+/// Outlook's request names the address in `<EMailAddress>`.
+async fn autodiscover(State(web): State<Arc<Web>>, headers: HeaderMap, body: String) -> Response {
+    let address = body
+        .split_once("<EMailAddress>")
+        .and_then(|(_, rest)| rest.split_once("</EMailAddress>"))
+        .map(|(a, _)| a.trim().to_string())
+        .unwrap_or_default();
+    let Some(domain) = domain_asked(&web, &address, &headers) else {
+        return (StatusCode::NOT_FOUND, "no domain here\n").into_response();
+    };
+    let login = Address::parse(&address, true)
+        .ok()
+        .filter(|a| a.domain() == domain)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let host = xml(&web.settings.get().config.hostname);
+    xml_response(format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006\">\n  <Response xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\">\n    <Account>\n      <AccountType>email</AccountType>\n      <Action>settings</Action>\n      <Protocol>\n        <Type>SMTP</Type>\n        <Server>{host}</Server>\n        <Port>465</Port>\n        <LoginName>{}</LoginName>\n        <SSL>on</SSL>\n        <Encryption>SSL</Encryption>\n        <SPA>off</SPA>\n        <AuthRequired>on</AuthRequired>\n      </Protocol>\n    </Account>\n  </Response>\n</Autodiscover>\n",
+        xml(&login)
+    ))
+}
