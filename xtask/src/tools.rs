@@ -129,6 +129,34 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
                 Ok(())
             },
         ),
+        Prereq::new(
+            "chromium and chromedriver (the web tests' browser)",
+            // A font, or pages (and their screenshots) show no text.
+            Fix::Apt(&["chromium", "chromium-driver", "fonts-dejavu-core"]),
+            || {
+                run("chromedriver", &["--version"], b"")?;
+                let page = "data:text/html,<p id=ok>rendered</p>";
+                let dom = run(
+                    "chromium",
+                    &[
+                        "--headless=new",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--dump-dom",
+                        page,
+                    ],
+                    b"",
+                )?;
+                if !dom.contains("rendered") {
+                    return Err(format!("headless chromium did not render a page: {dom}"));
+                }
+                if !std::path::Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists()
+                {
+                    return Err("no DejaVu font: pages would render without text".into());
+                }
+                Ok(())
+            },
+        ),
         Prereq::new("python3", Fix::Apt(&["python3"]), || {
             run(
                 "python3",

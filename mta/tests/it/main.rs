@@ -3,6 +3,7 @@
 //! (swaks, Python's smtplib, aiosmtpd, dnslib, dnspython, dkimpy) where one
 //! exists. `common` is the harness; one module per area.
 
+mod browser;
 mod common;
 mod crash;
 mod dkim;

@@ -80,7 +80,7 @@ async fn page(
         html! {
             h1 { "DNS records" }
             p.lead { "Publish these records at the company that hosts your domain's DNS. Until they are in place, other servers cannot find or trust this one." }
-            form method="get" action="/dns" {
+            form.check-dns method="get" action="/dns" {
                 input type="hidden" name="check" value="1";
                 button type="submit" { @if checking { "Check again" } @else { "Check what the DNS says" } }
             }

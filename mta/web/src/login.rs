@@ -24,6 +24,11 @@ pub fn routes() -> Router<Arc<Web>> {
 
 /// The same page over HTTPS (on this host, at the HTTPS listener's port).
 pub fn to_https(web: &Web, headers: &HeaderMap, path: &str) -> Redirect {
+    Redirect::to(&https_url(web, headers, path))
+}
+
+/// The address of `path` over HTTPS on the host the request named.
+pub fn https_url(web: &Web, headers: &HeaderMap, path: &str) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -48,7 +53,7 @@ pub fn to_https(web: &Web, headers: &HeaderMap, path: &str) -> Redirect {
     } else {
         format!("{host}:{port}")
     };
-    Redirect::to(&format!("https://{authority}{path}"))
+    format!("https://{authority}{path}")
 }
 
 /// The admin session of the request, or where to go instead (HTTPS, the

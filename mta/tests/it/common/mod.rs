@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod peer;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

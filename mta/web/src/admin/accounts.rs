@@ -95,7 +95,7 @@ async fn page(
             h1 { "Accounts" }
             p.lead { "Each account has a mailbox and can send mail with its password." }
             div.card {
-                table {
+                table.stack {
                     thead { tr { th { "Address" } th { "Mailbox" } th { "Password" } th {} } }
                     tbody {
                         @for (a, size) in config.accounts.iter().zip(sizes) {

@@ -46,7 +46,7 @@ async fn page(
                 @if config.aliases.is_empty() {
                     p { "No aliases yet." }
                 } @else {
-                    table {
+                    table.stack {
                         thead { tr { th { "Alias" } th { "Delivers to" } th {} } }
                         tbody {
                             @for (alias, targets) in &config.aliases {

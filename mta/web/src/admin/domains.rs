@@ -70,7 +70,7 @@ async fn page(
             h1 { "Domains" }
             p.lead { "The domains this server receives mail for. Each needs its DNS records (see DNS records)." }
             div.card {
-                table {
+                table.stack {
                     thead { tr { th { "Domain" } th { "Accounts" } th { "DKIM keys" } th {} } }
                     tbody {
                         @for (domain, selectors) in &keys {

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use maud::html;
 use mta_app::admin::{Command, execute};
-use mta_store::envelope::{QueueId, Status};
+use mta_store::envelope::{QueueId, Status, Target};
 use serde::Deserialize;
 
 use super::{admin_page, csrf, guard, guard_post};
@@ -51,7 +51,7 @@ async fn page(
                     Err(e) => p.error { "The queue cannot be read: " (format!("{e:#}")) },
                     Ok(list) if list.is_empty() => p { "The queue is empty: everything was delivered." },
                     Ok(list) => {
-                        table {
+                        table.stack {
                             thead { tr { th { "Message" } th { "From" } th { "To" } th { "Size" } th {} } }
                             tbody {
                                 @for env in list {
@@ -63,8 +63,13 @@ async fn page(
                                         td { code { @if env.from.is_empty() { "<>" } @else { (env.from) } } }
                                         td {
                                             @for r in &env.recipients {
+                                                @let to = match &r.target {
+                                                    Target::Local { delivered_to, .. } => delivered_to,
+                                                    Target::Remote { address } => address,
+                                                };
                                                 div {
-                                                    code { (r.original) } " "
+                                                    code { (to) } " "
+                                                    @if !r.original.eq_ignore_ascii_case(to) { span.help { "(for " (r.original) ") " } }
                                                     @match r.status {
                                                         Status::Pending => span.badge.missing { "waiting" },
                                                         Status::Delivered => span.badge.ok { "delivered" },

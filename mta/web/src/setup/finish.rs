@@ -142,12 +142,28 @@ pub(super) async fn finish(
         )
             .into_response()
     } else {
-        (
-            [(header::SET_COOKIE, clear)],
-            login::to_https(&web, &headers, "/login?next=/dns"),
-        )
-            .into_response()
+        // A page, not a redirect: a form may not lead to another origin
+        // (CSP form-action), and the owner should know about the
+        // certificate warning before it appears.
+        let next = login::https_url(&web, &headers, "/login?next=/dns");
+        ([(header::SET_COOKIE, clear)], done(&owner.address, &next)).into_response()
     }
+}
+
+fn done(address: &str, next: &str) -> Markup {
+    wizard(
+        "Set up",
+        5,
+        html! {
+            h1 { "Your Mailbox is set up" }
+            (notice("ok", "The configuration is saved and the server runs with it."))
+            div.card {
+                p { "Next: log in as " strong { (address) } " over a secure connection and publish the DNS records it shows." }
+                p.help { "Until the appliance has a certificate from Let's Encrypt, your browser warns that this one is self-signed. It is this appliance's own: continue to the page." }
+                div.actions { a.button href=(next) { "Continue to the DNS records" } }
+            }
+        },
+    )
 }
 
 /// The wizard's answers written into the configuration document: the host

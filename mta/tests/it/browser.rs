@@ -1,0 +1,136 @@
+//! The wizard and the admin pages driven by a real browser (headless
+//! Chromium): what a new owner does, page by page, with a screenshot of
+//! each at desktop and phone width in `target/screenshots/`.
+
+use std::time::Duration;
+
+use crate::common::peer::{Options, Peer};
+use crate::common::webdriver::Driver;
+use crate::common::{Client, FIRST_BOOT_CONFIG, Server, wait_until};
+
+const PASSWORD: &str = "correct horse battery staple 42";
+
+#[test]
+fn a_new_owner_sets_up_the_appliance_in_a_browser() {
+    let peer = Peer::with(Options::default());
+    let s = Server::start_with(
+        FIRST_BOOT_CONFIG,
+        &format!(
+            "[[transports]]\nrecipient = \"elsewhere.example\"\nvia = \"smtp:127.0.0.1:{}\"\n",
+            peer.smtp
+        ),
+    );
+    let http = format!("http://127.0.0.1:{}", s.listeners["http"].port());
+    let https = format!("https://127.0.0.1:{}", s.listeners["https"].port());
+    let b = Driver::start();
+
+    // Refused without the code.
+    b.go(&format!("{http}/"));
+    b.wait_url(|u| u.ends_with("/setup"));
+    b.screenshot("01-setup-code");
+    b.go(&format!("{http}/setup/domains"));
+    b.wait_url(|u| u.ends_with("/setup"));
+    b.fill("#f-code", "AAAA-BBBB");
+    b.click("button[type=submit]");
+    b.wait_text(".error", "not the code");
+    b.screenshot("02-setup-code-wrong");
+
+    // Claimed with it.
+    let code = std::fs::read_to_string(s.data().join("setup-code")).unwrap();
+    b.fill("#f-code", code.trim());
+    b.click("button[type=submit]");
+    b.wait_url(|u| u.ends_with("/setup/domains"));
+    b.screenshot("03-setup-domains");
+    b.fill("#f-domains", "example.org");
+    b.click("button[type=submit]");
+    b.wait_url(|u| u.ends_with("/setup/owner"));
+    b.fill("#f-local", "owner");
+    b.fill("#f-password", "password1");
+    b.fill("#f-confirm", "password1");
+    b.click("button[type=submit]");
+    b.wait_text(".error", "could be guessed");
+    b.screenshot("04-setup-owner-weak");
+    b.fill("#f-password", PASSWORD);
+    b.fill("#f-confirm", PASSWORD);
+    b.click("button[type=submit]");
+    b.wait_url(|u| u.ends_with("/setup/relay"));
+    b.screenshot("05-setup-relay");
+    b.click("button[type=submit]");
+    b.wait_url(|u| u.ends_with("/setup/summary"));
+    b.wait_text("dl.summary", "owner@example.org");
+    b.screenshot("06-setup-summary");
+    b.click("button[type=submit]");
+    b.wait_text(".notice.ok", "configuration is saved");
+    b.screenshot("07-setup-done");
+    b.click("a.button");
+
+    // To HTTPS, to log in, to the DNS records.
+    b.wait_url(|u| u.starts_with(&format!("{https}/login")));
+    b.screenshot("07b-login");
+    b.fill("#f-address", "owner@example.org");
+    b.fill("#f-password", PASSWORD);
+    b.click("button[type=submit]");
+    b.wait_url(|u| u.ends_with("/dns"));
+    for record in [
+        "_dmarc.example.org",
+        "._domainkey.example.org",
+        "10 mail.example.org.",
+    ] {
+        b.wait_text("main", record);
+    }
+    b.screenshot("08-dns");
+
+    // An account and an alias.
+    b.go(&format!("{https}/accounts"));
+    b.fill("#f-address", "bob@example.org");
+    b.fill("#f-password", PASSWORD);
+    b.click("form[action='/accounts/add'] button[type=submit]");
+    b.wait_text(".notice.ok", "Added bob@example.org");
+    b.screenshot("09-accounts");
+    b.go(&format!("{https}/aliases"));
+    b.fill("#f-alias", "team@example.org");
+    b.fill("#f-targets", "bob@example.org\ndefer-me@elsewhere.example");
+    b.click("form[action='/aliases/set'] button[type=submit]");
+    b.wait_text(".notice.ok", "Added team@example.org");
+    b.screenshot("10-aliases");
+
+    // Mail to the alias: bob's copy arrives, the other waits in the queue.
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO sender.example");
+    let r = c.send_mail(
+        "someone@sender.example",
+        &["team@example.org"],
+        "Subject: for the team\r\n\r\nhello\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    s.wait_for_mail("bob@example.org", 1);
+    s.wait_for_log("status=deferred");
+    b.go(&format!("{https}/queue"));
+    b.wait_text("main", "defer-me@elsewhere.example");
+    b.screenshot("11-queue");
+    b.click("button[value=retry]");
+    b.wait_text(".notice.ok", "delivery of");
+    wait_until(
+        Duration::from_secs(20),
+        || "the peer has nothing".to_string(),
+        || (!peer.received().is_empty()).then_some(()),
+    );
+    b.go(&format!("{https}/queue"));
+    wait_until(
+        Duration::from_secs(20),
+        || "the queue page still lists the message".to_string(),
+        || {
+            b.go(&format!("{https}/queue"));
+            b.source().contains("The queue is empty").then_some(())
+        },
+    );
+    b.screenshot("12-queue-empty");
+    b.go(&format!("{https}/domains"));
+    b.screenshot("13-domains");
+
+    // Log-out ends the session.
+    b.click("form.logout button");
+    b.wait_url(|u| u.ends_with("/login"));
+    b.go(&format!("{https}/accounts"));
+    b.wait_url(|u| u.contains("/login"));
+}
