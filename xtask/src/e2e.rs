@@ -12,7 +12,7 @@ use anyhow::{Context, bail, ensure};
 
 use crate::qemu::{self, Console, Vm};
 use crate::smtp::expect;
-use crate::{image, root, tools};
+use crate::{http, image, root, tools};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const ACCOUNT_DIR: &str = "/mail/mailbox.local/postmaster/new";
@@ -22,6 +22,7 @@ struct Running {
     console: PathBuf,
     qmp: PathBuf,
     smtp_port: u16,
+    http_port: u16,
 }
 
 impl Drop for Running {
@@ -86,10 +87,11 @@ fn boot(board: &board::Board, dir: &Path, disk: &Path, name: &str) -> anyhow::Re
     let _ = std::fs::remove_file(&console);
     let _ = std::fs::remove_file(&qmp);
     let smtp_port = qemu::free_port()?;
+    let http_port = qemu::free_port()?;
     let vm = Vm {
         disk: disk.to_path_buf(),
         vars: dir.join("vars.fd"),
-        forwards: vec![(smtp_port, 25)],
+        forwards: vec![(smtp_port, 25), (http_port, 80)],
         console: Console::File(console.clone()),
         qmp: Some(qmp.clone()),
         no_reboot: true,
@@ -105,6 +107,7 @@ fn boot(board: &board::Board, dir: &Path, disk: &Path, name: &str) -> anyhow::Re
         console,
         qmp,
         smtp_port,
+        http_port,
     })
 }
 
@@ -156,6 +159,98 @@ fn smtp_send(port: u16, rcpt: &str, message: &str) -> anyhow::Result<String> {
     let done = expect(&mut reader, 250)?;
     w.write_all(b"QUIT\r\n")?;
     Ok(done)
+}
+
+/// The owner's password the end-to-end test sets in the wizard.
+const OWNER_PASSWORD: &str = "end to end owner passphrase 2026";
+const OWNER_DIR: &str = "/mail/example.org/owner/new";
+
+/// Claims the appliance through the forwarded HTTP port, as a person would
+/// with a browser: the code from the console, then each step's form.
+fn wizard(port: u16, code: &str) -> anyhow::Result<()> {
+    let r = http::request(port, "GET", "/", None, None)?;
+    ensure!(
+        r.status == 303 && r.header("location") == Some("/setup"),
+        "an unclaimed appliance does not send / to the wizard ({})",
+        r.status
+    );
+    let r = http::request(
+        port,
+        "POST",
+        "/setup",
+        None,
+        Some(&http::form(&[("code", code)])),
+    )?;
+    ensure!(
+        r.status == 303,
+        "the setup code was refused ({}): {}",
+        r.status,
+        r.body
+    );
+    let cookie = r
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .context("no wizard cookie")?
+        .to_string();
+    let page = http::request(port, "GET", "/setup/domains", Some(&cookie), None)?;
+    let csrf = page.input("csrf")?;
+    let steps: [(&str, Vec<(&str, &str)>); 3] = [
+        (
+            "/setup/domains",
+            vec![("domains", "example.org"), ("hostname", "mail.example.org")],
+        ),
+        (
+            "/setup/owner",
+            vec![
+                ("local", "owner"),
+                ("domain", "example.org"),
+                ("password", OWNER_PASSWORD),
+                ("confirm", OWNER_PASSWORD),
+            ],
+        ),
+        ("/setup/relay", vec![("way", "direct")]),
+    ];
+    for (path, mut fields) in steps {
+        fields.push(("csrf", &csrf));
+        let r = http::request(
+            port,
+            "POST",
+            path,
+            Some(&cookie),
+            Some(&http::form(&fields)),
+        )?;
+        ensure!(
+            r.status == 303,
+            "{path} refused the answers ({}): {}",
+            r.status,
+            r.body
+        );
+    }
+    let r = http::request(
+        port,
+        "POST",
+        "/setup/finish",
+        Some(&cookie),
+        Some(&http::form(&[("csrf", &csrf)])),
+    )?;
+    ensure!(
+        r.status == 200 && r.body.contains("configuration is saved"),
+        "the wizard did not finish ({}): {}",
+        r.status,
+        r.body
+    );
+    Ok(())
+}
+
+/// The names in a Maildir directory of the data partition.
+fn messages(data: &Path, dir: &str) -> anyhow::Result<Vec<String>> {
+    let listing = String::from_utf8_lossy(&debugfs(data, &format!("ls -p {dir}"))?).to_string();
+    Ok(listing
+        .lines()
+        .filter_map(|l| l.split('/').nth(5))
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .map(str::to_string)
+        .collect())
 }
 
 /// Copies the data partition out of the disk image.
@@ -233,6 +328,26 @@ pub fn run() -> anyhow::Result<()> {
     let message = "From: e2e@sender.example\r\nTo: postmaster@mailbox.local\r\nSubject: end to end\r\nMessage-ID: <e2e@sender.example>\r\n\r\nThis message went through QEMU's port forward\r\ninto the appliance and onto its data partition.\r\n";
     let reply = smtp_send(vm.smtp_port, "postmaster@mailbox.local", message)?;
     println!("e2e: mail accepted: {}", reply.trim());
+    // The console shows the setup code; the wizard claims the appliance
+    // with it, and the new domain takes mail at once.
+    let code = console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("setup code: "))
+        .context("the banner shows no setup code")?
+        .trim()
+        .to_string();
+    let wizard_started = Instant::now();
+    wizard(vm.http_port, &code)?;
+    println!(
+        "e2e: set up through the wizard in {:.1} s",
+        wizard_started.elapsed().as_secs_f64()
+    );
+    let reply = smtp_send(
+        vm.smtp_port,
+        "owner@example.org",
+        "From: e2e@sender.example\r\nTo: owner@example.org\r\nSubject: after the wizard\r\n\r\nhello\r\n",
+    )?;
+    println!("e2e: mail for the new domain accepted: {}", reply.trim());
     // Give delivery a moment, then press the power button.
     std::thread::sleep(Duration::from_secs(2));
     qemu::qmp(&vm.qmp, "system_powerdown")?;
@@ -283,13 +398,12 @@ pub fn run() -> anyhow::Result<()> {
             .any(|l| l.starts_with("Filesystem state:") && l.contains("clean")),
         "the file system is not marked clean"
     );
-    let listing =
-        String::from_utf8_lossy(&debugfs(&data, &format!("ls -p {ACCOUNT_DIR}"))?).to_string();
-    let names: Vec<&str> = listing
-        .lines()
-        .filter_map(|l| l.split('/').nth(5))
-        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
-        .collect();
+    let owner = messages(&data, OWNER_DIR)?;
+    ensure!(
+        owner.len() == 1,
+        "expected the owner's message in {OWNER_DIR}, found {owner:?}"
+    );
+    let names = messages(&data, ACCOUNT_DIR)?;
     ensure!(
         names.len() == 1,
         "expected one message in {ACCOUNT_DIR}, found {names:?}"
@@ -333,6 +447,11 @@ pub fn run() -> anyhow::Result<()> {
     ensure!(
         !console.contains("data partition grown"),
         "the second boot grew the partition again"
+    );
+    ensure!(
+        !console.contains("setup code:"),
+        "the claimed appliance shows a setup code again:\n{}",
+        tail(&console)
     );
     ensure!(
         console.contains("needs no blessing"),

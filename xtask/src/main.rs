@@ -12,6 +12,7 @@
 mod bench;
 mod debs;
 mod e2e;
+mod http;
 mod image;
 mod postfix;
 mod qemu;
