@@ -55,6 +55,9 @@ pub struct Bench {
     /// run the same smtp-source load against another server too, one after the other on the same file system, and compare (only "postfix": Debian's package, Maildir delivery)
     #[argh(option)]
     compare: Option<String>,
+    /// measure the web instead: page requests (the setup wizard's first page and the stylesheet, each on a new connection) from --connections clients, --messages each
+    #[argh(switch)]
+    web: bool,
     /// our server's binary (default: target/release/mta, built first), e.g. an older build for a before/after figure
     #[argh(option)]
     mta: Option<PathBuf>,
@@ -82,6 +85,9 @@ impl Drop for Ours {
 pub fn bench(b: Bench) -> anyhow::Result<()> {
     if b.outbound {
         return outbound(b);
+    }
+    if b.web {
+        return web(b);
     }
     if let Some(peer) = &b.compare {
         if peer != "postfix" {
@@ -240,6 +246,71 @@ fn rss_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// Our server; with `sink`, set up for relaying: an account, the
 /// submissions port, and a transport sending `sink.example` to the sink.
+/// Page response times and memory under `connections` clients that each
+/// ask `messages` times for the wizard's first page (rendered each time)
+/// and the stylesheet, on a new connection per request like a browser
+/// without keep-alive.
+fn web(b: Bench) -> anyhow::Result<()> {
+    let ours = start_ours(&b, None)?;
+    let port = ours.addr.port();
+    if let Some(kib) = rss_kib(ours.child.id(), "VmRSS:") {
+        println!(
+            "server:     RSS {:.1} MiB at idle, before the load",
+            kib as f64 / 1024.0
+        );
+    }
+    let total = b.connections * b.messages * 2;
+    println!(
+        "bench: {} clients x {} x (GET /setup + GET /assets/style.css) = {total} requests over HTTP",
+        b.connections, b.messages
+    );
+    let barrier = Arc::new(Barrier::new(b.connections));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..b.connections)
+        .map(|_| {
+            let barrier = barrier.clone();
+            let n = b.messages;
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                barrier.wait();
+                let mut times = Vec::with_capacity(n * 2);
+                for _ in 0..n {
+                    for path in ["/setup", "/assets/style.css"] {
+                        let t = Instant::now();
+                        let r = crate::http::request(port, "GET", path, None, None)?;
+                        if r.status != 200 {
+                            bail!("GET {path}: {}", r.status);
+                        }
+                        times.push(t.elapsed());
+                    }
+                }
+                Ok(times)
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for c in clients {
+        times.extend(c.join().expect("client thread")?);
+    }
+    let elapsed = started.elapsed();
+    times.sort();
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    println!(
+        "served:     {total} requests in {:.2} s = {:.0} requests/s",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "latency:    p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (connect to the last byte)",
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(*times.last().expect("requests"))
+    );
+    if let Some(kib) = peak_rss_kib(ours.child.id()) {
+        println!("server:     peak RSS {:.1} MiB", kib as f64 / 1024.0);
+    }
+    Ok(())
+}
+
 fn start_ours(b: &Bench, sink: Option<u16>) -> anyhow::Result<Ours> {
     let binary = match &b.mta {
         Some(path) => path.clone(),
@@ -278,7 +349,13 @@ role = "{}"
                 ),
                 None => String::new(),
             },
-            if sink.is_some() { "submissions" } else { "mx" },
+            if sink.is_some() {
+                "submissions"
+            } else if b.web {
+                "http"
+            } else {
+                "mx"
+            },
         ),
     )?;
     let mut child = Command::new(binary)
