@@ -150,10 +150,26 @@ fn init_logging() {
         tracing_subscriber::registry()
             .with(filter)
             .with(journal)
+            .with(ring_layer())
             .init();
         return;
     }
-    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .fmt_fields(log_fields());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(ring_layer())
+        .init();
+}
+
+/// How a line shows its fields: the message, then the fields that are not
+/// already in its text.
+fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         if field.name() == "message" {
             write!(w, "{value:?}")
         } else if mta_proto::logsafe::SUMMARY_FIELDS.contains(&field.name()) {
@@ -161,14 +177,41 @@ fn init_logging() {
         } else {
             write!(w, " {}={value:?}", field.name())
         }
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    })
+}
+
+/// The admin pages' log view reads the last lines from memory.
+fn ring_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(|| RingLine(Vec::new()))
+        .with_ansi(false)
         .with_target(false)
-        .fmt_fields(fields)
-        .init();
+        .fmt_fields(log_fields())
+}
+
+/// One formatted log line on its way into the ring.
+struct RingLine(Vec<u8>);
+
+impl std::io::Write for RingLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RingLine {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            mta_app::logring::ring().push(&String::from_utf8_lossy(&self.0));
+        }
+    }
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -547,8 +547,19 @@ fn log_attempt(envelope: &Envelope, a: &Attempt) {
             )
         };
     }
+    use crate::stats::{Event, stats};
     match &a.outcome {
-        Outcome::Delivered => summary!(info),
-        Outcome::Deferred(_) | Outcome::Failed(_) => summary!(warn),
+        Outcome::Delivered => {
+            stats().count(Event::Sent);
+            summary!(info)
+        }
+        Outcome::Deferred(_) => {
+            stats().count(Event::Deferred);
+            summary!(warn)
+        }
+        Outcome::Failed(_) => {
+            stats().count(Event::Bounced);
+            summary!(warn)
+        }
     }
 }

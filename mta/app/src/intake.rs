@@ -93,6 +93,9 @@ impl Intake {
                 let nrcpt = envelope.recipients.len();
                 let spooled = body.file().map(|p| p.to_path_buf());
                 let outcome = self.queue.intake(envelope, body).await;
+                if outcome.is_ok() {
+                    crate::stats::stats().count(crate::stats::Event::Received);
+                }
                 match &outcome {
                     Ok(()) => tracing::info!(
                         queue_id = %id,

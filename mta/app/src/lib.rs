@@ -26,8 +26,10 @@ pub mod dsn;
 #[cfg(test)]
 mod fuzz;
 pub mod intake;
+pub mod logring;
 pub mod outbound;
 pub mod password;
 pub mod records;
 pub mod settings;
+pub mod stats;
 pub mod tls;

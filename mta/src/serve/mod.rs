@@ -66,6 +66,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let signals = Signals::install()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let stats = mta_app::stats::stats();
+    stats.load(&config.data_dir.join("stats"));
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(300));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Err(e) = mta_app::stats::stats().save() {
+                tracing::warn!("message counts not saved: {e:#}");
+            }
+        }
+    });
     let (schedule_tx, schedule_rx) = delivery::channel();
     // One resolver for everything that asks the DNS.
     let dns = Arc::new(mta_app::dns::Dns::system(&config));
@@ -159,6 +171,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = std::fs::remove_file(config.control_socket());
+    if let Err(e) = stats.save() {
+        tracing::warn!("message counts not saved: {e:#}");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -433,6 +448,14 @@ async fn handle(
         }
         if session.has_output() {
             let out = session.take_output();
+            // The graph's "rejected": refusals (5xx, a reply's last line).
+            let refused = out
+                .split(|b| *b == b'\n')
+                .filter(|l| l.len() > 4 && l[0] == b'5' && l[3] == b' ')
+                .count();
+            for _ in 0..refused {
+                mta_app::stats::stats().count(mta_app::stats::Event::Rejected);
+            }
             if let Err(e) = conn.write_all(&out, write_limit).await {
                 tracing::info!("{peer}: cannot write to the client: {e}");
                 conn.shutdown().await;

@@ -127,6 +127,21 @@ fn a_new_owner_sets_up_the_appliance_in_a_browser() {
     b.screenshot("12-queue-empty");
     b.go(&format!("{https}/domains"));
     b.screenshot("13-domains");
+    // The graph counts what happened; the log shows it, filtered.
+    b.go(&format!("{https}/activity"));
+    b.wait_text("figure.chart figcaption", "The last day");
+    let last_day = b.text("table.stack tbody tr");
+    // Received 1; sent 2 (bob's copy, then the other after the retry);
+    // deferred 1; bounced and rejected none.
+    assert_eq!(last_day, "last day 1 2 1 0 0");
+    b.screenshot("14-activity");
+    b.go(&format!("{https}/log?q=status%3Ddeferred"));
+    b.wait_text("pre.log", "defer-me@elsewhere.example");
+    assert!(
+        !b.text("pre.log").contains("status=sent"),
+        "the filter keeps only matching lines"
+    );
+    b.screenshot("15-log");
 
     // Log-out ends the session.
     b.click("form.logout button");

@@ -6,6 +6,7 @@
 //! points here). They advertise submission (465 with TLS, 587 with
 //! STARTTLS); incoming mail (IMAP) joins once the server speaks it. Apple's
 //! `.mobileconfig` needs an incoming server, so it waits for IMAP too.
+//! The MTA-STS policy is here as well: it is as public as these.
 
 use std::sync::Arc;
 
@@ -34,6 +35,20 @@ pub fn routes() -> Router<Arc<Web>> {
             "/Autodiscover/Autodiscover.xml",
             get(autodiscover_get).post(autodiscover),
         )
+        .route("/.well-known/mta-sts.txt", get(mta_sts))
+}
+
+/// The MTA-STS policy (RFC 8461 §3.2) the `_mta-sts` record announces, for
+/// `https://mta-sts.<domain>/`. In `testing` mode: senders report but still
+/// deliver while this appliance's certificate is self-signed; `enforce`
+/// waits for a certificate senders can verify (ACME).
+async fn mta_sts(State(web): State<Arc<Web>>) -> Response {
+    let host = web.settings.get().config.hostname.clone();
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("version: STSv1\r\nmode: testing\r\nmx: {host}\r\nmax_age: 86400\r\n"),
+    )
+        .into_response()
 }
 
 /// XML text with its five special characters escaped.

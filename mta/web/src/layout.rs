@@ -19,6 +19,8 @@ const MENU: &[(&str, &str)] = &[
     ("/domains", "Domains"),
     ("/dns", "DNS records"),
     ("/queue", "Queue"),
+    ("/activity", "Activity"),
+    ("/log", "Log"),
 ];
 
 /// A page: the bar on top (with the admin menu for an admin page), then

@@ -17,6 +17,7 @@ use crate::session::Session;
 use crate::{Conn, Web, forms};
 
 mod accounts;
+mod activity;
 mod aliases;
 mod domains;
 mod queue;
@@ -24,6 +25,7 @@ mod queue;
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
         .merge(accounts::routes())
+        .merge(activity::routes())
         .merge(aliases::routes())
         .merge(domains::routes())
         .merge(queue::routes())
