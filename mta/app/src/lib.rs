@@ -30,6 +30,7 @@ pub mod logring;
 pub mod outbound;
 pub mod password;
 pub mod records;
+pub mod relays;
 pub mod settings;
 pub mod stats;
 pub mod tls;

@@ -741,3 +741,55 @@ fn mail_clients_find_the_submission_ports() {
     );
     assert_eq!(smtp, "SMTP mail.example.org 465 owner@example.org\n");
 }
+
+#[test]
+fn outgoing_mail_can_go_through_a_relay_and_back_to_direct() {
+    let mut w = Web::claimed("");
+    let csrf = w.csrf();
+    let relay = |port: &'static str, user: &'static str| {
+        vec![
+            ("name", "provider"),
+            ("host", "smtp.provider.example"),
+            ("port", port),
+            ("tls", "starttls"),
+            ("username", user),
+            ("password", if user.is_empty() { "" } else { "secret" }),
+        ]
+    };
+    let mut form = relay("0", "me");
+    form.push(("csrf", &csrf));
+    let (ok, text) = w.act("/relays/set", &form);
+    assert!(!ok && text.contains("not a port number"), "{text}");
+    let mut form = relay("587", "me");
+    form[5] = ("password", "");
+    form.push(("csrf", &csrf));
+    let (ok, text) = w.act("/relays/set", &form);
+    assert!(
+        !ok && text.contains("both the user name and the password"),
+        "{text}"
+    );
+    let mut form = relay("587", "me");
+    form.push(("csrf", &csrf));
+    let (ok, text) = w.act("/relays/set", &form);
+    assert!(ok && text.contains("goes through provider"), "{text}");
+    let config = std::fs::read_to_string(&w.s.config).unwrap();
+    assert!(
+        config.contains("smarthost = \"provider\"") && config.contains("username = \"me\""),
+        "{config}"
+    );
+    assert!(
+        w.https("/dns")
+            .body
+            .contains("v=spf1 mx a:smtp.provider.example -all"),
+        "the SPF record names the relay"
+    );
+    let (ok, text) = w.act("/relays/direct", &[("csrf", &csrf)]);
+    assert!(ok && text.contains("directly"), "{text}");
+    let (ok, _) = w.act("/relays/remove", &[("csrf", &csrf), ("name", "provider")]);
+    assert!(ok);
+    assert!(
+        !std::fs::read_to_string(&w.s.config)
+            .unwrap()
+            .contains("provider")
+    );
+}

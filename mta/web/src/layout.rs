@@ -18,6 +18,7 @@ const MENU: &[(&str, &str)] = &[
     ("/aliases", "Aliases"),
     ("/domains", "Domains"),
     ("/dns", "DNS records"),
+    ("/relays", "Outgoing"),
     ("/queue", "Queue"),
     ("/activity", "Activity"),
     ("/log", "Log"),

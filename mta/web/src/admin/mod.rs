@@ -1,5 +1,5 @@
 //! The owner's admin pages (HTTPS, after login): accounts, aliases,
-//! domains and the queue. Every change is a POST carrying the session's
+//! domains, outgoing mail (relays), the queue, activity and the log. Every change is a POST carrying the session's
 //! CSRF token, goes through `mta-app`'s edit of the configuration (the
 //! path `mta user` takes: comments kept, validated whole, atomic), then
 //! reloads the server; the page that follows says what happened.
@@ -21,6 +21,7 @@ mod activity;
 mod aliases;
 mod domains;
 mod queue;
+mod relays;
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -29,6 +30,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .merge(aliases::routes())
         .merge(domains::routes())
         .merge(queue::routes())
+        .merge(relays::routes())
 }
 
 /// The session of an admin page's request, or the answer that sends the

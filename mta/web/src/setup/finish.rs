@@ -225,32 +225,20 @@ fn apply(doc: &mut DocumentMut, d: &Draft) -> anyhow::Result<String> {
     table["password"] = value(owner.hash.as_str());
     table["admin"] = value(true);
     if let Some(Some(r)) = &d.relay {
-        let relays = doc
-            .entry("relays")
-            .or_insert(Item::ArrayOfTables(Default::default()))
-            .as_array_of_tables_mut()
-            .context("[[relays]] in the configuration is not what the wizard can change")?;
-        relays.retain(|t| t.get("name").and_then(|n| n.as_str()) != Some("provider"));
-        let mut t = Table::new();
-        t["name"] = value("provider");
-        t["host"] = value(r.host.as_str());
-        t["port"] = value(i64::from(r.port));
-        t["tls"] = value(if r.implicit_tls {
-            "implicit"
-        } else {
-            "starttls"
-        });
-        if !r.username.is_empty() {
-            t["username"] = value(r.username.as_str());
-            t["password"] = value(r.password.as_str());
-        }
-        relays.push(t);
-        let outbound = doc
-            .entry("outbound")
-            .or_insert(Item::Table(Table::new()))
-            .as_table_like_mut()
-            .context("[outbound] in the configuration is not what the wizard can change")?;
-        outbound.insert("smarthost", value("provider"));
+        let relay = mta_app::relays::NewRelay {
+            name: "provider",
+            host: &r.host,
+            port: r.port,
+            implicit_tls: r.implicit_tls,
+            login: (!r.username.is_empty()).then_some((r.username.as_str(), r.password.as_str())),
+        };
+        mta_app::relays::change_doc(
+            doc,
+            mta_app::relays::Change::Set {
+                relay,
+                smarthost: true,
+            },
+        )?;
     }
     Ok(format!("set up for {}", d.domains.join(", ")))
 }
