@@ -384,11 +384,11 @@ fn dns_command(d: &DnsCmd) -> anyhow::Result<ExitCode> {
             let mut bad = 0;
             for c in &checked {
                 let verdict = c.verdict.label();
-                if c.verdict != mta_app::dnscheck::Verdict::Ok {
+                if c.verdict.needs_attention() {
                     bad += 1;
                 }
                 println!("{verdict:8} {:5} {}", c.record.kind, c.record.name);
-                if c.verdict != mta_app::dnscheck::Verdict::Ok {
+                if c.verdict.needs_attention() {
                     println!("         expected: {}", c.record.plain);
                     for f in &c.found {
                         println!("         found:    {f}");

@@ -11,6 +11,8 @@ use crate::records::Record;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Ok,
+    /// Not there, and not needed (the AAAA record without IPv6).
+    Optional,
     Missing,
     /// Records are there, but not the one needed.
     Wrong,
@@ -29,9 +31,15 @@ pub struct Checked {
 }
 
 impl Verdict {
+    /// Whether the owner has something to do.
+    pub fn needs_attention(&self) -> bool {
+        !matches!(self, Verdict::Ok | Verdict::Optional)
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
+            Verdict::Optional => "optional",
             Verdict::Missing => "missing",
             Verdict::Wrong => "wrong",
             Verdict::Unknown(_) => "unknown",
@@ -83,6 +91,24 @@ async fn check_one(dns: &Dns, host: &str, host_ips: &[IpAddr], record: &Record) 
     if record.kind == "PTR" {
         return check_ptr(dns, host, host_ips, record).await;
     }
+    // IPv6 is optional: the A record is what mail needs.
+    if record.kind == "AAAA" {
+        let v6: Vec<String> = host_ips
+            .iter()
+            .filter(|ip| ip.is_ipv6())
+            .map(|ip| ip.to_string())
+            .collect();
+        let verdict = if v6.is_empty() {
+            Verdict::Optional
+        } else {
+            Verdict::Ok
+        };
+        let advice = match verdict {
+            Verdict::Ok => String::new(),
+            _ => "Optional: publish it if your connection has a public IPv6 address.".to_string(),
+        };
+        return judged(verdict, v6, advice);
+    }
     let kind = match record.kind {
         "MX" => Kind::Mx,
         "A" => Kind::Ip,
@@ -121,7 +147,7 @@ async fn check_one(dns: &Dns, host: &str, host_ips: &[IpAddr], record: &Record) 
         }
         // The public address cannot be known here: any address will do.
         "A" => {
-            if data.is_empty() {
+            if !data.iter().any(|d| matches!(d, Data::Ip(IpAddr::V4(_)))) {
                 return judged(
                     Verdict::Missing,
                     found,
@@ -176,7 +202,7 @@ async fn check_one(dns: &Dns, host: &str, host_ips: &[IpAddr], record: &Record) 
         _ => Verdict::Unknown("not checked".into()),
     };
     let advice = match verdict {
-        Verdict::Ok => String::new(),
+        Verdict::Ok | Verdict::Optional => String::new(),
         Verdict::Missing => "Publish this record at your DNS provider.".to_string(),
         Verdict::Wrong => {
             "Change it to the expected value: what is there now does not do the job.".to_string()

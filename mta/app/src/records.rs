@@ -92,6 +92,13 @@ pub fn for_domain(config: &Config, keys: &Keys, domain: &str) -> anyhow::Result<
             "The server's address, as the Internet reaches it (your router's public address, with ports 25, 80, 443, 465 and 587 forwarded).",
         ),
         record(
+            host.clone(),
+            "AAAA",
+            "(this appliance's public IPv6 address, if it has one)".into(),
+            Purpose::Receive,
+            "The server's IPv6 address, if your connection has IPv6; otherwise leave it out.",
+        ),
+        record(
             domain.to_string(),
             "TXT",
             spf(config),

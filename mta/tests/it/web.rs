@@ -377,20 +377,21 @@ fn the_wizard_sets_the_appliance_up_and_the_owner_logs_in() {
 /// Some records right, some missing, some wrong (mx.example.org is the
 /// host name of the test configuration).
 const CHECK_ZONE: &str = "\
-example.org. 60 IN MX 10 mx.example.org.
-mx.example.org. 60 IN A 127.0.0.1
+example.org. 60 IN MX 10 {host}.
+{host}. 60 IN A 127.0.0.1
 example.org. 60 IN TXT \"v=spf1 a -all\"
 _dmarc.example.org. 60 IN TXT \"v=DMARC1; p=quarantine; rua=mailto:alice@example.org\"
-autoconfig.example.org. 60 IN CNAME mx.example.org.
-_submissions._tcp.example.org. 60 IN SRV 0 1 465 mx.example.org.
+autoconfig.example.org. 60 IN CNAME {host}.
+_submissions._tcp.example.org. 60 IN SRV 0 1 465 {host}.
 _submission._tcp.example.org. 60 IN SRV 0 1 25 elsewhere.example.
 1.0.0.127.in-addr.arpa. 60 IN PTR localhost.
 ";
 
 #[test]
 fn the_dns_check_tells_right_missing_and_wrong_records_apart() {
+    let zone = CHECK_ZONE.replace("{host}", "mx.example.org");
     let peer = crate::common::peer::Peer::with(crate::common::peer::Options {
-        zone: Some(CHECK_ZONE),
+        zone: Some(&zone),
         ..Default::default()
     });
     let s = Server::start(&format!(
@@ -792,4 +793,47 @@ fn outgoing_mail_can_go_through_a_relay_and_back_to_direct() {
             .unwrap()
             .contains("provider")
     );
+}
+
+#[test]
+fn the_dns_page_shows_the_same_verdicts() {
+    // The wizard names the host mail.example.org.
+    let zone = CHECK_ZONE.replace("{host}", "mail.example.org");
+    let peer = crate::common::peer::Peer::with(crate::common::peer::Options {
+        zone: Some(&zone),
+        ..Default::default()
+    });
+    let mut w = Web::claimed(&format!(
+        "[outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        peer.dns.unwrap()
+    ));
+    let page = w.https("/dns?check=1");
+    assert_eq!(page.status, 200);
+    let row = |name: &str, kind: &str| -> String {
+        let needle = format!("<code>{name}</code></td><td>{kind}</td>");
+        let at = page
+            .body
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no {kind} {name} row"));
+        let start = page.body[..at].rfind("<tr>").unwrap();
+        let end = at + page.body[at..].find("</tr>").unwrap();
+        page.body[start..end].to_string()
+    };
+    let badge = |row: &str| {
+        row.split("class=\"badge ")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(badge(&row("example.org", "MX")), "ok");
+    let spf = row("example.org", "TXT");
+    assert_eq!(badge(&spf), "wrong");
+    assert!(
+        spf.contains("v=spf1 a -all") && spf.contains("Change it"),
+        "found and what to do: {spf}"
+    );
+    assert_eq!(badge(&row("autodiscover.example.org", "CNAME")), "missing");
+    assert_eq!(badge(&row("_dmarc.example.org", "TXT")), "ok");
+    assert!(page.texts("notice bad")[0].contains("need your attention"));
 }

@@ -92,7 +92,7 @@ async fn page(
                         Ok(records) => {
                             p { a href={"/dns/zone/" (domain)} download={(domain) ".zone"} { "Download as a zone file" } }
                             @if let Some(checked) = checked {
-                                @let bad = checked.iter().filter(|c| c.verdict != Verdict::Ok).count();
+                                @let bad = checked.iter().filter(|c| c.verdict.needs_attention()).count();
                                 @if bad == 0 {
                                     (notice("ok", "Every record is in place."))
                                 } @else {
@@ -120,7 +120,7 @@ async fn page(
                                             }
                                             td {
                                                 span.help { (purpose(r.purpose)) ": " (r.why) }
-                                                @if let Some(c) = check.filter(|c| c.verdict != Verdict::Ok) {
+                                                @if let Some(c) = check.filter(|c| c.verdict.needs_attention()) {
                                                     p.found {
                                                         "Found: "
                                                         @if c.found.is_empty() { "nothing" }
@@ -145,7 +145,7 @@ async fn page(
 
 fn badge(v: &Verdict) -> maud::Markup {
     let class = match v {
-        Verdict::Ok => "badge ok",
+        Verdict::Ok | Verdict::Optional => "badge ok",
         Verdict::Missing | Verdict::Unknown(_) => "badge missing",
         Verdict::Wrong => "badge wrong",
     };
