@@ -46,11 +46,14 @@ fn a_new_owner_sets_up_the_appliance_in_a_browser() {
     b.wait_url(|u| u.ends_with("/setup/owner"));
     b.fill("#f-local", "owner");
     b.fill("#f-password", "password1");
+    // The strength shows as the owner types.
+    b.wait_text(".strength-live", "too weak");
     b.fill("#f-confirm", "password1");
     b.click("button[type=submit]");
     b.wait_text(".error", "could be guessed");
     b.screenshot("04-setup-owner-weak");
     b.fill("#f-password", PASSWORD);
+    b.wait_text(".strength-live", "strong enough");
     b.fill("#f-confirm", PASSWORD);
     b.click("button[type=submit]");
     b.wait_url(|u| u.ends_with("/setup/relay"));

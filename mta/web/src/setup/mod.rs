@@ -216,6 +216,7 @@ pub fn routes() -> Router<Arc<Web>> {
             "/setup/relay",
             get(steps::relay_page).post(steps::relay_submit),
         )
+        .route("/setup/strength", post(steps::strength_check))
         .route("/setup/summary", get(finish::summary_page))
         .route("/setup/finish", post(finish::finish))
 }

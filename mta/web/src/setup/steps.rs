@@ -249,6 +249,8 @@ fn owner_form(draft: &Draft, form: &OwnerForm, p: &Problems) -> Markup {
                         error: p.password.as_deref(),
                         autocomplete: "new-password",
                     }.render())
+                    // Filled in as the owner types (app.js asks /setup/strength).
+                    p.strength-live aria-live="polite" data-strength-for="f-password" {}
                     (Field {
                         name: "confirm",
                         label: "The password again",
@@ -556,4 +558,35 @@ pub(super) async fn relay_submit(
     }));
     web.setup.save(&token, draft);
     Redirect::to("/setup/summary").into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct StrengthForm {
+    csrf: String,
+    local: String,
+    domain: String,
+    password: String,
+}
+
+/// The strength of a password being typed, as the owner step will judge
+/// it: `<score> <words>` in plain text, for app.js.
+pub(super) async fn strength_check(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Form(f): Form<StrengthForm>,
+) -> Response {
+    let Some((_, draft)) = web.setup.draft(&headers) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    if !forms::same(&f.csrf, &draft.csrf) || f.password.len() > forms::MAX_FIELD {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let (score, _) = strength(&f.password, &[f.local.trim(), &f.domain, "mailbox"]);
+    let verdict = if score < MIN_STRENGTH {
+        "too weak: it could be guessed"
+    } else {
+        "strong enough"
+    };
+    format!("{score} Strength: {} ({verdict})", strength_name(score)).into_response()
 }
