@@ -19,6 +19,8 @@ pub struct Settings {
     pub submission: Arc<SessionConfig>,
     pub directory: Arc<Directory>,
     pub tls: tokio_rustls::TlsAcceptor,
+    /// The certificate was issued by a CA (not the self-signed one).
+    pub issued_certificate: bool,
     pub greeting_delay: Duration,
     pub session_time: Duration,
     pub per_ip_limit: usize,
@@ -38,13 +40,15 @@ impl Settings {
             role,
             trace_user: config.submission.trace_user,
         };
+        let served = crate::tls::server_config(config)?;
         Ok(Settings {
             config: Arc::new(config.clone()),
             dkim: Arc::new(crate::dkim::Keys::new(&config.data_dir)),
             mx: Arc::new(session(Role::Mx)),
             submission: Arc::new(session(Role::Submission)),
             directory: Arc::new(config.directory()),
-            tls: tokio_rustls::TlsAcceptor::from(crate::tls::server_config(config)?),
+            tls: tokio_rustls::TlsAcceptor::from(served.config),
+            issued_certificate: served.issued,
             greeting_delay: config.limits.greeting_delay,
             session_time: config.limits.session_time,
             per_ip_limit: config.limits.connections_per_ip,

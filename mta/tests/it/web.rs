@@ -837,3 +837,36 @@ fn the_dns_page_shows_the_same_verdicts() {
     assert_eq!(badge(&row("_dmarc.example.org", "TXT")), "ok");
     assert!(page.texts("notice bad")[0].contains("need your attention"));
 }
+
+#[test]
+fn with_an_issued_certificate_plain_http_only_leads_to_https() {
+    let ca = crate::common::peer::TestCa::new();
+    let (cert, key) = ca.issue(&["mail.example.org"]);
+    let s = Server::start_with(
+        FIRST_BOOT_CONFIG,
+        &format!(
+            "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let http = s.listeners["http"];
+    let mut b = crate::common::http::Browser::new(&s, "mailbox.local");
+    let https = s.listeners["https"].port();
+    for path in ["/", "/setup", "/mail/config-v1.1.xml"] {
+        let r = b.get(http, false, path);
+        assert_eq!(
+            (r.status, r.location()),
+            (303, format!("https://mailbox.local:{https}{path}").as_str()),
+            "{path}"
+        );
+    }
+    // What must stay on port 80: the MTA-STS policy (and ACME's challenges).
+    let r = b.get(http, false, "/.well-known/mta-sts.txt");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.starts_with("version: STSv1\r\nmode: testing\r\n"),
+        "{:?}",
+        r.body
+    );
+}

@@ -106,6 +106,7 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// The routes for one connection (`conn` says where it came from).
 pub fn router(web: Arc<Web>, conn: Conn) -> Router {
+    let rule = (web.clone(), conn);
     Router::new()
         .route("/", get(home))
         .merge(setup::routes())
@@ -116,6 +117,7 @@ pub fn router(web: Arc<Web>, conn: Conn) -> Router {
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(rule, plain_http_rule))
         .layer(axum::Extension(conn))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(security_headers))
@@ -173,6 +175,32 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Paths plain HTTP still serves once a real certificate exists: the
+/// MTA-STS policy and (with ACME) the HTTP-01 challenges.
+const PLAIN_HTTP_PATHS: &[&str] = &["/.well-known/mta-sts.txt", "/.well-known/acme-challenge/"];
+
+/// With a certificate browsers trust (not the self-signed one), port 80
+/// only sends people to HTTPS; with the self-signed one it also serves
+/// the wizard (an unclaimed box is set up by IP or `mailbox.local`, where
+/// a warning would be the first thing its owner sees) and client set-up.
+async fn plain_http_rule(
+    axum::extract::State((web, conn)): axum::extract::State<(Arc<Web>, Conn)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let trusted = web.settings.get().issued_certificate;
+    if conn.secure || !trusted || PLAIN_HTTP_PATHS.iter().any(|p| path.starts_with(p)) {
+        return next.run(request).await;
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    login::to_https(&web, request.headers(), &path).into_response()
 }
 
 /// The headers every answer carries: no inline script or style, no
