@@ -99,6 +99,33 @@ mod tests {
     const TEXT: &str = "# my mail server\nhostname = \"mx.example.org\"\ndata_dir = \"/d\"\ndomains = [\"example.org\"]\n\n# the owner\n[[accounts]]\naddress = \"alice@example.org\"\n\n[aliases]\n\"info@example.org\" = \"alice@example.org\"\n";
 
     #[test]
+    fn edits_at_the_same_time_lose_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("mailbox.toml");
+        std::fs::write(&path, TEXT).unwrap();
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let address = format!("user{i}@example.org");
+                    apply(
+                        &path,
+                        Change::Add {
+                            address: &address,
+                            password: "pw",
+                        },
+                    )
+                    .unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(Config::load(&path).unwrap().accounts.len(), 7);
+    }
+
+    #[test]
     fn add_change_delete_keep_comments_and_validate() {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("mailbox.toml");

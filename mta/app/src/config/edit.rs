@@ -19,6 +19,12 @@ pub fn edit(
     path: &Path,
     change: impl FnOnce(&mut DocumentMut) -> anyhow::Result<String>,
 ) -> anyhow::Result<String> {
+    // One edit at a time in this process (two browsers, the wizard and a
+    // page): each reads what the one before wrote, none is lost.
+    static EDITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = EDITS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut doc: DocumentMut = text
