@@ -18,9 +18,13 @@ pub struct Settings {
     pub mx: Arc<SessionConfig>,
     pub submission: Arc<SessionConfig>,
     pub directory: Arc<Directory>,
+    /// TLS for SMTP (STARTTLS, 465).
     pub tls: tokio_rustls::TlsAcceptor,
-    /// The certificate was issued by a CA (not the self-signed one).
-    pub issued_certificate: bool,
+    /// TLS for the web (HTTP/1.1 and TLS-ALPN-01 challenges).
+    pub https: tokio_rustls::TlsAcceptor,
+    /// The certificate all of them present, shared by every snapshot: a
+    /// swap reaches every listener at once.
+    pub certs: Arc<crate::tls::CertStore>,
     pub greeting_delay: Duration,
     pub session_time: Duration,
     pub per_ip_limit: usize,
@@ -28,7 +32,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> anyhow::Result<Settings> {
+    /// The settings `config` describes; its certificate goes into `certs`
+    /// (a new store when `None`: the first snapshot).
+    pub fn from_config(
+        config: &Config,
+        certs: Option<&Arc<crate::tls::CertStore>>,
+    ) -> anyhow::Result<Settings> {
         let session = |role| SessionConfig {
             hostname: config.hostname.clone(),
             max_message_size: config.limits.message_size,
@@ -40,15 +49,23 @@ impl Settings {
             role,
             trace_user: config.submission.trace_user,
         };
-        let served = crate::tls::server_config(config)?;
+        let (key, issued) = crate::tls::CertStore::load(config)?;
+        let certs = match certs {
+            Some(store) => {
+                store.swap(key, issued);
+                store.clone()
+            }
+            None => Arc::new(crate::tls::CertStore::new(key, issued)),
+        };
         Ok(Settings {
             config: Arc::new(config.clone()),
             dkim: Arc::new(crate::dkim::Keys::new(&config.data_dir)),
             mx: Arc::new(session(Role::Mx)),
             submission: Arc::new(session(Role::Submission)),
             directory: Arc::new(config.directory()),
-            tls: tokio_rustls::TlsAcceptor::from(served.config),
-            issued_certificate: served.issued,
+            tls: tokio_rustls::TlsAcceptor::from(certs.smtp_config()?),
+            https: tokio_rustls::TlsAcceptor::from(certs.https_config()?),
+            certs,
             greeting_delay: config.limits.greeting_delay,
             session_time: config.limits.session_time,
             per_ip_limit: config.limits.connections_per_ip,
@@ -96,7 +113,8 @@ impl Live {
             e
         };
         let config = Config::load(&running.path).map_err(refused)?;
-        let settings = Settings::from_config(&config).map_err(refused)?;
+        let certs = self.get().certs.clone();
+        let settings = Settings::from_config(&config, Some(&certs)).map_err(refused)?;
         let needs_restart: Vec<&str> = [
             ("data_dir", config.data_dir != running.data_dir),
             ("listeners", config.listeners != running.listeners),

@@ -1,23 +1,147 @@
-//! TLS for the SMTP listeners: the configured certificate, or a self-signed
-//! one generated once (rcgen) and kept in `<data>/tls/` so that STARTTLS works
-//! from the first boot, before a real certificate exists.
+//! TLS for every listener: the configured certificate, or a self-signed one
+//! generated once (rcgen) and kept in `<data>/tls/` so that STARTTLS and
+//! HTTPS work from the first boot, before a real certificate exists; held
+//! in a [`CertStore`] that swaps it for new connections.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::config::Config;
 
-/// The server's TLS: the rustls configuration, and whether its certificate
-/// was issued by someone else (a CA browsers may trust) rather than signed
-/// by itself.
-pub struct Served {
-    pub config: Arc<rustls::ServerConfig>,
-    pub issued: bool,
+/// The ALPN protocol of TLS-ALPN-01 challenges (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The certificate every TLS listener presents (SMTP's STARTTLS, 465, 443,
+/// later IMAP), swapped whole: a new one (a reload, ACME) is what the next
+/// handshake gets, while connections already open keep theirs. It also
+/// answers TLS-ALPN-01 challenges: a handshake that offers only
+/// `acme-tls/1` for a name with a challenge waiting gets that challenge's
+/// certificate.
+pub struct CertStore {
+    current: RwLock<Arc<CertifiedKey>>,
+    issued: AtomicBool,
+    challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("issued", &self.issued())
+            .finish()
+    }
+}
+
+impl CertStore {
+    pub fn new(key: Arc<CertifiedKey>, issued: bool) -> CertStore {
+        CertStore {
+            current: RwLock::new(key),
+            issued: AtomicBool::new(issued),
+            challenges: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The certificate `config` names (or the self-signed one, made on first
+    /// use), and whether a CA issued it.
+    pub fn load(config: &Config) -> anyhow::Result<(Arc<CertifiedKey>, bool)> {
+        let (cert_path, key_path) = match &config.tls {
+            Some(files) => (files.certificate.clone(), files.key.clone()),
+            None => self_signed(config)?,
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+            .with_context(|| format!("reading the certificate {}", cert_path.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("parsing the certificate {}", cert_path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("{} contains no certificate", cert_path.display());
+        }
+        let issued = issued_by_another(&certs[0]);
+        let key = PrivateKeyDer::from_pem_file(&key_path)
+            .with_context(|| format!("reading the private key {}", key_path.display()))?;
+        let certified = CertifiedKey::from_der(certs, key, &provider()).with_context(|| {
+            format!(
+                "{} does not match {}",
+                key_path.display(),
+                cert_path.display()
+            )
+        })?;
+        Ok((Arc::new(certified), issued))
+    }
+
+    /// From now on, handshakes present `key`.
+    pub fn swap(&self, key: Arc<CertifiedKey>, issued: bool) {
+        *self.current.write().expect("certificate") = key;
+        self.issued.store(issued, Ordering::Relaxed);
+    }
+
+    /// Whether the certificate presented was issued by a CA.
+    pub fn issued(&self) -> bool {
+        self.issued.load(Ordering::Relaxed)
+    }
+
+    /// The certificate that answers a TLS-ALPN-01 challenge for `name`.
+    pub fn set_challenge(&self, name: &str, key: Arc<CertifiedKey>) {
+        self.challenges
+            .lock()
+            .expect("challenges")
+            .insert(name.to_ascii_lowercase(), key);
+    }
+
+    pub fn clear_challenge(&self, name: &str) {
+        self.challenges
+            .lock()
+            .expect("challenges")
+            .remove(&name.to_ascii_lowercase());
+    }
+
+    /// TLS for SMTP (and later IMAP): no ALPN.
+    pub fn smtp_config(self: &Arc<Self>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        self.config(Vec::new())
+    }
+
+    /// TLS for the web: HTTP/1.1, and TLS-ALPN-01 challenges.
+    pub fn https_config(self: &Arc<Self>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        self.config(vec![b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()])
+    }
+
+    fn config(self: &Arc<Self>, alpn: Vec<Vec<u8>>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        server.alpn_protocols = alpn;
+        Ok(Arc::new(server))
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let challenge = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        if challenge {
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self
+                .challenges
+                .lock()
+                .expect("challenges")
+                .get(&name)
+                .cloned();
+        }
+        Some(self.current.read().expect("certificate").clone())
+    }
+}
+
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 /// Whether a certificate (DER) names another issuer than its subject.
@@ -25,40 +149,6 @@ fn issued_by_another(der: &[u8]) -> bool {
     x509_parser::parse_x509_certificate(der)
         .map(|(_, c)| c.issuer() != c.subject())
         .unwrap_or(false)
-}
-
-/// Builds the rustls server configuration (TLS 1.2 and 1.3, ring).
-pub fn server_config(config: &Config) -> anyhow::Result<Served> {
-    let (cert_path, key_path) = match &config.tls {
-        Some(files) => (files.certificate.clone(), files.key.clone()),
-        None => self_signed(config)?,
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .with_context(|| format!("reading the certificate {}", cert_path.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing the certificate {}", cert_path.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("{} contains no certificate", cert_path.display());
-    }
-    let issued = issued_by_another(&certs[0]);
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .with_context(|| format!("reading the private key {}", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .with_context(|| {
-            format!(
-                "{} does not match {}",
-                key_path.display(),
-                cert_path.display()
-            )
-        })?;
-    Ok(Served {
-        config: Arc::new(server),
-        issued,
-    })
 }
 
 /// Paths of the generated certificate and key, created on first use.
@@ -88,7 +178,136 @@ pub fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
 
 #[cfg(test)]
 mod tests {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{ServerName, UnixTime};
+    use rustls::{
+        ClientConfig, ClientConnection, DigitallySignedStruct, ServerConnection, SignatureScheme,
+    };
+
     use super::*;
+
+    /// Takes any certificate: the tests look at which one was presented.
+    #[derive(Debug)]
+    struct AcceptAll;
+
+    impl ServerCertVerifier for AcceptAll {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// A handshake in memory; the leaf certificate the server presented.
+    fn presented(server: Arc<rustls::ServerConfig>, name: &str, alpn: &[&[u8]]) -> Option<Vec<u8>> {
+        let mut client = ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAll))
+            .with_no_client_auth();
+        client.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let mut c =
+            ClientConnection::new(Arc::new(client), name.to_string().try_into().unwrap()).unwrap();
+        let mut s = ServerConnection::new(server).unwrap();
+        for _ in 0..10 {
+            let mut bytes = Vec::new();
+            c.write_tls(&mut bytes).unwrap();
+            s.read_tls(&mut bytes.as_slice()).unwrap();
+            s.process_new_packets().ok()?;
+            let mut bytes = Vec::new();
+            s.write_tls(&mut bytes).unwrap();
+            c.read_tls(&mut bytes.as_slice()).unwrap();
+            c.process_new_packets().ok()?;
+            if !c.is_handshaking() {
+                return c.peer_certificates().map(|certs| certs[0].to_vec());
+            }
+        }
+        None
+    }
+
+    fn certified(name: &str) -> (Arc<CertifiedKey>, Vec<u8>) {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        let der = made.cert.der().to_vec();
+        let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let certified =
+            CertifiedKey::from_der(vec![made.cert.der().clone()], key, &provider()).unwrap();
+        (Arc::new(certified), der)
+    }
+
+    #[test]
+    fn a_swapped_certificate_is_what_the_next_handshake_gets() {
+        let (first, first_der) = certified("mx.example.org");
+        let store = Arc::new(CertStore::new(first, false));
+        let smtp = store.smtp_config().unwrap();
+        let https = store.https_config().unwrap();
+        assert_eq!(
+            presented(smtp.clone(), "mx.example.org", &[]),
+            Some(first_der)
+        );
+        let (second, second_der) = certified("mx.example.org");
+        store.swap(second, true);
+        assert!(store.issued());
+        // The configurations made before the swap present the new one too.
+        assert_eq!(
+            presented(smtp, "mx.example.org", &[]).as_ref(),
+            Some(&second_der)
+        );
+        assert_eq!(
+            presented(https, "mx.example.org", &[b"http/1.1"]).as_ref(),
+            Some(&second_der)
+        );
+    }
+
+    #[test]
+    fn tls_alpn_challenges_get_their_own_certificate_and_nothing_else() {
+        let (normal, normal_der) = certified("mx.example.org");
+        let store = Arc::new(CertStore::new(normal, false));
+        let https = store.https_config().unwrap();
+        // No challenge waiting: an acme-tls/1 handshake gets nothing.
+        assert_eq!(
+            presented(https.clone(), "mx.example.org", &[ACME_TLS_ALPN]),
+            None
+        );
+        let (challenge, challenge_der) = certified("mx.example.org");
+        store.set_challenge("MX.example.org", challenge);
+        assert_eq!(
+            presented(https.clone(), "mx.example.org", &[ACME_TLS_ALPN]),
+            Some(challenge_der)
+        );
+        assert_eq!(
+            presented(https.clone(), "mx.example.org", &[b"http/1.1"]).as_ref(),
+            Some(&normal_der)
+        );
+        store.clear_challenge("mx.example.org");
+        assert_eq!(presented(https, "mx.example.org", &[ACME_TLS_ALPN]), None);
+    }
 
     #[test]
     fn a_self_signed_certificate_is_told_from_an_issued_one() {

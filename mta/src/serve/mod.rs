@@ -81,7 +81,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (schedule_tx, schedule_rx) = delivery::channel();
     // One resolver for everything that asks the DNS.
     let dns = Arc::new(mta_app::dns::Dns::system(&config));
-    let settings = Live::new(Settings::from_config(&config)?);
+    let settings = Live::new(Settings::from_config(&config, None)?);
     let queue = Queue::open(
         &config.queue_dir(),
         config.limits.min_free_space,
@@ -288,9 +288,10 @@ async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
     settings: &Settings,
+    acceptor: &tokio_rustls::TlsAcceptor,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
     let timeout = settings.mx.command_timeout;
-    match tokio::time::timeout(timeout, settings.tls.accept(tcp)).await {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
             let (_, state) = tls.get_ref();
             let description = format!(
@@ -391,7 +392,7 @@ async fn handle(
     let ends = tokio::time::Instant::now() + settings.session_time;
     let mut conn = if role == Role::Submissions {
         // RFC 8314: TLS from the first byte.
-        match handshake(stream, peer, &settings).await {
+        match handshake(stream, peer, &settings, &settings.tls).await {
             Some((tls, description)) => {
                 session.tls_established(description);
                 Conn::Tls(Box::new(tls))
@@ -514,7 +515,7 @@ async fn handle(
                 let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
                     return Ok(());
                 };
-                match handshake(tcp, peer, &settings).await {
+                match handshake(tcp, peer, &settings, &settings.tls).await {
                     Some((tls, description)) => {
                         conn = Conn::Tls(Box::new(tls));
                         session.tls_established(description);

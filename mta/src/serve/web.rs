@@ -46,7 +46,11 @@ pub(super) async fn accept_loop(
             let conn = mta_web::Conn { peer, secure };
             if secure {
                 let settings = shared.settings();
-                if let Some((tls, _)) = handshake(stream, peer, &settings).await {
+                if let Some((tls, _)) = handshake(stream, peer, &settings, &settings.https).await {
+                    // A TLS-ALPN-01 validation ends with the handshake.
+                    if tls.get_ref().1.alpn_protocol() == Some(mta_app::tls::ACME_TLS_ALPN) {
+                        return;
+                    }
                     serve(tls, web, conn).await;
                 }
             } else {

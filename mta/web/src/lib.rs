@@ -191,7 +191,7 @@ async fn plain_http_rule(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let trusted = web.settings.get().issued_certificate;
+    let trusted = web.settings.get().certs.issued();
     if conn.secure || !trusted || PLAIN_HTTP_PATHS.iter().any(|p| path.starts_with(p)) {
         return next.run(request).await;
     }
