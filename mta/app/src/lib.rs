@@ -12,6 +12,7 @@
 //! Not here: sockets, listeners and the runtime (the `mta` binary).
 
 pub mod accounts;
+pub mod acme;
 pub mod admin;
 pub mod aliases;
 pub mod auth;

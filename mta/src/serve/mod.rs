@@ -114,6 +114,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         dns: dns.clone(),
         queue: queue.clone(),
         schedule: schedule_tx.clone(),
+        http01: Arc::new(mta_app::acme::Http01::default()),
     })?);
     let shared = Arc::new(Shared {
         logins,

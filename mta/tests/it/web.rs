@@ -861,7 +861,10 @@ fn with_an_issued_certificate_plain_http_only_leads_to_https() {
             "{path}"
         );
     }
-    // What must stay on port 80: the MTA-STS policy (and ACME's challenges).
+    // What must stay on port 80: ACME's challenges (none waits here) and
+    // the MTA-STS policy.
+    let r = b.get(http, false, "/.well-known/acme-challenge/some-token");
+    assert_eq!(r.status, 404, "not redirected: {r:?}");
     let r = b.get(http, false, "/.well-known/mta-sts.txt");
     assert_eq!(r.status, 200);
     assert!(

@@ -40,6 +40,8 @@ pub struct Parts {
     pub dns: Arc<mta_app::dns::Dns>,
     pub queue: mta_store::queue::Queue,
     pub schedule: std::sync::mpsc::Sender<mta_store::queue::Schedule>,
+    /// The ACME HTTP-01 answers waiting (the ACME client adds them).
+    pub http01: Arc<mta_app::acme::Http01>,
 }
 
 /// Everything the pages share.
@@ -50,6 +52,7 @@ pub struct Web {
     dns: Arc<mta_app::dns::Dns>,
     queue: mta_store::queue::Queue,
     schedule: std::sync::Mutex<std::sync::mpsc::Sender<mta_store::queue::Schedule>>,
+    http01: Arc<mta_app::acme::Http01>,
     setup: setup::Setup,
     sessions: session::Sessions,
     /// The port the HTTPS listener is bound to (0: none), for redirects.
@@ -67,6 +70,7 @@ impl Web {
             dns,
             queue,
             schedule,
+            http01,
         } = parts;
         let config = settings.get().config.clone();
         let setup = setup::Setup::open(&config.data_dir, config.owner().is_none())?;
@@ -76,6 +80,7 @@ impl Web {
             dns,
             queue,
             schedule: std::sync::Mutex::new(schedule),
+            http01,
             setup,
             sessions: session::Sessions::default(),
             https_port: std::sync::atomic::AtomicU16::new(0),
@@ -114,6 +119,7 @@ pub fn router(web: Arc<Web>, conn: Conn) -> Router {
         .merge(dns::routes())
         .merge(admin::routes())
         .merge(autoconfig::routes())
+        .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
         .fallback(not_found)
@@ -136,6 +142,20 @@ async fn home(
         return login::to_https(&web, &headers, "/").into_response();
     }
     axum::response::Redirect::to("/accounts").into_response()
+}
+
+/// The CA's HTTP-01 validation request (RFC 8555 §8.3): the key
+/// authorization of a waiting challenge, as plain text.
+async fn acme_challenge(
+    axum::extract::State(web): axum::extract::State<Arc<Web>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match web.http01.answer(&token) {
+        Some(answer) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response()
+        }
+        None => (axum::http::StatusCode::NOT_FOUND, "no such challenge\n").into_response(),
+    }
 }
 
 async fn not_found() -> Response {
