@@ -1,7 +1,9 @@
 //! Automatic certificates (ACME, RFC 8555) — what is shared between the
 //! client and the listeners that answer the CA's challenges: the HTTP-01
 //! answers, served by the web at `/.well-known/acme-challenge/<token>` on
-//! port 80. (TLS-ALPN-01 answers live in [`crate::tls::CertStore`].)
+//! port 80 (TLS-ALPN-01 answers live in [`crate::tls::CertStore`]); and
+//! when to renew, a pure function of the certificate's dates and the
+//! failures so far.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -44,9 +46,124 @@ impl Http01 {
     }
 }
 
+/// A certificate's validity, unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: u64,
+    pub not_after: u64,
+}
+
+/// The first retry after a failed attempt; each further failure doubles it.
+pub const RETRY_FIRST: u64 = 10 * 60;
+/// Retries are never further apart than this, so a certificate is tried
+/// many times before it runs out.
+pub const RETRY_MAX: u64 = 6 * 3600;
+/// A certificate this close to its end is shown as a warning.
+pub const WARN_BEFORE: u64 = 14 * 86400;
+
+/// When to try for a certificate next (unix seconds; `now` or earlier:
+/// now). Without a real certificate: at once. With one: at two thirds of
+/// its lifetime, as certbot and Caddy do (or at the start of the window the
+/// CA suggests, RFC 9773, when it gave one). After `failures` failed
+/// attempts, the last at `last_failure`, not before the backoff has passed.
+pub fn next_attempt(
+    cert: Option<Validity>,
+    suggested_start: Option<u64>,
+    failures: u32,
+    last_failure: Option<u64>,
+    now: u64,
+) -> u64 {
+    let planned = match (cert, suggested_start) {
+        (None, _) => now,
+        (Some(_), Some(start)) => start,
+        (Some(v), None) => v.not_before + v.not_after.saturating_sub(v.not_before) * 2 / 3,
+    };
+    let backoff = match (failures, last_failure) {
+        (0, _) | (_, None) => 0,
+        (n, Some(at)) => {
+            at + RETRY_FIRST
+                .saturating_mul(1u64 << (n - 1).min(20))
+                .min(RETRY_MAX)
+        }
+    };
+    planned.max(backoff)
+}
+
+/// What the owner should be told about `cert` at `now`, if anything.
+pub fn warning(cert: Option<Validity>, now: u64) -> Option<String> {
+    let v = cert?;
+    if now >= v.not_after {
+        return Some("the certificate has expired: clients refuse to connect".into());
+    }
+    let left = v.not_after - now;
+    (left <= WARN_BEFORE).then(|| {
+        format!(
+            "the certificate expires in {} days and has not been renewed yet",
+            left.div_ceil(86400)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY: u64 = 86400;
+
+    #[test]
+    fn renewal_comes_at_two_thirds_of_the_lifetime_or_when_the_ca_says() {
+        let v = Validity {
+            not_before: 1000 * DAY,
+            not_after: 1090 * DAY,
+        };
+        assert_eq!(next_attempt(Some(v), None, 0, None, 1001 * DAY), 1060 * DAY);
+        assert_eq!(
+            next_attempt(Some(v), Some(1050 * DAY), 0, None, 1001 * DAY),
+            1050 * DAY
+        );
+        // No real certificate yet: now.
+        assert_eq!(next_attempt(None, None, 0, None, 5), 5);
+    }
+
+    #[test]
+    fn failures_back_off_doubling_up_to_a_limit() {
+        let now = 1_000_000;
+        let at = |failures| next_attempt(None, None, failures, Some(now), now);
+        assert_eq!(at(1), now + RETRY_FIRST);
+        assert_eq!(at(2), now + 2 * RETRY_FIRST);
+        assert_eq!(at(4), now + 8 * RETRY_FIRST);
+        assert_eq!(at(30), now + RETRY_MAX);
+        // A due renewal still waits for the backoff; a later one is not
+        // brought forward by it.
+        let v = Validity {
+            not_before: 0,
+            not_after: 90 * DAY,
+        };
+        assert_eq!(
+            next_attempt(Some(v), None, 1, Some(70 * DAY), 70 * DAY),
+            70 * DAY + RETRY_FIRST
+        );
+        assert_eq!(
+            next_attempt(Some(v), None, 1, Some(10 * DAY), 10 * DAY),
+            60 * DAY
+        );
+    }
+
+    #[test]
+    fn the_owner_is_warned_two_weeks_before_the_end() {
+        let v = Validity {
+            not_before: 0,
+            not_after: 90 * DAY,
+        };
+        assert_eq!(warning(Some(v), 60 * DAY), None);
+        assert!(
+            warning(Some(v), 80 * DAY)
+                .unwrap()
+                .contains("expires in 10 days")
+        );
+        assert!(warning(Some(v), 90 * DAY).unwrap().contains("expired"));
+        assert_eq!(warning(None, 0), None);
+    }
 
     #[test]
     fn only_waiting_well_formed_tokens_are_answered() {
