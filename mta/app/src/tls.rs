@@ -54,7 +54,10 @@ impl CertStore {
     pub fn load(config: &Config) -> anyhow::Result<(Arc<CertifiedKey>, bool)> {
         let (cert_path, key_path) = match &config.tls {
             Some(files) => (files.certificate.clone(), files.key.clone()),
-            None => self_signed(config)?,
+            None => match current_pair(&acme_dir(config))? {
+                Some(pair) => pair,
+                None => self_signed(config)?,
+            },
         };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
             .with_context(|| format!("reading the certificate {}", cert_path.display()))?
@@ -149,6 +152,59 @@ fn issued_by_another(der: &[u8]) -> bool {
     x509_parser::parse_x509_certificate(der)
         .map(|(_, c)| c.issuer() != c.subject())
         .unwrap_or(false)
+}
+
+/// Where certificates from ACME are kept: `<data>/tls/acme`.
+pub fn acme_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("tls/acme")
+}
+
+/// Keeps a new certificate (chain PEM) and its key (PEM) in `dir` so that
+/// a power cut at any moment leaves the old pair or the new one, never a
+/// mix: both files of a new generation are written and synced first, then
+/// `current` (the commit point) is replaced atomically to name it, then
+/// older generations go.
+pub fn store_pair(dir: &std::path::Path, chain_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let generation = format!("{}", mta_store::envelope::now_micros());
+    mta_store::fsutil::write_atomically(
+        &dir.join(format!("{generation}.key")),
+        key_pem.as_bytes(),
+        0o600,
+    )?;
+    mta_store::fsutil::write_atomically(
+        &dir.join(format!("{generation}.crt")),
+        chain_pem.as_bytes(),
+        0o644,
+    )?;
+    mta_store::fsutil::write_atomically(&dir.join("current"), generation.as_bytes(), 0o644)?;
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let stem = name.split('.').next().unwrap_or("");
+        if name != "current" && stem != generation {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// The certificate and key `current` names in `dir`, if any.
+pub fn current_pair(dir: &std::path::Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    let generation = match fs::read_to_string(dir.join("current")) {
+        Ok(g) => g.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}/current", dir.display())),
+    };
+    if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!(
+            "{}/current names no certificate ({generation:?})",
+            dir.display()
+        );
+    }
+    Ok(Some((
+        dir.join(format!("{generation}.crt")),
+        dir.join(format!("{generation}.key")),
+    )))
 }
 
 /// Paths of the generated certificate and key, created on first use.
@@ -259,6 +315,39 @@ mod tests {
         let certified =
             CertifiedKey::from_der(vec![made.cert.der().clone()], key, &provider()).unwrap();
         (Arc::new(certified), der)
+    }
+
+    #[test]
+    fn a_new_pair_counts_only_once_current_names_it() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("acme");
+        assert_eq!(current_pair(&dir).unwrap(), None);
+        store_pair(&dir, "CHAIN 1", "KEY 1").unwrap();
+        let (crt, key) = current_pair(&dir).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&crt).unwrap(), "CHAIN 1");
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "KEY 1");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&key).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        // A power cut after the new files but before `current`: the old
+        // pair, whole.
+        std::fs::write(dir.join("99999999999999999.crt"), "CHAIN half").unwrap();
+        assert_eq!(
+            current_pair(&dir).unwrap(),
+            Some((crt.clone(), key.clone()))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        store_pair(&dir, "CHAIN 2", "KEY 2").unwrap();
+        let (crt2, key2) = current_pair(&dir).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&crt2).unwrap(), "CHAIN 2");
+        assert_eq!(std::fs::read_to_string(&key2).unwrap(), "KEY 2");
+        assert!(
+            !crt.exists() && !dir.join("99999999999999999.crt").exists(),
+            "older generations go"
+        );
+        std::fs::write(dir.join("current"), "../../etc/passwd").unwrap();
+        assert!(current_pair(&dir).is_err());
     }
 
     #[test]
