@@ -162,13 +162,17 @@ async fn check_one(dns: &Dns, host: &str, host_ips: &[IpAddr], record: &Record) 
         "CNAME" => {
             let named = data.iter().any(|d| matches!(d, Data::Name(n) if n == host));
             // An A record with the host's addresses works as well.
-            let same_ips = !host_ips.is_empty() && {
-                let theirs = ips(dns, &record.name).await;
-                !theirs.is_empty() && theirs.iter().all(|ip| host_ips.contains(ip))
+            let theirs = if named {
+                Vec::new()
+            } else {
+                ips(dns, &record.name).await
             };
+            let same_ips = !host_ips.is_empty()
+                && !theirs.is_empty()
+                && theirs.iter().all(|ip| host_ips.contains(ip));
             if named || same_ips {
                 Verdict::Ok
-            } else if data.is_empty() && ips(dns, &record.name).await.is_empty() {
+            } else if data.is_empty() && theirs.is_empty() {
                 Verdict::Missing
             } else {
                 Verdict::Wrong

@@ -17,6 +17,41 @@ pub struct NewRelay<'a> {
     pub login: Option<(&'a str, &'a str)>,
 }
 
+/// The relay's server as typed (a host name or an address), normalised;
+/// or what is wrong with it, for a person.
+pub fn checked_host(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    mta_proto::address::normalise_domain(text)
+        .ok()
+        .filter(|h| {
+            !text.is_empty() && (h.contains('.') || text.parse::<std::net::IpAddr>().is_ok())
+        })
+        .ok_or_else(|| "Enter a host name like smtp.provider.example.".to_string())
+}
+
+/// The relay's port as typed.
+pub fn checked_port(text: &str) -> Result<u16, String> {
+    text.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{:?} is not a port number such as 587 or 465.", text.trim()))
+}
+
+/// The login at the relay: both parts or neither, of sane length and
+/// characters.
+pub fn checked_login(user: &str, password: &str, max: usize) -> Result<(), String> {
+    if user.is_empty() != password.is_empty() {
+        Err("Give both the user name and the password, or neither.".into())
+    } else if user.len() > max || password.len() > max {
+        Err(format!("At most {max} characters."))
+    } else if user.chars().chain(password.chars()).any(|c| c.is_control()) {
+        Err("That contains characters that cannot be used.".into())
+    } else {
+        Ok(())
+    }
+}
+
 pub enum Change<'a> {
     /// Adds the relay (or replaces the one of the same name) and, with
     /// `smarthost`, sends all outgoing mail through it.

@@ -12,12 +12,18 @@ const PASSWORD: &str = "correct horse battery staple 42";
 
 #[test]
 fn a_new_owner_sets_up_the_appliance_in_a_browser() {
-    let peer = Peer::with(Options::default());
+    // The DNS as a new owner has it: the MX published, SPF not yet right.
+    let zone = "example.org. 60 IN MX 10 mail.example.org.\nmail.example.org. 60 IN A 127.0.0.1\nexample.org. 60 IN TXT \"v=spf1 a -all\"\n";
+    let peer = Peer::with(Options {
+        zone: Some(zone),
+        ..Options::default()
+    });
     let s = Server::start_with(
         FIRST_BOOT_CONFIG,
         &format!(
-            "[[transports]]\nrecipient = \"elsewhere.example\"\nvia = \"smtp:127.0.0.1:{}\"\n",
-            peer.smtp
+            "[[transports]]\nrecipient = \"elsewhere.example\"\nvia = \"smtp:127.0.0.1:{}\"\n[outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+            peer.smtp,
+            peer.dns.unwrap()
         ),
     );
     let http = format!("http://127.0.0.1:{}", s.listeners["http"].port());
@@ -130,6 +136,13 @@ fn a_new_owner_sets_up_the_appliance_in_a_browser() {
     b.screenshot("12-queue-empty");
     b.go(&format!("{https}/domains"));
     b.screenshot("13-domains");
+    b.go(&format!("{https}/relays"));
+    b.wait_text("main", "Mail for other domains goes directly");
+    b.screenshot("16-relays");
+    b.go(&format!("{https}/dns?check=1"));
+    b.wait_text(".notice.bad", "need your attention");
+    b.wait_text("table.records", "v=spf1 a -all");
+    b.screenshot("17-dns-check");
     // The graph counts what happened; the log shows it, filtered.
     b.go(&format!("{https}/activity"));
     b.wait_text("figure.chart figcaption", "The last day");

@@ -17,6 +17,10 @@ use crate::layout::{Menu, notice, shell};
 use crate::login::admin;
 use crate::{Conn, Web};
 
+/// How long the check of one domain may take (each lookup also has the
+/// resolver's own time-out).
+const CHECK_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/dns", get(page))
@@ -67,9 +71,21 @@ async fn page(
     let checking = q.check.is_some();
     let host = web.settings.get().config.hostname.clone();
     let mut checked: Vec<Option<Vec<Checked>>> = Vec::new();
+    let mut late: Vec<bool> = Vec::new();
     for (_, records) in &domains {
+        late.push(false);
         checked.push(match (checking, records) {
-            (true, Ok(records)) => Some(mta_app::dnscheck::check(&web.dns, &host, records).await),
+            (true, Ok(records)) => {
+                let check = mta_app::dnscheck::check(&web.dns, &host, records);
+                // A page waits this long at most, whatever the DNS does.
+                match tokio::time::timeout(CHECK_TIME, check).await {
+                    Ok(checked) => Some(checked),
+                    Err(_) => {
+                        *late.last_mut().expect("pushed") = true;
+                        None
+                    }
+                }
+            }
             _ => None,
         });
     }
@@ -84,13 +100,16 @@ async fn page(
                 input type="hidden" name="check" value="1";
                 button type="submit" { @if checking { "Check again" } @else { "Check what the DNS says" } }
             }
-            @for ((domain, records), checked) in domains.iter().zip(&checked) {
+            @for (((domain, records), checked), late) in domains.iter().zip(&checked).zip(&late) {
                 div.card {
                     h2 { (domain) }
                     @match records {
                         Err(e) => (notice("bad", &format!("The records of {domain} cannot be shown: {e:#}"))),
                         Ok(records) => {
                             p { a href={"/dns/zone/" (domain)} download={(domain) ".zone"} { "Download as a zone file" } }
+                            @if *late {
+                                (notice("bad", "The DNS did not answer within 30 seconds: check again later."))
+                            }
                             @if let Some(checked) = checked {
                                 @let bad = checked.iter().filter(|c| c.verdict.needs_attention()).count();
                                 @if bad == 0 {

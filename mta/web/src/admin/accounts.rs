@@ -176,20 +176,7 @@ async fn add(
     headers: HeaderMap,
     Form(f): Form<AccountForm>,
 ) -> Response {
-    if let Err(r) = guard_post(&web, &conn, &headers, HERE, &f.csrf) {
-        return r.into_response();
-    }
-    change(&web, &headers, HERE, move |path| {
-        checked_password(f.address.trim(), &f.password)?;
-        mta_app::accounts::apply(
-            path,
-            Change::Add {
-                address: &f.address,
-                password: &f.password,
-            },
-        )
-    })
-    .await
+    with_password(&web, &conn, &headers, f, true).await
 }
 
 async fn password(
@@ -198,18 +185,29 @@ async fn password(
     headers: HeaderMap,
     Form(f): Form<AccountForm>,
 ) -> Response {
-    if let Err(r) = guard_post(&web, &conn, &headers, HERE, &f.csrf) {
+    with_password(&web, &conn, &headers, f, false).await
+}
+
+/// A new account (`new`) or a new password for one, if strong enough.
+async fn with_password(
+    web: &Web,
+    conn: &Conn,
+    headers: &HeaderMap,
+    f: AccountForm,
+    new: bool,
+) -> Response {
+    if let Err(r) = guard_post(web, conn, headers, HERE, &f.csrf) {
         return r.into_response();
     }
-    change(&web, &headers, HERE, move |path| {
+    change(web, headers, HERE, move |path| {
         checked_password(f.address.trim(), &f.password)?;
-        mta_app::accounts::apply(
-            path,
-            Change::Password {
-                address: &f.address,
-                password: &f.password,
-            },
-        )
+        let (address, password) = (f.address.as_str(), f.password.as_str());
+        let change = if new {
+            Change::Add { address, password }
+        } else {
+            Change::Password { address, password }
+        };
+        mta_app::accounts::apply(path, change)
     })
     .await
 }

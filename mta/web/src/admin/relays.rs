@@ -121,30 +121,13 @@ async fn set(
         return r.into_response();
     }
     change(&web, &headers, HERE, move |path| {
-        let host =
-            crate::forms::text(&f.host, "the relay's server", true).map_err(anyhow::Error::msg)?;
-        let host = mta_proto::address::normalise_domain(host)
-            .ok()
-            .filter(|h| h.contains('.') || h.parse::<std::net::IpAddr>().is_ok())
-            .ok_or_else(|| {
-                anyhow::anyhow!("{host:?} is not a server name like smtp.provider.example")
-            })?;
-        let port = f
-            .port
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| {
-                anyhow::anyhow!("{:?} is not a port number such as 587 or 465", f.port)
-            })?;
+        let host = crate::forms::text(&f.host, "the relay's server", true)
+            .and_then(mta_app::relays::checked_host)
+            .map_err(anyhow::Error::msg)?;
+        let port = mta_app::relays::checked_port(&f.port).map_err(anyhow::Error::msg)?;
         let (user, password) = (f.username.trim(), f.password.as_str());
-        if user.is_empty() != password.is_empty() {
-            anyhow::bail!("give both the user name and the password, or neither");
-        }
-        if user.len() > crate::forms::MAX_FIELD || password.len() > crate::forms::MAX_FIELD {
-            anyhow::bail!("the user name or password is too long");
-        }
+        mta_app::relays::checked_login(user, password, crate::forms::MAX_FIELD)
+            .map_err(anyhow::Error::msg)?;
         let relay = NewRelay {
             name: &f.name,
             host: &host,

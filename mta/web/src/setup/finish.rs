@@ -15,17 +15,17 @@ use serde::Deserialize;
 use toml_edit::{DocumentMut, Item, Table, value};
 
 use super::steps::strength_name;
-use super::{COOKIE, Draft, elsewhere, expired, wizard};
+use super::{COOKIE, Draft, current, posted, wizard};
 use crate::layout::notice;
 use crate::{Conn, Web, forms, login};
 
 // Step 5: summary and finish.
 
 pub(super) async fn summary_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if let Some(r) = elsewhere(&web, &headers) {
-        return r;
-    }
-    let (_, d) = web.setup.draft(&headers).expect("checked");
+    let (_, d) = match current(&web, &headers) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
     if d.relay.is_none() {
         return Redirect::to("/setup/relay").into_response();
     }
@@ -78,13 +78,10 @@ pub(super) async fn finish(
     headers: HeaderMap,
     Form(form): Form<FinishForm>,
 ) -> Response {
-    if let Some(r) = elsewhere(&web, &headers) {
-        return r;
-    }
-    let (_, draft) = web.setup.draft(&headers).expect("checked");
-    if !forms::same(&form.csrf, &draft.csrf) {
-        return expired();
-    }
+    let (_, draft) = match posted(&web, &headers, &form.csrf) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
     let (Some(owner), Some(_)) = (&draft.owner, &draft.relay) else {
         return Redirect::to("/setup/summary").into_response();
     };

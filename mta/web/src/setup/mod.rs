@@ -238,16 +238,24 @@ fn wizard(title: &str, step: usize, body: Markup) -> Markup {
     )
 }
 
-/// Where a request goes instead when the wizard is not (or no longer) the
-/// page to show.
-fn elsewhere(web: &Web, headers: &HeaderMap) -> Option<Response> {
+/// The browser's draft, or where the request goes instead when the wizard
+/// is not (or no longer) the page to show.
+fn current(web: &Web, headers: &HeaderMap) -> Result<(String, Draft), Box<Response>> {
     if web.claimed() {
-        return Some(Redirect::to("/").into_response());
+        return Err(Box::new(Redirect::to("/").into_response()));
     }
     web.setup
         .draft(headers)
-        .is_none()
-        .then(|| Redirect::to("/setup").into_response())
+        .ok_or_else(|| Box::new(Redirect::to("/setup").into_response()))
+}
+
+/// A step's POST: the browser's draft, if the form's CSRF token is its.
+fn posted(web: &Web, headers: &HeaderMap, csrf: &str) -> Result<(String, Draft), Box<Response>> {
+    let (token, draft) = current(web, headers)?;
+    if !forms::same(csrf, &draft.csrf) {
+        return Err(Box::new(expired()));
+    }
+    Ok((token, draft))
 }
 
 fn expired() -> Response {

@@ -13,7 +13,7 @@ use mta_app::password::PasswordHash;
 use mta_proto::address::{Address, normalise_domain};
 use serde::Deserialize;
 
-use super::{Draft, MAX_DOMAINS, MIN_STRENGTH, Owner, Relay, elsewhere, expired, wizard};
+use super::{Draft, MAX_DOMAINS, MIN_STRENGTH, Owner, Relay, current, posted, wizard};
 use crate::layout::Field;
 use crate::{Web, forms};
 
@@ -28,10 +28,10 @@ pub(super) struct DomainsForm {
 }
 
 pub(super) async fn domains_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if let Some(r) = elsewhere(&web, &headers) {
-        return r;
-    }
-    let (_, d) = web.setup.draft(&headers).expect("checked");
+    let (_, d) = match current(&web, &headers) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
     let form = DomainsForm {
         csrf: d.csrf.clone(),
         domains: d.domains.join("\n"),
@@ -84,13 +84,10 @@ pub(super) async fn domains_submit(
     headers: HeaderMap,
     Form(form): Form<DomainsForm>,
 ) -> Response {
-    if let Some(r) = elsewhere(&web, &headers) {
-        return r;
-    }
-    let (token, mut draft) = web.setup.draft(&headers).expect("checked");
-    if !forms::same(&form.csrf, &draft.csrf) {
-        return expired();
-    }
+    let (token, mut draft) = match posted(&web, &headers, &form.csrf) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
     let shown = DomainsForm {
         csrf: draft.csrf.clone(),
         ..form
@@ -181,10 +178,10 @@ pub(super) struct OwnerForm {
 }
 
 pub(super) async fn owner_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if let Some(r) = elsewhere(&web, &headers) {
-        return r;
-    }
-    let (_, d) = web.setup.draft(&headers).expect("checked");
+    let (_, d) = match current(&web, &headers) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
     if d.domains.is_empty() {
         return Redirect::to("/setup/domains").into_response();
     }
@@ -299,13 +296,10 @@ pub(super) async fn owner_submit(
     headers: HeaderMap,
     Form(form): Form<OwnerForm>,
 ) -> Response {
-    if let Some(r) = elsewhere(&web, &headers) {
-        return r;
-    }
-    let (token, mut draft) = web.setup.draft(&headers).expect("checked");
-    if !forms::same(&form.csrf, &draft.csrf) {
-        return expired();
-    }
+    let (token, mut draft) = match posted(&web, &headers, &form.csrf) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
     if draft.domains.is_empty() {
         return Redirect::to("/setup/domains").into_response();
     }
@@ -405,10 +399,10 @@ struct RelayProblems {
 }
 
 pub(super) async fn relay_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if let Some(r) = elsewhere(&web, &headers) {
-        return r;
-    }
-    let (_, d) = web.setup.draft(&headers).expect("checked");
+    let (_, d) = match current(&web, &headers) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
     if d.owner.is_none() {
         return Redirect::to("/setup/owner").into_response();
     }
@@ -483,36 +477,29 @@ pub(super) async fn relay_submit(
     headers: HeaderMap,
     Form(form): Form<RelayForm>,
 ) -> Response {
-    if let Some(r) = elsewhere(&web, &headers) {
-        return r;
-    }
-    let (token, mut draft) = web.setup.draft(&headers).expect("checked");
-    if !forms::same(&form.csrf, &draft.csrf) {
-        return expired();
-    }
+    let (token, mut draft) = match posted(&web, &headers, &form.csrf) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
     if form.way != "relay" {
         draft.relay = Some(None);
         web.setup.save(&token, draft);
         return Redirect::to("/setup/summary").into_response();
     }
     let mut p = RelayProblems::default();
-    let host = match forms::text(&form.host, "the relay's host name", true) {
-        Ok(h) => match normalise_domain(h) {
-            Ok(n) if n.contains('.') || h.parse::<std::net::IpAddr>().is_ok() => Some(n),
-            _ => {
-                p.host = Some("Enter a host name like smtp.provider.example.".into());
-                None
-            }
-        },
+    let host = match forms::text(&form.host, "the relay's host name", true)
+        .and_then(mta_app::relays::checked_host)
+    {
+        Ok(h) => Some(h),
         Err(e) => {
             p.host = Some(e);
             None
         }
     };
-    let port = match form.port.trim().parse::<u16>() {
-        Ok(n) if n > 0 => Some(n),
-        _ => {
-            p.port = Some("Enter a port number such as 587 or 465.".into());
+    let port = match mta_app::relays::checked_port(&form.port) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            p.port = Some(e);
             None
         }
     };
@@ -530,17 +517,7 @@ pub(super) async fn relay_submit(
     } else {
         password
     };
-    if username.is_empty() != password.is_empty() {
-        p.login = Some("Give both the user name and the password, or neither.".into());
-    } else if username.len() > forms::MAX_FIELD || password.len() > forms::MAX_FIELD {
-        p.login = Some(format!("At most {} characters.", forms::MAX_FIELD));
-    } else if username
-        .chars()
-        .chain(password.chars())
-        .any(|c| c.is_control())
-    {
-        p.login = Some("That contains characters that cannot be used.".into());
-    }
+    p.login = mta_app::relays::checked_login(&username, &password, forms::MAX_FIELD).err();
     let (Some(host), Some(port), None) = (host, port, &p.login) else {
         let shown = RelayForm {
             csrf: draft.csrf.clone(),
