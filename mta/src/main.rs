@@ -30,7 +30,20 @@ enum Command {
     User(UserCmd),
     Dkim(DkimCmd),
     Dns(DnsCmd),
+    Cert(CertCmd),
     HashPassword(HashPassword),
+}
+
+/// the TLS certificate: status (names, issuer, expiry, the last ACME attempt and its error), renew (ask the CA now)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "cert")]
+struct CertCmd {
+    /// configuration file (default /data/mailbox.toml)
+    #[argh(option, default = "DEFAULT_CONFIG.into()")]
+    config: PathBuf,
+    /// status or renew
+    #[argh(positional)]
+    action: String,
 }
 
 /// DNS records: show DOMAIN (what to publish), check DOMAIN (what the DNS answers, record by record; exits 1 when something is missing or wrong)
@@ -253,6 +266,26 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dns(d) => dns_command(&d),
+        Command::Cert(c) => {
+            let config = Config::load(&c.config)?;
+            let command = match c.action.as_str() {
+                "status" => admin::Command::CertStatus,
+                "renew" => admin::Command::CertRenew,
+                other => anyhow::bail!("unknown action {other:?}: use status or renew"),
+            };
+            // The running server knows best (an attempt under way); without
+            // one, what is on disk.
+            match serve::control::request(&config.control_socket(), command) {
+                Some(answer) => print!("{}", answer?),
+                None if command == admin::Command::CertStatus => {
+                    print!("{}", mta_app::acme::Report::read(&config)?.text())
+                }
+                None => anyhow::bail!(
+                    "the server is not running; it asks for a certificate when it starts"
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::HashPassword(_) => {
             println!("{}", PasswordHash::create(&read_password()?).as_str());
             Ok(ExitCode::SUCCESS)

@@ -130,6 +130,25 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
             },
         ),
         Prereq::new(
+            "pebble (Let's Encrypt's ACME test server)",
+            Fix::Apt(&["pebble"]),
+            || {
+                // `-version` is not in Debian's 2.4; an unreadable
+                // configuration makes it say who it is and stop.
+                let out = Command::new("pebble")
+                    .args(["-config", "/nonexistent"])
+                    .output()
+                    .map_err(|e| format!("pebble cannot run: {e}"))?;
+                let said = String::from_utf8_lossy(&out.stderr).to_string()
+                    + &String::from_utf8_lossy(&out.stdout);
+                if said.contains("Pebble") || said.contains("pebble") {
+                    Ok(())
+                } else {
+                    Err(format!("pebble did not answer as expected: {said}"))
+                }
+            },
+        ),
+        Prereq::new(
             "chromium and chromedriver (the web tests' browser)",
             // A font, or pages (and their screenshots) show no text.
             Fix::Apt(&["chromium", "chromium-driver", "fonts-dejavu-core"]),

@@ -30,10 +30,13 @@ pub enum Command {
     Reload,
     /// init's health check: the server runs and its queue takes writes.
     Health,
+    /// The certificate and its renewal (the running server's view).
+    CertStatus,
+    /// Ask the CA for a certificate now.
+    CertRenew,
 }
 
-const VERBS: &str =
-    "list, show ID, hold ID, release ID, delete ID, retry ID, flush, reload, health";
+const VERBS: &str = "list, show ID, hold ID, release ID, delete ID, retry ID, flush, reload, health, cert-status, cert-renew";
 
 impl std::str::FromStr for Command {
     type Err = anyhow::Error;
@@ -57,6 +60,8 @@ impl std::str::FromStr for Command {
             "flush" => Command::Flush,
             "reload" => Command::Reload,
             "health" => Command::Health,
+            "cert-status" => Command::CertStatus,
+            "cert-renew" => Command::CertRenew,
             "" => bail!("empty command"),
             other => bail!("unknown command {other:?} ({VERBS})"),
         };
@@ -79,6 +84,8 @@ impl std::fmt::Display for Command {
             Command::Flush => write!(f, "flush"),
             Command::Reload => write!(f, "reload"),
             Command::Health => write!(f, "health"),
+            Command::CertStatus => write!(f, "cert-status"),
+            Command::CertRenew => write!(f, "cert-renew"),
         }
     }
 }
@@ -166,6 +173,9 @@ pub fn execute(
             }
             None => bail!("the server is not running; it reads the configuration when it starts"),
         },
+        Command::CertStatus | Command::CertRenew => {
+            bail!("the server is not running; it asks for certificates when it starts")
+        }
     }
 }
 
@@ -224,6 +234,8 @@ mod tests {
             Command::Flush,
             Command::Reload,
             Command::Health,
+            Command::CertStatus,
+            Command::CertRenew,
         ] {
             assert_eq!(c.to_string().parse::<Command>().unwrap(), c);
         }

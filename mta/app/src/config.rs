@@ -37,6 +37,8 @@ pub struct Config {
     pub queue: QueuePolicy,
     pub listeners: Vec<Listener>,
     pub tls: Option<TlsFiles>,
+    /// Certificates from an ACME CA (off: `[tls]` files or self-signed).
+    pub acme: Option<Acme>,
     pub network: Network,
     pub submission: SubmissionPolicy,
     pub outbound: Outbound,
@@ -181,6 +183,19 @@ impl Service {
     }
 }
 
+/// Where certificates come from when ACME is on (`[acme]`, with its terms
+/// accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acme {
+    /// The address the CA may write to about the certificates.
+    pub contact: Option<String>,
+    /// The ACME directory URL (Let's Encrypt's production one by default).
+    pub directory: String,
+    /// Extra trust anchors (PEM) for the directory's HTTPS: private CAs,
+    /// tests.
+    pub ca: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub certificate: PathBuf,
@@ -227,6 +242,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+mod acme;
 mod addressing;
 mod check;
 mod edit;
@@ -309,6 +325,10 @@ impl Config {
         let listeners = ck.listeners(raw.listeners.as_deref());
 
         let tls = raw.tls.as_ref().map(|t| ck.tls(t));
+        let acme = raw
+            .acme
+            .as_ref()
+            .and_then(|a| ck.acme(a, &hostname, raw.tls.is_some()));
 
         let network = match &raw.network {
             None => Network::Dhcp,
@@ -330,6 +350,7 @@ impl Config {
             queue,
             listeners,
             tls,
+            acme,
             network,
             submission: SubmissionPolicy {
                 trace_user: raw.submission.trace_user.unwrap_or(false),
@@ -382,6 +403,22 @@ impl Config {
                 .map(|(k, _)| k.clone())
                 .collect(),
         })
+    }
+
+    /// The names the certificate is for: the host name, and the names
+    /// each domain's clients and MTA-STS reach this server by (as the DNS
+    /// page asks to publish them).
+    pub fn certificate_names(&self) -> Vec<String> {
+        let mut names = vec![self.hostname.clone()];
+        for domain in &self.domains {
+            for prefix in ["mta-sts", "autoconfig", "autodiscover"] {
+                let name = format!("{prefix}.{domain}");
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 
     pub fn control_socket(&self) -> PathBuf {

@@ -85,6 +85,11 @@ impl CertStore {
         self.issued.store(issued, Ordering::Relaxed);
     }
 
+    /// The certificate presented now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.read().expect("certificate").clone()
+    }
+
     /// Whether the certificate presented was issued by a CA.
     pub fn issued(&self) -> bool {
         self.issued.load(Ordering::Relaxed)
@@ -145,6 +150,56 @@ impl ResolvesServerCert for CertStore {
 
 fn provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
+}
+
+/// What the owner is shown about a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Its DNS names (subject alternative names).
+    pub names: Vec<String>,
+    /// Its issuer's organisation or common name.
+    pub issuer: String,
+    /// Whether a CA issued it (not self-signed).
+    pub issued: bool,
+    pub not_before: u64,
+    pub not_after: u64,
+}
+
+impl CertInfo {
+    /// The leaf of `chain`, described.
+    pub fn of(chain: &[CertificateDer<'_>], issued: bool) -> Option<CertInfo> {
+        let (_, cert) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
+        let names = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let issuer = cert.issuer();
+        let issuer = issuer
+            .iter_organization()
+            .chain(issuer.iter_common_name())
+            .find_map(|a| a.as_str().ok())
+            .unwrap_or("unknown")
+            .to_string();
+        let secs = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0);
+        Some(CertInfo {
+            names,
+            issuer,
+            issued,
+            not_before: secs(cert.validity().not_before),
+            not_after: secs(cert.validity().not_after),
+        })
+    }
 }
 
 /// Whether a certificate (DER) names another issuer than its subject.

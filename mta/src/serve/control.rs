@@ -6,16 +6,23 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
 use anyhow::{Context, bail};
+use mta_app::acme::Acme;
 use mta_app::admin::{Command, execute};
 use mta_store::queue::{Queue, Schedule};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 /// Serves the control socket in the background.
-pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> anyhow::Result<()> {
+pub async fn listen(
+    path: &Path,
+    queue: Queue,
+    schedule: Sender<Schedule>,
+    acme: Arc<Acme>,
+) -> anyhow::Result<()> {
     // A socket left by a killed server would make bind fail.
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)
@@ -28,6 +35,7 @@ pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> an
             };
             let queue = queue.clone();
             let schedule = schedule.clone();
+            let acme = acme.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
@@ -44,8 +52,15 @@ pub async fn listen(path: &Path, queue: Queue, schedule: Sender<Schedule>) -> an
                     return;
                 }
                 let answer = tokio::task::spawn_blocking(move || {
-                    let command: Command = line.trim().parse()?;
-                    execute(&queue, Some(&schedule), command)
+                    match line.trim().parse()? {
+                        // The certificate's keeper lives here, not in the queue.
+                        Command::CertRenew => {
+                            acme.renew_now();
+                            Ok("a certificate is requested now; `mta cert status` shows the outcome\n".into())
+                        }
+                        Command::CertStatus => Ok(acme.report().text()),
+                        command => execute(&queue, Some(&schedule), command),
+                    }
                 })
                 .await
                 .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));

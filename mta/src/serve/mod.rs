@@ -108,13 +108,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
 
     let logins = Arc::new(Logins::default());
+    let acme =
+        mta_app::acme::Acme::new(settings.clone(), Arc::new(mta_app::acme::Http01::default()));
     let web = Arc::new(mta_web::Web::new(mta_web::Parts {
         settings: settings.clone(),
         logins: logins.clone(),
         dns: dns.clone(),
         queue: queue.clone(),
         schedule: schedule_tx.clone(),
-        http01: Arc::new(mta_app::acme::Http01::default()),
+        acme: acme.clone(),
     })?);
     let shared = Arc::new(Shared {
         logins,
@@ -153,8 +155,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &config.control_socket(),
         shared.intake.queue.clone(),
         schedule_tx,
+        acme.clone(),
     )
     .await?;
+    // After the listeners: the CA checks them as soon as we ask.
+    tokio::spawn(acme.run());
     tracing::info!(
         "mta {} started for {}",
         env!("CARGO_PKG_VERSION"),

@@ -65,6 +65,10 @@ fn a_new_owner_sets_up_the_appliance_in_a_browser() {
     b.wait_url(|u| u.ends_with("/setup/relay"));
     b.screenshot("05-setup-relay");
     b.click("button[type=submit]");
+    b.wait_url(|u| u.ends_with("/setup/certificate"));
+    b.click("input[name=terms]");
+    b.screenshot("05b-setup-certificate");
+    b.click("button[type=submit]");
     b.wait_url(|u| u.ends_with("/setup/summary"));
     b.wait_text("dl.summary", "owner@example.org");
     b.screenshot("06-setup-summary");

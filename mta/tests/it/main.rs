@@ -1,8 +1,9 @@
 //! The mta's integration tests, in one binary (one link for all of them):
 //! the real `mta` binary over real TCP and TLS, with independent peers
-//! (swaks, Python's smtplib, aiosmtpd, dnslib, dnspython, dkimpy) where one
+//! (swaks, Python's smtplib, aiosmtpd, dnslib, dnspython, dkimpy, Pebble) where one
 //! exists. `common` is the harness; one module per area.
 
+mod acme;
 mod browser;
 mod common;
 mod crash;

@@ -68,6 +68,32 @@ impl Web {
         );
         assert_eq!(r.location(), "/setup/relay", "{r:?}");
         let r = self.post("/setup/relay", &[("csrf", &csrf), ("way", "direct")]);
+        assert_eq!(r.location(), "/setup/certificate", "{r:?}");
+        // Let's Encrypt is the default, and needs its terms accepted.
+        let page = self.http("/setup/certificate");
+        assert!(
+            page.body.contains("value=\"owner@example.org\""),
+            "{}",
+            page.body
+        );
+        let r = self.post(
+            "/setup/certificate",
+            &[
+                ("csrf", &csrf),
+                ("way", "letsencrypt"),
+                ("contact", "owner@example.org"),
+            ],
+        );
+        assert_eq!(r.status, 422, "{r:?}");
+        assert!(
+            r.body.contains("Accept the Subscriber Agreement"),
+            "{}",
+            r.body
+        );
+        let r = self.post(
+            "/setup/certificate",
+            &[("csrf", &csrf), ("way", "self-signed")],
+        );
         assert_eq!(r.location(), "/setup/summary", "{r:?}");
         csrf
     }
@@ -258,10 +284,23 @@ fn bad_answers_are_explained_and_change_nothing() {
 fn the_wizard_sets_the_appliance_up_and_the_owner_logs_in() {
     let mut w = Web::start();
     let csrf = w.through_the_wizard("example.org\nExample.NET");
+    let r = w.post(
+        "/setup/certificate",
+        &[
+            ("csrf", &csrf),
+            ("way", "letsencrypt"),
+            ("contact", "owner@example.org"),
+            ("terms", "yes"),
+        ],
+    );
+    assert_eq!(r.location(), "/setup/summary", "{r:?}");
     let summary = w.http("/setup/summary");
     assert!(
         summary.body.contains("example.org, example.net")
-            && summary.body.contains("owner@example.org"),
+            && summary.body.contains("owner@example.org")
+            && summary
+                .body
+                .contains("from Let's Encrypt, contact owner@example.org"),
         "{}",
         summary.body
     );
@@ -286,6 +325,10 @@ fn the_wizard_sets_the_appliance_up_and_the_owner_logs_in() {
     );
     assert!(
         config.contains("admin = true") && !config.contains("mailbox.local\""),
+        "{config}"
+    );
+    assert!(
+        config.contains("[acme]\ncontact = \"owner@example.org\"\nterms_accepted = true"),
         "{config}"
     );
     let check = w.s.mta("check-config", &[]);

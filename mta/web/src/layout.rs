@@ -19,6 +19,7 @@ const MENU: &[(&str, &str)] = &[
     ("/domains", "Domains"),
     ("/dns", "DNS records"),
     ("/relays", "Outgoing"),
+    ("/certificate", "Certificate"),
     ("/queue", "Queue"),
     ("/activity", "Activity"),
     ("/log", "Log"),

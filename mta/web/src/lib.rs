@@ -40,8 +40,8 @@ pub struct Parts {
     pub dns: Arc<mta_app::dns::Dns>,
     pub queue: mta_store::queue::Queue,
     pub schedule: std::sync::mpsc::Sender<mta_store::queue::Schedule>,
-    /// The ACME HTTP-01 answers waiting (the ACME client adds them).
-    pub http01: Arc<mta_app::acme::Http01>,
+    /// The certificate's keeper: its HTTP-01 answers, its report.
+    pub acme: Arc<mta_app::acme::Acme>,
 }
 
 /// Everything the pages share.
@@ -52,7 +52,7 @@ pub struct Web {
     dns: Arc<mta_app::dns::Dns>,
     queue: mta_store::queue::Queue,
     schedule: std::sync::Mutex<std::sync::mpsc::Sender<mta_store::queue::Schedule>>,
-    http01: Arc<mta_app::acme::Http01>,
+    acme: Arc<mta_app::acme::Acme>,
     setup: setup::Setup,
     sessions: session::Sessions,
     /// The port the HTTPS listener is bound to (0: none), for redirects.
@@ -70,7 +70,7 @@ impl Web {
             dns,
             queue,
             schedule,
-            http01,
+            acme,
         } = parts;
         let config = settings.get().config.clone();
         let setup = setup::Setup::open(&config.data_dir, config.owner().is_none())?;
@@ -80,7 +80,7 @@ impl Web {
             dns,
             queue,
             schedule: std::sync::Mutex::new(schedule),
-            http01,
+            acme,
             setup,
             sessions: session::Sessions::default(),
             https_port: std::sync::atomic::AtomicU16::new(0),
@@ -150,7 +150,7 @@ async fn acme_challenge(
     axum::extract::State(web): axum::extract::State<Arc<Web>>,
     axum::extract::Path(token): axum::extract::Path<String>,
 ) -> Response {
-    match web.http01.answer(&token) {
+    match web.acme.http01().answer(&token) {
         Some(answer) => {
             ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response()
         }

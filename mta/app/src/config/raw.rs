@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub(super) queue: RawQueue,
     pub(super) listeners: Option<Vec<RawListener>>,
     pub(super) tls: Option<RawTls>,
+    pub(super) acme: Option<RawAcme>,
     pub(super) network: Option<RawNetwork>,
     #[serde(default)]
     pub(super) submission: RawSubmission,
@@ -140,4 +141,13 @@ pub(super) struct RawListener {
 pub(super) struct RawTls {
     pub(super) certificate: Spanned<String>,
     pub(super) key: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAcme {
+    pub(super) contact: Option<Spanned<String>>,
+    pub(super) terms_accepted: Spanned<bool>,
+    pub(super) directory: Option<Spanned<String>>,
+    pub(super) ca: Option<Spanned<String>>,
 }

@@ -1,5 +1,6 @@
 //! The owner's admin pages (HTTPS, after login): accounts, aliases,
-//! domains, outgoing mail (relays), the queue, activity and the log. Every change is a POST carrying the session's
+//! domains, outgoing mail (relays), the certificate, the queue, activity
+//! and the log. Every change is a POST carrying the session's
 //! CSRF token, goes through `mta-app`'s edit of the configuration (the
 //! path `mta user` takes: comments kept, validated whole, atomic), then
 //! reloads the server; the page that follows says what happened.
@@ -19,6 +20,7 @@ use crate::{Conn, Web, forms};
 mod accounts;
 mod activity;
 mod aliases;
+mod certificate;
 mod domains;
 mod queue;
 mod relays;
@@ -27,6 +29,7 @@ pub fn routes() -> Router<Arc<Web>> {
     Router::new()
         .merge(accounts::routes())
         .merge(activity::routes())
+        .merge(certificate::routes())
         .merge(aliases::routes())
         .merge(domains::routes())
         .merge(queue::routes())

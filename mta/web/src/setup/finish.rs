@@ -26,8 +26,8 @@ pub(super) async fn summary_page(State(web): State<Arc<Web>>, headers: HeaderMap
         Ok(d) => d,
         Err(r) => return *r,
     };
-    if d.relay.is_none() {
-        return Redirect::to("/setup/relay").into_response();
+    if d.acme.is_none() {
+        return Redirect::to("/setup/certificate").into_response();
     }
     summary(&d, None).into_response()
 }
@@ -36,7 +36,7 @@ fn summary(d: &Draft, error: Option<&str>) -> Markup {
     let owner = d.owner.as_ref().expect("the owner step came first");
     wizard(
         "Summary",
-        4,
+        5,
         html! {
             h1 { "Ready to set up" }
             @if let Some(e) = error { (notice("bad", e)) }
@@ -52,12 +52,19 @@ fn summary(d: &Draft, error: Option<&str>) -> Markup {
                             Some(r) => { "through " (r.host) ":" (r.port) @if !r.username.is_empty() { " as " (r.username) } }
                         }
                     }
+                    dt { "Certificate" } dd {
+                        @match d.acme.clone().flatten() {
+                            None => "the appliance's own (self-signed)",
+                            Some(c) if c.is_empty() => "from Let's Encrypt",
+                            Some(c) => { "from Let's Encrypt, contact " (c) }
+                        }
+                    }
                 }
                 form method="post" action="/setup/finish" {
                     input type="hidden" name="csrf" value=(d.csrf);
                     div.actions {
                         button type="submit" { "Set up my Mailbox" }
-                        a.button.secondary href="/setup/relay" { "Back" }
+                        a.button.secondary href="/setup/certificate" { "Back" }
                     }
                 }
             }
@@ -82,7 +89,7 @@ pub(super) async fn finish(
         Ok(d) => d,
         Err(r) => return *r,
     };
-    let (Some(owner), Some(_)) = (&draft.owner, &draft.relay) else {
+    let (Some(owner), Some(_), Some(_)) = (&draft.owner, &draft.relay, &draft.acme) else {
         return Redirect::to("/setup/summary").into_response();
     };
     let config = web.settings.get().config.clone();
@@ -150,13 +157,13 @@ pub(super) async fn finish(
 fn done(address: &str, next: &str) -> Markup {
     wizard(
         "Set up",
-        5,
+        6,
         html! {
             h1 { "Your Mailbox is set up" }
             (notice("ok", "The configuration is saved and the server runs with it."))
             div.card {
                 p { "Next: log in as " strong { (address) } " over a secure connection and publish the DNS records it shows." }
-                p.help { "Until the appliance has a certificate from Let's Encrypt, your browser warns that this one is self-signed. It is this appliance's own: continue to the page." }
+                p.help { "Until the appliance has a certificate from Let's Encrypt, your browser warns that this one is self-signed. It is this appliance's own: continue to the page. The Certificate page shows when the real one arrives." }
                 div.actions { a.button href=(next) { "Continue to the DNS records" } }
             }
         },
@@ -234,6 +241,18 @@ fn apply(doc: &mut DocumentMut, d: &Draft) -> anyhow::Result<String> {
             mta_app::relays::Change::Set {
                 relay,
                 smarthost: true,
+            },
+        )?;
+    }
+    if let Some(acme) = &d.acme {
+        mta_app::acme::choose(
+            doc,
+            match acme {
+                Some(contact) => mta_app::acme::Choice::On {
+                    contact: Some(contact),
+                    directory: "production",
+                },
+                None => mta_app::acme::Choice::Off,
             },
         )?;
     }

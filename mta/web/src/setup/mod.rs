@@ -5,8 +5,9 @@
 //! cannot claim the box. Wrong codes are limited like logins.
 //!
 //! Steps: code → domains and host name → the owner's account → an optional
-//! relay → summary. What is entered is kept here, per browser (a cookie),
-//! until the last step writes the configuration in one atomic edit
+//! relay → certificates from Let's Encrypt (on unless declined) → summary.
+//! What is entered is kept here, per browser (a cookie), until the last
+//! step writes the configuration in one atomic edit
 //! (validated as a whole, as `mta check-config` does), makes the DKIM keys
 //! and reloads the server. A power cut before that edit leaves the old
 //! configuration; after it, the new one.
@@ -28,6 +29,7 @@ use serde::Deserialize;
 use crate::layout::{Field, notice, page};
 use crate::{Conn, Web, forms};
 
+mod certificate;
 mod finish;
 mod steps;
 
@@ -61,6 +63,9 @@ struct Draft {
     owner: Option<Owner>,
     /// `None` until the relay step is done; `Some(None)`: direct delivery.
     relay: Option<Option<Relay>>,
+    /// `None` until the certificate step is done; `Some(None)`: no
+    /// Let's Encrypt; `Some(Some(contact))`: on, terms accepted.
+    acme: Option<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -158,6 +163,7 @@ impl Setup {
                 hostname: String::new(),
                 owner: None,
                 relay: None,
+                acme: None,
             },
         );
         token
@@ -216,12 +222,23 @@ pub fn routes() -> Router<Arc<Web>> {
             "/setup/relay",
             get(steps::relay_page).post(steps::relay_submit),
         )
+        .route(
+            "/setup/certificate",
+            get(certificate::page).post(certificate::submit),
+        )
         .route("/setup/strength", post(steps::strength_check))
         .route("/setup/summary", get(finish::summary_page))
         .route("/setup/finish", post(finish::finish))
 }
 
-const STEPS: [&str; 5] = ["Code", "Domains", "Owner", "Outgoing mail", "Summary"];
+const STEPS: [&str; 6] = [
+    "Code",
+    "Domains",
+    "Owner",
+    "Outgoing mail",
+    "Certificate",
+    "Summary",
+];
 
 fn wizard(title: &str, step: usize, body: Markup) -> Markup {
     page(

@@ -484,7 +484,7 @@ pub(super) async fn relay_submit(
     if form.way != "relay" {
         draft.relay = Some(None);
         web.setup.save(&token, draft);
-        return Redirect::to("/setup/summary").into_response();
+        return Redirect::to("/setup/certificate").into_response();
     }
     let mut p = RelayProblems::default();
     let host = match forms::text(&form.host, "the relay's host name", true)
@@ -534,7 +534,7 @@ pub(super) async fn relay_submit(
         password,
     }));
     web.setup.save(&token, draft);
-    Redirect::to("/setup/summary").into_response()
+    Redirect::to("/setup/certificate").into_response()
 }
 
 #[derive(Deserialize, Default)]

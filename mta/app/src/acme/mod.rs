@@ -1,12 +1,64 @@
-//! Automatic certificates (ACME, RFC 8555) — what is shared between the
-//! client and the listeners that answer the CA's challenges: the HTTP-01
-//! answers, served by the web at `/.well-known/acme-challenge/<token>` on
-//! port 80 (TLS-ALPN-01 answers live in [`crate::tls::CertStore`]); and
-//! when to renew, a pure function of the certificate's dates and the
-//! failures so far.
+//! Automatic certificates (ACME, RFC 8555): the HTTP-01 answers the web
+//! serves at `/.well-known/acme-challenge/<token>` on port 80 (TLS-ALPN-01
+//! answers live in [`crate::tls::CertStore`]); when to renew, a pure
+//! function of the certificate's dates and the failures so far; the
+//! client that talks to the CA (`client.rs`, on instant-acme) and the
+//! task that keeps the certificate current and reports on it
+//! (`manager.rs`).
+//!
+//! One certificate covers every name (the host name, and `mta-sts.`,
+//! `autoconfig.` and `autodiscover.` of each domain): one pair to keep
+//! atomically and one to present, whatever name a client asks for.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+mod client;
+mod manager;
+
+pub use client::Challenge;
+pub use manager::{Acme, Report, Status, when};
+
+/// The owner's choice about certificates, written into `[acme]`.
+pub enum Choice<'a> {
+    /// Certificates from the CA at `directory` ("production", "staging" or
+    /// a URL), its terms accepted, `contact` told about them.
+    On {
+        contact: Option<&'a str>,
+        directory: &'a str,
+    },
+    /// The self-signed certificate (or `[tls]` files) only.
+    Off,
+}
+
+/// Writes `choice` into the configuration document (through
+/// [`crate::config::edit`], which checks the whole).
+pub fn choose(doc: &mut toml_edit::DocumentMut, choice: Choice) -> anyhow::Result<String> {
+    match choice {
+        Choice::Off => {
+            doc.remove("acme");
+            Ok("certificates from Let's Encrypt turned off".into())
+        }
+        Choice::On { contact, directory } => {
+            let table = doc
+                .entry("acme")
+                .or_insert(toml_edit::table())
+                .as_table_mut()
+                .ok_or_else(|| anyhow::anyhow!("`acme` in the configuration is not a table"))?;
+            match contact.map(str::trim).filter(|c| !c.is_empty()) {
+                Some(c) => table["contact"] = toml_edit::value(c),
+                None => {
+                    table.remove("contact");
+                }
+            }
+            table["terms_accepted"] = toml_edit::value(true);
+            if directory != "production" || table.contains_key("directory") {
+                table["directory"] = toml_edit::value(directory);
+            }
+            Ok("certificates are requested from the CA".into())
+        }
+    }
+}
 
 /// At most this many challenges wait at once (a few names per order).
 const MAX_WAITING: usize = 64;
@@ -78,15 +130,25 @@ pub fn next_attempt(
         (Some(_), Some(start)) => start,
         (Some(v), None) => v.not_before + v.not_after.saturating_sub(v.not_before) * 2 / 3,
     };
-    let backoff = match (failures, last_failure) {
-        (0, _) | (_, None) => 0,
-        (n, Some(at)) => {
+    let backoff = match last_failure {
+        Some(at) => backoff(failures, at),
+        None => 0,
+    };
+    planned.max(backoff)
+}
+
+/// The earliest retry after `failures` failed attempts in a row, the last
+/// at `at`: [`RETRY_FIRST`], doubling with each failure, at most
+/// [`RETRY_MAX`].
+pub fn backoff(failures: u32, at: u64) -> u64 {
+    match failures {
+        0 => 0,
+        n => {
             at + RETRY_FIRST
                 .saturating_mul(1u64 << (n - 1).min(20))
                 .min(RETRY_MAX)
         }
-    };
-    planned.max(backoff)
+    }
 }
 
 /// What the owner should be told about `cert` at `now`, if anything.
@@ -97,9 +159,10 @@ pub fn warning(cert: Option<Validity>, now: u64) -> Option<String> {
     }
     let left = v.not_after - now;
     (left <= WARN_BEFORE).then(|| {
+        let days = left.div_ceil(86400);
         format!(
-            "the certificate expires in {} days and has not been renewed yet",
-            left.div_ceil(86400)
+            "the certificate expires in {days} day{} and has not been renewed yet",
+            if days == 1 { "" } else { "s" }
         )
     })
 }
