@@ -262,6 +262,30 @@ pub fn current_pair(dir: &std::path::Path) -> anyhow::Result<Option<(PathBuf, Pa
     )))
 }
 
+/// The appliance's own certificate for `hostname`: named after it and
+/// Mailbox (what a browser's warning shows), valid for ten years from
+/// today.
+fn make_self_signed(hostname: &str) -> Result<(rcgen::Certificate, rcgen::KeyPair), rcgen::Error> {
+    use chrono::Datelike;
+    let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hostname);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Mailbox appliance");
+    let today = chrono::Utc::now().date_naive();
+    params.not_before = rcgen::date_time_ymd(today.year(), today.month() as u8, today.day() as u8);
+    params.not_after = rcgen::date_time_ymd(
+        today.year() + 10,
+        today.month() as u8,
+        today.day().min(28) as u8,
+    );
+    let key = rcgen::KeyPair::generate()?;
+    Ok((params.self_signed(&key)?, key))
+}
+
 /// Paths of the generated certificate and key, created on first use.
 pub fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     let dir = config.data_dir.join("tls");
@@ -271,14 +295,10 @@ pub fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
         return Ok((cert, key));
     }
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let generated = rcgen::generate_simple_self_signed(vec![config.hostname.clone()])
-        .context("generating a self-signed certificate")?;
-    mta_store::fsutil::write_atomically(
-        &key,
-        generated.signing_key.serialize_pem().as_bytes(),
-        0o600,
-    )?;
-    mta_store::fsutil::write_atomically(&cert, generated.cert.pem().as_bytes(), 0o644)?;
+    let (made, signing_key) =
+        make_self_signed(&config.hostname).context("generating a self-signed certificate")?;
+    mta_store::fsutil::write_atomically(&key, signing_key.serialize_pem().as_bytes(), 0o600)?;
+    mta_store::fsutil::write_atomically(&cert, made.pem().as_bytes(), 0o644)?;
     tracing::info!(
         "generated a self-signed certificate for {} in {}",
         config.hostname,

@@ -10,20 +10,23 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::http::Browser;
 use crate::common::pebble::{self, Pebble, free_port};
 use crate::common::peer::{Options, Peer};
-use crate::common::{Client, Server, wait_until};
+use crate::common::{Client, PASSWORD, Server, wait_until};
 
 /// The host name and the names clients and MTA-STS use resolve here;
 /// `autodiscover.example.org` is not published, so the CA cannot confirm
 /// it.
-const ZONE: &str = "\
+pub const ZONE: &str = "\
 mx.example.org. 60 IN A 127.0.0.1
 mta-sts.example.org. 60 IN A 127.0.0.1
 autoconfig.example.org. 60 IN A 127.0.0.1
 ";
 
-fn base(http: u16, https: u16) -> String {
+/// A claimed appliance for example.org whose web listens on `http` and
+/// `https` (the ports Pebble checks).
+pub fn base(http: u16, https: u16) -> String {
     format!(
         r#"
 hostname = "mx.example.org"
@@ -76,7 +79,8 @@ fn status(s: &Server) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn wait_issued(s: &Server, after: usize, within: Duration) -> String {
+/// The log line of the certificate issued after `after` others.
+pub fn wait_issued(s: &Server, after: usize, within: Duration) -> String {
     wait_until(
         within,
         || format!("no certificate: {:?}", s.log.lock().unwrap()),
@@ -138,6 +142,36 @@ fn a_certificate_over_http01_is_presented_on_25_465_and_443() {
         &std::fs::metadata(&account).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+    // The owner's page says the same, over HTTPS a browser trusts.
+    let mut b = Browser::trusting(&root, "mx.example.org");
+    let r = b.post(
+        s.listeners["https"],
+        true,
+        "/login",
+        &[
+            ("address", "owner@example.org"),
+            ("password", PASSWORD),
+            ("next", "/certificate"),
+        ],
+    );
+    assert_eq!(r.location(), "/certificate", "{r:?}");
+    let page = b.get(s.listeners["https"], true, "/certificate");
+    for text in [
+        "<code>mx.example.org</code>",
+        "Pebble Intermediate CA",
+        "checked over HTTP-01 (port 80)",
+        "<code>autodiscover.example.org</code>: ",
+    ] {
+        assert!(page.body.contains(text), "{text} not in {}", page.body);
+    }
+    let r = b.post(
+        s.listeners["https"],
+        true,
+        "/certificate/renew",
+        &[("csrf", &page.input("csrf"))],
+    );
+    assert_eq!(r.location(), "/certificate");
+    wait_issued(&s, 1, Duration::from_secs(60));
     // A real certificate: plain HTTP now only redirects (and answers the CA).
     let mut c = TcpStream::connect(("127.0.0.1", http)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -206,7 +240,7 @@ fn when_no_challenge_can_succeed_the_owner_is_told_and_a_later_try_recovers() {
     );
     let shown = status(&s);
     eprintln!("{shown}");
-    assert!(shown.contains("(self-signed)"), "{shown}");
+    assert!(shown.contains("this appliance (self-signed"), "{shown}");
     assert!(
         shown.contains("last error:  the CA could not confirm"),
         "{shown}"

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::acme::{ZONE, base, wait_issued};
+use crate::common::pebble::{self, Pebble, free_port};
 use crate::common::peer::{Options, Peer};
 use crate::common::webdriver::Driver;
 use crate::common::{Client, FIRST_BOOT_CONFIG, Server, wait_until};
@@ -168,4 +170,52 @@ fn a_new_owner_sets_up_the_appliance_in_a_browser() {
     b.wait_url(|u| u.ends_with("/login"));
     b.go(&format!("{https}/accounts"));
     b.wait_url(|u| u.contains("/login"));
+}
+
+#[test]
+fn the_certificate_page_tells_a_failed_request_and_then_the_new_certificate() {
+    let dns = Peer::with(Options {
+        zone: Some(ZONE),
+        ..Options::default()
+    });
+    let (http, https) = (free_port(), free_port());
+    // First the CA cannot reach the appliance on either port.
+    let unreachable = || pebble::Options {
+        http_port: free_port(),
+        tls_port: free_port(),
+        dns: dns.dns.unwrap(),
+        nonce_reject: 0,
+        validity: None,
+    };
+    let mut ca = Pebble::start(unreachable());
+    let s = Server::start_with(&base(http, https), &ca.acme_config());
+    s.wait_for_log("no certificate from");
+    let site = format!("https://127.0.0.1:{https}");
+    let b = Driver::start();
+    b.go(&format!("{site}/certificate"));
+    b.wait_url(|u| u.contains("/login"));
+    b.fill("#f-address", "owner@example.org");
+    b.fill("#f-password", crate::common::PASSWORD);
+    b.click("button[type=submit]");
+    b.wait_url(|u| u.ends_with("/certificate"));
+    b.wait_text(
+        ".notice.bad",
+        "could not confirm that mx.example.org leads here",
+    );
+    b.wait_text("dl.summary", "self-signed");
+    b.screenshot("18-certificate-failed");
+
+    // The router is fixed; the owner asks again.
+    ca.restart(pebble::Options {
+        http_port: http,
+        tls_port: https,
+        ..unreachable()
+    });
+    b.click("form[action='/certificate/renew'] button");
+    b.wait_text(".notice.ok", "being requested");
+    wait_issued(&s, 0, Duration::from_secs(60));
+    b.go(&format!("{site}/certificate"));
+    b.wait_text("dl.summary", "Pebble Intermediate CA");
+    b.wait_text("main", "checked over HTTP-01 (port 80)");
+    b.screenshot("19-certificate");
 }

@@ -128,12 +128,11 @@ impl Report {
         match &self.certificate {
             Some(c) => {
                 let _ = writeln!(out, "certificate: {}", c.names.join(", "));
-                let _ = writeln!(
-                    out,
-                    "issuer:      {}{}",
-                    c.issuer,
-                    if c.issued { "" } else { " (self-signed)" }
-                );
+                if c.issued {
+                    let _ = writeln!(out, "issuer:      {}", c.issuer);
+                } else {
+                    out.push_str("issuer:      this appliance (self-signed: clients warn)\n");
+                }
                 let _ = writeln!(
                     out,
                     "valid:       {} to {}",

@@ -68,7 +68,12 @@ impl Browser {
     pub fn new(server: &Server, name: &str) -> Browser {
         // (A server with a configured certificate has none: HTTPS is then
         // not trusted by this browser.)
-        let pem = std::fs::read(server.data().join("tls/self-signed.crt")).unwrap_or_default();
+        Browser::trusting(&server.data().join("tls/self-signed.crt"), name)
+    }
+
+    /// A browser that trusts the certificates in the PEM file `roots`.
+    pub fn trusting(roots: &std::path::Path, name: &str) -> Browser {
+        let pem = std::fs::read(roots).unwrap_or_default();
         let mut roots = rustls::RootCertStore::empty();
         use rustls::pki_types::pem::PemObject;
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {

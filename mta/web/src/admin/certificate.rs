@@ -60,8 +60,9 @@ async fn page(
                         dl.summary {
                             dt { "Names" } dd { @for n in &c.names { code { (n) } " " } }
                             dt { "Issuer" } dd {
-                                (c.issuer)
-                                @if !c.issued { " — self-signed: mail programs and browsers warn until a CA's certificate arrives" }
+                                @if c.issued { (c.issuer) } @else {
+                                    "this appliance itself (self-signed): mail programs and browsers warn until a CA's certificate arrives"
+                                }
                             }
                             dt { "Valid" } dd { (when(c.not_before)) " to " strong { (when(c.not_after)) } }
                         }
