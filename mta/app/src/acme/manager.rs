@@ -23,6 +23,8 @@ const ATTEMPT_TIME: Duration = Duration::from_secs(600);
 /// The plan is looked at again at least this often (a reload may have
 /// changed the names or turned ACME on).
 const LOOK_AGAIN: Duration = Duration::from_secs(60);
+/// Names in one certificate (Let's Encrypt's limit; the host name is first).
+const MAX_NAMES: usize = 100;
 /// The CA's renewal suggestion (ARI) is asked for this often.
 const ARI_EVERY: u64 = 86400;
 
@@ -409,7 +411,11 @@ impl Acme {
         let mut account_renewed = false;
         for how in ways {
             let mut names = config.certificate_names();
-            let mut left_out: Vec<(String, String)> = Vec::new();
+            let mut left_out: Vec<(String, String)> = names
+                .split_off(names.len().min(MAX_NAMES))
+                .into_iter()
+                .map(|n| (n, format!("a certificate holds at most {MAX_NAMES} names")))
+                .collect();
             // Once with every name, once more without those refused.
             for _ in 0..2 {
                 let outcome = match ca.order(&names, how, &self.answers).await {
