@@ -410,11 +410,15 @@ fn spawn(config: &Path) -> (Child, HashMap<String, SocketAddr>, Arc<Mutex<Vec<St
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some(rest) = line.split("listening on ").nth(1) {
+            // (An error such as "listening on ADDR: address in use" is
+            // only logged: the server then stops, and says why.)
+            let listening = line.split(" INFO listening on ").nth(1).and_then(|rest| {
                 let mut words = rest.split_whitespace();
-                let addr: SocketAddr = words.next().unwrap().parse().unwrap();
-                let role = words.nth(1).unwrap_or("mx").to_string();
-                let _ = tx.send(Some((role, addr)));
+                let addr: SocketAddr = words.next()?.parse().ok()?;
+                Some((words.nth(1).unwrap_or("mx").to_string(), addr))
+            });
+            if let Some(listener) = listening {
+                let _ = tx.send(Some(listener));
             } else if line.contains(" started for ") {
                 let _ = tx.send(None);
             }

@@ -36,13 +36,27 @@ pub struct Options {
     pub validity: Option<u64>,
 }
 
-/// A port nothing listens on (yet).
+/// A port nothing listens on (yet), for a listener whose port must be
+/// known before it starts. Taken below the kernel's ephemeral range
+/// (32768 and up), where no `bind(:0)` or outgoing connection of another
+/// test lands, and never twice in this process: a port returned here
+/// cannot be taken by someone else before its user binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20000 + (std::process::id() % 1000) as u16 * 12,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32768, "no free port left below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Pebble {
