@@ -281,7 +281,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                     print!("{}", mta_app::acme::Report::read(&config)?.text())
                 }
                 None => anyhow::bail!(
-                    "the server is not running; it asks for a certificate when it starts"
+                    "the server is not running; once it runs it asks for a certificate when one is due"
                 ),
             }
             Ok(ExitCode::SUCCESS)

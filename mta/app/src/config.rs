@@ -408,11 +408,14 @@ impl Config {
     /// The names the certificate is for: the host name, and the names
     /// each domain's clients and MTA-STS reach this server by (as the DNS
     /// page asks to publish them).
+    /// Internationalised names in their ASCII (punycode) form, as CAs
+    /// and certificates have them.
     pub fn certificate_names(&self) -> Vec<String> {
-        let mut names = vec![self.hostname.clone()];
+        let ascii = |name: &str| idna::domain_to_ascii(name).unwrap_or_else(|_| name.to_string());
+        let mut names = vec![ascii(&self.hostname)];
         for domain in &self.domains {
             for prefix in ["mta-sts", "autoconfig", "autodiscover"] {
-                let name = format!("{prefix}.{domain}");
+                let name = ascii(&format!("{prefix}.{domain}"));
                 if !names.contains(&name) {
                     names.push(name);
                 }

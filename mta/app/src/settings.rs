@@ -49,13 +49,15 @@ impl Settings {
             role,
             trace_user: config.submission.trace_user,
         };
-        let (key, issued) = crate::tls::CertStore::load(config)?;
         let certs = match certs {
             Some(store) => {
-                store.swap(key, issued);
+                store.reload(config)?;
                 store.clone()
             }
-            None => Arc::new(crate::tls::CertStore::new(key, issued)),
+            None => {
+                let (key, issued) = crate::tls::CertStore::load(config)?;
+                Arc::new(crate::tls::CertStore::new(key, issued))
+            }
         };
         Ok(Settings {
             config: Arc::new(config.clone()),

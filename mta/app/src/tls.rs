@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -30,6 +30,8 @@ pub struct CertStore {
     current: RwLock<Arc<CertifiedKey>>,
     issued: AtomicBool,
     challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    /// Held while a new pair is kept or the configured one reloaded.
+    changing: Mutex<()>,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -46,37 +48,59 @@ impl CertStore {
             current: RwLock::new(key),
             issued: AtomicBool::new(issued),
             challenges: Mutex::new(HashMap::new()),
+            changing: Mutex::new(()),
         }
     }
 
-    /// The certificate `config` names (or the self-signed one, made on first
-    /// use), and whether a CA issued it.
+    /// The certificate `config` names (or the last one from ACME, or the
+    /// self-signed one, made on first use), and whether a CA issued it.
     pub fn load(config: &Config) -> anyhow::Result<(Arc<CertifiedKey>, bool)> {
-        let (cert_path, key_path) = match &config.tls {
-            Some(files) => (files.certificate.clone(), files.key.clone()),
-            None => match current_pair(&acme_dir(config))? {
-                Some(pair) => pair,
-                None => self_signed(config)?,
-            },
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-            .with_context(|| format!("reading the certificate {}", cert_path.display()))?
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("parsing the certificate {}", cert_path.display()))?;
-        if certs.is_empty() {
-            anyhow::bail!("{} contains no certificate", cert_path.display());
+        if let Some(files) = &config.tls {
+            return load_pair(&files.certificate, &files.key);
         }
-        let issued = issued_by_another(&certs[0]);
-        let key = PrivateKeyDer::from_pem_file(&key_path)
-            .with_context(|| format!("reading the private key {}", key_path.display()))?;
-        let certified = CertifiedKey::from_der(certs, key, &provider()).with_context(|| {
-            format!(
-                "{} does not match {}",
-                key_path.display(),
-                cert_path.display()
-            )
-        })?;
-        Ok((Arc::new(certified), issued))
+        if let Some((cert, key)) = current_pair(&acme_dir(config))? {
+            let pair = load_pair(&cert, &key)?;
+            // With ACME turned off, its last certificate serves until it
+            // ends, then the appliance's own does again.
+            let expired = CertInfo::of(&pair.0.cert, pair.1).is_some_and(|c| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                c.not_after <= now
+            });
+            if config.acme.is_some() || !expired {
+                return Ok(pair);
+            }
+        }
+        let (cert, key) = self_signed(config)?;
+        load_pair(&cert, &key)
+    }
+
+    /// Loads `config`'s certificate and presents it from now on (a reload).
+    pub fn reload(&self, config: &Config) -> anyhow::Result<()> {
+        let _one = self.changing.lock().expect("certificate change");
+        let (key, issued) = CertStore::load(config)?;
+        self.swap(key, issued);
+        Ok(())
+    }
+
+    /// Keeps a new pair from ACME ([`store_pair`]) and presents it from now
+    /// on; what it is. One change at a time: a reload cannot put back the
+    /// pair this replaces, nor read a generation this removes.
+    pub fn keep(
+        &self,
+        config: &Config,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> anyhow::Result<Option<CertInfo>> {
+        let _one = self.changing.lock().expect("certificate change");
+        let dir = acme_dir(config);
+        store_pair(&dir, chain_pem, key_pem)
+            .with_context(|| format!("keeping the certificate in {}", dir.display()))?;
+        let (key, issued) = CertStore::load(config)?;
+        let info = CertInfo::of(&key.cert, issued);
+        self.swap(key, issued);
+        Ok(info)
     }
 
     /// From now on, handshakes present `key`.
@@ -152,6 +176,29 @@ fn provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
+/// A certificate chain and its key from PEM files, and whether a CA
+/// issued it.
+fn load_pair(cert_path: &Path, key_path: &Path) -> anyhow::Result<(Arc<CertifiedKey>, bool)> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .with_context(|| format!("reading the certificate {}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing the certificate {}", cert_path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} contains no certificate", cert_path.display());
+    }
+    let issued = issued_by_another(&certs[0]);
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .with_context(|| format!("reading the private key {}", key_path.display()))?;
+    let certified = CertifiedKey::from_der(certs, key, &provider()).with_context(|| {
+        format!(
+            "{} does not match {}",
+            key_path.display(),
+            cert_path.display()
+        )
+    })?;
+    Ok((Arc::new(certified), issued))
+}
+
 /// What the owner is shown about a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
@@ -219,8 +266,8 @@ pub fn acme_dir(config: &Config) -> PathBuf {
 /// mix: both files of a new generation are written and synced first, then
 /// `current` (the commit point) is replaced atomically to name it, then
 /// older generations go.
-pub fn store_pair(dir: &std::path::Path, chain_pem: &str, key_pem: &str) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+pub fn store_pair(dir: &Path, chain_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+    mta_store::fsutil::create_dir_synced(dir)?;
     let generation = format!("{}", mta_store::envelope::now_micros());
     mta_store::fsutil::write_atomically(
         &dir.join(format!("{generation}.key")),

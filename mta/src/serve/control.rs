@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
 use anyhow::{Context, bail};
-use mta_app::acme::Acme;
+use mta_app::acme::{Acme, Asked};
 use mta_app::admin::{Command, execute};
 use mta_store::queue::{Queue, Schedule};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -54,10 +54,11 @@ pub async fn listen(
                 let answer = tokio::task::spawn_blocking(move || {
                     match line.trim().parse()? {
                         // The certificate's keeper lives here, not in the queue.
-                        Command::CertRenew => {
-                            acme.renew_now();
-                            Ok("a certificate is requested now; `mta cert status` shows the outcome\n".into())
-                        }
+                        Command::CertRenew => match acme.renew_now() {
+                            Asked::Started => Ok("a certificate is requested now; `mta cert status` shows the outcome\n".into()),
+                            Asked::AlreadyUnderWay => Ok("a request is already under way; `mta cert status` shows the outcome\n".into()),
+                            Asked::Off => Err(anyhow::anyhow!("ACME is off: set [acme] in the configuration first")),
+                        },
                         Command::CertStatus => Ok(acme.report().text()),
                         command => execute(&queue, Some(&schedule), command),
                     }

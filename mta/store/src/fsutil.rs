@@ -13,6 +13,27 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` (and its missing parents) so that it survives a power
+/// cut: each new directory's entry is synced in its parent.
+pub fn create_dir_synced(dir: &Path) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent).with_context(|| format!("syncing {}", parent.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Replaces `path` with `data` atomically: readers see the old or the new
 /// file, never a mix, and the new one survives a power cut once this returns.
 pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {

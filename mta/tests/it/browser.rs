@@ -186,6 +186,7 @@ fn the_certificate_page_tells_a_failed_request_and_then_the_new_certificate() {
         dns: dns.dns.unwrap(),
         nonce_reject: 0,
         validity: None,
+        authz_reuse: 0,
     };
     let mut ca = Pebble::start(unreachable());
     let s = Server::start_with(&base(http, https), &ca.acme_config());

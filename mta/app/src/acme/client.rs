@@ -33,6 +33,8 @@ use crate::tls::CertStore;
 const REQUEST_TIME: Duration = Duration::from_secs(30);
 /// The largest answer read from the CA (a certificate chain is a few KiB).
 const MAX_ANSWER: usize = 1 << 20;
+/// The longest wait a CA's Retry-After may ask for (a day).
+const MAX_RETRY_AFTER: u64 = 86400;
 /// How long the CA gets to check all the challenges of an order.
 const VALIDATION_TIME: Duration = Duration::from_secs(120);
 
@@ -74,8 +76,17 @@ pub struct Answers {
 pub enum Outcome {
     /// The certificate chain and its key (PEM).
     Issued { chain_pem: String, key_pem: String },
-    /// The CA could not confirm these names: each with its reason.
-    Refused(Vec<(String, String)>),
+    /// The CA would not confirm these names.
+    Refused(Vec<Refusal>),
+}
+
+/// A name the CA would not confirm (or issue for), and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub name: String,
+    pub why: String,
+    /// The problem type (`urn:ietf:params:acme:error:…`), if the CA said.
+    pub kind: Option<String>,
 }
 
 /// The account at the configured CA.
@@ -135,7 +146,7 @@ impl Ca {
             directory: acme.directory.clone(),
             credentials,
         };
-        std::fs::create_dir_all(path.parent().expect("a file in a directory"))?;
+        mta_store::fsutil::create_dir_synced(path.parent().expect("a file in a directory"))?;
         mta_store::fsutil::write_atomically(&path, &serde_json::to_vec(&stored)?, 0o600)?;
         tracing::info!("ACME account registered at {}", acme.directory);
         Ok(Ca { account })
@@ -146,12 +157,17 @@ impl Ca {
         let _ = std::fs::remove_file(account_path(config));
     }
 
-    /// When the CA suggests renewing the certificate `leaf` (RFC 9773),
-    /// unix seconds; `None` when it does not say.
-    pub async fn suggested_renewal(&self, leaf: &CertificateDer<'_>) -> Option<u64> {
+    /// The window in which the CA suggests renewing the certificate `leaf`
+    /// (RFC 9773), unix seconds; `None` when it does not say.
+    pub async fn suggested_renewal(&self, leaf: &CertificateDer<'_>) -> Option<(u64, u64)> {
         let id = instant_acme::CertificateIdentifier::try_from(leaf).ok()?;
         match tokio::time::timeout(REQUEST_TIME, self.account.renewal_info(&id)).await {
-            Ok(Ok((info, _))) => u64::try_from(info.suggested_window.start.unix_timestamp()).ok(),
+            Ok(Ok((info, _))) => {
+                let w = info.suggested_window;
+                let start = u64::try_from(w.start.unix_timestamp()).ok()?;
+                let end = u64::try_from(w.end.unix_timestamp()).ok()?;
+                Some((start, end.max(start)))
+            }
             Ok(Err(instant_acme::Error::Unsupported(_))) => None,
             Ok(Err(e)) => {
                 tracing::debug!("ACME renewal information not available: {e}");
@@ -170,11 +186,31 @@ impl Ca {
     ) -> anyhow::Result<Outcome> {
         let identifiers: Vec<Identifier> =
             names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-        let mut order = self
-            .account
-            .new_order(&NewOrder::new(&identifiers))
-            .await
-            .context("the CA refused the order")?;
+        let mut order = match self.account.new_order(&NewOrder::new(&identifiers)).await {
+            Ok(order) => order,
+            // Names the CA will not issue for (RFC 8555 §6.7.1): those are
+            // refused, the others may go on.
+            Err(instant_acme::Error::Api(p))
+                if p.subproblems.iter().any(|s| s.identifier.is_some()) =>
+            {
+                let refused = p
+                    .subproblems
+                    .iter()
+                    .filter_map(|s| {
+                        let instant_acme::Identifier::Dns(name) = s.identifier.as_ref()? else {
+                            return None;
+                        };
+                        Some(Refusal {
+                            name: name.clone(),
+                            why: s.detail.clone().unwrap_or_else(|| p.to_string()),
+                            kind: s.r#type.clone(),
+                        })
+                    })
+                    .collect();
+                return Ok(Outcome::Refused(refused));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("the CA refused the order")),
+        };
         let mut placed = Placed::new(answers);
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
@@ -221,23 +257,26 @@ impl Ca {
                         authorization.refresh().await?;
                     }
                     AuthorizationStatus::Pending => {
-                        refused.push((name, "the CA did not finish checking in time".into()));
+                        refused.push(Refusal {
+                            name,
+                            why: "the CA did not finish checking in time".into(),
+                            kind: None,
+                        });
                         break;
                     }
                     other => {
-                        let reason = authorization
+                        let problem = authorization
                             .challenges
                             .iter()
                             .find(|c| c.r#type == how.kind())
-                            .and_then(|c| c.error.as_ref())
-                            .map(|p| {
-                                p.detail
-                                    .clone()
-                                    .or_else(|| p.r#type.clone())
-                                    .unwrap_or_default()
-                            })
-                            .unwrap_or_else(|| format!("the authorization is {other:?}"));
-                        refused.push((name, reason));
+                            .and_then(|c| c.error.as_ref());
+                        refused.push(Refusal {
+                            name,
+                            why: problem
+                                .and_then(|p| p.detail.clone().or_else(|| p.r#type.clone()))
+                                .unwrap_or_else(|| format!("the authorization is {other:?}")),
+                            kind: problem.and_then(|p| p.r#type.clone()),
+                        });
                         break;
                     }
                 }
@@ -247,7 +286,11 @@ impl Ca {
         if !refused.is_empty() {
             return Ok(Outcome::Refused(refused));
         }
-        let retry = RetryPolicy::new().timeout(VALIDATION_TIME);
+        // Once a second, for as long as the CA may take.
+        let retry = RetryPolicy::new()
+            .initial_delay(Duration::from_secs(1))
+            .backoff(1.0)
+            .timeout(VALIDATION_TIME);
         match order.poll_ready(&retry).await? {
             OrderStatus::Ready => {}
             status => bail!("the order is {status:?} after every name was confirmed"),
@@ -335,7 +378,21 @@ impl HttpClient for Bounded {
         let sent = self.0.request(request);
         Box::pin(async move {
             match tokio::time::timeout(REQUEST_TIME, sent).await {
-                Ok(Ok(response)) => {
+                Ok(Ok(mut response)) => {
+                    // instant-acme adds Retry-After's seconds to the clock
+                    // unchecked: an absurd value must not reach it.
+                    let absurd = response
+                        .headers()
+                        .get(hyper::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .is_some_and(|secs| secs > MAX_RETRY_AFTER);
+                    if absurd {
+                        response.headers_mut().insert(
+                            hyper::header::RETRY_AFTER,
+                            hyper::header::HeaderValue::from(MAX_RETRY_AFTER),
+                        );
+                    }
                     Ok(BytesResponse::from(response.map(|body| {
                         TimedBody::new(Limited::new(body, MAX_ANSWER))
                     })))

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::client::{Answers, Ca, Challenge, Outcome};
@@ -19,35 +18,44 @@ use crate::settings::Live;
 use crate::tls::{CertInfo, CertStore};
 
 /// One attempt (account, orders, both challenges) ends within this.
-const ATTEMPT_TIME: Duration = Duration::from_secs(600);
+const ATTEMPT_TIME: Duration = Duration::from_secs(900);
 /// The plan is looked at again at least this often (a reload may have
 /// changed the names or turned ACME on).
 const LOOK_AGAIN: Duration = Duration::from_secs(60);
 /// Names in one certificate (Let's Encrypt's limit; the host name is first).
 const MAX_NAMES: usize = 100;
+const _: () = assert!(
+    MAX_NAMES <= super::MAX_WAITING,
+    "every name's answer can wait"
+);
+
+/// Attempts nobody asked for start at least this far apart.
+const MIN_GAP: Duration = Duration::from_secs(5);
 /// The CA's renewal suggestion (ARI) is asked for this often.
 const ARI_EVERY: u64 = 86400;
 
 /// What happened so far, kept across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// The directory these attempts went to; another one starts afresh.
     pub directory: String,
     pub last_attempt: Option<u64>,
     pub last_success: Option<u64>,
+    /// The directory that issued the certificate kept now.
+    pub issued_by: Option<String>,
     /// Failed attempts in a row (the backoff).
     pub failures: u32,
-    /// Attempts in a row that got a certificate without some names (their
-    /// own backoff: the DNS may take a while to be published).
-    #[serde(default)]
-    pub partial: u32,
     pub last_error: Option<String>,
     /// The challenge that worked last.
     pub challenge: Option<Challenge>,
-    /// Names the CA could not confirm at the last success, and why.
+    /// Names the CA could not confirm, and why: left out of the
+    /// certificate, asked for again after their own, longer backoff.
     pub left_out: Vec<(String, String)>,
-    /// The start of the renewal window the CA suggests (RFC 9773).
-    pub suggested_start: Option<u64>,
+    /// Attempts in a row that still left names out.
+    pub partial: u32,
+    /// When to renew within the window the CA suggests (RFC 9773).
+    pub suggested: Option<u64>,
     pub suggestion_asked: Option<u64>,
 }
 
@@ -56,17 +64,32 @@ fn status_path(config: &Config) -> std::path::PathBuf {
 }
 
 impl Status {
+    /// The status kept for `config`'s directory (a fresh one for another).
     pub fn load(config: &Config) -> Status {
-        std::fs::read(status_path(config))
+        let kept: Status = std::fs::read(status_path(config))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        kept.for_directory(config)
     }
 
+    fn for_directory(self, config: &Config) -> Status {
+        match &config.acme {
+            Some(acme) if acme.directory != self.directory => Status {
+                directory: acme.directory.clone(),
+                // The pair on disk stays what it is.
+                issued_by: self.issued_by,
+                ..Status::default()
+            },
+            _ => self,
+        }
+    }
+
+    /// Best effort: the running server keeps its status in memory, so a
+    /// full disk cannot make it forget an attempt (and try again at once).
     fn save(&self, config: &Config) {
         let path = status_path(config);
-        let saved = std::fs::create_dir_all(path.parent().expect("in a directory"))
-            .map_err(anyhow::Error::from)
+        let saved = mta_store::fsutil::create_dir_synced(path.parent().expect("in a directory"))
             .and_then(|()| {
                 mta_store::fsutil::write_atomically(&path, &serde_json::to_vec(self)?, 0o600)
             });
@@ -96,22 +119,23 @@ impl Report {
     /// configuration names, and the status the server keeps).
     pub fn read(config: &Config) -> anyhow::Result<Report> {
         let (key, issued) = CertStore::load(config)?;
-        Ok(Report::of(config, CertInfo::of(&key.cert, issued), now()))
+        Ok(Report::of(
+            config,
+            CertInfo::of(&key.cert, issued),
+            Status::load(config),
+            now(),
+        ))
     }
 
-    fn of(config: &Config, mut certificate: Option<CertInfo>, now: u64) -> Report {
-        let mut status = Status::load(config);
+    fn of(config: &Config, mut certificate: Option<CertInfo>, status: Status, now: u64) -> Report {
         let wanted = config.certificate_names();
         if let Some(c) = &mut certificate {
             c.in_order_of(&wanted);
         }
         let directory = config.acme.as_ref().map(|a| a.directory.clone());
-        if directory.as_ref().is_some_and(|d| *d != status.directory) {
-            status = Status::default();
-        }
         let next = directory
             .as_ref()
-            .map(|_| plan(certificate.as_ref(), &wanted, &status, now));
+            .map(|_| plan(certificate.as_ref(), &wanted, &status, now).at);
         let warning = warning(certificate.as_ref().and_then(CertInfo::validity), now);
         Report {
             directory,
@@ -193,34 +217,68 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// When to try next: at once when the certificate is not a CA's (after
-/// the backoff of earlier failures), else on the renewal schedule — or
-/// earlier when it lacks names, after their own backoff.
-fn plan(certificate: Option<&CertInfo>, wanted: &[String], status: &Status, now: u64) -> u64 {
-    let issued = certificate.filter(|c| c.issued);
-    let last_failure = (status.failures > 0)
-        .then_some(status.last_attempt)
-        .flatten();
+/// The first retry of names the CA refused (their DNS may not be published
+/// yet); each further refusal doubles it, up to a week. Let's Encrypt
+/// counts failed validations per name, and a new certificate for the
+/// same names is limited too: these are asked for rarely.
+const LEFT_OUT_FIRST: u64 = 3600;
+const LEFT_OUT_MAX: u64 = 7 * 86400;
+
+/// The next attempt and what it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    at: u64,
+    /// The certificate itself is due (none from this CA, or renewal time):
+    /// a new one is issued even if some names are refused again.
+    renewal: bool,
+    /// The names left out before are asked for again.
+    left_out: bool,
+}
+
+/// When to try next: at once when there is no certificate from this CA
+/// (after the backoff of failures), else on the renewal schedule — or
+/// earlier for names the certificate lacks: new ones at once, refused ones
+/// after their own backoff.
+fn plan(certificate: Option<&CertInfo>, wanted: &[String], status: &Status, now: u64) -> Plan {
+    let ours = certificate
+        .filter(|c| c.issued && status.issued_by.as_deref() == Some(status.directory.as_str()));
+    // A clock that ran ahead must not hold retries back.
+    let last = status.last_attempt.map(|at| at.min(now));
+    let last_failure = (status.failures > 0).then_some(last).flatten();
     let renewal = next_attempt(
-        issued.and_then(CertInfo::validity),
-        status.suggested_start,
+        ours.and_then(CertInfo::validity),
+        status.suggested,
         status.failures,
         last_failure,
         now,
     );
-    match issued {
-        Some(c) if !wanted.iter().all(|w| c.names.contains(w)) => {
-            // A name just added: at once; names the CA refused: after
-            // their backoff; either way not before a failure's backoff.
-            let last = status.last_attempt.unwrap_or(0);
-            let retry = match status.partial {
-                0 => now,
-                n => super::backoff(n, last),
-            };
-            let after_failures = last_failure.map_or(0, |at| super::backoff(status.failures, at));
-            renewal.min(retry.max(after_failures))
-        }
-        _ => renewal,
+    let Some(c) = ours else {
+        return Plan {
+            at: renewal,
+            renewal: true,
+            left_out: true,
+        };
+    };
+    let after_failures = last_failure.map_or(0, |at| super::backoff(status.failures, at));
+    let refused = |w: &String| status.left_out.iter().any(|(n, _)| n == w);
+    let new_names = wanted.iter().any(|w| !c.names.contains(w) && !refused(w));
+    let retry_left_out = (!status.left_out.is_empty()).then(|| {
+        let wait = LEFT_OUT_FIRST
+            .saturating_mul(1u64 << status.partial.saturating_sub(1).min(20))
+            .min(LEFT_OUT_MAX);
+        last.unwrap_or(0) + wait
+    });
+    let mut at = renewal;
+    if new_names {
+        at = at.min(now.max(after_failures));
+    }
+    if let Some(retry) = retry_left_out {
+        at = at.min(retry.max(after_failures));
+    }
+    Plan {
+        at,
+        renewal: renewal <= at,
+        left_out: retry_left_out.is_some_and(|r| r <= at.max(now)),
     }
 }
 
@@ -231,6 +289,15 @@ pub struct Acme {
     wake: tokio::sync::Notify,
     forced: AtomicBool,
     busy: AtomicBool,
+    /// The status, loaded once; written to disk after each change.
+    status: std::sync::Mutex<Option<Status>>,
+}
+
+/// What asking for a certificate now came to.
+pub enum Asked {
+    Started,
+    AlreadyUnderWay,
+    Off,
 }
 
 impl Acme {
@@ -242,13 +309,21 @@ impl Acme {
             wake: tokio::sync::Notify::new(),
             forced: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            status: std::sync::Mutex::new(None),
         })
     }
 
     /// Asks for an attempt now, whatever the schedule says.
-    pub fn renew_now(&self) {
+    pub fn renew_now(&self) -> Asked {
+        if self.live.get().config.acme.is_none() {
+            return Asked::Off;
+        }
+        if self.busy() {
+            return Asked::AlreadyUnderWay;
+        }
         self.forced.store(true, Ordering::SeqCst);
         self.wake.notify_one();
+        Asked::Started
     }
 
     /// The HTTP-01 answers the web serves.
@@ -261,6 +336,21 @@ impl Acme {
         self.busy.load(Ordering::SeqCst)
     }
 
+    fn status(&self, config: &Config) -> Status {
+        let mut kept = self.status.lock().expect("status");
+        let status = match kept.take() {
+            Some(s) => s.for_directory(config),
+            None => Status::load(config),
+        };
+        *kept = Some(status.clone());
+        status
+    }
+
+    fn set_status(&self, config: &Config, status: Status) {
+        status.save(config);
+        *self.status.lock().expect("status") = Some(status);
+    }
+
     /// The report of the running server.
     pub fn report(&self) -> Report {
         let settings = self.live.get();
@@ -268,16 +358,19 @@ impl Acme {
         Report::of(
             &settings.config,
             CertInfo::of(&key.cert, settings.certs.issued()),
+            self.status(&settings.config),
             now(),
         )
     }
 
-    /// Runs for as long as the server does.
+    /// Runs for as long as the server does; a panic in an attempt is
+    /// logged and the next one is planned as after any failure.
     pub async fn run(self: Arc<Self>) {
         let mut warned: Option<u64> = None;
+        let mut last_start: Option<tokio::time::Instant> = None;
         loop {
-            let report = self.report();
             let forced = self.forced.swap(false, Ordering::SeqCst);
+            let report = self.report();
             let now = now();
             if let Some(w) = &report.warning
                 && warned.is_none_or(|at| now >= at + 86400)
@@ -285,32 +378,61 @@ impl Acme {
                 tracing::warn!("{w}");
                 warned = Some(now);
             }
-            let due = match report.next {
-                Some(next) if forced || next <= now => true,
-                Some(next) => {
+            let settings = self.live.get();
+            let plan = settings.config.acme.as_ref().map(|_| {
+                plan(
+                    report.certificate.as_ref(),
+                    &report.wanted,
+                    &report.status,
+                    now,
+                )
+            });
+            let due = match plan {
+                Some(p) if forced || p.at <= now => Some(Plan {
+                    renewal: p.renewal || forced,
+                    left_out: p.left_out || forced,
+                    ..p
+                }),
+                Some(p) => {
                     self.ask_for_suggestion(&report, now).await;
-                    let wait = Duration::from_secs(next - now).min(LOOK_AGAIN);
+                    let wait = Duration::from_secs(p.at - now).min(LOOK_AGAIN);
                     let _ = tokio::time::timeout(wait, self.wake.notified()).await;
-                    false
+                    None
                 }
                 None => {
-                    if forced {
-                        tracing::warn!("no certificate requested: ACME is off");
-                    }
                     let _ = tokio::time::timeout(LOOK_AGAIN, self.wake.notified()).await;
-                    false
+                    None
                 }
             };
-            if due {
-                self.busy.store(true, Ordering::SeqCst);
-                self.attempt(report.status).await;
-                self.busy.store(false, Ordering::SeqCst);
+            let Some(plan) = due else { continue };
+            // Whatever the plan says (a clock jump, a status that cannot
+            // be kept), attempts the owner did not ask for are spaced.
+            if !forced
+                && let Some(at) = last_start
+                && at.elapsed() < MIN_GAP
+            {
+                let _ = tokio::time::timeout(MIN_GAP - at.elapsed(), self.wake.notified()).await;
+                continue;
             }
+            last_start = Some(tokio::time::Instant::now());
+            self.busy.store(true, Ordering::SeqCst);
+            let me = self.clone();
+            let attempt = tokio::spawn(async move { me.attempt(plan).await });
+            if let Err(e) = attempt.await {
+                tracing::error!("the certificate request failed unexpectedly: {e}");
+                let config = self.live.get().config.clone();
+                // (The attempt counted itself as failed when it began.)
+                let mut status = self.status(&config);
+                status.last_error = Some("the request failed unexpectedly (see the log)".into());
+                self.set_status(&config, status);
+            }
+            self.busy.store(false, Ordering::SeqCst);
         }
     }
 
     /// Asks the CA when to renew (RFC 9773), once a day, for a certificate
-    /// it issued.
+    /// it issued; a time in the window it suggests is picked at random,
+    /// as the RFC asks.
     async fn ask_for_suggestion(&self, report: &Report, now: u64) {
         let config = self.live.get().config.clone();
         let issued = report.certificate.as_ref().is_some_and(|c| c.issued);
@@ -326,54 +448,60 @@ impl Acme {
         let mut status = report.status.clone();
         status.suggestion_asked = Some(now);
         let leaf = self.answers.certs.current().cert[0].clone();
-        if let Ok(Ok(ca)) = tokio::time::timeout(ATTEMPT_TIME, Ca::connect(&config)).await {
-            status.suggested_start = ca.suggested_renewal(&leaf).await;
+        if let Ok(Ok(ca)) = tokio::time::timeout(ATTEMPT_TIME, Ca::connect(&config)).await
+            && let Some((start, end)) = ca.suggested_renewal(&leaf).await
+        {
+            let not_after = report.certificate.as_ref().map_or(end, |c| c.not_after);
+            let end = end.min(not_after).max(start);
+            status.suggested = Some(start + rand::random_range(0..=end - start));
         }
-        status.save(&config);
+        self.set_status(&config, status);
     }
 
-    async fn attempt(&self, mut status: Status) {
+    async fn attempt(&self, plan: Plan) {
         let config = self.live.get().config.clone();
         let Some(acme) = &config.acme else { return };
-        if status.directory != acme.directory {
-            status = Status {
-                directory: acme.directory.clone(),
-                ..Status::default()
-            };
-        }
+        let mut status = self.status(&config);
         let now = now();
+        // Recorded first: a crash or a power cut during the attempt still
+        // counts as one.
         status.last_attempt = Some(now);
-        let result = match tokio::time::timeout(ATTEMPT_TIME, self.obtain(&config, &status)).await {
-            Ok(result) => result,
-            Err(_) => Err(anyhow::anyhow!(
-                "the attempt took longer than {} minutes",
-                ATTEMPT_TIME.as_secs() / 60
-            )),
-        };
+        status.failures = status.failures.saturating_add(1);
+        self.set_status(&config, status.clone());
+        let result =
+            match tokio::time::timeout(ATTEMPT_TIME, self.obtain(&config, &status, plan)).await {
+                Ok(result) => result,
+                Err(_) => Err(anyhow::anyhow!(
+                    "the request took longer than {} minutes",
+                    ATTEMPT_TIME.as_secs() / 60
+                )),
+            };
         match result {
-            Ok((how, left_out)) => {
-                status.last_success = Some(now);
-                status.challenge = Some(how);
-                status.last_error = None;
-                status.suggested_start = None;
-                status.suggestion_asked = None;
+            Ok(got) => {
                 status.failures = 0;
-                if left_out.is_empty() {
+                status.last_error = None;
+                if let Some(how) = got.issued {
+                    status.last_success = Some(now);
+                    status.issued_by = Some(acme.directory.clone());
+                    status.challenge = Some(how);
+                    status.suggested = None;
+                    status.suggestion_asked = None;
+                }
+                if got.left_out.is_empty() {
                     status.partial = 0;
                 } else {
-                    // Retried with the backoff until every name is in.
                     status.partial = status.partial.saturating_add(1);
-                    for (name, why) in &left_out {
+                    for (name, why) in &got.left_out {
                         tracing::warn!("certificate without {name}: {why}");
                     }
                 }
-                status.left_out = left_out;
+                status.left_out = got.left_out;
             }
             Err(e) => {
-                status.failures = status.failures.saturating_add(1);
                 status.last_error = Some(format!("{e:#}"));
-                let report = Report::of(&config, None, now);
-                let again = plan(None, &report.wanted, &status, now);
+                let certs = &self.answers.certs;
+                let current = CertInfo::of(&certs.current().cert, certs.issued());
+                let again = plan_after(&config, current, &status, now);
                 tracing::error!(
                     "no certificate from {}: {e:#}; next try {}",
                     acme.directory,
@@ -381,17 +509,13 @@ impl Acme {
                 );
             }
         }
-        status.save(&config);
+        self.set_status(&config, status);
     }
 
     /// Orders the certificate, trying each challenge the listeners can
     /// answer (the one that worked last first); names the CA cannot
     /// confirm are left out, except the host name.
-    async fn obtain(
-        &self,
-        config: &Config,
-        status: &Status,
-    ) -> anyhow::Result<(Challenge, Vec<(String, String)>)> {
+    async fn obtain(&self, config: &Config, status: &Status, plan: Plan) -> anyhow::Result<Got> {
         let mut ca = Ca::connect(config).await?;
         let mut ways: Vec<Challenge> = Vec::new();
         let serves = |s| config.listeners.iter().any(|l| l.service == s);
@@ -407,6 +531,12 @@ impl Acme {
         if let Some(last) = status.challenge {
             ways.sort_by_key(|w| *w != last);
         }
+        let current: Vec<String> = CertInfo::of(
+            &self.answers.certs.current().cert,
+            self.answers.certs.issued(),
+        )
+        .map(|c| c.names)
+        .unwrap_or_default();
         let mut failed = Vec::new();
         let mut account_renewed = false;
         for how in ways {
@@ -416,51 +546,90 @@ impl Acme {
                 .into_iter()
                 .map(|n| (n, format!("a certificate holds at most {MAX_NAMES} names")))
                 .collect();
-            // Once with every name, once more without those refused.
-            for _ in 0..2 {
+            if !plan.left_out {
+                // Not their time yet: the reason stands.
+                for (name, why) in &status.left_out {
+                    if names.contains(name) {
+                        names.retain(|n| n != name);
+                        left_out.push((name.clone(), why.clone()));
+                    }
+                }
+            }
+            // Orders until every name left is confirmed (each round drops
+            // at least one, or ends).
+            let outcome = loop {
                 let outcome = match ca.order(&names, how, &self.answers).await {
                     Err(e) if !account_renewed && unknown_account(&e) => {
                         tracing::warn!("the CA no longer knows our account: registering again");
                         Ca::forget(config);
                         ca = Ca::connect(config).await?;
                         account_renewed = true;
-                        ca.order(&names, how, &self.answers).await?
+                        ca.order(&names, how, &self.answers).await
                     }
-                    other => other?,
+                    other => other,
                 };
-                match outcome {
-                    Outcome::Issued { chain_pem, key_pem } => {
-                        self.keep(config, &chain_pem, &key_pem, how)?;
-                        return Ok((how, left_out));
-                    }
-                    Outcome::Refused(refused) => {
-                        if let Some((_, why)) =
-                            refused.iter().find(|(name, _)| *name == config.hostname)
-                        {
-                            failed.push(format!("{}: {why}", how.name()));
-                            break;
-                        }
-                        names.retain(|n| !refused.iter().any(|(r, _)| r == n));
-                        left_out.extend(refused);
+                let refused = match outcome {
+                    Ok(Outcome::Refused(refused)) => refused,
+                    other => break other,
+                };
+                // The host name (first, in its ASCII form) cannot be left out.
+                if let Some(r) = refused.iter().find(|r| Some(&r.name) == names.first()) {
+                    break Ok(Outcome::Refused(vec![r.clone()]));
+                }
+                let before = names.len();
+                names.retain(|n| !refused.iter().any(|r| r.name == *n));
+                if names.len() == before {
+                    break Err(anyhow::anyhow!(
+                        "the CA refused the order without naming a name of it"
+                    ));
+                }
+                left_out.extend(refused.into_iter().map(|r| (r.name, r.why)));
+                if !plan.renewal && names.iter().all(|n| current.contains(n)) {
+                    // Nothing a new certificate would add: keep the one we
+                    // have (the CA limits duplicates).
+                    return Ok(Got {
+                        issued: None,
+                        left_out,
+                    });
+                }
+            };
+            match outcome {
+                Ok(Outcome::Issued { chain_pem, key_pem }) => {
+                    self.keep(config, &chain_pem, &key_pem, how)?;
+                    return Ok(Got {
+                        issued: Some(how),
+                        left_out,
+                    });
+                }
+                Ok(Outcome::Refused(host)) => {
+                    let r = &host[0];
+                    failed.push(format!(
+                        "{}: the CA could not confirm that {} leads here: {}",
+                        how.name(),
+                        r.name,
+                        r.why
+                    ));
+                    // The other challenge cannot help with the DNS, a CAA
+                    // record or a name the CA will not issue for.
+                    if r.kind.as_deref().is_some_and(|k| {
+                        ["dns", "caa", "rejectedIdentifier", "rateLimited"]
+                            .iter()
+                            .any(|t| k.ends_with(&format!(":{t}")))
+                    }) {
+                        break;
                     }
                 }
+                Err(e) => failed.push(format!("{}: {e:#}", how.name())),
             }
         }
-        anyhow::bail!(
-            "the CA could not confirm that {} leads here — {}",
-            config.hostname,
-            failed.join("; ")
-        )
+        anyhow::bail!("{}", failed.join("; "))
     }
 
     /// Keeps the new pair (atomically: old or new after a power cut) and
     /// gives it to every listener.
     fn keep(&self, config: &Config, chain: &str, key: &str, how: Challenge) -> anyhow::Result<()> {
-        let dir = crate::tls::acme_dir(config);
-        crate::tls::store_pair(&dir, chain, key)
-            .with_context(|| format!("keeping the certificate in {}", dir.display()))?;
-        let (certified, issued) = CertStore::load(config)?;
-        if let Some(mut info) = CertInfo::of(&certified.cert, issued) {
+        let info = self.answers.certs.keep(config, chain, key)?;
+        if let Some(mut info) = info {
             info.in_order_of(&config.certificate_names());
             tracing::info!(
                 "certificate for {} issued by {} over {}, valid until {}",
@@ -470,9 +639,20 @@ impl Acme {
                 when(info.not_after)
             );
         }
-        self.answers.certs.swap(certified, issued);
         Ok(())
     }
+}
+
+/// What one attempt got: a new certificate (over this challenge), or
+/// none needed; the names left out of it.
+struct Got {
+    issued: Option<Challenge>,
+    left_out: Vec<(String, String)>,
+}
+
+/// The next attempt after this one, for the log.
+fn plan_after(config: &Config, current: Option<CertInfo>, status: &Status, now: u64) -> u64 {
+    plan(current.as_ref(), &config.certificate_names(), status, now).at
 }
 
 fn unknown_account(e: &anyhow::Error) -> bool {
@@ -519,29 +699,55 @@ mod tests {
             "mx.example.org".to_string(),
             "mta-sts.example.org".to_string(),
         ];
-        let status = Status::default();
-        let now = 86400;
-        let all = info(&["mx.example.org", "mta-sts.example.org"], true);
-        assert_eq!(plan(Some(&all), &wanted, &status, now), 60 * 86400);
-        let partial = info(&["mx.example.org"], true);
-        assert_eq!(plan(Some(&partial), &wanted, &status, now), now);
-        let partly = Status {
-            partial: 2,
-            last_attempt: Some(now),
+        let ours = Status {
+            directory: "https://ca/dir".into(),
+            issued_by: Some("https://ca/dir".into()),
             ..Status::default()
         };
+        let now = 86400;
+        let all = info(&["mx.example.org", "mta-sts.example.org"], true);
+        let p = plan(Some(&all), &wanted, &ours, now);
+        assert_eq!((p.at, p.renewal), (60 * 86400, true));
+        // A name added since: at once, without renewing for its own sake.
+        let partial = info(&["mx.example.org"], true);
+        let p = plan(Some(&partial), &wanted, &ours, now);
+        assert_eq!((p.at, p.renewal, p.left_out), (now, false, false));
+        // A name the CA refused twice: after its own backoff.
+        let refused = Status {
+            partial: 2,
+            last_attempt: Some(now),
+            left_out: vec![("mta-sts.example.org".into(), "NXDOMAIN".into())],
+            ..ours.clone()
+        };
+        let p = plan(Some(&partial), &wanted, &refused, now);
         assert_eq!(
-            plan(Some(&partial), &wanted, &partly, now),
-            now + 2 * super::super::RETRY_FIRST
+            (p.at, p.renewal, p.left_out),
+            (now + 2 * LEFT_OUT_FIRST, false, true)
         );
-        // The missing names' backoff never delays the renewal itself.
+        // That backoff never delays the renewal itself.
         let short = CertInfo {
             not_after: 9,
             ..partial.clone()
         };
-        assert_eq!(plan(Some(&short), &wanted, &partly, now), 6);
-        // A self-signed certificate is replaced at once.
+        let p = plan(Some(&short), &wanted, &refused, now);
+        assert_eq!((p.at, p.renewal), (6, true));
+        // A self-signed certificate, or one from another CA: at once.
         let own = info(&["mx.example.org", "mta-sts.example.org"], false);
-        assert_eq!(plan(Some(&own), &wanted, &status, now), now);
+        assert_eq!(plan(Some(&own), &wanted, &ours, now).at, now);
+        let elsewhere = Status {
+            issued_by: Some("https://staging/dir".into()),
+            ..ours.clone()
+        };
+        assert_eq!(plan(Some(&all), &wanted, &elsewhere, now).at, now);
+        // A clock that ran ahead does not hold a retry back for long.
+        let ahead = Status {
+            failures: 1,
+            last_attempt: Some(now + 365 * 86400),
+            ..ours.clone()
+        };
+        assert_eq!(
+            plan(Some(&own), &wanted, &ahead, now).at,
+            now + super::super::RETRY_FIRST
+        );
     }
 }

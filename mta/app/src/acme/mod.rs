@@ -17,7 +17,7 @@ mod client;
 mod manager;
 
 pub use client::Challenge;
-pub use manager::{Acme, Report, Status, when};
+pub use manager::{Acme, Asked, Report, Status, when};
 
 /// The owner's choice about certificates, written into `[acme]`.
 pub enum Choice<'a> {
@@ -43,25 +43,28 @@ pub fn choose(doc: &mut toml_edit::DocumentMut, choice: Choice) -> anyhow::Resul
             let table = doc
                 .entry("acme")
                 .or_insert(toml_edit::table())
-                .as_table_mut()
+                .as_table_like_mut()
                 .ok_or_else(|| anyhow::anyhow!("`acme` in the configuration is not a table"))?;
             match contact.map(str::trim).filter(|c| !c.is_empty()) {
-                Some(c) => table["contact"] = toml_edit::value(c),
+                Some(c) => {
+                    table.insert("contact", toml_edit::value(c));
+                }
                 None => {
                     table.remove("contact");
                 }
             }
-            table["terms_accepted"] = toml_edit::value(true);
+            table.insert("terms_accepted", toml_edit::value(true));
             if directory != "production" || table.contains_key("directory") {
-                table["directory"] = toml_edit::value(directory);
+                table.insert("directory", toml_edit::value(directory));
             }
             Ok("certificates are requested from the CA".into())
         }
     }
 }
 
-/// At most this many challenges wait at once (a few names per order).
-const MAX_WAITING: usize = 64;
+/// At most this many challenges wait at once: an order's names, at most
+/// 100 (Let's Encrypt's limit per certificate).
+const MAX_WAITING: usize = 128;
 
 /// HTTP-01 challenges waiting for the CA: token → key authorization.
 #[derive(Default)]

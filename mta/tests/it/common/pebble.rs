@@ -34,6 +34,9 @@ pub struct Options {
     pub nonce_reject: u8,
     /// Lifetime of issued certificates, seconds (Pebble's default: 5 years).
     pub validity: Option<u64>,
+    /// Percentage of orders that reuse a valid authorization
+    /// (`PEBBLE_AUTHZREUSE`, as Let's Encrypt does for 30 days).
+    pub authz_reuse: u8,
 }
 
 /// A port nothing listens on (yet), for a listener whose port must be
@@ -113,7 +116,7 @@ impl Pebble {
             .arg(format!("127.0.0.1:{}", o.dns))
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", o.nonce_reject.to_string())
-            .env("PEBBLE_AUTHZREUSE", "0")
+            .env("PEBBLE_AUTHZREUSE", o.authz_reuse.to_string())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())

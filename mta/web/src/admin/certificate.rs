@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use maud::html;
-use mta_app::acme::{Choice, when};
+use mta_app::acme::{Asked, Choice, when};
 use serde::Deserialize;
 
 use super::{admin_page, change, csrf, guard, guard_post};
@@ -112,7 +112,7 @@ async fn page(
                             (csrf(&session))
                             input type="hidden" name="on" value="yes";
                             (Field { name: "contact", label: "Your e-mail address (optional)", kind: "email", value: &owner,
-                                     help: Some("Let's Encrypt writes to it about problems with your certificates."), error: None, autocomplete: "email" }.render())
+                                     help: Some("Let's Encrypt may write to it about your account. Expiry warnings come from this appliance: this page and its log."), error: None, autocomplete: "email" }.render())
                             label.check {
                                 input type="checkbox" name="terms" value="yes";
                                 "I accept Let's Encrypt's " a href=(TERMS) { "Subscriber Agreement" }
@@ -146,20 +146,18 @@ async fn renew(
     if let Err(r) = guard_post(&web, &conn, &headers, HERE, &f.csrf) {
         return r.into_response();
     }
-    if web.settings.get().config.acme.is_none() {
-        web.sessions.flash(
-            &headers,
-            false,
-            "Let's Encrypt is off: turn it on first.".into(),
-        );
-    } else {
-        web.acme.renew_now();
-        web.sessions.flash(
-            &headers,
+    let (ok, text) = match web.acme.renew_now() {
+        Asked::Started => (
             true,
-            "A certificate is being requested; this page shows the outcome in a minute.".into(),
-        );
-    }
+            "A certificate is being requested; this page shows the outcome in a minute.",
+        ),
+        Asked::AlreadyUnderWay => (
+            true,
+            "A request is already under way; this page shows the outcome in a minute.",
+        ),
+        Asked::Off => (false, "Let's Encrypt is off: turn it on first."),
+    };
+    web.sessions.flash(&headers, ok, text.into());
     Redirect::to(HERE).into_response()
 }
 
@@ -217,7 +215,8 @@ async fn choose(
     })
     .await;
     if on {
-        acme.renew_now();
+        // The reload has happened: the request goes to the new directory.
+        let _ = acme.renew_now();
     }
     answer
 }

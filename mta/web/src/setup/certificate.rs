@@ -80,7 +80,7 @@ fn certificate_form(form: &CertificateForm, hostname: &str, error: Option<&str>)
                         "Get certificates from Let's Encrypt (recommended)"
                     }
                     (Field { name: "contact", label: "Your e-mail address (optional)", kind: "email", value: &form.contact,
-                             help: Some("Let's Encrypt writes to it about problems with your certificates."), error: None, autocomplete: "email" }.render())
+                             help: Some("Let's Encrypt may write to it about your account. Expiry warnings come from this appliance: its Certificate page and its log."), error: None, autocomplete: "email" }.render())
                     label.check {
                         input type="checkbox" name="terms" value="yes" checked[form.terms == "yes"];
                         "I accept Let's Encrypt's " a href=(TERMS) { "Subscriber Agreement" }
