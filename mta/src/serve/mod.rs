@@ -108,8 +108,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
 
     let logins = Arc::new(Logins::default());
-    let acme =
-        mta_app::acme::Acme::new(settings.clone(), Arc::new(mta_app::acme::Http01::default()));
+    let acme = mta_app::acme::Acme::new(
+        settings.clone(),
+        Arc::new(mta_app::acme::Http01::default()),
+        dns.clone(),
+    );
     let web = Arc::new(mta_web::Web::new(mta_web::Parts {
         settings: settings.clone(),
         logins: logins.clone(),

@@ -89,6 +89,17 @@ async fn page(
             _ => None,
         });
     }
+    // The host name resolves now, and the certificate is still the
+    // appliance's own: the CA may well succeed, so it is asked at once
+    // rather than at the next retry (up to hours away).
+    let resolves = checked.iter().flatten().flatten().any(|c| {
+        c.record.name == host
+            && matches!(c.record.kind, "A" | "AAAA")
+            && matches!(c.verdict, Verdict::Ok)
+    });
+    let requested = resolves
+        && !web.settings.get().certs.issued()
+        && matches!(web.acme.renew_now(), mta_app::acme::Asked::Started);
     shell(
         "DNS records",
         Some(Menu { here: "/dns", csrf: &session.csrf }),
@@ -99,6 +110,9 @@ async fn page(
             form.check-dns method="get" action="/dns" {
                 input type="hidden" name="check" value="1";
                 button type="submit" { @if checking { "Check again" } @else { "Check what the DNS says" } }
+            }
+            @if requested {
+                (notice("ok", "The host name resolves: a certificate is being requested from Let's Encrypt now (see the Certificate page)."))
             }
             @for (((domain, records), checked), late) in domains.iter().zip(&checked).zip(&late) {
                 div.card {

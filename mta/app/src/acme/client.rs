@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Http01;
 use crate::config::Config;
+use crate::dns::{Data, Dns, Kind};
 use crate::tls::CertStore;
 
 /// One request to the CA, answer included.
@@ -109,7 +110,7 @@ impl Ca {
     /// The account kept for the configured directory, or a new one
     /// registered with the owner's contact (terms accepted in the
     /// configuration) and kept.
-    pub async fn connect(config: &Config) -> anyhow::Result<Ca> {
+    pub async fn connect(config: &Config, dns: &Arc<Dns>) -> anyhow::Result<Ca> {
         let acme = config.acme.as_ref().context("ACME is not configured")?;
         let path = account_path(config);
         let stored: Option<Stored> = match std::fs::read(&path) {
@@ -122,7 +123,7 @@ impl Ca {
             Err(_) => None,
         };
         if let Some(stored) = stored {
-            let account = Account::builder_with_http(http(acme.ca.as_deref())?)
+            let account = Account::builder_with_http(http(acme.ca.as_deref(), dns)?)
                 .from_credentials(stored.credentials)
                 .await
                 .with_context(|| format!("reaching the ACME directory {}", acme.directory))?;
@@ -130,7 +131,7 @@ impl Ca {
         }
         let contact: Vec<String> = acme.contact.iter().map(|c| format!("mailto:{c}")).collect();
         let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
-        let (account, credentials) = Account::builder_with_http(http(acme.ca.as_deref())?)
+        let (account, credentials) = Account::builder_with_http(http(acme.ca.as_deref(), dns)?)
             .create(
                 &NewAccount {
                     contact: &contact,
@@ -357,18 +358,61 @@ fn alpn_certificate(name: &str, digest: &[u8]) -> anyhow::Result<Arc<CertifiedKe
 
 /// HTTPS to the CA, verified against the system's roots (and `ca`), with a
 /// deadline per request and a bound on each answer.
-fn http(ca: Option<&Path>) -> anyhow::Result<Box<dyn HttpClient>> {
+fn http(ca: Option<&Path>, dns: &Arc<Dns>) -> anyhow::Result<Box<dyn HttpClient>> {
     let tls = crate::outbound::tls::verified(ca)?;
+    let mut tcp = HttpConnector::new_with_resolver(ViaDns(dns.clone()));
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(REQUEST_TIME));
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
         .enable_http1()
-        .build();
+        .wrap_connector(tcp);
     let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     Ok(Box::new(Bounded(client)))
 }
 
-struct Bounded(Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>);
+struct Bounded(Client<hyper_rustls::HttpsConnector<HttpConnector<ViaDns>>, BodyWrapper<Bytes>>);
+
+/// The CA's name looked up through the server's one resolver (the
+/// configured name servers), like every other name.
+#[derive(Clone)]
+struct ViaDns(Arc<Dns>);
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for ViaDns {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let dns = self.0.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let records = dns
+                .lookup(&crate::dns::absolute(&host), Kind::Ip, false)
+                .await
+                .map_err(|e| std::io::Error::other(format!("looking up {host}: {e}")))?;
+            let addresses: Vec<std::net::SocketAddr> = records
+                .into_iter()
+                .filter_map(|r| match r.data {
+                    Data::Ip(ip) => Some(std::net::SocketAddr::new(ip, 0)),
+                    _ => None,
+                })
+                .collect();
+            if addresses.is_empty() {
+                return Err(std::io::Error::other(format!("{host} has no address")));
+            }
+            Ok(addresses.into_iter())
+        })
+    }
+}
 
 impl HttpClient for Bounded {
     fn request(

@@ -285,6 +285,7 @@ fn plan(certificate: Option<&CertInfo>, wanted: &[String], status: &Status, now:
 /// Keeps the certificate from the CA current; one per server.
 pub struct Acme {
     live: Live,
+    dns: Arc<crate::dns::Dns>,
     answers: Answers,
     wake: tokio::sync::Notify,
     forced: AtomicBool,
@@ -301,10 +302,11 @@ pub enum Asked {
 }
 
 impl Acme {
-    pub fn new(live: Live, http01: Arc<Http01>) -> Arc<Acme> {
+    pub fn new(live: Live, http01: Arc<Http01>, dns: Arc<crate::dns::Dns>) -> Arc<Acme> {
         let certs = live.get().certs.clone();
         Arc::new(Acme {
             live,
+            dns,
             answers: Answers { http01, certs },
             wake: tokio::sync::Notify::new(),
             forced: AtomicBool::new(false),
@@ -448,7 +450,8 @@ impl Acme {
         let mut status = report.status.clone();
         status.suggestion_asked = Some(now);
         let leaf = self.answers.certs.current().cert[0].clone();
-        if let Ok(Ok(ca)) = tokio::time::timeout(ATTEMPT_TIME, Ca::connect(&config)).await
+        if let Ok(Ok(ca)) =
+            tokio::time::timeout(ATTEMPT_TIME, Ca::connect(&config, &self.dns)).await
             && let Some((start, end)) = ca.suggested_renewal(&leaf).await
         {
             let not_after = report.certificate.as_ref().map_or(end, |c| c.not_after);
@@ -516,7 +519,7 @@ impl Acme {
     /// answer (the one that worked last first); names the CA cannot
     /// confirm are left out, except the host name.
     async fn obtain(&self, config: &Config, status: &Status, plan: Plan) -> anyhow::Result<Got> {
-        let mut ca = Ca::connect(config).await?;
+        let mut ca = Ca::connect(config, &self.dns).await?;
         let mut ways: Vec<Challenge> = Vec::new();
         let serves = |s| config.listeners.iter().any(|l| l.service == s);
         if serves(Service::Http) {
@@ -562,7 +565,7 @@ impl Acme {
                     Err(e) if !account_renewed && unknown_account(&e) => {
                         tracing::warn!("the CA no longer knows our account: registering again");
                         Ca::forget(config);
-                        ca = Ca::connect(config).await?;
+                        ca = Ca::connect(config, &self.dns).await?;
                         account_renewed = true;
                         ca.order(&names, how, &self.answers).await
                     }
