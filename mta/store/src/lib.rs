@@ -2,7 +2,8 @@
 //! in redb, written by one thread with group commit; message bodies beside
 //! it), the [`envelope`] record with its format version, message [`body`]
 //! content and its [`spool`] while it arrives, local delivery into
-//! [`maildir`]s, and the fsync helpers of [`fsutil`].
+//! [`maildir`]s, their IMAP view ([`mailbox`]: folders, UIDs, flags,
+//! MODSEQs), and the fsync helpers of [`fsutil`].
 //!
 //! The contract kept here: what [`queue::Queue::intake`] acknowledged is on
 //! stable storage, and a delivery is recorded only after it is durable.
@@ -13,6 +14,7 @@
 pub mod body;
 pub mod envelope;
 pub mod fsutil;
+pub mod mailbox;
 pub mod maildir;
 pub mod queue;
 pub mod spool;

@@ -1,0 +1,620 @@
+//! The IMAP view of one account's Maildir (groundwork of the IMAP server):
+//! Maildir++ folders (`INBOX` is the Maildir itself, `Sent` is `.Sent/`,
+//! `Archive.2026` is `.Archive.2026/`, "." the hierarchy separator, as
+//! Dovecot lays them out), and in `<maildir>/imap.redb` what Maildir
+//! cannot hold: each folder's UIDVALIDITY, the next UID and the highest
+//! MODSEQ, every message's UID, flags and MODSEQ, and the UIDs expunged
+//! since (for QRESYNC).
+//!
+//! Mail arrives in `new/` from the delivery workers at any time. A sync
+//! gives each new file the next UID — committed to the index first, then
+//! the file moves to `cur/` with its flags in its name (`:2,FS`), as
+//! Dovecot does — so a crash at any point leaves every message once and
+//! never reuses a UID: a file whose UID is committed keeps it wherever it
+//! is found, and the next UID only grows.
+//!
+//! Not here: the IMAP protocol (`mta-proto`), MIME structure, sessions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::sync_dir;
+
+/// Folder name → its record.
+const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders");
+/// (folder id, UID) → the message's record.
+const MESSAGES: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("messages");
+/// (folder id, file base name) → UID.
+const BY_FILE: TableDefinition<(u32, &str), u32> = TableDefinition::new("by_file");
+/// (folder id, UID) → the MODSEQ at which it was expunged.
+const EXPUNGED: TableDefinition<(u32, u32), u64> = TableDefinition::new("expunged");
+
+/// The IMAP name of the Maildir itself.
+pub const INBOX: &str = "INBOX";
+/// The hierarchy separator (Maildir++'s).
+pub const SEPARATOR: char = '.';
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FolderRecord {
+    id: u32,
+    uid_validity: u32,
+    uid_next: u32,
+    highest_modseq: u64,
+}
+
+/// The system flags Maildir keeps in file names (RFC 9051 §2.3.2; Maildir's
+/// letters: D, F, R, S, T).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flags {
+    pub seen: bool,
+    pub answered: bool,
+    pub flagged: bool,
+    pub deleted: bool,
+    pub draft: bool,
+}
+
+impl Flags {
+    /// The flags of a Maildir file name's info (`…:2,FS`).
+    pub fn of_file(name: &str) -> Flags {
+        let letters = name.split_once(":2,").map_or("", |(_, f)| f);
+        Flags {
+            seen: letters.contains('S'),
+            answered: letters.contains('R'),
+            flagged: letters.contains('F'),
+            deleted: letters.contains('T'),
+            draft: letters.contains('D'),
+        }
+    }
+
+    /// Maildir's info suffix for these flags, letters in ASCII order.
+    pub fn info(self) -> String {
+        let mut s = String::from(":2,");
+        for (on, letter) in [
+            (self.draft, 'D'),
+            (self.flagged, 'F'),
+            (self.answered, 'R'),
+            (self.seen, 'S'),
+            (self.deleted, 'T'),
+        ] {
+            if on {
+                s.push(letter);
+            }
+        }
+        s
+    }
+}
+
+/// One message as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub uid: u32,
+    /// The file's unique part (its name without the `:2,` info).
+    pub base: String,
+    pub flags: Flags,
+    pub modseq: u64,
+}
+
+/// A folder's state after a sync: what SELECT reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    pub name: String,
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    /// By UID, ascending: message sequence number n is `messages[n - 1]`.
+    pub messages: Vec<Message>,
+}
+
+/// One account's folders and their index.
+pub struct Mailbox {
+    maildir: PathBuf,
+    db: redb::Database,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("records encode")
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> anyhow::Result<T> {
+    postcard::from_bytes(bytes).context("a damaged record in the IMAP index")
+}
+
+/// A file name's unique part: what stays when its flags change.
+fn base_of(name: &str) -> &str {
+    name.split_once(":2,").map_or(name, |(base, _)| base)
+}
+
+/// Seconds since the epoch, as UIDVALIDITY (a new folder, or an index made
+/// anew, gets a value its clients have not seen).
+fn now_u32() -> u32 {
+    u32::try_from(crate::envelope::now_secs()).unwrap_or(u32::MAX)
+}
+
+impl Mailbox {
+    /// The index of the Maildir at `maildir` (made on first use; a damaged
+    /// one is set aside and rebuilt — its folders get new UIDVALIDITYs, so
+    /// clients start over rather than trust UIDs that changed).
+    pub fn open(maildir: &Path) -> anyhow::Result<Mailbox> {
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(maildir.join(sub))
+                .with_context(|| format!("creating {}", maildir.join(sub).display()))?;
+        }
+        let (db, _) = crate::fsutil::open_database(
+            &maildir.join("imap.redb"),
+            "the IMAP index (UIDs start again with a new UIDVALIDITY)",
+            4 << 20,
+            |db| {
+                let w = db.begin_write()?;
+                w.open_table(FOLDERS)?;
+                w.open_table(MESSAGES)?;
+                w.open_table(BY_FILE)?;
+                w.open_table(EXPUNGED)?;
+                w.commit()?;
+                Ok(())
+            },
+        )?;
+        Ok(Mailbox {
+            maildir: maildir.to_path_buf(),
+            db,
+        })
+    }
+
+    /// The Maildir directory of folder `name`.
+    pub fn dir_of(&self, name: &str) -> anyhow::Result<PathBuf> {
+        if name.eq_ignore_ascii_case(INBOX) {
+            return Ok(self.maildir.clone());
+        }
+        let valid = !name.is_empty()
+            && !name.starts_with(SEPARATOR)
+            && !name.ends_with(SEPARATOR)
+            && !name.contains("..")
+            && !name.contains('/')
+            && !name.chars().any(char::is_control);
+        if !valid {
+            bail!("{name:?} is not a folder name");
+        }
+        Ok(self.maildir.join(format!("{SEPARATOR}{name}")))
+    }
+
+    /// The folders: INBOX and every Maildir++ folder on disk.
+    pub fn folders(&self) -> anyhow::Result<Vec<String>> {
+        let mut names = vec![INBOX.to_string()];
+        for entry in fs::read_dir(&self.maildir)?.flatten() {
+            let file = entry.file_name().to_string_lossy().to_string();
+            if let Some(name) = file.strip_prefix(SEPARATOR)
+                && !name.is_empty()
+                && entry.path().join("cur").is_dir()
+            {
+                names.push(name.to_string());
+            }
+        }
+        names[1..].sort();
+        Ok(names)
+    }
+
+    /// Makes folder `name` (its Maildir, durable).
+    pub fn create(&self, name: &str) -> anyhow::Result<()> {
+        let dir = self.dir_of(name)?;
+        if dir.join("cur").is_dir() {
+            bail!("{name} exists already");
+        }
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        sync_dir(&dir)?;
+        sync_dir(&self.maildir)?;
+        Ok(())
+    }
+
+    /// The folder's record, made when first seen.
+    fn folder_record(
+        &self,
+        folders: &mut redb::Table<&str, &[u8]>,
+        name: &str,
+    ) -> anyhow::Result<FolderRecord> {
+        let key = if name.eq_ignore_ascii_case(INBOX) {
+            INBOX
+        } else {
+            name
+        };
+        if let Some(bytes) = folders.get(key)? {
+            return decode(bytes.value());
+        }
+        let mut id = 0;
+        for entry in folders.iter()? {
+            let (_, v) = entry?;
+            id = id.max(decode::<FolderRecord>(v.value())?.id + 1);
+        }
+        let record = FolderRecord {
+            id,
+            uid_validity: now_u32(),
+            uid_next: 1,
+            highest_modseq: 1,
+        };
+        folders.insert(key, encode(&record).as_slice())?;
+        Ok(record)
+    }
+
+    /// Brings the index up to date with folder `name` on disk and returns
+    /// its state: files new to it get the next UIDs (in the order of their
+    /// names, which start with their arrival time) and move to `cur/`;
+    /// flags changed in file names get a new MODSEQ; files gone are
+    /// expunged.
+    pub fn sync(&self, name: &str) -> anyhow::Result<Folder> {
+        let dir = self.dir_of(name)?;
+        let mut on_disk: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        for (sub, in_new) in [("cur", false), ("new", true)] {
+            let listing = match fs::read_dir(dir.join(sub)) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("there is no folder {name}"),
+                Err(e) => return Err(e).context(format!("reading {}", dir.join(sub).display())),
+            };
+            for entry in listing.flatten() {
+                let file = entry.file_name().to_string_lossy().to_string();
+                if file.starts_with('.') {
+                    continue;
+                }
+                on_disk.insert(base_of(&file).to_string(), (file, in_new));
+            }
+        }
+
+        let w = self.db.begin_write()?;
+        let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let folder = {
+            let mut folders = w.open_table(FOLDERS)?;
+            let mut messages = w.open_table(MESSAGES)?;
+            let mut by_file = w.open_table(BY_FILE)?;
+            let mut expunged = w.open_table(EXPUNGED)?;
+            let mut record = self.folder_record(&mut folders, name)?;
+            let id = record.id;
+
+            let mut known: HashMap<String, Message> = HashMap::new();
+            for entry in messages.range((id, 0)..=(id, u32::MAX))? {
+                let (_, v) = entry?;
+                let m: Message = decode(v.value())?;
+                known.insert(m.base.clone(), m);
+            }
+            // Every change of this sync shares one MODSEQ (RFC 7162 allows
+            // it: they happened at once).
+            let mut changed = false;
+            let next_modseq = record.highest_modseq + 1;
+            // Gone from disk: expunged (a client of another server, or a
+            // person, removed the file).
+            for (base, m) in &known {
+                if !on_disk.contains_key(base) {
+                    messages.remove((id, m.uid))?;
+                    by_file.remove((id, base.as_str()))?;
+                    expunged.insert((id, m.uid), next_modseq)?;
+                    changed = true;
+                }
+            }
+            for (base, (file, in_new)) in &on_disk {
+                let flags = Flags::of_file(file);
+                match known.get(base) {
+                    Some(m) if m.flags == flags => {}
+                    Some(m) => {
+                        let updated = Message {
+                            flags,
+                            modseq: next_modseq,
+                            ..m.clone()
+                        };
+                        messages.insert((id, m.uid), encode(&updated).as_slice())?;
+                        changed = true;
+                    }
+                    None => {
+                        let uid = record.uid_next;
+                        record.uid_next = uid.checked_add(1).context("UIDs are used up")?;
+                        let m = Message {
+                            uid,
+                            base: base.clone(),
+                            flags,
+                            modseq: next_modseq,
+                        };
+                        messages.insert((id, uid), encode(&m).as_slice())?;
+                        by_file.insert((id, base.as_str()), uid)?;
+                        changed = true;
+                    }
+                }
+                if *in_new {
+                    let to = format!("{base}{}", flags.info());
+                    moves.push((dir.join("new").join(file), dir.join("cur").join(to)));
+                }
+            }
+            if changed {
+                record.highest_modseq = next_modseq;
+            }
+            folders.insert(
+                if name.eq_ignore_ascii_case(INBOX) {
+                    INBOX
+                } else {
+                    name
+                },
+                encode(&record).as_slice(),
+            )?;
+            record
+        };
+        // The UIDs are durable before any file moves: a file found in
+        // `cur/` or `new/` after a crash keeps the UID its name maps to.
+        w.commit()?;
+        for (from, to) in &moves {
+            match fs::rename(from, to) {
+                Ok(()) => {}
+                // Expunged or moved meanwhile: the next sync sees it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context(format!("moving {}", from.display())),
+            }
+        }
+        if !moves.is_empty() {
+            sync_dir(&dir.join("cur"))?;
+            sync_dir(&dir.join("new"))?;
+        }
+        self.state(name, &folder)
+    }
+
+    fn state(&self, name: &str, record: &FolderRecord) -> anyhow::Result<Folder> {
+        let r = self.db.begin_read()?;
+        let messages = r.open_table(MESSAGES)?;
+        let mut list = Vec::new();
+        for entry in messages.range((record.id, 0)..=(record.id, u32::MAX))? {
+            let (_, v) = entry?;
+            list.push(decode::<Message>(v.value())?);
+        }
+        Ok(Folder {
+            name: name.to_string(),
+            uid_validity: record.uid_validity,
+            uid_next: record.uid_next,
+            highest_modseq: record.highest_modseq,
+            messages: list,
+        })
+    }
+
+    /// The file of message `uid` in folder `name`, if it exists.
+    pub fn file_of(&self, name: &str, message: &Message) -> anyhow::Result<Option<PathBuf>> {
+        let dir = self.dir_of(name)?;
+        let cur = dir
+            .join("cur")
+            .join(format!("{}{}", message.base, message.flags.info()));
+        if cur.exists() {
+            return Ok(Some(cur));
+        }
+        for sub in ["cur", "new"] {
+            for entry in fs::read_dir(dir.join(sub))?.flatten() {
+                let file = entry.file_name().to_string_lossy().to_string();
+                if base_of(&file) == message.base {
+                    return Ok(Some(entry.path()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets the flags of message `uid` in folder `name` (the file is
+    /// renamed, the index gets a new MODSEQ); the new MODSEQ.
+    pub fn set_flags(&self, name: &str, uid: u32, flags: Flags) -> anyhow::Result<u64> {
+        let dir = self.dir_of(name)?;
+        let w = self.db.begin_write()?;
+        let (modseq, from, to) = {
+            let mut folders = w.open_table(FOLDERS)?;
+            let mut messages = w.open_table(MESSAGES)?;
+            let mut record = self.folder_record(&mut folders, name)?;
+            let Some(bytes) = messages.get((record.id, uid))?.map(|v| v.value().to_vec()) else {
+                bail!("no message with UID {uid} in {name}");
+            };
+            let m: Message = decode(&bytes)?;
+            let from = self.file_of(name, &m)?;
+            record.highest_modseq += 1;
+            let updated = Message {
+                flags,
+                modseq: record.highest_modseq,
+                ..m.clone()
+            };
+            messages.insert((record.id, uid), encode(&updated).as_slice())?;
+            folders.insert(
+                if name.eq_ignore_ascii_case(INBOX) {
+                    INBOX
+                } else {
+                    name
+                },
+                encode(&record).as_slice(),
+            )?;
+            let to = dir.join("cur").join(format!("{}{}", m.base, flags.info()));
+            (record.highest_modseq, from, to)
+        };
+        let Some(from) = from else {
+            bail!("message {uid} of {name} is gone");
+        };
+        // The file first: if the commit is lost, the next sync reads the
+        // flags from the name and gives them a MODSEQ then.
+        fs::rename(&from, &to)?;
+        sync_dir(&dir.join("cur"))?;
+        w.commit()?;
+        Ok(modseq)
+    }
+
+    /// The UIDs expunged from folder `name` after `modseq` (QRESYNC's
+    /// VANISHED (EARLIER)).
+    pub fn expunged_since(&self, name: &str, modseq: u64) -> anyhow::Result<Vec<u32>> {
+        let r = self.db.begin_read()?;
+        let folders = r.open_table(FOLDERS)?;
+        let key = if name.eq_ignore_ascii_case(INBOX) {
+            INBOX
+        } else {
+            name
+        };
+        let Some(bytes) = folders.get(key)? else {
+            return Ok(Vec::new());
+        };
+        let record: FolderRecord = decode(bytes.value())?;
+        let expunged = r.open_table(EXPUNGED)?;
+        let mut uids = Vec::new();
+        for entry in expunged.range((record.id, 0)..=(record.id, u32::MAX))? {
+            let (k, v) = entry?;
+            if v.value() > modseq {
+                uids.push(k.value().1);
+            }
+        }
+        Ok(uids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deliver(maildir: &Path, name: &str, text: &str) {
+        fs::write(maildir.join("tmp").join(name), text).unwrap();
+        fs::rename(
+            maildir.join("tmp").join(name),
+            maildir.join("new").join(name),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn new_mail_gets_growing_uids_and_moves_to_cur_with_its_flags() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Mailbox::open(t.path()).unwrap();
+        deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
+        deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
+        let f = m.sync(INBOX).unwrap();
+        assert_eq!(f.uid_next, 3);
+        let uids: Vec<u32> = f.messages.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, [1, 2]);
+        assert_eq!(f.messages[0].base, "1700000001.M1Q1R0.mx");
+        assert!(t.path().join("cur/1700000001.M1Q1R0.mx:2,").exists());
+        assert_eq!(fs::read_dir(t.path().join("new")).unwrap().count(), 0);
+        // A sync with nothing new changes nothing.
+        let again = m.sync(INBOX).unwrap();
+        assert_eq!(again, f);
+        // More mail: the next UID, a higher MODSEQ.
+        deliver(t.path(), "1700000003.M1Q3R0.mx", "three");
+        let f2 = m.sync(INBOX).unwrap();
+        assert_eq!(f2.messages.last().unwrap().uid, 3);
+        assert!(f2.highest_modseq > f.highest_modseq);
+        assert_eq!(f2.uid_validity, f.uid_validity);
+    }
+
+    #[test]
+    fn flags_live_in_the_file_name_and_change_the_modseq() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Mailbox::open(t.path()).unwrap();
+        deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
+        let f = m.sync(INBOX).unwrap();
+        let seen = Flags {
+            seen: true,
+            flagged: true,
+            ..Flags::default()
+        };
+        let modseq = m.set_flags(INBOX, 1, seen).unwrap();
+        assert!(modseq > f.highest_modseq);
+        assert!(t.path().join("cur/1700000001.M1Q1R0.mx:2,FS").exists());
+        let f = m.sync(INBOX).unwrap();
+        assert_eq!(f.messages[0].flags, seen);
+        assert_eq!(f.messages[0].modseq, modseq);
+        // A flag changed by another program (a renamed file) is noticed.
+        fs::rename(
+            t.path().join("cur/1700000001.M1Q1R0.mx:2,FS"),
+            t.path().join("cur/1700000001.M1Q1R0.mx:2,S"),
+        )
+        .unwrap();
+        let f = m.sync(INBOX).unwrap();
+        assert!(!f.messages[0].flags.flagged);
+        assert!(f.messages[0].modseq > modseq);
+    }
+
+    #[test]
+    fn a_removed_file_is_expunged_and_its_uid_never_comes_back() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Mailbox::open(t.path()).unwrap();
+        deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
+        deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
+        let before = m.sync(INBOX).unwrap();
+        fs::remove_file(t.path().join("cur/1700000002.M1Q2R0.mx:2,")).unwrap();
+        let after = m.sync(INBOX).unwrap();
+        assert_eq!(after.messages.len(), 1);
+        assert_eq!(m.expunged_since(INBOX, before.highest_modseq).unwrap(), [2]);
+        deliver(t.path(), "1700000003.M1Q3R0.mx", "three");
+        let f = m.sync(INBOX).unwrap();
+        assert_eq!(f.messages.last().unwrap().uid, 3, "UID 2 is not reused");
+    }
+
+    #[test]
+    fn a_crash_between_the_commit_and_the_move_keeps_the_uid() {
+        let t = tempfile::tempdir().unwrap();
+        {
+            let m = Mailbox::open(t.path()).unwrap();
+            deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
+            m.sync(INBOX).unwrap();
+        }
+        // As if the file had not moved yet when the power went: it is
+        // back in new/ under its old name.
+        fs::rename(
+            t.path().join("cur/1700000001.M1Q1R0.mx:2,"),
+            t.path().join("new/1700000001.M1Q1R0.mx"),
+        )
+        .unwrap();
+        deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
+        let m = Mailbox::open(t.path()).unwrap();
+        let f = m.sync(INBOX).unwrap();
+        let uids: Vec<(u32, &str)> = f
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.base.as_str()))
+            .collect();
+        assert_eq!(
+            uids,
+            [(1, "1700000001.M1Q1R0.mx"), (2, "1700000002.M1Q2R0.mx")]
+        );
+    }
+
+    #[test]
+    fn folders_are_maildir_plus_plus_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Mailbox::open(t.path()).unwrap();
+        m.create("Sent").unwrap();
+        m.create("Archive.2026").unwrap();
+        assert!(t.path().join(".Sent/cur").is_dir());
+        assert!(t.path().join(".Archive.2026/new").is_dir());
+        assert_eq!(m.folders().unwrap(), ["INBOX", "Archive.2026", "Sent"]);
+        assert!(m.create("Sent").is_err());
+        for bad in ["", ".x", "x.", "a..b", "../etc", "a/b"] {
+            assert!(m.dir_of(bad).is_err(), "{bad:?}");
+        }
+        // Each folder has its own UIDs and UIDVALIDITY.
+        let sent = m.dir_of("Sent").unwrap();
+        deliver(&sent, "1700000001.M1Q1R0.mx", "sent");
+        assert_eq!(m.sync("Sent").unwrap().messages[0].uid, 1);
+        assert!(m.sync("Nonexistent").is_err());
+    }
+
+    #[test]
+    fn mail_delivered_during_syncs_gets_one_uid_each() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Mailbox::open(t.path()).unwrap();
+        let dir = t.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            for i in 0..200 {
+                deliver(&dir, &format!("17000{i:05}.M1Q{i}R0.mx"), "x");
+            }
+        });
+        let mut seen = 0;
+        while !writer.is_finished() || seen < 200 {
+            seen = m.sync(INBOX).unwrap().messages.len();
+        }
+        writer.join().unwrap();
+        let f = m.sync(INBOX).unwrap();
+        assert_eq!(f.messages.len(), 200);
+        let mut uids: Vec<u32> = f.messages.iter().map(|m| m.uid).collect();
+        uids.dedup();
+        assert_eq!(uids.len(), 200, "every message once");
+        assert_eq!(f.uid_next, 201);
+        assert_eq!(fs::read_dir(t.path().join("new")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(t.path().join("cur")).unwrap().count(), 200);
+    }
+}
