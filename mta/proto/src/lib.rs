@@ -2,8 +2,8 @@
 //!
 //! What a peer may send and what we answer, as pure code: [`address`]es and
 //! paths, message header fields ([`message`]), [`sasl`] (shared by the SMTP
-//! server, the SMTP client and later IMAP), and the SMTP server session
-//! ([`smtp`]). Nothing here reads a socket, a clock, a file or the DNS: the
+//! server, the SMTP client and IMAP), the SMTP server session ([`smtp`]) and
+//! the IMAP server session ([`imap`], being built). Nothing here reads a socket, a clock, a file or the DNS: the
 //! time and new ids come in as arguments, the address directory through a
 //! trait. That makes every limit testable without a network and keeps the
 //! crate's tests to seconds.
@@ -14,6 +14,7 @@
 pub mod address;
 #[cfg(test)]
 mod fuzz;
+pub mod imap;
 pub mod logsafe;
 pub mod message;
 pub mod sasl;
