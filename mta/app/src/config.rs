@@ -171,6 +171,9 @@ pub enum Service {
     Http,
     /// The web over TLS (443), with the certificate SMTP uses.
     Https,
+    /// IMAP: STARTTLS required before login (143), or TLS from the first
+    /// byte (993).
+    Imap { implicit_tls: bool },
 }
 
 impl Service {
@@ -179,6 +182,10 @@ impl Service {
             Service::Smtp(role) => role.name(),
             Service::Http => "http",
             Service::Https => "https",
+            Service::Imap {
+                implicit_tls: false,
+            } => "imap",
+            Service::Imap { implicit_tls: true } => "imaps",
         }
     }
 }

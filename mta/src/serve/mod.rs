@@ -28,6 +28,7 @@ use mta_store::maildir::Maildirs;
 use mta_store::queue::{Queue, RetryPolicy};
 
 pub mod control;
+mod imap;
 mod web;
 
 /// How long running sessions get to finish when the server stops.
@@ -143,6 +144,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         accept_tasks.push(match l.service {
             Service::Smtp(role) => {
                 tokio::spawn(accept_loop(listener, role, shared.clone(), stop_rx.clone()))
+            }
+            Service::Imap { implicit_tls } => {
+                tokio::spawn(imap::accept_loop(listener, implicit_tls, shared.clone()))
             }
             Service::Http | Service::Https => tokio::spawn(web::accept_loop(
                 listener,

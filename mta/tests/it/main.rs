@@ -8,6 +8,7 @@ mod browser;
 mod common;
 mod crash;
 mod dkim;
+mod imap;
 mod outbound;
 mod smtp;
 mod submission;

@@ -34,12 +34,16 @@ impl Checker<'_> {
                         "submissions" => Service::Smtp(Role::Submissions),
                         "http" => Service::Http,
                         "https" => Service::Https,
+                        "imap" => Service::Imap {
+                            implicit_tls: false,
+                        },
+                        "imaps" => Service::Imap { implicit_tls: true },
                         other => {
                             self.report(
                                 l.role.span(),
                                 format!("listener role {other:?} is not known"),
                                 Some(
-                                    "use \"mx\" (port 25), \"submission\" (587), \"submissions\" (465), \"http\" (80) or \"https\" (443)",
+                                    "use \"mx\" (port 25), \"submission\" (587), \"submissions\" (465), \"http\" (80), \"https\" (443), \"imap\" (143) or \"imaps\" (993)",
                                 ),
                             );
                             continue;

@@ -1,0 +1,141 @@
+//! The IMAP listeners (143 with STARTTLS, 993 with TLS from the first
+//! byte): the tokio adapter that drives each `mta-proto` IMAP session —
+//! reads within deadlines, writes, TLS, and the password check through
+//! the same limiter as SMTP AUTH — within the same connection limits as
+//! SMTP. (Groundwork of issue 13: login works; mailboxes come next.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mta_proto::imap::session::{Config, Session, Step};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Conn, READ_BUFFER, Shared, Slot, handshake};
+
+/// The largest command, literals included.
+const MAX_COMMAND: u32 = 64 * 1024;
+/// How long a client that has not logged in may stay silent.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a logged-in client may stay silent (RFC 9051 §5.4: at least
+/// 30 minutes).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+pub(super) async fn accept_loop(listener: TcpListener, implicit_tls: bool, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let Some(_slot) = Slot::take(&shared, peer.ip()) else {
+                tracing::info!("refused {peer}: too many connections");
+                return;
+            };
+            if let Err(e) = serve(stream, peer, implicit_tls, &shared).await {
+                tracing::debug!("{peer}: {e}");
+            }
+        });
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let settings = shared.settings();
+    let write_limit = settings.mx.command_timeout;
+    let mut conn = if implicit_tls {
+        match handshake(stream, peer, &settings, &settings.tls).await {
+            Some((tls, _)) => Conn::Tls(Box::new(tls)),
+            None => return Ok(()),
+        }
+    } else {
+        Conn::Plain(stream)
+    };
+    let mut session = Session::new(
+        Config {
+            hostname: settings.config.hostname.clone(),
+            max_command: MAX_COMMAND,
+            max_errors: settings.config.limits.max_errors,
+        },
+        implicit_tls,
+    );
+    session.greet();
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let step = session.process();
+        let out = session.take_output();
+        if !out.is_empty()
+            && let Err(e) = conn.write_all(&out, write_limit).await
+        {
+            tracing::info!("{peer}: cannot write to the IMAP client: {e}");
+            conn.shutdown().await;
+            return Ok(());
+        }
+        match step {
+            Step::NeedInput => {
+                let wait = if session.account().is_some() {
+                    IDLE_TIMEOUT
+                } else {
+                    LOGIN_TIMEOUT
+                };
+                match tokio::time::timeout(wait, conn.read(&mut buf)).await {
+                    Err(_) => {
+                        tracing::info!("{peer}: IMAP client silent for too long");
+                        let _ = conn
+                            .write_all(b"* BYE silent for too long\r\n", write_limit)
+                            .await;
+                        conn.shutdown().await;
+                        return Ok(());
+                    }
+                    Ok(Ok(0)) => return Ok(()),
+                    Ok(Ok(n)) => session.receive(&buf[..n]),
+                    Ok(Err(e)) => return Err(e),
+                }
+            }
+            Step::StartTls => {
+                let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
+                    return Ok(());
+                };
+                let settings = shared.settings();
+                match handshake(tcp, peer, &settings, &settings.tls).await {
+                    Some((tls, _)) => {
+                        conn = Conn::Tls(Box::new(tls));
+                        session.tls_established();
+                    }
+                    None => return Ok(()),
+                }
+            }
+            Step::Authenticate(credentials) => {
+                let user = credentials.username.clone();
+                let directory = shared.settings().directory.clone();
+                let outcome = shared
+                    .logins
+                    .authenticate(directory, peer, credentials)
+                    .await;
+                if let mta_proto::sasl::AuthOutcome::Accepted(account) = &outcome {
+                    tracing::info!("{peer}: IMAP login as {account}");
+                } else {
+                    tracing::info!(
+                        "{peer}: IMAP login as {} refused",
+                        mta_proto::logsafe::escape(&user)
+                    );
+                }
+                session.auth_result(outcome);
+            }
+            Step::Close => {
+                conn.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}
