@@ -28,6 +28,7 @@ pub mod dsn;
 mod fuzz;
 pub mod intake;
 pub mod logring;
+pub mod mailstore;
 pub mod outbound;
 pub mod password;
 pub mod records;

@@ -2,12 +2,14 @@
 //! byte): the tokio adapter that drives each `mta-proto` IMAP session —
 //! reads within deadlines, writes, TLS, and the password check through
 //! the same limiter as SMTP AUTH — within the same connection limits as
-//! SMTP. (Groundwork of issue 13: login works; mailboxes come next.)
+//! SMTP. Commands run off the event loop (they read and change folders
+//! on disk). (Issue 13 under way: login, SELECT, LIST, CREATE so far.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mta_app::mailstore::MailStore;
 use mta_proto::imap::session::{Config, Session, Step};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -21,7 +23,12 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// 30 minutes).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-pub(super) async fn accept_loop(listener: TcpListener, implicit_tls: bool, shared: Arc<Shared>) {
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    implicit_tls: bool,
+    shared: Arc<Shared>,
+    mailstore: Arc<MailStore>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -33,12 +40,13 @@ pub(super) async fn accept_loop(listener: TcpListener, implicit_tls: bool, share
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let mailstore = mailstore.clone();
         tokio::spawn(async move {
             let Some(_slot) = Slot::take(&shared, peer.ip()) else {
                 tracing::info!("refused {peer}: too many connections");
                 return;
             };
-            if let Err(e) = serve(stream, peer, implicit_tls, &shared).await {
+            if let Err(e) = serve(stream, peer, implicit_tls, &shared, mailstore).await {
                 tracing::debug!("{peer}: {e}");
             }
         });
@@ -50,6 +58,7 @@ async fn serve(
     peer: SocketAddr,
     implicit_tls: bool,
     shared: &Shared,
+    mailstore: Arc<MailStore>,
 ) -> std::io::Result<()> {
     let settings = shared.settings();
     let write_limit = settings.mx.command_timeout;
@@ -68,11 +77,19 @@ async fn serve(
             max_errors: settings.config.limits.max_errors,
         },
         implicit_tls,
+        mailstore,
     );
     session.greet();
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
-        let step = session.process();
+        // Commands may read and change folders on disk: off the event loop.
+        let (back, step) = tokio::task::spawn_blocking(move || {
+            let step = session.process();
+            (session, step)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        session = back;
         let out = session.take_output();
         if !out.is_empty()
             && let Err(e) = conn.write_all(&out, write_limit).await

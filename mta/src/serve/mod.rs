@@ -130,6 +130,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         active: AtomicUsize::new(0),
     });
 
+    // What IMAP sessions read and change folders through.
+    let mailstore = Arc::new(mta_app::mailstore::MailStore::new(
+        config.mail_dir(),
+        &config.hostname,
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accept_tasks = Vec::new();
     for l in &config.listeners {
@@ -145,9 +150,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Service::Smtp(role) => {
                 tokio::spawn(accept_loop(listener, role, shared.clone(), stop_rx.clone()))
             }
-            Service::Imap { implicit_tls } => {
-                tokio::spawn(imap::accept_loop(listener, implicit_tls, shared.clone()))
-            }
+            Service::Imap { implicit_tls } => tokio::spawn(imap::accept_loop(
+                listener,
+                implicit_tls,
+                shared.clone(),
+                mailstore.clone(),
+            )),
             Service::Http | Service::Https => tokio::spawn(web::accept_loop(
                 listener,
                 l.service == Service::Https,

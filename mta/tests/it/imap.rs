@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::common::Server;
+use crate::common::{Client, Server};
 
 const LISTENERS: &str = "\
 [[listeners]]
@@ -82,4 +82,57 @@ c.logout()
     assert!(out.contains("cleartext: b'[PRIVACYREQUIRED]"), "{out}");
     assert!(out.contains("authenticate: OK"), "{out}");
     s.wait_for_log("IMAP login as alice@example.org");
+}
+
+#[test]
+fn imaplib_sees_delivered_mail_and_makes_folders() {
+    let s = Server::start(LISTENERS);
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO sender.example");
+    for i in 0..2 {
+        let r = c.send_mail(
+            "someone@sender.example",
+            &["alice@example.org"],
+            &format!("Subject: number {i}\r\n\r\nhello\r\n"),
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    s.wait_for_mail("alice@example.org", 2);
+    let out = imaplib(
+        &s,
+        &format!(
+            r#"{PRELUDE}
+c = imaplib.IMAP4_SSL("127.0.0.1", implicit, ssl_context=ctx, timeout=20)
+c.login("alice@example.org", "Hello world!")
+typ, data = c.select("INBOX")
+print("select:", typ, data)
+print("uidvalidity:", c.untagged_responses.get("UIDVALIDITY"))
+typ, data = c.create("Archive")
+print("create:", typ)
+typ, data = c.create("Archive")
+print("again:", typ, data)
+typ, data = c.list()
+print("list:", data)
+typ, data = c.select("Archive", readonly=True)
+print("archive:", typ, data)
+typ, data = c.select("Nowhere")
+print("nowhere:", typ, data)
+c.logout()
+"#
+        ),
+    );
+    assert!(out.contains("select: OK [b'2']"), "{out}");
+    assert!(out.contains("create: OK"), "{out}");
+    assert!(out.contains("again: NO [b'[ALREADYEXISTS]"), "{out}");
+    assert!(
+        out.contains(r#"list: [b'() "." INBOX', b'() "." Archive']"#),
+        "{out}"
+    );
+    assert!(out.contains("archive: OK [b'0']"), "{out}");
+    assert!(out.contains("nowhere: NO [b'[NONEXISTENT]"), "{out}");
+    // Selected mail moved to cur/ with its UID kept in the index.
+    let maildir = s.data().join("mail/example.org/alice");
+    assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(maildir.join("cur")).unwrap().count(), 2);
+    assert!(maildir.join(".Archive/cur").is_dir());
 }

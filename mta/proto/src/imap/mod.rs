@@ -1,4 +1,6 @@
 //! IMAP (RFC 9051, with RFC 3501 compatibility), sans-I/O: the server
-//! [`session`]. Parsing and serialising are imap-codec's.
+//! [`session`], and the [`store`] it reads and changes folders through.
+//! Parsing and serialising are imap-codec's.
 
 pub mod session;
+pub mod store;

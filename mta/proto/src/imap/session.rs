@@ -23,7 +23,12 @@ use imap_codec::imap_types::response::{
 };
 use imap_codec::{AuthenticateDataCodec, CommandCodec, GreetingCodec, ResponseCodec};
 
+use std::sync::Arc;
+
+use crate::imap::store::{Folder, Mailboxes};
 use crate::sasl::{AuthOutcome, Credentials, Mechanism};
+
+mod folders;
 
 /// A response code of RFC 5530 (the codec has no variants for them).
 fn rfc5530(code: &'static [u8]) -> Code<'static> {
@@ -66,8 +71,19 @@ enum State {
     Closed,
 }
 
+/// The folder a SELECT or EXAMINE opened.
+struct Selected {
+    name: String,
+    #[allow(dead_code)] // STORE and EXPUNGE will refuse in a read-only folder
+    read_only: bool,
+    /// As the client was last told.
+    folder: Folder,
+}
+
 pub struct Session {
     cfg: Config,
+    mailboxes: Arc<dyn Mailboxes>,
+    selected: Option<Selected>,
     state: State,
     input: Fragmentizer,
     output: Vec<u8>,
@@ -78,10 +94,12 @@ pub struct Session {
 impl Session {
     /// A session on a new connection; `tls`: the connection is already
     /// encrypted (port 993).
-    pub fn new(cfg: Config, tls: bool) -> Session {
+    pub fn new(cfg: Config, tls: bool, mailboxes: Arc<dyn Mailboxes>) -> Session {
         let input = Fragmentizer::new(cfg.max_command);
         Session {
             cfg,
+            mailboxes,
+            selected: None,
             state: State::NotAuthenticated,
             input,
             output: Vec::new(),
@@ -285,6 +303,9 @@ impl Session {
     }
 
     fn command(&mut self, Command { tag, body }: Command<'static>) -> Option<Step> {
+        if self.folder_command(tag.clone(), &body) {
+            return None;
+        }
         match body {
             CommandBody::Capability => {
                 let caps = self.capabilities();
@@ -398,8 +419,46 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::store::{self, StoreError};
 
-    fn session(tls: bool) -> Session {
+    /// Folders in memory: name → messages' UIDs.
+    #[derive(Default)]
+    struct Fake {
+        folders: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u32>>>,
+    }
+
+    impl Mailboxes for Fake {
+        fn folders(&self, _: &str) -> Result<Vec<String>, StoreError> {
+            Ok(self.folders.lock().unwrap().keys().cloned().collect())
+        }
+        fn create(&self, _: &str, name: &str) -> Result<(), StoreError> {
+            let mut f = self.folders.lock().unwrap();
+            if f.contains_key(name) {
+                return Err(StoreError::Exists);
+            }
+            f.insert(name.into(), Vec::new());
+            Ok(())
+        }
+        fn open(&self, _: &str, name: &str) -> Result<Folder, StoreError> {
+            let f = self.folders.lock().unwrap();
+            let uids = f.get(name).ok_or(StoreError::NoSuchFolder)?;
+            Ok(Folder {
+                uid_validity: 1700000000,
+                uid_next: uids.last().map_or(1, |u| u + 1),
+                highest_modseq: 7,
+                messages: uids
+                    .iter()
+                    .map(|uid| store::Message {
+                        uid: *uid,
+                        flags: store::Flags::default(),
+                        modseq: 7,
+                    })
+                    .collect(),
+            })
+        }
+    }
+
+    fn session_with(tls: bool, store: Arc<Fake>) -> Session {
         let mut s = Session::new(
             Config {
                 hostname: "mx.example.org".into(),
@@ -407,9 +466,97 @@ mod tests {
                 max_errors: 3,
             },
             tls,
+            store,
         );
         s.greet();
         s
+    }
+
+    fn session(tls: bool) -> Session {
+        let store = Fake::default();
+        store
+            .folders
+            .lock()
+            .unwrap()
+            .insert("INBOX".into(), vec![1, 2]);
+        session_with(tls, Arc::new(store))
+    }
+
+    /// Logged in as alice.
+    fn logged_in(store: Arc<Fake>) -> Session {
+        let mut s = session_with(true, store);
+        talk(&mut s, "a0 LOGIN alice secret\r\n");
+        s.auth_result(AuthOutcome::Accepted("alice@example.org".into()));
+        talk(&mut s, "");
+        s
+    }
+
+    #[test]
+    fn select_reports_the_folder_and_noop_the_mail_since() {
+        let store = Arc::new(Fake::default());
+        store
+            .folders
+            .lock()
+            .unwrap()
+            .insert("INBOX".into(), vec![1, 2, 3]);
+        let mut s = logged_in(store.clone());
+        let (out, _) = talk(&mut s, "s1 SELECT inbox\r\n");
+        assert_eq!(
+            out,
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n\
+             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] flags that stay\r\n\
+             * 3 EXISTS\r\n\
+             * 0 RECENT\r\n\
+             * OK [UIDVALIDITY 1700000000] UIDs valid\r\n\
+             * OK [UIDNEXT 4] the next UID\r\n\
+             * OK [HIGHESTMODSEQ 7] the highest MODSEQ\r\n\
+             s1 OK [READ-WRITE] SELECT completed\r\n"
+        );
+        // UID 2 expunged elsewhere, 4 and 5 delivered.
+        store
+            .folders
+            .lock()
+            .unwrap()
+            .insert("INBOX".into(), vec![1, 3, 4, 5]);
+        let (out, _) = talk(&mut s, "s2 NOOP\r\n");
+        assert_eq!(out, "* 2 EXPUNGE\r\n* 4 EXISTS\r\ns2 OK NOOP completed\r\n");
+        let (out, _) = talk(&mut s, "s3 EXAMINE Nowhere\r\n");
+        assert_eq!(out, "s3 NO [NONEXISTENT] there is no such folder\r\n");
+        // The failed EXAMINE left no folder selected.
+        let (out, _) = talk(&mut s, "s4 UNSELECT\r\n");
+        assert_eq!(out, "s4 BAD no folder is selected\r\n");
+    }
+
+    #[test]
+    fn list_and_create_folders() {
+        let store = Arc::new(Fake::default());
+        store.folders.lock().unwrap().insert("INBOX".into(), vec![]);
+        let mut s = logged_in(store.clone());
+        let (out, _) = talk(
+            &mut s,
+            "l1 CREATE Archive.2026\r\nl2 CREATE Sent\r\nl3 CREATE Sent\r\n",
+        );
+        assert_eq!(
+            out,
+            "l1 OK CREATE completed\r\nl2 OK CREATE completed\r\nl3 NO [ALREADYEXISTS] that folder exists already\r\n"
+        );
+        let (out, _) = talk(&mut s, "l4 LIST \"\" *\r\n");
+        assert_eq!(
+            out,
+            "* LIST () \".\" Archive.2026\r\n* LIST () \".\" INBOX\r\n* LIST () \".\" Sent\r\nl4 OK LIST completed\r\n"
+        );
+        let (out, _) = talk(&mut s, "l5 LIST \"\" %\r\n");
+        assert!(
+            !out.contains("Archive.2026") && out.contains("Sent"),
+            "{out}"
+        );
+        let (out, _) = talk(&mut s, "l6 LIST \"\" \"\"\r\n");
+        assert_eq!(
+            out,
+            "* LIST (\\Noselect) \".\" \"\"\r\nl6 OK LIST completed\r\n"
+        );
+        let (out, _) = talk(&mut s, "l7 CREATE INBOX\r\n");
+        assert!(out.starts_with("l7 NO [ALREADYEXISTS]"), "{out}");
     }
 
     /// Feeds `input`, runs the session; what it wrote and its step.

@@ -1,0 +1,257 @@
+//! The commands of the authenticated and selected states that deal with
+//! folders: SELECT and EXAMINE, LIST, CREATE, NOOP and CHECK (new mail and
+//! expunges reported), UNSELECT.
+
+use std::num::{NonZeroU32, NonZeroU64};
+
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::{QuotedChar, Tag};
+use imap_codec::imap_types::flag::{Flag, FlagPerm};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::response::{Code, Data, Response, Status};
+
+use super::{Selected, Session, rfc5530};
+use crate::imap::store::{Folder, StoreError};
+
+/// The name a client gave, as the store knows it.
+fn name_of(mailbox: &Mailbox<'_>) -> Option<String> {
+    match mailbox {
+        Mailbox::Inbox => Some("INBOX".into()),
+        Mailbox::Other(other) => String::from_utf8(other.inner().as_ref().to_vec()).ok(),
+    }
+}
+
+/// Whether `name` matches the LIST `pattern` (`*` anything, `%` anything
+/// but the separator; RFC 9051 §6.3.9).
+fn matches(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| matches(rest, &name[i..])),
+        Some((b'%', rest)) => (0..=name.len())
+            .take_while(|i| *i == 0 || name[i - 1] != b'.')
+            .any(|i| matches(rest, &name[i..])),
+        Some((c, rest)) => name
+            .split_first()
+            .is_some_and(|(n, name)| n == c && matches(rest, name)),
+    }
+}
+
+impl Session {
+    /// Handles `body` if it is a folder command; whether it was.
+    pub(super) fn folder_command(
+        &mut self,
+        tag: Tag<'static>,
+        body: &CommandBody<'static>,
+    ) -> bool {
+        let Some(account) = self.account().map(str::to_string) else {
+            return false;
+        };
+        match body {
+            CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
+                let read_only = matches!(body, CommandBody::Examine { .. });
+                // Whatever happens, the folder selected before is not any
+                // more (RFC 9051 §6.3.2).
+                self.selected = None;
+                let Some(name) = name_of(mailbox) else {
+                    self.no(
+                        tag,
+                        Some(rfc5530(b"NONEXISTENT")),
+                        "there is no such folder",
+                    );
+                    return true;
+                };
+                match self.mailboxes.open(&account, &name) {
+                    Ok(folder) => self.select(tag, name, folder, read_only),
+                    Err(e) => self.refuse(tag, e),
+                }
+            }
+            CommandBody::Create { mailbox } => match name_of(mailbox) {
+                Some(name) if name.eq_ignore_ascii_case("INBOX") => {
+                    self.no(tag, Some(rfc5530(b"ALREADYEXISTS")), "INBOX exists already")
+                }
+                Some(name) => {
+                    let name = name.trim_end_matches('.').to_string();
+                    match self.mailboxes.create(&account, &name) {
+                        Ok(()) => self.ok(tag, None, "CREATE completed"),
+                        Err(e) => self.refuse(tag, e),
+                    }
+                }
+                None => self.no(tag, None, "that is not a folder name"),
+            },
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => {
+                let pattern: Vec<u8> = match mailbox_wildcard {
+                    ListMailbox::Token(t) => t.as_ref().to_vec(),
+                    ListMailbox::String(s) => s.as_ref().to_vec(),
+                };
+                if pattern.is_empty() {
+                    // The hierarchy separator and the root (RFC 9051 §6.3.9).
+                    self.respond(&Response::Data(Data::List {
+                        items: vec![imap_codec::imap_types::flag::FlagNameAttribute::Noselect],
+                        delimiter: Some(QuotedChar::unvalidated('.')),
+                        mailbox: Mailbox::try_from("").expect("an empty name"),
+                    }));
+                    self.ok(tag, None, "LIST completed");
+                    return true;
+                }
+                let mut full = name_of(reference).unwrap_or_default().into_bytes();
+                if full.eq_ignore_ascii_case(b"INBOX") {
+                    full.clear();
+                }
+                full.extend_from_slice(&pattern);
+                match self.mailboxes.folders(&account) {
+                    Ok(folders) => {
+                        for folder in folders {
+                            let hit = if folder == "INBOX" {
+                                matches(&full.to_ascii_uppercase(), b"INBOX")
+                            } else {
+                                matches(&full, folder.as_bytes())
+                            };
+                            if !hit {
+                                continue;
+                            }
+                            let Ok(mailbox) = Mailbox::try_from(folder) else {
+                                continue;
+                            };
+                            self.respond(&Response::Data(Data::List {
+                                items: Vec::new(),
+                                delimiter: Some(QuotedChar::unvalidated('.')),
+                                mailbox,
+                            }));
+                        }
+                        self.ok(tag, None, "LIST completed");
+                    }
+                    Err(e) => self.refuse(tag, e),
+                }
+            }
+            CommandBody::Noop | CommandBody::Check if self.selected.is_some() => {
+                self.rescan();
+                let text = if matches!(body, CommandBody::Noop) {
+                    "NOOP completed"
+                } else {
+                    "CHECK completed"
+                };
+                self.ok(tag, None, text);
+            }
+            CommandBody::Unselect if self.selected.is_some() => {
+                self.selected = None;
+                self.ok(tag, None, "UNSELECT completed");
+            }
+            CommandBody::Unselect | CommandBody::Close | CommandBody::Check => {
+                self.bad(Some(tag), "no folder is selected");
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn refuse(&mut self, tag: Tag<'static>, e: StoreError) {
+        let code = match e {
+            StoreError::NoSuchFolder => Some(rfc5530(b"NONEXISTENT")),
+            StoreError::Exists => Some(rfc5530(b"ALREADYEXISTS")),
+            StoreError::Invalid(_) => Some(rfc5530(b"CANNOT")),
+            StoreError::Failed => Some(rfc5530(b"SERVERBUG")),
+        };
+        self.no(tag, code, &e.to_string());
+    }
+
+    fn select(&mut self, tag: Tag<'static>, name: String, folder: Folder, read_only: bool) {
+        let system = || {
+            vec![
+                Flag::Answered,
+                Flag::Flagged,
+                Flag::Deleted,
+                Flag::Seen,
+                Flag::Draft,
+            ]
+        };
+        self.respond(&Response::Data(Data::Flags(system())));
+        let permanent = if read_only {
+            Vec::new()
+        } else {
+            system().into_iter().map(FlagPerm::Flag).collect()
+        };
+        self.untagged_ok(Code::PermanentFlags(permanent), "flags that stay");
+        self.respond(&Response::Data(Data::Exists(folder.messages.len() as u32)));
+        self.respond(&Response::Data(Data::Recent(0)));
+        if let Some(v) = NonZeroU32::new(folder.uid_validity) {
+            self.untagged_ok(Code::UidValidity(v), "UIDs valid");
+        }
+        if let Some(n) = NonZeroU32::new(folder.uid_next) {
+            self.untagged_ok(Code::UidNext(n), "the next UID");
+        }
+        if let Some(m) = NonZeroU64::new(folder.highest_modseq) {
+            self.untagged_ok(Code::HighestModSeq(m), "the highest MODSEQ");
+        }
+        let (code, text) = if read_only {
+            (Code::ReadOnly, "EXAMINE completed")
+        } else {
+            (Code::ReadWrite, "SELECT completed")
+        };
+        self.ok(tag, Some(code), text);
+        self.selected = Some(Selected {
+            name,
+            read_only,
+            folder,
+        });
+    }
+
+    fn untagged_ok(&mut self, code: Code<'_>, text: &str) {
+        let status = Status::ok(None, Some(code), text).expect("valid text");
+        self.respond(&Response::Status(status));
+    }
+
+    /// The selected folder brought up to date: messages gone are reported
+    /// (EXPUNGE, highest number first), then the new count (EXISTS).
+    fn rescan(&mut self) {
+        let (Some(account), Some(selected)) = (self.account().map(str::to_string), &self.selected)
+        else {
+            return;
+        };
+        let Ok(now) = self.mailboxes.open(&account, &selected.name) else {
+            return;
+        };
+        let before = &selected.folder.messages;
+        let gone: Vec<u32> = before
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| {
+                now.messages
+                    .binary_search_by_key(&m.uid, |n| n.uid)
+                    .is_err()
+            })
+            .map(|(i, _)| i as u32 + 1)
+            .collect();
+        let mut count = before.len() as u32;
+        for seq in gone.iter().rev() {
+            if let Some(seq) = NonZeroU32::new(*seq) {
+                self.respond(&Response::Data(Data::Expunge(seq)));
+                count -= 1;
+            }
+        }
+        if now.messages.len() as u32 != count || !gone.is_empty() {
+            self.respond(&Response::Data(Data::Exists(now.messages.len() as u32)));
+        }
+        if let Some(selected) = &mut self.selected {
+            selected.folder = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn list_patterns_match_as_rfc_9051_says() {
+        assert!(matches(b"*", b"Archive.2026"));
+        assert!(matches(b"%", b"Archive"));
+        assert!(!matches(b"%", b"Archive.2026"));
+        assert!(matches(b"Archive.%", b"Archive.2026"));
+        assert!(matches(b"A*6", b"Archive.2026"));
+        assert!(!matches(b"Sent", b"Sent.Old"));
+        assert!(matches(b"", b""));
+    }
+}

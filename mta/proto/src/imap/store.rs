@@ -1,0 +1,54 @@
+//! What the IMAP session needs from the mail store, as a trait (the store
+//! is `mta-store`'s, behind `mta-app`): folders, and a folder's state
+//! brought up to date with the Maildir. Calls may touch the disk: the
+//! adapter runs the session off the event loop.
+
+/// The system flags a message can carry (RFC 9051 §2.3.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub seen: bool,
+    pub answered: bool,
+    pub flagged: bool,
+    pub deleted: bool,
+    pub draft: bool,
+}
+
+/// One message of a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub uid: u32,
+    pub flags: Flags,
+    pub modseq: u64,
+}
+
+/// A folder as SELECT shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    /// By UID: sequence number n is `messages[n - 1]`.
+    pub messages: Vec<Message>,
+}
+
+/// A refusal, in words for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("there is no such folder")]
+    NoSuchFolder,
+    #[error("that folder exists already")]
+    Exists,
+    #[error("{0}")]
+    Invalid(String),
+    /// A failure of the store (logged by it); the client hears only that.
+    #[error("the server could not do that; try again later")]
+    Failed,
+}
+
+pub trait Mailboxes: Send + Sync {
+    /// `account`'s folders, `INBOX` first; the hierarchy separator is ".".
+    fn folders(&self, account: &str) -> Result<Vec<String>, StoreError>;
+    fn create(&self, account: &str, name: &str) -> Result<(), StoreError>;
+    /// The folder, brought up to date with what was delivered meanwhile.
+    fn open(&self, account: &str, name: &str) -> Result<Folder, StoreError>;
+}
