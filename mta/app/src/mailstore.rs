@@ -44,7 +44,68 @@ fn failed(account: &str, what: &str, e: anyhow::Error) -> StoreError {
     StoreError::Failed
 }
 
+impl MailStore {
+    /// The index's message `uid` of folder `name`.
+    fn message(
+        &self,
+        m: &Mailbox,
+        account: &str,
+        name: &str,
+        uid: u32,
+    ) -> Result<mailbox::Message, StoreError> {
+        let folder = m
+            .sync(name)
+            .map_err(|e| failed(account, &format!("reading {name}"), e))?;
+        folder
+            .messages
+            .into_iter()
+            .find(|m| m.uid == uid)
+            .ok_or_else(|| StoreError::Invalid(format!("there is no message with UID {uid}")))
+    }
+}
+
 impl Mailboxes for MailStore {
+    fn read(&self, account: &str, name: &str, uid: u32) -> Result<(Vec<u8>, i64), StoreError> {
+        let m = self.mailbox(account)?;
+        let message = self.message(&m, account, name, uid)?;
+        let file = m
+            .file_of(name, &message)
+            .map_err(|e| failed(account, "finding a message", e))?
+            .ok_or_else(|| StoreError::Invalid(format!("message {uid} is gone")))?;
+        let bytes = std::fs::read(&file)
+            .map_err(|e| failed(account, &format!("reading {}", file.display()), e.into()))?;
+        // The arrival time: the file's modification time, as Maildir
+        // readers (Dovecot) take it.
+        let arrived = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok((crlf(&bytes), arrived))
+    }
+
+    fn set_flags(&self, account: &str, name: &str, uid: u32, f: Flags) -> Result<u64, StoreError> {
+        let m = self.mailbox(account)?;
+        m.set_flags(
+            name,
+            uid,
+            mailbox::Flags {
+                seen: f.seen,
+                answered: f.answered,
+                flagged: f.flagged,
+                deleted: f.deleted,
+                draft: f.draft,
+            },
+        )
+        .map_err(|e| failed(account, &format!("flagging {uid} in {name}"), e))
+    }
+
+    fn expunge(&self, account: &str, name: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        self.mailbox(account)?
+            .expunge(name, uids)
+            .map_err(|e| failed(account, &format!("expunging from {name}"), e))
+    }
+
     fn folders(&self, account: &str) -> Result<Vec<String>, StoreError> {
         self.mailbox(account)?
             .folders()
@@ -87,6 +148,21 @@ impl Mailboxes for MailStore {
                 .collect(),
         })
     }
+}
+
+/// `bytes` with every bare LF as CRLF (Maildir files have LF ends; IMAP
+/// counts and sends CRLF).
+fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    let mut previous = 0u8;
+    for &b in bytes {
+        if b == b'\n' && previous != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        previous = b;
+    }
+    out
 }
 
 fn flags(f: mailbox::Flags) -> Flags {

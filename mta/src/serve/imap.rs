@@ -3,7 +3,7 @@
 //! reads within deadlines, writes, TLS, and the password check through
 //! the same limiter as SMTP AUTH — within the same connection limits as
 //! SMTP. Commands run off the event loop (they read and change folders
-//! on disk). (Issue 13 under way: login, SELECT, LIST, CREATE so far.)
+//! on disk). (Issue 13 under way: login, folders, FETCH/STORE/EXPUNGE so far.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -437,6 +437,54 @@ impl Mailbox {
         Ok(modseq)
     }
 
+    /// Removes messages `uids` of folder `name` (their files, then their
+    /// records, noted as expunged with a new MODSEQ); the UIDs removed.
+    pub fn expunge(&self, name: &str, uids: &[u32]) -> anyhow::Result<Vec<u32>> {
+        let dir = self.dir_of(name)?;
+        let w = self.db.begin_write()?;
+        let mut removed = Vec::new();
+        {
+            let mut folders = w.open_table(FOLDERS)?;
+            let mut messages = w.open_table(MESSAGES)?;
+            let mut by_file = w.open_table(BY_FILE)?;
+            let mut expunged = w.open_table(EXPUNGED)?;
+            let mut record = self.folder_record(&mut folders, name)?;
+            let modseq = record.highest_modseq + 1;
+            for uid in uids {
+                let Some(bytes) = messages.get((record.id, *uid))?.map(|v| v.value().to_vec())
+                else {
+                    continue;
+                };
+                let m: Message = decode(&bytes)?;
+                // The file first: a crash before the commit leaves a record
+                // whose file is gone, which the next sync expunges.
+                if let Some(file) = self.file_of(name, &m)? {
+                    match fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e).context(format!("removing {}", file.display())),
+                    }
+                }
+                messages.remove((record.id, *uid))?;
+                by_file.remove((record.id, m.base.as_str()))?;
+                expunged.insert((record.id, *uid), modseq)?;
+                removed.push(*uid);
+            }
+            if !removed.is_empty() {
+                record.highest_modseq = modseq;
+                let key = if name.eq_ignore_ascii_case(INBOX) {
+                    INBOX
+                } else {
+                    name
+                };
+                folders.insert(key, encode(&record).as_slice())?;
+            }
+        }
+        sync_dir(&dir.join("cur"))?;
+        w.commit()?;
+        Ok(removed)
+    }
+
     /// The UIDs expunged from folder `name` after `modseq` (QRESYNC's
     /// VANISHED (EARLIER)).
     pub fn expunged_since(&self, name: &str, modseq: u64) -> anyhow::Result<Vec<u32>> {
@@ -542,6 +590,21 @@ mod tests {
         deliver(t.path(), "1700000003.M1Q3R0.mx", "three");
         let f = m.sync(INBOX).unwrap();
         assert_eq!(f.messages.last().unwrap().uid, 3, "UID 2 is not reused");
+    }
+
+    #[test]
+    fn expunge_removes_files_and_records() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Mailbox::open(t.path()).unwrap();
+        deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
+        deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
+        let before = m.sync(INBOX).unwrap();
+        assert_eq!(m.expunge(INBOX, &[1, 7]).unwrap(), [1]);
+        assert!(!t.path().join("cur/1700000001.M1Q1R0.mx:2,").exists());
+        let after = m.sync(INBOX).unwrap();
+        assert_eq!(after.messages.len(), 1);
+        assert!(after.highest_modseq > before.highest_modseq);
+        assert_eq!(m.expunged_since(INBOX, before.highest_modseq).unwrap(), [1]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! IMAP over real TCP and TLS against Python's imaplib (an independent
-//! client): log-in on 993 and, after STARTTLS, on 143; never before TLS.
-//! (Issue 13 under way: mailboxes come next.)
+//! client): log-in on 993 and, after STARTTLS, on 143, never before TLS;
+//! delivered mail selected, fetched, flagged and expunged; folders. (Issue
+//! 13 under way.)
 
 use std::process::Command;
 
@@ -117,6 +118,17 @@ typ, data = c.select("Archive", readonly=True)
 print("archive:", typ, data)
 typ, data = c.select("Nowhere")
 print("nowhere:", typ, data)
+c.select("INBOX")
+typ, data = c.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+print("peek:", data)
+typ, data = c.fetch("2", "(RFC822)")
+print("whole:", data[0][1].decode().endswith("hello\r\n"), b"\\Seen" in data[0][0], len(data[0][1]))
+typ, data = c.store("1", "+FLAGS", "(\\Deleted \\Flagged)")
+print("store:", data)
+typ, data = c.expunge()
+print("expunge:", data)
+typ, data = c.fetch("1:*", "(UID FLAGS)")
+print("left:", data)
 c.logout()
 "#
         ),
@@ -130,9 +142,31 @@ c.logout()
     );
     assert!(out.contains("archive: OK [b'0']"), "{out}");
     assert!(out.contains("nowhere: NO [b'[NONEXISTENT]"), "{out}");
+    assert!(
+        out.contains("b'1 (UID 1 FLAGS () RFC822.SIZE ") && out.contains("Subject: number 0"),
+        "{out}"
+    );
+    assert!(out.contains("whole: True True"), "{out}");
+    assert!(
+        out.contains("store: [b'1 (FLAGS (\\\\Flagged \\\\Deleted))']"),
+        "{out}"
+    );
+    assert!(out.contains("expunge: [b'1']"), "{out}");
+    assert!(
+        out.contains("left: [b'1 (UID 2 FLAGS (\\\\Seen))']"),
+        "{out}"
+    );
     // Selected mail moved to cur/ with its UID kept in the index.
     let maildir = s.data().join("mail/example.org/alice");
     assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(maildir.join("cur")).unwrap().count(), 2);
+    let cur: Vec<String> = std::fs::read_dir(maildir.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(cur.len(), 1, "{cur:?}");
+    assert!(
+        cur[0].ends_with(":2,S"),
+        "read, and its flag in its name: {cur:?}"
+    );
     assert!(maildir.join(".Archive/cur").is_dir());
 }

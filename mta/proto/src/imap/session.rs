@@ -1,5 +1,7 @@
-//! The IMAP server session, sans-I/O (groundwork of issue 13: framing, the
-//! not-authenticated state and login; mailboxes come next). Bytes in,
+//! The IMAP server session, sans-I/O (issue 13 under way: framing, login,
+//! folders in `session/folders.rs`, messages in `session/messages.rs`;
+//! ENVELOPE, BODYSTRUCTURE, APPEND, COPY/MOVE, SEARCH, IDLE and QRESYNC
+//! next). Bytes in,
 //! responses and [`Step`]s out, like the SMTP session: the adapter writes
 //! [`Session::take_output`], runs TLS and checks passwords off the event
 //! loop.
@@ -29,6 +31,7 @@ use crate::imap::store::{Folder, Mailboxes};
 use crate::sasl::{AuthOutcome, Credentials, Mechanism};
 
 mod folders;
+mod messages;
 
 /// A response code of RFC 5530 (the codec has no variants for them).
 fn rfc5530(code: &'static [u8]) -> Code<'static> {
@@ -74,7 +77,6 @@ enum State {
 /// The folder a SELECT or EXAMINE opened.
 struct Selected {
     name: String,
-    #[allow(dead_code)] // STORE and EXPUNGE will refuse in a read-only folder
     read_only: bool,
     /// As the client was last told.
     folder: Folder,
@@ -303,7 +305,7 @@ impl Session {
     }
 
     fn command(&mut self, Command { tag, body }: Command<'static>) -> Option<Step> {
-        if self.folder_command(tag.clone(), &body) {
+        if self.folder_command(tag.clone(), &body) || self.message_command(tag.clone(), &body) {
             return None;
         }
         match body {
@@ -421,10 +423,12 @@ mod tests {
     use super::*;
     use crate::imap::store::{self, StoreError};
 
-    /// Folders in memory: name → messages' UIDs.
+    /// Folders in memory: name → messages' UIDs; their flags; each
+    /// message says its UID.
     #[derive(Default)]
     struct Fake {
         folders: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u32>>>,
+        flags: std::sync::Mutex<std::collections::HashMap<u32, store::Flags>>,
     }
 
     impl Mailboxes for Fake {
@@ -450,11 +454,37 @@ mod tests {
                     .iter()
                     .map(|uid| store::Message {
                         uid: *uid,
-                        flags: store::Flags::default(),
+                        flags: self
+                            .flags
+                            .lock()
+                            .unwrap()
+                            .get(uid)
+                            .copied()
+                            .unwrap_or_default(),
                         modseq: 7,
                     })
                     .collect(),
             })
+        }
+        fn read(&self, _: &str, _: &str, uid: u32) -> Result<(Vec<u8>, i64), StoreError> {
+            let text = format!("Subject: message {uid}\r\nX-Other: x\r\n\r\nbody {uid}\r\n");
+            Ok((text.into_bytes(), 1_700_000_000))
+        }
+        fn set_flags(
+            &self,
+            _: &str,
+            _: &str,
+            uid: u32,
+            f: store::Flags,
+        ) -> Result<u64, StoreError> {
+            self.flags.lock().unwrap().insert(uid, f);
+            Ok(8)
+        }
+        fn expunge(&self, _: &str, name: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+            let mut f = self.folders.lock().unwrap();
+            let list = f.get_mut(name).ok_or(StoreError::NoSuchFolder)?;
+            list.retain(|u| !uids.contains(u));
+            Ok(uids.to_vec())
         }
     }
 
@@ -692,5 +722,63 @@ mod tests {
         let (out, step) = talk(&mut s, "z LOGOUT\r\n");
         assert_eq!(out, "* BYE logging out\r\nz OK LOGOUT completed\r\n");
         assert_eq!(step, Step::Close);
+    }
+
+    #[test]
+    fn fetch_store_and_expunge() {
+        let store = Arc::new(Fake::default());
+        store
+            .folders
+            .lock()
+            .unwrap()
+            .insert("INBOX".into(), vec![4, 9, 12]);
+        let mut s = logged_in(store.clone());
+        talk(&mut s, "s SELECT INBOX\r\n");
+        let (out, _) = talk(&mut s, "f1 FETCH 2:* (UID FLAGS RFC822.SIZE)\r\n");
+        assert_eq!(
+            out,
+            "* 2 FETCH (UID 9 FLAGS () RFC822.SIZE 42)\r\n\
+             * 3 FETCH (UID 12 FLAGS () RFC822.SIZE 44)\r\n\
+             f1 OK FETCH completed\r\n"
+        );
+        // BODY.PEEK leaves \Seen alone; BODY[] sets it and says so.
+        let (out, _) = talk(
+            &mut s,
+            "f2 UID FETCH 9 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n",
+        );
+        assert_eq!(
+            out,
+            "* 2 FETCH (UID 9 BODY[HEADER.FIELDS (SUBJECT)] {22}\r\nSubject: message 9\r\n\r\n)\r\n\
+             f2 OK UID FETCH completed\r\n"
+        );
+        let (out, _) = talk(&mut s, "f3 FETCH 1 (BODY[TEXT]<0.4>)\r\n");
+        assert_eq!(
+            out,
+            "* 1 FETCH (FLAGS (\\Seen) BODY[TEXT]<0> {4}\r\nbody)\r\nf3 OK FETCH completed\r\n"
+        );
+        let (out, _) = talk(&mut s, "f4 STORE 1:2 +FLAGS (\\Deleted)\r\n");
+        assert_eq!(
+            out,
+            "* 1 FETCH (FLAGS (\\Deleted \\Seen))\r\n* 2 FETCH (FLAGS (\\Deleted))\r\nf4 OK STORE completed\r\n"
+        );
+        let (out, _) = talk(&mut s, "f5 UID STORE 12 +FLAGS.SILENT (\\Flagged)\r\n");
+        assert_eq!(out, "f5 OK UID STORE completed\r\n");
+        let (out, _) = talk(&mut s, "f6 EXPUNGE\r\n");
+        assert_eq!(
+            out,
+            "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\nf6 OK EXPUNGE completed\r\n"
+        );
+        assert_eq!(store.folders.lock().unwrap()["INBOX"], [12]);
+        let (out, _) = talk(&mut s, "f7 FETCH 1 (UID FLAGS)\r\n");
+        assert_eq!(
+            out,
+            "* 1 FETCH (UID 12 FLAGS (\\Flagged))\r\nf7 OK FETCH completed\r\n"
+        );
+        let (out, _) = talk(&mut s, "f8 FETCH 1 (ENVELOPE)\r\n");
+        assert!(out.starts_with("f8 NO [CANNOT]"), "{out}");
+        // EXAMINE: read-only.
+        talk(&mut s, "e EXAMINE INBOX\r\n");
+        let (out, _) = talk(&mut s, "f9 STORE 1 +FLAGS (\\Seen)\r\n");
+        assert!(out.starts_with("f9 NO [READ-ONLY]"), "{out}");
     }
 }

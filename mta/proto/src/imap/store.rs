@@ -51,4 +51,17 @@ pub trait Mailboxes: Send + Sync {
     fn create(&self, account: &str, name: &str) -> Result<(), StoreError>;
     /// The folder, brought up to date with what was delivered meanwhile.
     fn open(&self, account: &str, name: &str) -> Result<Folder, StoreError>;
+    /// Message `uid` of the folder as IMAP sees it (CRLF line ends), and
+    /// when it arrived (unix seconds).
+    fn read(&self, account: &str, name: &str, uid: u32) -> Result<(Vec<u8>, i64), StoreError>;
+    /// Gives message `uid` these flags; its new MODSEQ.
+    fn set_flags(
+        &self,
+        account: &str,
+        name: &str,
+        uid: u32,
+        flags: Flags,
+    ) -> Result<u64, StoreError>;
+    /// Removes these messages; the UIDs removed.
+    fn expunge(&self, account: &str, name: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError>;
 }

@@ -1,0 +1,548 @@
+//! The commands on the messages of the selected folder: FETCH (flags,
+//! UID, size, arrival, MODSEQ, the whole message and its header and text
+//! sections, partial), STORE, EXPUNGE and CLOSE, and their UID forms.
+//! (ENVELOPE, BODYSTRUCTURE and MIME part sections come with the MIME
+//! structure.)
+
+use std::num::{NonZeroU32, NonZeroU64};
+
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::{IString, Literal, NString, Tag, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_codec::imap_types::flag::{Flag, FlagFetch, StoreResponse, StoreType};
+use imap_codec::imap_types::response::{Data, Response};
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+
+use super::{Session, rfc5530};
+use crate::imap::store::{Flags, Message};
+
+/// Whether `x` is in `set`, `*` being `largest` (RFC 9051 §9: a range
+/// may be given either way round).
+fn contains(set: &SequenceSet, x: u32, largest: u32) -> bool {
+    let value = |v: &SeqOrUid| match v {
+        SeqOrUid::Value(n) => n.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0.as_ref().iter().any(|s| match s {
+        Sequence::Single(v) => value(v) == x,
+        Sequence::Range(a, b) => {
+            let (a, b) = (value(a), value(b));
+            a.min(b) <= x && x <= a.max(b)
+        }
+    })
+}
+
+fn flag_list(f: Flags) -> Vec<FlagFetch<'static>> {
+    [
+        (f.answered, Flag::Answered),
+        (f.flagged, Flag::Flagged),
+        (f.deleted, Flag::Deleted),
+        (f.seen, Flag::Seen),
+        (f.draft, Flag::Draft),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, flag)| FlagFetch::Flag(flag))
+    .collect()
+}
+
+/// Bytes as an IMAP literal. NUL cannot be sent in one: it becomes 0x80,
+/// as Dovecot does.
+fn literal(mut bytes: Vec<u8>) -> NString<'static> {
+    for b in bytes.iter_mut().filter(|b| **b == 0) {
+        *b = 0x80;
+    }
+    NString(Some(IString::Literal(
+        Literal::try_from(bytes).expect("no NUL left"),
+    )))
+}
+
+/// Where the header section ends (after its empty line).
+fn header_end(message: &[u8]) -> usize {
+    message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |i| i + 4)
+}
+
+/// The header fields named (or, with `not`, the others), and the empty
+/// line (RFC 9051 §6.4.5).
+fn header_fields(header: &[u8], names: &[Vec<u8>], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut fields: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    for (i, w) in header.windows(2).enumerate() {
+        if w == b"\r\n" {
+            let next = header.get(i + 2).copied();
+            if !matches!(next, Some(b' ' | b'\t')) {
+                fields.push(&header[start..i + 2]);
+                start = i + 2;
+            }
+        }
+    }
+    for field in fields {
+        let Some(colon) = field.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let name = field[..colon].trim_ascii_end();
+        let named = names.iter().any(|n| n.eq_ignore_ascii_case(name));
+        if named != not {
+            out.extend_from_slice(field);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The section of `message` (top-level sections only, for now); `None`
+/// when it is not served yet.
+fn section(message: &[u8], section: &Option<Section<'_>>) -> Option<Vec<u8>> {
+    let end = header_end(message);
+    Some(match section {
+        None => message.to_vec(),
+        Some(Section::Header(None)) => message[..end].to_vec(),
+        Some(Section::Text(None)) => message[end..].to_vec(),
+        Some(Section::HeaderFields(None, names)) | Some(Section::HeaderFieldsNot(None, names)) => {
+            let names: Vec<Vec<u8>> = names.as_ref().iter().map(|n| n.as_ref().to_vec()).collect();
+            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
+            let header = &message[..end.saturating_sub(2)];
+            header_fields(header, &names, not)
+        }
+        _ => return None,
+    })
+}
+
+impl Session {
+    /// Handles `body` if it is a command on messages; whether it was.
+    pub(super) fn message_command(
+        &mut self,
+        tag: Tag<'static>,
+        body: &CommandBody<'static>,
+    ) -> bool {
+        if self.selected.is_none() {
+            return false;
+        }
+        match body {
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => self.fetch(tag, sequence_set, macro_or_item_names, *uid),
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                ..
+            } => self.store(tag, sequence_set, kind, response, flags, *uid),
+            CommandBody::Expunge => {
+                if self.expunge_deleted(None) {
+                    self.ok(tag, None, "EXPUNGE completed");
+                } else {
+                    self.no(
+                        tag,
+                        Some(rfc5530(b"SERVERBUG")),
+                        "the messages could not be removed",
+                    );
+                }
+            }
+            CommandBody::ExpungeUid { sequence_set } => {
+                if self.expunge_deleted(Some(sequence_set)) {
+                    self.ok(tag, None, "UID EXPUNGE completed");
+                } else {
+                    self.no(
+                        tag,
+                        Some(rfc5530(b"SERVERBUG")),
+                        "the messages could not be removed",
+                    );
+                }
+            }
+            CommandBody::Close => {
+                // Deleted messages go silently (RFC 9051 §6.4.1).
+                let read_only = self.selected.as_ref().is_some_and(|s| s.read_only);
+                if !read_only {
+                    let out = self.output.len();
+                    self.expunge_deleted(None);
+                    self.output.truncate(out);
+                }
+                self.selected = None;
+                self.ok(tag, None, "CLOSE completed");
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The selected folder's messages in `set`, with their sequence
+    /// numbers.
+    fn chosen(&self, set: &SequenceSet, uid: bool) -> Vec<(u32, Message)> {
+        let Some(selected) = &self.selected else {
+            return Vec::new();
+        };
+        let messages = &selected.folder.messages;
+        let largest = if uid {
+            messages.last().map_or(0, |m| m.uid)
+        } else {
+            messages.len() as u32
+        };
+        messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as u32 + 1, m.clone()))
+            .filter(|(seq, m)| contains(set, if uid { m.uid } else { *seq }, largest))
+            .collect()
+    }
+
+    fn fetch(
+        &mut self,
+        tag: Tag<'static>,
+        set: &SequenceSet,
+        items: &MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+    ) {
+        let names: Vec<MessageDataItemName<'static>> = match items {
+            MacroOrMessageDataItemNames::Macro(m) => m
+                .expand()
+                .into_iter()
+                .map(|n| n.into_static_name())
+                .collect(),
+            MacroOrMessageDataItemNames::MessageDataItemNames(n) => n.clone(),
+        };
+        if names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
+            ) || matches!(n, MessageDataItemName::BodyExt { section, .. } if section.as_ref().is_some_and(|s| !matches!(s, Section::Header(None) | Section::Text(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _))))
+        }) {
+            self.no(tag, Some(rfc5530(b"CANNOT")), "that FETCH item is not served yet");
+            return;
+        }
+        let Some(account) = self.account().map(str::to_string) else {
+            return;
+        };
+        let (name, read_only) = match &self.selected {
+            Some(s) => (s.name.clone(), s.read_only),
+            None => return,
+        };
+        let needs_content = names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::Rfc822Size
+                    | MessageDataItemName::InternalDate
+            )
+        });
+        let marks_seen = !read_only
+            && names.iter().any(|n| {
+                matches!(
+                    n,
+                    MessageDataItemName::BodyExt { peek: false, .. }
+                        | MessageDataItemName::Rfc822
+                        | MessageDataItemName::Rfc822Text
+                )
+            });
+        for (seq, mut message) in self.chosen(set, uid) {
+            let content = if needs_content {
+                match self.mailboxes.read(&account, &name, message.uid) {
+                    Ok(c) => Some(c),
+                    // Expunged meanwhile: nothing to say about it.
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
+            let mut flags_changed = false;
+            if marks_seen && !message.flags.seen {
+                let flags = Flags {
+                    seen: true,
+                    ..message.flags
+                };
+                if let Ok(modseq) = self
+                    .mailboxes
+                    .set_flags(&account, &name, message.uid, flags)
+                {
+                    message.flags = flags;
+                    message.modseq = modseq;
+                    flags_changed = true;
+                    self.remember(&message);
+                }
+            }
+            let mut out: Vec<MessageDataItem<'static>> = Vec::new();
+            for n in &names {
+                let (bytes, arrived) = content
+                    .as_ref()
+                    .map_or((&[][..], 0), |(b, a)| (b.as_slice(), *a));
+                out.push(match n {
+                    MessageDataItemName::Uid => continue,
+                    MessageDataItemName::Flags => continue,
+                    MessageDataItemName::Rfc822Size => {
+                        MessageDataItem::Rfc822Size(u32::try_from(bytes.len()).unwrap_or(u32::MAX))
+                    }
+                    MessageDataItemName::InternalDate => {
+                        let at = chrono::DateTime::from_timestamp(arrived, 0)
+                            .unwrap_or_default()
+                            .fixed_offset();
+                        match DateTime::try_from(at) {
+                            Ok(d) => MessageDataItem::InternalDate(d),
+                            Err(_) => continue,
+                        }
+                    }
+                    MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(bytes.to_vec())),
+                    MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(literal(
+                        section(bytes, &Some(Section::Header(None))).unwrap_or_default(),
+                    )),
+                    MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(literal(
+                        section(bytes, &Some(Section::Text(None))).unwrap_or_default(),
+                    )),
+                    MessageDataItemName::BodyExt {
+                        section: wanted,
+                        partial,
+                        ..
+                    } => {
+                        let mut data = section(bytes, wanted).unwrap_or_default();
+                        let origin = partial.map(|(origin, length)| {
+                            let start = (origin as usize).min(data.len());
+                            let end = start.saturating_add(length.get() as usize).min(data.len());
+                            data = data[start..end].to_vec();
+                            origin
+                        });
+                        MessageDataItem::BodyExt {
+                            section: wanted.clone(),
+                            origin,
+                            data: literal(data),
+                        }
+                    }
+                    MessageDataItemName::ModSeq => match NonZeroU64::new(message.modseq) {
+                        Some(m) => MessageDataItem::ModSeq(m),
+                        None => continue,
+                    },
+                    _ => continue,
+                });
+            }
+            // FLAGS and UID where asked (and UID always for UID FETCH,
+            // FLAGS when \Seen was just set: RFC 9051 §6.4.5).
+            if flags_changed || names.contains(&MessageDataItemName::Flags) {
+                out.insert(0, MessageDataItem::Flags(flag_list(message.flags)));
+            }
+            if (uid || names.contains(&MessageDataItemName::Uid))
+                && let Some(u) = NonZeroU32::new(message.uid)
+            {
+                out.insert(0, MessageDataItem::Uid(u));
+            }
+            let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(out)) else {
+                continue;
+            };
+            self.respond(&Response::Data(Data::Fetch { seq, items }));
+        }
+        self.ok(
+            tag,
+            None,
+            if uid {
+                "UID FETCH completed"
+            } else {
+                "FETCH completed"
+            },
+        );
+    }
+
+    /// The client now knows `message` as it is.
+    fn remember(&mut self, message: &Message) {
+        if let Some(s) = &mut self.selected
+            && let Some(m) = s.folder.messages.iter_mut().find(|m| m.uid == message.uid)
+        {
+            *m = message.clone();
+        }
+    }
+
+    fn store(
+        &mut self,
+        tag: Tag<'static>,
+        set: &SequenceSet,
+        kind: &StoreType,
+        response: &StoreResponse,
+        flags: &[Flag<'static>],
+        uid: bool,
+    ) {
+        let Some(account) = self.account().map(str::to_string) else {
+            return;
+        };
+        let (name, read_only) = match &self.selected {
+            Some(s) => (s.name.clone(), s.read_only),
+            None => return,
+        };
+        if read_only {
+            self.no(
+                tag,
+                Some(imap_codec::imap_types::response::Code::ReadOnly),
+                "the folder is read-only",
+            );
+            return;
+        }
+        let mut given = Flags::default();
+        for f in flags {
+            match f {
+                Flag::Seen => given.seen = true,
+                Flag::Answered => given.answered = true,
+                Flag::Flagged => given.flagged = true,
+                Flag::Deleted => given.deleted = true,
+                Flag::Draft => given.draft = true,
+                // Keywords are not kept (PERMANENTFLAGS has no \*).
+                _ => {}
+            }
+        }
+        let apply = |old: Flags| -> Flags {
+            let pick = |o: bool, g: bool| match kind {
+                StoreType::Replace => g,
+                StoreType::Add => o || g,
+                StoreType::Remove => o && !g,
+            };
+            Flags {
+                seen: pick(old.seen, given.seen),
+                answered: pick(old.answered, given.answered),
+                flagged: pick(old.flagged, given.flagged),
+                deleted: pick(old.deleted, given.deleted),
+                draft: pick(old.draft, given.draft),
+            }
+        };
+        for (seq, mut message) in self.chosen(set, uid) {
+            let new = apply(message.flags);
+            if new != message.flags {
+                match self.mailboxes.set_flags(&account, &name, message.uid, new) {
+                    Ok(modseq) => {
+                        message.flags = new;
+                        message.modseq = modseq;
+                        self.remember(&message);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if matches!(response, StoreResponse::Answer) {
+                let mut items = vec![MessageDataItem::Flags(flag_list(message.flags))];
+                if uid && let Some(u) = NonZeroU32::new(message.uid) {
+                    items.insert(0, MessageDataItem::Uid(u));
+                }
+                if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(items)) {
+                    self.respond(&Response::Data(Data::Fetch { seq, items }));
+                }
+            }
+        }
+        self.ok(
+            tag,
+            None,
+            if uid {
+                "UID STORE completed"
+            } else {
+                "STORE completed"
+            },
+        );
+    }
+
+    /// Removes the selected folder's messages flagged \Deleted (of `set`,
+    /// by UID, when given), telling the client each sequence number gone;
+    /// whether the store did it.
+    fn expunge_deleted(&mut self, set: Option<&SequenceSet>) -> bool {
+        let Some(account) = self.account().map(str::to_string) else {
+            return false;
+        };
+        let Some(selected) = &self.selected else {
+            return false;
+        };
+        let largest = selected.folder.messages.last().map_or(0, |m| m.uid);
+        let doomed: Vec<u32> = selected
+            .folder
+            .messages
+            .iter()
+            .filter(|m| m.flags.deleted && set.is_none_or(|s| contains(s, m.uid, largest)))
+            .map(|m| m.uid)
+            .collect();
+        if doomed.is_empty() {
+            return true;
+        }
+        let name = selected.name.clone();
+        let Ok(removed) = self.mailboxes.expunge(&account, &name, &doomed) else {
+            return false;
+        };
+        // Highest sequence number first: each EXPUNGE renumbers the rest.
+        let positions: Vec<u32> = self
+            .selected
+            .as_ref()
+            .map(|s| {
+                s.folder
+                    .messages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| removed.contains(&m.uid))
+                    .map(|(i, _)| i as u32 + 1)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for seq in positions.iter().rev() {
+            if let Some(seq) = NonZeroU32::new(*seq) {
+                self.respond(&Response::Data(Data::Expunge(seq)));
+            }
+        }
+        if let Some(s) = &mut self.selected {
+            s.folder.messages.retain(|m| !removed.contains(&m.uid));
+        }
+        true
+    }
+}
+
+/// `MessageDataItemName<'_>` from a macro's expansion, owned.
+trait IntoStaticName {
+    fn into_static_name(self) -> MessageDataItemName<'static>;
+}
+
+impl IntoStaticName for MessageDataItemName<'_> {
+    fn into_static_name(self) -> MessageDataItemName<'static> {
+        use imap_codec::imap_types::IntoStatic;
+        self.into_static()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_fields_are_picked_with_their_continuation_lines() {
+        let header = b"From: a@b\r\nSubject: one\r\n two\r\nTo: c@d\r\n";
+        let names = vec![b"subject".to_vec(), b"TO".to_vec()];
+        assert_eq!(
+            header_fields(header, &names, false),
+            b"Subject: one\r\n two\r\nTo: c@d\r\n\r\n"
+        );
+        assert_eq!(header_fields(header, &names, true), b"From: a@b\r\n\r\n");
+    }
+
+    #[test]
+    fn sections_of_a_message() {
+        let m = b"Subject: hi\r\n\r\nbody\r\n";
+        assert_eq!(section(m, &None).unwrap(), m);
+        assert_eq!(
+            section(m, &Some(Section::Header(None))).unwrap(),
+            b"Subject: hi\r\n\r\n"
+        );
+        assert_eq!(section(m, &Some(Section::Text(None))).unwrap(), b"body\r\n");
+    }
+
+    #[test]
+    fn nul_cannot_be_sent_and_becomes_0x80() {
+        let NString(Some(IString::Literal(l))) = literal(b"a\0b".to_vec()) else {
+            panic!("a literal");
+        };
+        assert_eq!(l.as_ref(), b"a\x80b");
+    }
+}
