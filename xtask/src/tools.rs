@@ -130,6 +130,20 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
             },
         ),
         Prereq::new(
+            "Dovecot's IMAP server (the reference the IMAP tests compare with)",
+            Fix::Apt(&["dovecot-imapd"]),
+            || {
+                let out = run("dovecot", &["--version"], b"")?;
+                if !std::path::Path::new("/usr/lib/dovecot/imap").exists() {
+                    return Err(format!(
+                        "dovecot {} has no /usr/lib/dovecot/imap",
+                        out.trim()
+                    ));
+                }
+                Ok(())
+            },
+        ),
+        Prereq::new(
             "pebble (Let's Encrypt's ACME test server)",
             Fix::Apt(&["pebble"]),
             || {

@@ -146,6 +146,7 @@ impl Mailboxes for MailStore {
                     modseq: m.modseq,
                 })
                 .collect(),
+            recent: f.recent,
         })
     }
 }

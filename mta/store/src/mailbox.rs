@@ -109,6 +109,9 @@ pub struct Folder {
     pub highest_modseq: u64,
     /// By UID, ascending: message sequence number n is `messages[n - 1]`.
     pub messages: Vec<Message>,
+    /// The UIDs this sync gave out: new to whoever asked (IMAP4rev1's
+    /// \Recent; one session sees them so).
+    pub recent: Vec<u32>,
 }
 
 /// One account's folders and their index.
@@ -266,6 +269,7 @@ impl Mailbox {
 
         let w = self.db.begin_write()?;
         let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut recent = Vec::new();
         let folder = {
             let mut folders = w.open_table(FOLDERS)?;
             let mut messages = w.open_table(MESSAGES)?;
@@ -318,6 +322,7 @@ impl Mailbox {
                         };
                         messages.insert((id, uid), encode(&m).as_slice())?;
                         by_file.insert((id, base.as_str()), uid)?;
+                        recent.push(uid);
                         changed = true;
                     }
                 }
@@ -354,7 +359,9 @@ impl Mailbox {
             sync_dir(&dir.join("cur"))?;
             sync_dir(&dir.join("new"))?;
         }
-        self.state(name, &folder)
+        let mut state = self.state(name, &folder)?;
+        state.recent = recent;
+        Ok(state)
     }
 
     fn state(&self, name: &str, record: &FolderRecord) -> anyhow::Result<Folder> {
@@ -371,6 +378,7 @@ impl Mailbox {
             uid_next: record.uid_next,
             highest_modseq: record.highest_modseq,
             messages: list,
+            recent: Vec::new(),
         })
     }
 
@@ -537,9 +545,16 @@ mod tests {
         assert_eq!(f.messages[0].base, "1700000001.M1Q1R0.mx");
         assert!(t.path().join("cur/1700000001.M1Q1R0.mx:2,").exists());
         assert_eq!(fs::read_dir(t.path().join("new")).unwrap().count(), 0);
-        // A sync with nothing new changes nothing.
+        assert_eq!(f.recent, [1, 2], "new to this sync");
+        // A sync with nothing new changes nothing, and has nothing recent.
         let again = m.sync(INBOX).unwrap();
-        assert_eq!(again, f);
+        assert_eq!(
+            again,
+            Folder {
+                recent: Vec::new(),
+                ..f.clone()
+            }
+        );
         // More mail: the next UID, a higher MODSEQ.
         deliver(t.path(), "1700000003.M1Q3R0.mx", "three");
         let f2 = m.sync(INBOX).unwrap();

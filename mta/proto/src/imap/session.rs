@@ -80,6 +80,8 @@ struct Selected {
     read_only: bool,
     /// As the client was last told.
     folder: Folder,
+    /// The UIDs this session is first to see (\\Recent).
+    recent: std::collections::BTreeSet<u32>,
 }
 
 pub struct Session {
@@ -464,6 +466,7 @@ mod tests {
                         modseq: 7,
                     })
                     .collect(),
+                recent: Vec::new(),
             })
         }
         fn read(&self, _: &str, _: &str, uid: u32) -> Result<(Vec<u8>, i64), StoreError> {

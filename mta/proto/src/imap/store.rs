@@ -29,6 +29,9 @@ pub struct Folder {
     pub highest_modseq: u64,
     /// By UID: sequence number n is `messages[n - 1]`.
     pub messages: Vec<Message>,
+    /// UIDs new to this session (IMAP4rev1's \Recent: the first session
+    /// to look sees them so).
+    pub recent: Vec<u32>,
 }
 
 /// A refusal, in words for the client.

@@ -175,7 +175,7 @@ impl Session {
         };
         self.untagged_ok(Code::PermanentFlags(permanent), "flags that stay");
         self.respond(&Response::Data(Data::Exists(folder.messages.len() as u32)));
-        self.respond(&Response::Data(Data::Recent(0)));
+        self.respond(&Response::Data(Data::Recent(folder.recent.len() as u32)));
         if let Some(v) = NonZeroU32::new(folder.uid_validity) {
             self.untagged_ok(Code::UidValidity(v), "UIDs valid");
         }
@@ -194,6 +194,7 @@ impl Session {
         self.selected = Some(Selected {
             name,
             read_only,
+            recent: folder.recent.iter().copied().collect(),
             folder,
         });
     }
@@ -234,8 +235,21 @@ impl Session {
         if now.messages.len() as u32 != count || !gone.is_empty() {
             self.respond(&Response::Data(Data::Exists(now.messages.len() as u32)));
         }
+        let mut recent = 0;
         if let Some(selected) = &mut self.selected {
+            selected.recent.extend(now.recent.iter().copied());
+            selected
+                .recent
+                .retain(|uid| now.messages.binary_search_by_key(uid, |m| m.uid).is_ok());
+            recent = selected.recent.len() as u32;
             selected.folder = now;
+        }
+        if !self
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.folder.recent.is_empty())
+        {
+            self.respond(&Response::Data(Data::Recent(recent)));
         }
     }
 }

@@ -35,8 +35,8 @@ fn contains(set: &SequenceSet, x: u32, largest: u32) -> bool {
     })
 }
 
-fn flag_list(f: Flags) -> Vec<FlagFetch<'static>> {
-    [
+fn flag_list(f: Flags, recent: bool) -> Vec<FlagFetch<'static>> {
+    let mut list: Vec<FlagFetch<'static>> = [
         (f.answered, Flag::Answered),
         (f.flagged, Flag::Flagged),
         (f.deleted, Flag::Deleted),
@@ -46,7 +46,11 @@ fn flag_list(f: Flags) -> Vec<FlagFetch<'static>> {
     .into_iter()
     .filter(|(on, _)| *on)
     .map(|(_, flag)| FlagFetch::Flag(flag))
-    .collect()
+    .collect();
+    if recent {
+        list.push(FlagFetch::Recent);
+    }
+    list
 }
 
 /// Bytes as an IMAP literal. NUL cannot be sent in one: it becomes 0x80,
@@ -334,7 +338,10 @@ impl Session {
             // FLAGS and UID where asked (and UID always for UID FETCH,
             // FLAGS when \Seen was just set: RFC 9051 §6.4.5).
             if flags_changed || names.contains(&MessageDataItemName::Flags) {
-                out.insert(0, MessageDataItem::Flags(flag_list(message.flags)));
+                out.insert(
+                    0,
+                    MessageDataItem::Flags(flag_list(message.flags, self.is_recent(message.uid))),
+                );
             }
             if (uid || names.contains(&MessageDataItemName::Uid))
                 && let Some(u) = NonZeroU32::new(message.uid)
@@ -355,6 +362,12 @@ impl Session {
                 "FETCH completed"
             },
         );
+    }
+
+    fn is_recent(&self, uid: u32) -> bool {
+        self.selected
+            .as_ref()
+            .is_some_and(|s| s.recent.contains(&uid))
     }
 
     /// The client now knows `message` as it is.
@@ -429,7 +442,10 @@ impl Session {
                 }
             }
             if matches!(response, StoreResponse::Answer) {
-                let mut items = vec![MessageDataItem::Flags(flag_list(message.flags))];
+                let mut items = vec![MessageDataItem::Flags(flag_list(
+                    message.flags,
+                    self.is_recent(message.uid),
+                ))];
                 if uid && let Some(u) = NonZeroU32::new(message.uid) {
                     items.insert(0, MessageDataItem::Uid(u));
                 }
@@ -495,6 +511,7 @@ impl Session {
         }
         if let Some(s) = &mut self.selected {
             s.folder.messages.retain(|m| !removed.contains(&m.uid));
+            s.recent.retain(|uid| !removed.contains(uid));
         }
         true
     }

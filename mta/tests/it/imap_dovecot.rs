@@ -1,0 +1,155 @@
+//! Dovecot as the reference IMAP server: a corpus of varied messages
+//! (`imap_corpus/`) is delivered by SMTP, the Maildir is copied for
+//! Debian's Dovecot (its `imap` binary, pre-authenticated over a pipe, as
+//! a test peer only), and one scripted imaplib session runs against both;
+//! their answers must be the same, message by message (matched by
+//! Message-ID: the two number messages in their own order).
+//!
+//! What is compared grows with the server: ENVELOPE and BODYSTRUCTURE
+//! join when they are served.
+
+use std::process::Command;
+
+use crate::common::{Client, Server};
+
+const LISTENERS: &str = "\
+[[listeners]]
+address = \"127.0.0.1:0\"
+role = \"imaps\"
+";
+
+const SCRIPT: &str = r#"
+import imaplib, json, re, ssl, sys
+port, cafile, dovecot_conf = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+
+ITEMS = [
+    "FLAGS", "RFC822.SIZE", "INTERNALDATE",
+    "BODY.PEEK[]", "BODY.PEEK[HEADER]", "BODY.PEEK[TEXT]",
+    "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT)]",
+    "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED RETURN-PATH)]",
+    "BODY.PEEK[]<10.20>", "BODY.PEEK[TEXT]<0.5>",
+]
+
+def session(c):
+    out = {}
+    typ, data = c.select("INBOX")
+    out["select"] = (typ, [d.decode() for d in data])
+    typ, data = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    seqs = {}
+    for d in data:
+        if isinstance(d, tuple):
+            seq = int(d[0].split()[0])
+            seqs[d[1].decode().strip().lower()] = seq
+    for mid, seq in sorted(seqs.items()):
+        for item in ITEMS:
+            typ, data = c.fetch(str(seq), "(" + item + ")")
+            # Without the sequence number, which each server picks.
+            flat = b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data)
+            out[mid + " " + item] = re.sub(rb"^\d+ ", b"", flat).decode("utf-8", "replace")
+    first = seqs[min(seqs)]
+    for flags in ["+FLAGS (\\Flagged \\Seen)", "-FLAGS (\\Seen)", "FLAGS (\\Answered \\Draft)"]:
+        typ, data = c.store(str(first), flags.split(" ", 1)[0], flags.split(" ", 1)[1])
+        out["store " + flags] = (typ, [re.sub(rb"^\d+ ", b"", d).decode() for d in data])
+    # Reading without PEEK sets \Seen, and says so.
+    typ, data = c.fetch(str(first), "(BODY[TEXT])")
+    out["fetch sets seen"] = re.sub(rb"^\d+ ", b"", data[0][0]).decode()
+    c.store(str(first), "+FLAGS", "(\\Deleted)")
+    typ, data = c.expunge()
+    out["expunge"] = (typ, len(data))
+    typ, data = c.select("INBOX")
+    out["after"] = (typ, data[0].decode())
+    c.logout()
+    return out
+
+ours = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=30)
+ours.login("alice@example.org", "Hello world!")
+mine = session(ours)
+theirs = session(imaplib.IMAP4_stream("env USER=alice HOME=/tmp /usr/lib/dovecot/imap -c " + dovecot_conf))
+differences = [
+    {"what": k, "mailbox": mine.get(k), "dovecot": theirs.get(k)}
+    for k in sorted(set(mine) | set(theirs))
+    if mine.get(k) != theirs.get(k)
+]
+print(json.dumps({"compared": len(set(mine) | set(theirs)), "differences": differences}, indent=1))
+"#;
+
+#[test]
+fn dovecot_and_mailbox_answer_the_same_session_alike() {
+    let s = Server::start(LISTENERS);
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/imap_corpus");
+    let mut files: Vec<_> = std::fs::read_dir(corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO sender.example");
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap().replace('\n', "\r\n");
+        let r = c.send_mail("someone@sender.example", &["alice@example.org"], &text);
+        assert_eq!(r.code, 250, "{}: {r:?}", f.display());
+    }
+    s.wait_for_mail("alice@example.org", files.len());
+
+    // The same Maildir for Dovecot, as delivered (mtimes kept), owned by
+    // the unprivileged user Dovecot drops to.
+    let dv = tempfile::tempdir().unwrap();
+    let maildir = dv.path().join("mail");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(s.data().join("mail/example.org/alice"))
+        .arg(&maildir)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    assert!(
+        Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&maildir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let conf = dv.path().join("dovecot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "mail_location = maildir:{}\nlog_path = {}\nprotocols = imap\nssl = no\n\
+             mail_uid = 65534\nmail_gid = 65534\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n",
+            maildir.display(),
+            dv.path().join("dovecot.log").display()
+        ),
+    )
+    .unwrap();
+    let mut mode = std::fs::metadata(dv.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    std::fs::set_permissions(dv.path(), mode).unwrap();
+
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(s.listeners["imaps"].port().to_string())
+        .arg(s.data().join("tls/self-signed.crt"))
+        .arg(&conf)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dv.path().join("dovecot.log")).unwrap_or_default()
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    eprintln!(
+        "{} answers compared with Dovecot's",
+        report["compared"].as_u64().unwrap()
+    );
+    assert!(
+        report["compared"].as_u64().unwrap() > 60,
+        "the session compared too little: {stdout}"
+    );
+    assert_eq!(report["differences"], serde_json::json!([]), "{stdout}");
+}
