@@ -25,7 +25,7 @@ ctx = ssl.create_default_context(cafile=cafile)
 ctx.check_hostname = False
 
 ITEMS = [
-    "FLAGS", "RFC822.SIZE", "INTERNALDATE",
+    "FLAGS", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE", "BODYSTRUCTURE", "BODY",
     "BODY.PEEK[]", "BODY.PEEK[HEADER]", "BODY.PEEK[TEXT]",
     "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT)]",
     "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED RETURN-PATH)]",
@@ -47,7 +47,13 @@ def session(c):
             typ, data = c.fetch(str(seq), "(" + item + ")")
             # Without the sequence number, which each server picks.
             flat = b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data)
-            out[mid + " " + item] = re.sub(rb"^\d+ ", b"", flat).decode("utf-8", "replace")
+            flat = re.sub(rb"^\d+ ", b"", flat)
+            if item in ("BODYSTRUCTURE", "BODY"):
+                # imap-codec writes the grammar's "TEXT", "MESSAGE" "RFC822";
+                # Dovecot copies the header's case. RFC 9051 §9: the ABNF's
+                # strings are case-insensitive, so both are right.
+                flat = re.sub(rb'"(text|message|rfc822)"', lambda m: m.group(0).upper(), flat, flags=re.I)
+            out[mid + " " + item] = flat.decode("utf-8", "replace")
     first = seqs[min(seqs)]
     for flags in ["+FLAGS (\\Flagged \\Seen)", "-FLAGS (\\Seen)", "FLAGS (\\Answered \\Draft)"]:
         typ, data = c.store(str(first), flags.split(" ", 1)[0], flags.split(" ", 1)[1])
@@ -151,5 +157,20 @@ fn dovecot_and_mailbox_answer_the_same_session_alike() {
         report["compared"].as_u64().unwrap() > 60,
         "the session compared too little: {stdout}"
     );
-    assert_eq!(report["differences"], serde_json::json!([]), "{stdout}");
+    // Differences where we follow the RFC and Dovecot does not, each
+    // with the text that makes ours right.
+    let accepted: &[(&str, &str)] = &[(
+        "message-id: missing-brackets@example.net ENVELOPE",
+        "RFC 5322 §2.2.3: unfolding removes the CRLF only, so \"broken\\r\\n  and folded\" \
+         keeps both spaces; Dovecot drops one (and sends the value as a literal, which is \
+         only another way to write a string)",
+    )];
+    let found: Vec<&str> = report["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["what"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = accepted.iter().map(|(what, _)| *what).collect();
+    assert_eq!(found, expected, "{stdout}");
 }

@@ -2,5 +2,6 @@
 //! [`session`], and the [`store`] it reads and changes folders through.
 //! Parsing and serialising are imap-codec's.
 
+pub mod mime;
 pub mod session;
 pub mod store;

@@ -777,7 +777,7 @@ mod tests {
             out,
             "* 1 FETCH (UID 12 FLAGS (\\Flagged))\r\nf7 OK FETCH completed\r\n"
         );
-        let (out, _) = talk(&mut s, "f8 FETCH 1 (ENVELOPE)\r\n");
+        let (out, _) = talk(&mut s, "f8 FETCH 1 (BINARY[1])\r\n");
         assert!(out.starts_with("f8 NO [CANNOT]"), "{out}");
         // EXAMINE: read-only.
         talk(&mut s, "e EXAMINE INBOX\r\n");

@@ -220,11 +220,7 @@ impl Session {
         if names.iter().any(|n| {
             matches!(
                 n,
-                MessageDataItemName::Envelope
-                    | MessageDataItemName::Body
-                    | MessageDataItemName::BodyStructure
-                    | MessageDataItemName::Binary { .. }
-                    | MessageDataItemName::BinarySize { .. }
+                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
             ) || matches!(n, MessageDataItemName::BodyExt { section, .. } if section.as_ref().is_some_and(|s| !matches!(s, Section::Header(None) | Section::Text(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _))))
         }) {
             self.no(tag, Some(rfc5530(b"CANNOT")), "that FETCH item is not served yet");
@@ -241,6 +237,9 @@ impl Session {
             matches!(
                 n,
                 MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
                     | MessageDataItemName::Rfc822
                     | MessageDataItemName::Rfc822Header
                     | MessageDataItemName::Rfc822Text
@@ -327,6 +326,16 @@ impl Session {
                             origin,
                             data: literal(data),
                         }
+                    }
+                    MessageDataItemName::Envelope => {
+                        let end = crate::imap::mime::header_end(bytes);
+                        MessageDataItem::Envelope(crate::imap::mime::envelope(&bytes[..end]))
+                    }
+                    MessageDataItemName::BodyStructure => MessageDataItem::BodyStructure(
+                        crate::imap::mime::body_structure(bytes, true),
+                    ),
+                    MessageDataItemName::Body => {
+                        MessageDataItem::Body(crate::imap::mime::body_structure(bytes, false))
                     }
                     MessageDataItemName::ModSeq => match NonZeroU64::new(message.modseq) {
                         Some(m) => MessageDataItem::ModSeq(m),
