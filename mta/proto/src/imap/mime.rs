@@ -494,7 +494,7 @@ fn part(
                     // An unencoded nested message's offsets are into the
                     // outer buffer; a decoded one's into its own.
                     let start = inner.parts.first().map_or(0, |p| p.offset_header as usize);
-                    let inner_raw: &[u8] = if start == 0 { inner.raw_message() } else { raw };
+                    let inner_raw = inner_raw(inner, raw);
                     let rest = inner_raw.get(start..).unwrap_or_default();
                     let header = &rest[..header_end(rest)];
                     SpecificFields::Message {
@@ -519,6 +519,84 @@ fn part(
                     tail: extension_tail(&header),
                 }),
             }
+        }
+    }
+}
+
+/// The raw buffer a nested message's offsets point into: the outer one
+/// for a message that was not transfer-encoded, its own otherwise.
+fn inner_raw<'a>(inner: &'a Message<'a>, outer: &'a [u8]) -> &'a [u8] {
+    let start = inner.parts.first().map_or(0, |p| p.offset_header as usize);
+    if start == 0 {
+        inner.raw_message()
+    } else {
+        outer
+    }
+}
+
+/// What a section names within a part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Within {
+    /// The part's content (`BODY[1.2]`).
+    Content,
+    /// Its MIME header (`BODY[1.2.MIME]`).
+    Mime,
+    /// The header of the message it encapsulates (`BODY[2.HEADER]`).
+    Header,
+    /// The body of the message it encapsulates (`BODY[2.TEXT]`).
+    Text,
+}
+
+/// The bytes of part `path` of `message` (RFC 9051 §6.4.5); `None` when
+/// there is no such part.
+pub fn part_section(message: &[u8], path: &[u32], within: Within) -> Option<Vec<u8>> {
+    let parsed = MessageParser::new().parse(message)?;
+    let mut msg: &Message<'_> = &parsed;
+    let mut raw: &[u8] = message;
+    let mut at: Option<usize> = None;
+    for (depth, &n) in path.iter().enumerate() {
+        if depth >= MAX_DEPTH || n == 0 {
+            return None;
+        }
+        let container = match at {
+            None => 0,
+            Some(id) => match &msg.parts.get(id)?.body {
+                PartType::Message(inner) => {
+                    raw = inner_raw(inner, raw);
+                    msg = inner;
+                    0
+                }
+                PartType::Multipart(_) => id,
+                // A part that is neither has only itself as part 1 (as a
+                // message that is not multipart does; Dovecot agrees).
+                _ if n == 1 => continue,
+                _ => return None,
+            },
+        };
+        at = Some(match &msg.parts.get(container)?.body {
+            PartType::Multipart(children) => *children.get(n as usize - 1)? as usize,
+            _ if n == 1 => container,
+            _ => return None,
+        });
+    }
+    let p = msg.parts.get(at?)?;
+    let slice = |a: u32, b: u32| raw.get(a as usize..b as usize).map(<[u8]>::to_vec);
+    match within {
+        Within::Content => slice(p.offset_body, p.offset_end),
+        Within::Mime => slice(p.offset_header, p.offset_body),
+        Within::Header | Within::Text => {
+            let PartType::Message(inner) = &p.body else {
+                return None;
+            };
+            let raw = inner_raw(inner, raw);
+            let root = inner.parts.first()?;
+            let whole = raw.get(root.offset_header as usize..root.offset_end as usize)?;
+            let end = header_end(whole);
+            Some(if within == Within::Header {
+                whole[..end].to_vec()
+            } else {
+                whole[end..].to_vec()
+            })
         }
     }
 }
@@ -552,6 +630,36 @@ mod tests {
         assert_eq!(
             e,
             "* 1 FETCH (ENVELOPE (NIL \"=?utf-8?q?h=C3=A9llo?= world\" ((\"Al Ice\" NIL \"al\" \"example.org\")) ((\"Al Ice\" NIL \"al\" \"example.org\")) ((\"Al Ice\" NIL \"al\" \"example.org\")) ((NIL NIL \"bob\" \"example.net\")(\"=?utf-8?q?J=C3=B6rg?=\" NIL \"j\" \"x.de\")) ((NIL NIL \"Team\" NIL)(NIL NIL \"carol\" \"example.com\")(NIL NIL \"dave\" \"example.com\")(NIL NIL NIL NIL)) NIL NIL \"<a@b>\"))\r\n"
+        );
+    }
+
+    #[test]
+    fn sections_of_parts_and_of_nested_messages() {
+        let m = b"Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--x--\r\n";
+        let get = |path: &[u32], w| part_section(m, path, w).map(|b| String::from_utf8(b).unwrap());
+        assert_eq!(get(&[1], Within::Content).as_deref(), Some("first"));
+        assert_eq!(
+            get(&[1], Within::Mime).as_deref(),
+            Some("Content-Type: text/plain\r\n\r\n")
+        );
+        assert_eq!(
+            get(&[2], Within::Content).as_deref(),
+            Some("Subject: inner\r\n\r\ninner body")
+        );
+        assert_eq!(
+            get(&[2], Within::Header).as_deref(),
+            Some("Subject: inner\r\n\r\n")
+        );
+        assert_eq!(get(&[2], Within::Text).as_deref(), Some("inner body"));
+        assert_eq!(get(&[2, 1], Within::Content).as_deref(), Some("inner body"));
+        assert_eq!(get(&[3], Within::Content), None);
+        assert_eq!(get(&[1, 1], Within::Content).as_deref(), Some("first"));
+        assert_eq!(get(&[1, 2], Within::Content), None);
+        // A message that is not multipart: part 1 is its body.
+        let single = b"Subject: s\r\n\r\nbody\r\n";
+        assert_eq!(
+            part_section(single, &[1], Within::Content).unwrap(),
+            b"body\r\n"
         );
     }
 

@@ -101,21 +101,35 @@ fn header_fields(header: &[u8], names: &[Vec<u8>], not: bool) -> Vec<u8> {
     out
 }
 
-/// The section of `message` (top-level sections only, for now); `None`
-/// when it is not served yet.
+/// The section of `message`; `None` when it names no part there.
 fn section(message: &[u8], section: &Option<Section<'_>>) -> Option<Vec<u8>> {
+    use crate::imap::mime::{Within, part_section};
     let end = header_end(message);
+    let path = |p: &imap_codec::imap_types::fetch::Part| -> Vec<u32> {
+        p.0.as_ref().iter().map(|n| n.get()).collect()
+    };
+    let names = |names: &Vec1<imap_codec::imap_types::core::AString<'_>>| -> Vec<Vec<u8>> {
+        names.as_ref().iter().map(|n| n.as_ref().to_vec()).collect()
+    };
     Some(match section {
         None => message.to_vec(),
         Some(Section::Header(None)) => message[..end].to_vec(),
         Some(Section::Text(None)) => message[end..].to_vec(),
-        Some(Section::HeaderFields(None, names)) | Some(Section::HeaderFieldsNot(None, names)) => {
-            let names: Vec<Vec<u8>> = names.as_ref().iter().map(|n| n.as_ref().to_vec()).collect();
-            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
-            let header = &message[..end.saturating_sub(2)];
-            header_fields(header, &names, not)
+        Some(Section::HeaderFields(None, n)) => {
+            header_fields(&message[..end.saturating_sub(2)], &names(n), false)
         }
-        _ => return None,
+        Some(Section::HeaderFieldsNot(None, n)) => {
+            header_fields(&message[..end.saturating_sub(2)], &names(n), true)
+        }
+        Some(Section::Part(p)) => part_section(message, &path(p), Within::Content)?,
+        Some(Section::Mime(p)) => part_section(message, &path(p), Within::Mime)?,
+        Some(Section::Header(Some(p))) => part_section(message, &path(p), Within::Header)?,
+        Some(Section::Text(Some(p))) => part_section(message, &path(p), Within::Text)?,
+        Some(Section::HeaderFields(Some(p), n)) | Some(Section::HeaderFieldsNot(Some(p), n)) => {
+            let header = part_section(message, &path(p), Within::Header)?;
+            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
+            header_fields(&header[..header.len().saturating_sub(2)], &names(n), not)
+        }
     })
 }
 
@@ -221,9 +235,13 @@ impl Session {
             matches!(
                 n,
                 MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
-            ) || matches!(n, MessageDataItemName::BodyExt { section, .. } if section.as_ref().is_some_and(|s| !matches!(s, Section::Header(None) | Section::Text(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _))))
+            )
         }) {
-            self.no(tag, Some(rfc5530(b"CANNOT")), "that FETCH item is not served yet");
+            self.no(
+                tag,
+                Some(rfc5530(b"CANNOT")),
+                "that FETCH item is not served yet",
+            );
             return;
         }
         let Some(account) = self.account().map(str::to_string) else {
