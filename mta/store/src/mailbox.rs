@@ -35,6 +35,10 @@ const BY_FILE: TableDefinition<(u32, &str), u32> = TableDefinition::new("by_file
 /// (folder id, UID) → the MODSEQ at which it was expunged.
 const EXPUNGED: TableDefinition<(u32, u32), u64> = TableDefinition::new("expunged");
 
+/// The key in FOLDERS under which the last UIDVALIDITY given is kept
+/// (no folder name has a control character).
+const LAST_VALIDITY: &str = "\u{0}uidvalidity";
+
 /// The IMAP name of the Maildir itself.
 pub const INBOX: &str = "INBOX";
 /// The hierarchy separator (Maildir++'s).
@@ -126,6 +130,15 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> anyhow::Result<T> {
     postcard::from_bytes(bytes).context("a damaged record in the IMAP index")
+}
+
+/// The index's key of folder `name` (INBOX in any case is INBOX).
+fn key(name: &str) -> &str {
+    if name.eq_ignore_ascii_case(INBOX) {
+        INBOX
+    } else {
+        name
+    }
 }
 
 /// A file name's unique part: what stays when its flags change.
@@ -221,26 +234,32 @@ impl Mailbox {
         folders: &mut redb::Table<&str, &[u8]>,
         name: &str,
     ) -> anyhow::Result<FolderRecord> {
-        let key = if name.eq_ignore_ascii_case(INBOX) {
-            INBOX
-        } else {
-            name
-        };
-        if let Some(bytes) = folders.get(key)? {
+        if let Some(bytes) = folders.get(key(name))? {
             return decode(bytes.value());
         }
         let mut id = 0;
         for entry in folders.iter()? {
-            let (_, v) = entry?;
-            id = id.max(decode::<FolderRecord>(v.value())?.id + 1);
+            let (k, v) = entry?;
+            if k.value() != LAST_VALIDITY {
+                id = id.max(decode::<FolderRecord>(v.value())?.id + 1);
+            }
         }
+        // Never a UIDVALIDITY given before, even to a folder deleted and
+        // made again within the same second (its clients' UIDs would
+        // look valid).
+        let last = match folders.get(LAST_VALIDITY)? {
+            Some(v) => decode::<u32>(v.value())?,
+            None => 0,
+        };
+        let uid_validity = now_u32().max(last.saturating_add(1));
+        folders.insert(LAST_VALIDITY, encode(&uid_validity).as_slice())?;
         let record = FolderRecord {
             id,
-            uid_validity: now_u32(),
+            uid_validity,
             uid_next: 1,
             highest_modseq: 1,
         };
-        folders.insert(key, encode(&record).as_slice())?;
+        folders.insert(key(name), encode(&record).as_slice())?;
         Ok(record)
     }
 
@@ -334,14 +353,7 @@ impl Mailbox {
             if changed {
                 record.highest_modseq = next_modseq;
             }
-            folders.insert(
-                if name.eq_ignore_ascii_case(INBOX) {
-                    INBOX
-                } else {
-                    name
-                },
-                encode(&record).as_slice(),
-            )?;
+            folders.insert(key(name), encode(&record).as_slice())?;
             record
         };
         // The UIDs are durable before any file moves: a file found in
@@ -423,14 +435,7 @@ impl Mailbox {
                 ..m.clone()
             };
             messages.insert((record.id, uid), encode(&updated).as_slice())?;
-            folders.insert(
-                if name.eq_ignore_ascii_case(INBOX) {
-                    INBOX
-                } else {
-                    name
-                },
-                encode(&record).as_slice(),
-            )?;
+            folders.insert(key(name), encode(&record).as_slice())?;
             let to = dir.join("cur").join(format!("{}{}", m.base, flags.info()));
             (record.highest_modseq, from, to)
         };
@@ -480,12 +485,7 @@ impl Mailbox {
             }
             if !removed.is_empty() {
                 record.highest_modseq = modseq;
-                let key = if name.eq_ignore_ascii_case(INBOX) {
-                    INBOX
-                } else {
-                    name
-                };
-                folders.insert(key, encode(&record).as_slice())?;
+                folders.insert(key(name), encode(&record).as_slice())?;
             }
         }
         sync_dir(&dir.join("cur"))?;
@@ -493,17 +493,215 @@ impl Mailbox {
         Ok(removed)
     }
 
+    /// Adds a message to folder `name` (`bytes` with LF line ends, as
+    /// Maildir keeps them) with `flags`, arrived at `arrival` (unix
+    /// seconds: the file's time); its UID. The UID is committed before
+    /// the file appears in `cur/`: a crash in between leaves a record
+    /// the next sync expunges, never a reused UID.
+    pub fn append(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        flags: Flags,
+        arrival: i64,
+        unique: &str,
+    ) -> anyhow::Result<u32> {
+        let dir = self.dir_of(name)?;
+        if !dir.join("cur").is_dir() {
+            bail!("there is no folder {name}");
+        }
+        let base = format!("{}.{unique},S={}", arrival.max(0), bytes.len());
+        let tmp = dir.join("tmp").join(&base);
+        {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            let when =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(arrival.max(0) as u64);
+            f.set_modified(when)?;
+        }
+        let w = self.db.begin_write()?;
+        let uid = {
+            let mut folders = w.open_table(FOLDERS)?;
+            let mut messages = w.open_table(MESSAGES)?;
+            let mut by_file = w.open_table(BY_FILE)?;
+            let mut record = self.folder_record(&mut folders, name)?;
+            let uid = record.uid_next;
+            record.uid_next = uid.checked_add(1).context("UIDs are used up")?;
+            record.highest_modseq += 1;
+            let m = Message {
+                uid,
+                base: base.clone(),
+                flags,
+                modseq: record.highest_modseq,
+            };
+            messages.insert((record.id, uid), encode(&m).as_slice())?;
+            by_file.insert((record.id, base.as_str()), uid)?;
+            folders.insert(key(name), encode(&record).as_slice())?;
+            uid
+        };
+        w.commit()?;
+        fs::rename(
+            &tmp,
+            dir.join("cur").join(format!("{base}{}", flags.info())),
+        )?;
+        sync_dir(&dir.join("cur"))?;
+        Ok(uid)
+    }
+
+    /// Copies messages `uids` of folder `from` into folder `to` (hard
+    /// links: the same file twice costs nothing); the (old, new) UIDs.
+    pub fn copy(&self, from: &str, uids: &[u32], to: &str) -> anyhow::Result<Vec<(u32, u32)>> {
+        let target = self.dir_of(to)?;
+        if !target.join("cur").is_dir() {
+            bail!("there is no folder {to}");
+        }
+        let source = self.sync(from)?;
+        let mut links = Vec::new();
+        for uid in uids {
+            let Some(m) = source.messages.iter().find(|m| m.uid == *uid) else {
+                continue;
+            };
+            let Some(file) = self.file_of(from, m)? else {
+                continue;
+            };
+            links.push((m.clone(), file));
+        }
+        let w = self.db.begin_write()?;
+        let mut pairs = Vec::new();
+        let mut made = Vec::new();
+        {
+            let mut folders = w.open_table(FOLDERS)?;
+            let mut messages = w.open_table(MESSAGES)?;
+            let mut by_file = w.open_table(BY_FILE)?;
+            let mut record = self.folder_record(&mut folders, to)?;
+            record.highest_modseq += 1;
+            for (m, file) in links {
+                let mut base = m.base.clone();
+                while by_file.get((record.id, base.as_str()))?.is_some() {
+                    base.push('c');
+                }
+                let uid = record.uid_next;
+                record.uid_next = uid.checked_add(1).context("UIDs are used up")?;
+                let copy = Message {
+                    uid,
+                    base: base.clone(),
+                    flags: m.flags,
+                    modseq: record.highest_modseq,
+                };
+                messages.insert((record.id, uid), encode(&copy).as_slice())?;
+                by_file.insert((record.id, base.as_str()), uid)?;
+                made.push((
+                    file,
+                    target.join("cur").join(format!("{base}{}", m.flags.info())),
+                ));
+                pairs.push((m.uid, uid));
+            }
+            folders.insert(key(to), encode(&record).as_slice())?;
+        }
+        // The links first: a record without its file would be expunged by
+        // the next sync, a copy reported done must exist.
+        for (file, link) in &made {
+            match fs::hard_link(file, link) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(_) => {
+                    fs::copy(file, link).with_context(|| format!("copying {}", file.display()))?;
+                }
+            }
+        }
+        sync_dir(&target.join("cur"))?;
+        w.commit()?;
+        Ok(pairs)
+    }
+
+    /// Removes folder `name` with its messages (INBOX cannot go).
+    pub fn delete(&self, name: &str) -> anyhow::Result<()> {
+        if name.eq_ignore_ascii_case(INBOX) {
+            bail!("INBOX cannot be deleted");
+        }
+        let dir = self.dir_of(name)?;
+        if !dir.join("cur").is_dir() {
+            bail!("there is no folder {name}");
+        }
+        let w = self.db.begin_write()?;
+        {
+            let mut folders = w.open_table(FOLDERS)?;
+            let removed = folders.remove(key(name))?.map(|v| v.value().to_vec());
+            if let Some(bytes) = removed {
+                let record: FolderRecord = decode(&bytes)?;
+                let mut messages = w.open_table(MESSAGES)?;
+                let mut by_file = w.open_table(BY_FILE)?;
+                let mut expunged = w.open_table(EXPUNGED)?;
+                messages.retain_in((record.id, 0)..=(record.id, u32::MAX), |_, _| false)?;
+                expunged.retain_in((record.id, 0)..=(record.id, u32::MAX), |_, _| false)?;
+                by_file.retain(|(id, _), _| id != record.id)?;
+            }
+        }
+        // The directory goes first (renamed aside, then removed): a crash
+        // leaves the folder whole or gone from the listing.
+        let aside = self
+            .maildir
+            .join(format!("deleted.{}", crate::envelope::now_micros()));
+        fs::rename(&dir, &aside)?;
+        sync_dir(&self.maildir)?;
+        w.commit()?;
+        let _ = fs::remove_dir_all(&aside);
+        Ok(())
+    }
+
+    /// Renames folder `from` to `to` (and the folders below it).
+    pub fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        if from.eq_ignore_ascii_case(INBOX) {
+            bail!("renaming INBOX is not served yet");
+        }
+        let (old, new) = (self.dir_of(from)?, self.dir_of(to)?);
+        if !old.join("cur").is_dir() {
+            bail!("there is no folder {from}");
+        }
+        if new.exists() || to.eq_ignore_ascii_case(INBOX) {
+            bail!("{to} exists already");
+        }
+        let below: Vec<String> = self
+            .folders()?
+            .into_iter()
+            .filter(|f| f.starts_with(&format!("{from}{SEPARATOR}")))
+            .collect();
+        let w = self.db.begin_write()?;
+        {
+            let mut folders = w.open_table(FOLDERS)?;
+            for (a, b) in std::iter::once((from.to_string(), to.to_string())).chain(
+                below
+                    .iter()
+                    .map(|f| (f.clone(), format!("{to}{}", &f[from.len()..]))),
+            ) {
+                let bytes = folders.remove(a.as_str())?.map(|v| v.value().to_vec());
+                if let Some(bytes) = bytes {
+                    folders.insert(b.as_str(), bytes.as_slice())?;
+                }
+            }
+        }
+        fs::rename(&old, &new)?;
+        for f in &below {
+            let renamed = format!("{to}{}", &f[from.len()..]);
+            fs::rename(self.dir_of(f)?, self.dir_of(&renamed)?)?;
+        }
+        sync_dir(&self.maildir)?;
+        w.commit()?;
+        Ok(())
+    }
+
     /// The UIDs expunged from folder `name` after `modseq` (QRESYNC's
     /// VANISHED (EARLIER)).
     pub fn expunged_since(&self, name: &str, modseq: u64) -> anyhow::Result<Vec<u32>> {
         let r = self.db.begin_read()?;
         let folders = r.open_table(FOLDERS)?;
-        let key = if name.eq_ignore_ascii_case(INBOX) {
-            INBOX
-        } else {
-            name
-        };
-        let Some(bytes) = folders.get(key)? else {
+        let Some(bytes) = folders.get(key(name))? else {
             return Ok(Vec::new());
         };
         let record: FolderRecord = decode(bytes.value())?;
@@ -694,5 +892,57 @@ mod tests {
         assert_eq!(f.uid_next, 201);
         assert_eq!(fs::read_dir(t.path().join("new")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(t.path().join("cur")).unwrap().count(), 200);
+    }
+
+    #[test]
+    fn append_copy_rename_and_delete() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Mailbox::open(t.path()).unwrap();
+        m.create("Sent").unwrap();
+        let seen = Flags {
+            seen: true,
+            ..Flags::default()
+        };
+        let uid = m
+            .append("Sent", b"Subject: x\n\nhi\n", seen, 1_700_000_000, "M1.mx")
+            .unwrap();
+        assert_eq!(uid, 1);
+        let sent = m.sync("Sent").unwrap();
+        assert_eq!(sent.messages[0].flags, seen);
+        let file = m.file_of("Sent", &sent.messages[0]).unwrap().unwrap();
+        assert!(
+            file.to_string_lossy().ends_with(":2,S"),
+            "{}",
+            file.display()
+        );
+        let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+        assert_eq!(
+            mtime
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            1_700_000_000
+        );
+        // Copied: a new UID in the target, the same bytes.
+        assert_eq!(m.copy("Sent", &[1, 9], INBOX).unwrap(), [(1, 1)]);
+        let inbox = m.sync(INBOX).unwrap();
+        let copy = m.file_of(INBOX, &inbox.messages[0]).unwrap().unwrap();
+        assert_eq!(fs::read(copy).unwrap(), b"Subject: x\n\nhi\n");
+        // Renamed with what is below it; UIDVALIDITY and UIDs kept.
+        m.create("Sent.Old").unwrap();
+        m.rename("Sent", "Outbox").unwrap();
+        assert_eq!(m.folders().unwrap(), ["INBOX", "Outbox", "Outbox.Old"]);
+        let outbox = m.sync("Outbox").unwrap();
+        assert_eq!(outbox.uid_validity, sent.uid_validity);
+        assert_eq!(outbox.messages[0].uid, 1);
+        assert!(m.rename(INBOX, "X").is_err());
+        // Deleted, and a folder made again under the name starts afresh.
+        m.delete("Outbox").unwrap();
+        assert_eq!(m.folders().unwrap(), ["INBOX", "Outbox.Old"]);
+        assert!(m.delete(INBOX).is_err());
+        m.create("Outbox").unwrap();
+        let again = m.sync("Outbox").unwrap();
+        assert!(again.messages.is_empty());
+        assert!(again.uid_validity > outbox.uid_validity, "never the same UIDVALIDITY");
     }
 }
