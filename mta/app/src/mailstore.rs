@@ -13,14 +13,19 @@ use mta_store::maildir::Maildirs;
 
 pub struct MailStore {
     maildirs: Maildirs,
+    hostname: String,
     open: Mutex<HashMap<String, Arc<Mailbox>>>,
+    /// Messages appended by this process (part of their unique names).
+    appended: std::sync::atomic::AtomicU64,
 }
 
 impl MailStore {
     pub fn new(root: PathBuf, hostname: &str) -> MailStore {
         MailStore {
             maildirs: Maildirs::new(root, hostname),
+            hostname: hostname.replace(['/', ':'], "_"),
             open: Mutex::new(HashMap::new()),
+            appended: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -54,7 +59,7 @@ impl MailStore {
         uid: u32,
     ) -> Result<mailbox::Message, StoreError> {
         let folder = m
-            .sync(name)
+            .sync_quietly(name)
             .map_err(|e| failed(account, &format!("reading {name}"), e))?;
         folder
             .messages
@@ -86,18 +91,108 @@ impl Mailboxes for MailStore {
 
     fn set_flags(&self, account: &str, name: &str, uid: u32, f: Flags) -> Result<u64, StoreError> {
         let m = self.mailbox(account)?;
-        m.set_flags(
-            name,
-            uid,
-            mailbox::Flags {
-                seen: f.seen,
-                answered: f.answered,
-                flagged: f.flagged,
-                deleted: f.deleted,
-                draft: f.draft,
-            },
-        )
-        .map_err(|e| failed(account, &format!("flagging {uid} in {name}"), e))
+        m.set_flags(name, uid, store_flags(f))
+            .map_err(|e| failed(account, &format!("flagging {uid} in {name}"), e))
+    }
+
+    fn append(
+        &self,
+        account: &str,
+        name: &str,
+        message: &[u8],
+        f: Flags,
+        date: Option<i64>,
+    ) -> Result<(u32, u32), StoreError> {
+        let m = self.mailbox(account)?;
+        let dir = m.dir_of(name).map_err(|_| StoreError::NoSuchFolder)?;
+        if !dir.join("cur").is_dir() {
+            return Err(StoreError::NoSuchFolder);
+        }
+        let now = mta_store::envelope::now_micros();
+        let date = date.unwrap_or((now / 1_000_000) as i64);
+        let unique = format!(
+            "M{}P{}A{}.{}",
+            now % 1_000_000,
+            std::process::id(),
+            self.appended
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            self.hostname
+        );
+        let uid = m
+            .append(name, &lf(message), store_flags(f), date, &unique)
+            .map_err(|e| failed(account, &format!("adding to {name}"), e))?;
+        let folder = m
+            .sync_quietly(name)
+            .map_err(|e| failed(account, &format!("reading {name}"), e))?;
+        Ok((folder.uid_validity, uid))
+    }
+
+    fn copy(
+        &self,
+        account: &str,
+        from: &str,
+        uids: &[u32],
+        to: &str,
+    ) -> Result<(u32, Vec<(u32, u32)>), StoreError> {
+        let m = self.mailbox(account)?;
+        let target = m.dir_of(to).map_err(|_| StoreError::NoSuchFolder)?;
+        if !target.join("cur").is_dir() {
+            return Err(StoreError::NoSuchFolder);
+        }
+        let pairs = m
+            .copy(from, uids, to)
+            .map_err(|e| failed(account, &format!("copying to {to}"), e))?;
+        let folder = m
+            .sync_quietly(to)
+            .map_err(|e| failed(account, &format!("reading {to}"), e))?;
+        Ok((folder.uid_validity, pairs))
+    }
+
+    fn delete(&self, account: &str, name: &str) -> Result<(), StoreError> {
+        let m = self.mailbox(account)?;
+        let dir = m.dir_of(name).map_err(|_| StoreError::NoSuchFolder)?;
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+        }
+        if !dir.join("cur").is_dir() {
+            return Err(StoreError::NoSuchFolder);
+        }
+        m.delete(name)
+            .map_err(|e| failed(account, &format!("deleting {name}"), e))
+    }
+
+    fn rename(&self, account: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        let m = self.mailbox(account)?;
+        let (old, new) = (
+            m.dir_of(from).map_err(|_| StoreError::NoSuchFolder)?,
+            m.dir_of(to)
+                .map_err(|e| StoreError::Invalid(format!("{e:#}")))?,
+        );
+        if from.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::Invalid(
+                "renaming INBOX is not served yet".into(),
+            ));
+        }
+        if !old.join("cur").is_dir() {
+            return Err(StoreError::NoSuchFolder);
+        }
+        if new.exists() || to.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::Exists);
+        }
+        m.rename(from, to)
+            .map_err(|e| failed(account, &format!("renaming {from}"), e))
+    }
+
+    fn subscriptions(&self, account: &str) -> Result<Vec<String>, StoreError> {
+        self.mailbox(account)?
+            .subscriptions()
+            .map_err(|e| failed(account, "reading the subscriptions", e))
+    }
+
+    fn subscribe(&self, account: &str, name: &str, on: bool) -> Result<(), StoreError> {
+        self.mailbox(account)?
+            .subscribe(name, on)
+            .map_err(|e| failed(account, "changing the subscriptions", e))
     }
 
     fn expunge(&self, account: &str, name: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
@@ -125,14 +220,42 @@ impl Mailboxes for MailStore {
     }
 
     fn open(&self, account: &str, name: &str) -> Result<Folder, StoreError> {
+        self.folder(account, name, true)
+    }
+
+    fn look(&self, account: &str, name: &str) -> Result<Folder, StoreError> {
+        self.folder(account, name, false)
+    }
+}
+
+/// `bytes` with every bare LF as CRLF (Maildir files have LF ends; IMAP
+/// counts and sends CRLF).
+fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    let mut previous = 0u8;
+    for &b in bytes {
+        if b == b'\n' && previous != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        previous = b;
+    }
+    out
+}
+
+impl MailStore {
+    fn folder(&self, account: &str, name: &str, claim: bool) -> Result<Folder, StoreError> {
         let m = self.mailbox(account)?;
         let dir = m.dir_of(name).map_err(|_| StoreError::NoSuchFolder)?;
         if !dir.join("cur").is_dir() {
             return Err(StoreError::NoSuchFolder);
         }
-        let f = m
-            .sync(name)
-            .map_err(|e| failed(account, &format!("reading {name}"), e))?;
+        let f = if claim {
+            m.sync(name)
+        } else {
+            m.sync_quietly(name)
+        }
+        .map_err(|e| failed(account, &format!("reading {name}"), e))?;
         Ok(Folder {
             uid_validity: f.uid_validity,
             uid_next: f.uid_next,
@@ -151,19 +274,26 @@ impl Mailboxes for MailStore {
     }
 }
 
-/// `bytes` with every bare LF as CRLF (Maildir files have LF ends; IMAP
-/// counts and sends CRLF).
-fn crlf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    let mut previous = 0u8;
-    for &b in bytes {
-        if b == b'\n' && previous != b'\r' {
-            out.push(b'\r');
+/// CRLF line ends as Maildir keeps them: LF.
+fn lf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+            continue;
         }
         out.push(b);
-        previous = b;
     }
     out
+}
+
+fn store_flags(f: Flags) -> mailbox::Flags {
+    mailbox::Flags {
+        seen: f.seen,
+        answered: f.answered,
+        flagged: f.flagged,
+        deleted: f.deleted,
+        draft: f.draft,
+    }
 }
 
 fn flags(f: mailbox::Flags) -> Flags {

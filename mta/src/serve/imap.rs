@@ -74,6 +74,7 @@ async fn serve(
         Config {
             hostname: settings.config.hostname.clone(),
             max_command: MAX_COMMAND,
+            max_append: u32::try_from(settings.config.limits.message_size).unwrap_or(u32::MAX),
             max_errors: settings.config.limits.max_errors,
         },
         implicit_tls,

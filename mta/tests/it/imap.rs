@@ -137,7 +137,7 @@ c.logout()
     assert!(out.contains("create: OK"), "{out}");
     assert!(out.contains("again: NO [b'[ALREADYEXISTS]"), "{out}");
     assert!(
-        out.contains(r#"list: [b'() "." INBOX', b'() "." Archive']"#),
+        out.contains(r#"list: [b'(\\HasNoChildren) "." INBOX', b'(\\HasNoChildren) "." Archive']"#),
         "{out}"
     );
     assert!(out.contains("archive: OK [b'0']"), "{out}");

@@ -64,6 +64,26 @@ def session(c):
     # Reading without PEEK sets \Seen, and says so.
     typ, data = c.fetch(str(first), "(BODY[TEXT])")
     out["fetch sets seen"] = re.sub(rb"^\d+ ", b"", data[0][0]).decode()
+    # Another folder: made, appended to, copied and moved into.
+    out["create"] = c.create("Archive")[0]
+    message = b"From: me@example.org\r\nSubject: appended\r\n\r\nkept\r\n"
+    out["append"] = c.append("Archive", "(\\Seen \\Flagged)", None, message)[0]
+    out["status after append"] = c.status("Archive", "(MESSAGES UNSEEN RECENT)")[1][0].decode()
+    c.select("Archive")
+    typ, data = c.fetch("1", "(FLAGS RFC822.SIZE BODY.PEEK[])")
+    out["appended"] = re.sub(rb"^\d+ ", b"", b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data)).decode()
+    c.select("INBOX")
+    out["copy"] = c.copy("1:2", "Archive")[0]
+    out["status after copy"] = c.status("Archive", "(MESSAGES UNSEEN)")[1][0].decode()
+    typ, data = c._simple_command("MOVE", "1", "Archive")
+    out["move"] = typ
+    out["after move"] = c.select("INBOX")[1][0].decode()
+    out["status after move"] = c.status("Archive", "(MESSAGES)")[1][0].decode()
+    out["copy to nowhere"] = c.copy("1", "Nowhere")[0]
+    out["list"] = sorted(d.decode() for d in c.list()[1])
+    out["rename"] = c.rename("Archive", "Old")[0]
+    out["delete"] = c.delete("Old")[0]
+    first = 1
     c.store(str(first), "+FLAGS", "(\\Deleted)")
     typ, data = c.expunge()
     out["expunge"] = (typ, len(data))

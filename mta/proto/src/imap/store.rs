@@ -52,8 +52,12 @@ pub trait Mailboxes: Send + Sync {
     /// `account`'s folders, `INBOX` first; the hierarchy separator is ".".
     fn folders(&self, account: &str) -> Result<Vec<String>, StoreError>;
     fn create(&self, account: &str, name: &str) -> Result<(), StoreError>;
-    /// The folder, brought up to date with what was delivered meanwhile.
+    /// The folder, brought up to date with what was delivered meanwhile;
+    /// the messages new to sessions are this session's (`recent`).
     fn open(&self, account: &str, name: &str) -> Result<Folder, StoreError>;
+    /// The folder as [`Mailboxes::open`] has it, without making anything
+    /// this session's (STATUS).
+    fn look(&self, account: &str, name: &str) -> Result<Folder, StoreError>;
     /// Message `uid` of the folder as IMAP sees it (CRLF line ends), and
     /// when it arrived (unix seconds).
     fn read(&self, account: &str, name: &str, uid: u32) -> Result<(Vec<u8>, i64), StoreError>;
@@ -67,4 +71,29 @@ pub trait Mailboxes: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// Removes these messages; the UIDs removed.
     fn expunge(&self, account: &str, name: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError>;
+    /// Adds `message` (CRLF line ends) with `flags`, arrived at `date`
+    /// (unix seconds; now when `None`); the folder's UIDVALIDITY and the
+    /// new UID.
+    fn append(
+        &self,
+        account: &str,
+        name: &str,
+        message: &[u8],
+        flags: Flags,
+        date: Option<i64>,
+    ) -> Result<(u32, u32), StoreError>;
+    /// Copies messages `uids` of `from` into `to`; `to`'s UIDVALIDITY and
+    /// the (source, copy) UIDs.
+    fn copy(
+        &self,
+        account: &str,
+        from: &str,
+        uids: &[u32],
+        to: &str,
+    ) -> Result<(u32, Vec<(u32, u32)>), StoreError>;
+    fn delete(&self, account: &str, name: &str) -> Result<(), StoreError>;
+    fn rename(&self, account: &str, from: &str, to: &str) -> Result<(), StoreError>;
+    /// The folders subscribed to (LSUB).
+    fn subscriptions(&self, account: &str) -> Result<Vec<String>, StoreError>;
+    fn subscribe(&self, account: &str, name: &str, on: bool) -> Result<(), StoreError>;
 }

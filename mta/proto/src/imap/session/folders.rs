@@ -5,10 +5,12 @@
 use std::num::{NonZeroU32, NonZeroU64};
 
 use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::core::{QuotedChar, Tag};
-use imap_codec::imap_types::flag::{Flag, FlagPerm};
+use imap_codec::imap_types::core::{Atom, IString, QuotedChar, Tag};
+use imap_codec::imap_types::extensions::namespace::Namespace;
+use imap_codec::imap_types::flag::{Flag, FlagNameAttribute, FlagPerm};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{Code, Data, Response, Status};
+use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::{Selected, Session, rfc5530};
 use crate::imap::store::{Folder, StoreError};
@@ -33,6 +35,28 @@ fn matches(pattern: &[u8], name: &[u8]) -> bool {
         Some((c, rest)) => name
             .split_first()
             .is_some_and(|(n, name)| n == c && matches(rest, name)),
+    }
+}
+
+/// The LIST/LSUB pattern: reference and wildcard joined.
+fn pattern_of(reference: &Mailbox<'_>, wildcard: &ListMailbox<'_>) -> Vec<u8> {
+    let mut full = name_of(reference).unwrap_or_default().into_bytes();
+    if full.eq_ignore_ascii_case(b"INBOX") {
+        full.clear();
+    }
+    full.extend_from_slice(match wildcard {
+        ListMailbox::Token(t) => t.as_ref(),
+        ListMailbox::String(s) => s.as_ref(),
+    });
+    full
+}
+
+/// Whether folder `name` is listed for `pattern` (INBOX in any case).
+fn listed(pattern: &[u8], name: &str) -> bool {
+    if name == "INBOX" {
+        matches(&pattern.to_ascii_uppercase(), b"INBOX")
+    } else {
+        matches(pattern, name.as_bytes())
     }
 }
 
@@ -82,41 +106,43 @@ impl Session {
                 reference,
                 mailbox_wildcard,
             } => {
-                let pattern: Vec<u8> = match mailbox_wildcard {
+                let wildcard: Vec<u8> = match mailbox_wildcard {
                     ListMailbox::Token(t) => t.as_ref().to_vec(),
                     ListMailbox::String(s) => s.as_ref().to_vec(),
                 };
-                if pattern.is_empty() {
+                if wildcard.is_empty() {
                     // The hierarchy separator and the root (RFC 9051 §6.3.9).
                     self.respond(&Response::Data(Data::List {
-                        items: vec![imap_codec::imap_types::flag::FlagNameAttribute::Noselect],
+                        items: vec![FlagNameAttribute::Noselect],
                         delimiter: Some(QuotedChar::unvalidated('.')),
                         mailbox: Mailbox::try_from("").expect("an empty name"),
                     }));
                     self.ok(tag, None, "LIST completed");
                     return true;
                 }
-                let mut full = name_of(reference).unwrap_or_default().into_bytes();
-                if full.eq_ignore_ascii_case(b"INBOX") {
-                    full.clear();
-                }
-                full.extend_from_slice(&pattern);
+                let full = pattern_of(reference, mailbox_wildcard);
                 match self.mailboxes.folders(&account) {
                     Ok(folders) => {
-                        for folder in folders {
-                            let hit = if folder == "INBOX" {
-                                matches(&full.to_ascii_uppercase(), b"INBOX")
-                            } else {
-                                matches(&full, folder.as_bytes())
-                            };
-                            if !hit {
+                        for folder in &folders {
+                            if !listed(&full, folder) {
                                 continue;
                             }
-                            let Ok(mailbox) = Mailbox::try_from(folder) else {
+                            // RFC 9051 §7.3.1 (and RFC 3348): whether it
+                            // has folders below it.
+                            let below = format!("{folder}.");
+                            let children = folders.iter().any(|f| f.starts_with(&below));
+                            let attribute = if children {
+                                "HasChildren"
+                            } else {
+                                "HasNoChildren"
+                            };
+                            let Ok(mailbox) = Mailbox::try_from(folder.clone()) else {
                                 continue;
                             };
                             self.respond(&Response::Data(Data::List {
-                                items: Vec::new(),
+                                items: vec![FlagNameAttribute::from(
+                                    Atom::try_from(attribute).expect("an atom"),
+                                )],
                                 delimiter: Some(QuotedChar::unvalidated('.')),
                                 mailbox,
                             }));
@@ -138,6 +164,157 @@ impl Session {
             CommandBody::Unselect if self.selected.is_some() => {
                 self.selected = None;
                 self.ok(tag, None, "UNSELECT completed");
+            }
+            CommandBody::Delete { mailbox } => match name_of(mailbox) {
+                Some(name) => {
+                    if self.selected.as_ref().is_some_and(|s| s.name == name) {
+                        self.selected = None;
+                    }
+                    match self.mailboxes.delete(&account, &name) {
+                        Ok(()) => self.ok(tag, None, "DELETE completed"),
+                        Err(e) => self.refuse(tag, e),
+                    }
+                }
+                None => self.no(
+                    tag,
+                    Some(rfc5530(b"NONEXISTENT")),
+                    "there is no such folder",
+                ),
+            },
+            CommandBody::Rename { from, to } => match (name_of(from), name_of(to)) {
+                (Some(from), Some(to)) => match self.mailboxes.rename(&account, &from, &to) {
+                    Ok(()) => self.ok(tag, None, "RENAME completed"),
+                    Err(e) => self.refuse(tag, e),
+                },
+                _ => self.no(tag, None, "that is not a folder name"),
+            },
+            CommandBody::Subscribe { mailbox } | CommandBody::Unsubscribe { mailbox } => {
+                let on = matches!(body, CommandBody::Subscribe { .. });
+                match name_of(mailbox) {
+                    Some(name) => match self.mailboxes.subscribe(&account, &name, on) {
+                        Ok(()) => self.ok(
+                            tag,
+                            None,
+                            if on {
+                                "SUBSCRIBE completed"
+                            } else {
+                                "UNSUBSCRIBE completed"
+                            },
+                        ),
+                        Err(e) => self.refuse(tag, e),
+                    },
+                    None => self.no(tag, None, "that is not a folder name"),
+                }
+            }
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => {
+                let pattern = pattern_of(reference, mailbox_wildcard);
+                match self.mailboxes.subscriptions(&account) {
+                    Ok(names) => {
+                        for name in names {
+                            if !listed(&pattern, &name) {
+                                continue;
+                            }
+                            let Ok(mailbox) = Mailbox::try_from(name) else {
+                                continue;
+                            };
+                            self.respond(&Response::Data(Data::Lsub {
+                                items: Vec::new(),
+                                delimiter: Some(QuotedChar::unvalidated('.')),
+                                mailbox,
+                            }));
+                        }
+                        self.ok(tag, None, "LSUB completed");
+                    }
+                    Err(e) => self.refuse(tag, e),
+                }
+            }
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => {
+                let Some(name) = name_of(mailbox) else {
+                    self.no(
+                        tag,
+                        Some(rfc5530(b"NONEXISTENT")),
+                        "there is no such folder",
+                    );
+                    return true;
+                };
+                match self.mailboxes.look(&account, &name) {
+                    Ok(folder) => {
+                        let mut items = Vec::new();
+                        // In one order whatever the request's (as Dovecot
+                        // does; RFC 9051 leaves it free).
+                        let mut wanted = item_names.to_vec();
+                        wanted.sort_by_key(|i| match i {
+                            StatusDataItemName::Messages => 0,
+                            StatusDataItemName::Recent => 1,
+                            StatusDataItemName::UidNext => 2,
+                            StatusDataItemName::UidValidity => 3,
+                            StatusDataItemName::Unseen => 4,
+                            StatusDataItemName::HighestModSeq => 5,
+                            _ => 6,
+                        });
+                        for item in wanted.iter() {
+                            items.push(match item {
+                                StatusDataItemName::Messages => {
+                                    StatusDataItem::Messages(folder.messages.len() as u32)
+                                }
+                                StatusDataItemName::Recent => {
+                                    StatusDataItem::Recent(folder.recent.len() as u32)
+                                }
+                                StatusDataItemName::Unseen => StatusDataItem::Unseen(
+                                    folder.messages.iter().filter(|m| !m.flags.seen).count() as u32,
+                                ),
+                                StatusDataItemName::UidNext => {
+                                    match NonZeroU32::new(folder.uid_next) {
+                                        Some(n) => StatusDataItem::UidNext(n),
+                                        None => continue,
+                                    }
+                                }
+                                StatusDataItemName::UidValidity => {
+                                    match NonZeroU32::new(folder.uid_validity) {
+                                        Some(n) => StatusDataItem::UidValidity(n),
+                                        None => continue,
+                                    }
+                                }
+                                StatusDataItemName::HighestModSeq => {
+                                    match NonZeroU64::new(folder.highest_modseq) {
+                                        Some(n) => StatusDataItem::HighestModSeq(n.get()),
+                                        None => continue,
+                                    }
+                                }
+                                StatusDataItemName::Deleted => StatusDataItem::Deleted(
+                                    folder.messages.iter().filter(|m| m.flags.deleted).count()
+                                        as u32,
+                                ),
+                                _ => continue,
+                            });
+                        }
+                        self.respond(&Response::Data(Data::Status {
+                            mailbox: mailbox.clone(),
+                            items: items.into(),
+                        }));
+                        self.ok(tag, None, "STATUS completed");
+                    }
+                    Err(e) => self.refuse(tag, e),
+                }
+            }
+            CommandBody::Namespace => {
+                let personal = vec![Namespace {
+                    prefix: IString::try_from("").expect("empty"),
+                    delimiter: Some(QuotedChar::unvalidated('.')),
+                    extensions: Vec::new(),
+                }];
+                self.respond(&Response::Data(Data::Namespace {
+                    personal,
+                    other: Vec::new(),
+                    shared: Vec::new(),
+                }));
+                self.ok(tag, None, "NAMESPACE completed");
             }
             CommandBody::Unselect | CommandBody::Close | CommandBody::Check => {
                 self.bad(Some(tag), "no folder is selected");
@@ -202,6 +379,11 @@ impl Session {
     fn untagged_ok(&mut self, code: Code<'_>, text: &str) {
         let status = Status::ok(None, Some(code), text).expect("valid text");
         self.respond(&Response::Status(status));
+    }
+
+    /// The selected folder brought up to date (after an APPEND to it).
+    pub(super) fn rescan_selected(&mut self) {
+        self.rescan();
     }
 
     /// The selected folder brought up to date: messages gone are reported

@@ -140,10 +140,30 @@ impl Session {
         tag: Tag<'static>,
         body: &CommandBody<'static>,
     ) -> bool {
+        if let CommandBody::Append {
+            mailbox,
+            flags,
+            date,
+            message,
+        } = body
+        {
+            self.append(tag, mailbox, flags, date.as_ref(), message);
+            return true;
+        }
         if self.selected.is_none() {
             return false;
         }
         match body {
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(tag, sequence_set, mailbox, *uid, false),
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(tag, sequence_set, mailbox, *uid, true),
             CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names,
@@ -194,6 +214,145 @@ impl Session {
             _ => return false,
         }
         true
+    }
+
+    fn append(
+        &mut self,
+        tag: Tag<'static>,
+        mailbox: &imap_codec::imap_types::mailbox::Mailbox<'static>,
+        flags: &[Flag<'static>],
+        date: Option<&DateTime>,
+        message: &imap_codec::imap_types::extensions::binary::LiteralOrLiteral8<'static>,
+    ) {
+        use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+        let Some(account) = self.account().map(str::to_string) else {
+            return;
+        };
+        let name = match mailbox {
+            imap_codec::imap_types::mailbox::Mailbox::Inbox => "INBOX".to_string(),
+            imap_codec::imap_types::mailbox::Mailbox::Other(o) => {
+                match String::from_utf8(o.inner().as_ref().to_vec()) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.no(
+                            tag,
+                            Some(rfc5530(b"NONEXISTENT")),
+                            "there is no such folder",
+                        );
+                        return;
+                    }
+                }
+            }
+        };
+        let bytes: &[u8] = match message {
+            LiteralOrLiteral8::Literal(l) => l.as_ref(),
+            LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
+        };
+        let flags = to_flags(flags);
+        let date = date.map(|d| d.as_ref().timestamp());
+        match self.mailboxes.append(&account, &name, bytes, flags, date) {
+            Ok((validity, uid)) => {
+                let code = match (NonZeroU32::new(validity), NonZeroU32::new(uid)) {
+                    (Some(uid_validity), Some(uid)) => {
+                        Some(imap_codec::imap_types::response::Code::AppendUid {
+                            uid_validity,
+                            uid,
+                        })
+                    }
+                    _ => None,
+                };
+                self.ok(tag, code, "APPEND completed");
+                // New mail in the selected folder shows at once.
+                if self.selected.as_ref().is_some_and(|s| s.name == name) {
+                    let out = self.output.split_off(0);
+                    self.rescan_selected();
+                    let mut told = self.output.split_off(0);
+                    told.extend_from_slice(&out);
+                    self.output = told;
+                }
+            }
+            Err(crate::imap::store::StoreError::NoSuchFolder) => {
+                self.no(tag, Some(rfc5530(b"TRYCREATE")), "there is no such folder")
+            }
+            Err(e) => self.no(tag, None, &e.to_string()),
+        }
+    }
+
+    fn copy(
+        &mut self,
+        tag: Tag<'static>,
+        set: &SequenceSet,
+        mailbox: &imap_codec::imap_types::mailbox::Mailbox<'static>,
+        uid: bool,
+        moving: bool,
+    ) {
+        let Some(account) = self.account().map(str::to_string) else {
+            return;
+        };
+        let (from, read_only) = match &self.selected {
+            Some(s) => (s.name.clone(), s.read_only),
+            None => return,
+        };
+        if moving && read_only {
+            self.no(
+                tag,
+                Some(imap_codec::imap_types::response::Code::ReadOnly),
+                "the folder is read-only",
+            );
+            return;
+        }
+        let to = match mailbox {
+            imap_codec::imap_types::mailbox::Mailbox::Inbox => "INBOX".to_string(),
+            imap_codec::imap_types::mailbox::Mailbox::Other(o) => {
+                String::from_utf8_lossy(o.inner().as_ref()).to_string()
+            }
+        };
+        let chosen = self.chosen(set, uid);
+        let uids: Vec<u32> = chosen.iter().map(|(_, m)| m.uid).collect();
+        let done = if uids.is_empty() {
+            Ok((0, Vec::new()))
+        } else {
+            self.mailboxes.copy(&account, &from, &uids, &to)
+        };
+        let (validity, pairs) = match done {
+            Ok(x) => x,
+            Err(crate::imap::store::StoreError::NoSuchFolder) => {
+                self.no(tag, Some(rfc5530(b"TRYCREATE")), "there is no such folder");
+                return;
+            }
+            Err(e) => {
+                self.no(tag, None, &e.to_string());
+                return;
+            }
+        };
+        let code = copy_uid(validity, &pairs);
+        let verb = match (moving, uid) {
+            (false, false) => "COPY completed",
+            (false, true) => "UID COPY completed",
+            (true, false) => "MOVE completed",
+            (true, true) => "UID MOVE completed",
+        };
+        if !moving {
+            self.ok(tag, code, verb);
+            return;
+        }
+        // MOVE (RFC 6851): the COPYUID first, untagged, then the
+        // messages go from here.
+        if let Some(code) = code {
+            let status = imap_codec::imap_types::response::Status::ok(None, Some(code), "moved")
+                .expect("valid text");
+            self.respond(&Response::Status(status));
+        }
+        let moved: Vec<u32> = pairs.iter().map(|(from, _)| *from).collect();
+        if !moved.is_empty() && !self.remove(&account, &from, &moved) {
+            self.no(
+                tag,
+                Some(rfc5530(b"SERVERBUG")),
+                "the messages were copied but not removed",
+            );
+            return;
+        }
+        self.ok(tag, None, verb);
     }
 
     /// The selected folder's messages in `set`, with their sequence
@@ -430,18 +589,8 @@ impl Session {
             );
             return;
         }
-        let mut given = Flags::default();
-        for f in flags {
-            match f {
-                Flag::Seen => given.seen = true,
-                Flag::Answered => given.answered = true,
-                Flag::Flagged => given.flagged = true,
-                Flag::Deleted => given.deleted = true,
-                Flag::Draft => given.draft = true,
-                // Keywords are not kept (PERMANENTFLAGS has no \*).
-                _ => {}
-            }
-        }
+        // Keywords are not kept (PERMANENTFLAGS has no \\*).
+        let given = to_flags(flags);
         let apply = |old: Flags| -> Flags {
             let pick = |o: bool, g: bool| match kind {
                 StoreType::Replace => g,
@@ -514,10 +663,16 @@ impl Session {
             return true;
         }
         let name = selected.name.clone();
-        let Ok(removed) = self.mailboxes.expunge(&account, &name, &doomed) else {
+        self.remove(&account, &name, &doomed)
+    }
+
+    /// Removes messages `uids` of the selected folder `name`, telling the
+    /// client each sequence number gone (highest first: each EXPUNGE
+    /// renumbers the rest); whether the store did it.
+    fn remove(&mut self, account: &str, name: &str, uids: &[u32]) -> bool {
+        let Ok(removed) = self.mailboxes.expunge(account, name, uids) else {
             return false;
         };
-        // Highest sequence number first: each EXPUNGE renumbers the rest.
         let positions: Vec<u32> = self
             .selected
             .as_ref()
@@ -542,6 +697,44 @@ impl Session {
         }
         true
     }
+}
+
+/// COPYUID (RFC 4315) for the (source, copy) UIDs.
+fn copy_uid(
+    validity: u32,
+    pairs: &[(u32, u32)],
+) -> Option<imap_codec::imap_types::response::Code<'static>> {
+    use imap_codec::imap_types::extensions::uidplus::{UidElement, UidSet};
+    let validity = NonZeroU32::new(validity)?;
+    let set = |uids: Vec<u32>| -> Option<UidSet> {
+        let elements: Vec<UidElement> = uids
+            .into_iter()
+            .filter_map(NonZeroU32::new)
+            .map(UidElement::Single)
+            .collect();
+        Vec1::try_from(elements).ok().map(UidSet)
+    };
+    Some(imap_codec::imap_types::response::Code::CopyUid {
+        uid_validity: validity,
+        source: set(pairs.iter().map(|p| p.0).collect())?,
+        destination: set(pairs.iter().map(|p| p.1).collect())?,
+    })
+}
+
+/// The system flags among `flags` (keywords are not kept).
+fn to_flags(flags: &[Flag<'_>]) -> Flags {
+    let mut given = Flags::default();
+    for f in flags {
+        match f {
+            Flag::Seen => given.seen = true,
+            Flag::Answered => given.answered = true,
+            Flag::Flagged => given.flagged = true,
+            Flag::Deleted => given.deleted = true,
+            Flag::Draft => given.draft = true,
+            _ => {}
+        }
+    }
+    given
 }
 
 /// `MessageDataItemName<'_>` from a macro's expansion, owned.

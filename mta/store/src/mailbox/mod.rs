@@ -32,6 +32,8 @@ const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders");
 const MESSAGES: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("messages");
 /// (folder id, file base name) → UID.
 const BY_FILE: TableDefinition<(u32, &str), u32> = TableDefinition::new("by_file");
+/// Folder names subscribed to (LSUB): name → nothing.
+const SUBSCRIBED: TableDefinition<&str, u8> = TableDefinition::new("subscribed");
 /// (folder id, UID) → the MODSEQ at which it was expunged.
 const EXPUNGED: TableDefinition<(u32, u32), u64> = TableDefinition::new("expunged");
 
@@ -102,6 +104,9 @@ pub struct Message {
     pub base: String,
     pub flags: Flags,
     pub modseq: u64,
+    /// Added (APPEND, COPY) but not yet seen by a session: the next sync
+    /// reports it as new (IMAP4rev1's \Recent).
+    pub unseen_by_sessions: bool,
 }
 
 /// A folder's state after a sync: what SELECT reports.
@@ -171,6 +176,7 @@ impl Mailbox {
                 w.open_table(MESSAGES)?;
                 w.open_table(BY_FILE)?;
                 w.open_table(EXPUNGED)?;
+                w.open_table(SUBSCRIBED)?;
                 w.commit()?;
                 Ok(())
             },
@@ -269,6 +275,16 @@ impl Mailbox {
     /// flags changed in file names get a new MODSEQ; files gone are
     /// expunged.
     pub fn sync(&self, name: &str) -> anyhow::Result<Folder> {
+        self.sync_as(name, true)
+    }
+
+    /// As [`Mailbox::sync`], for a look that is not a session's own (IMAP
+    /// STATUS): messages new to sessions stay so (`recent` lists them).
+    pub fn sync_quietly(&self, name: &str) -> anyhow::Result<Folder> {
+        self.sync_as(name, false)
+    }
+
+    fn sync_as(&self, name: &str, claim: bool) -> anyhow::Result<Folder> {
         let dir = self.dir_of(name)?;
         let mut on_disk: BTreeMap<String, (String, bool)> = BTreeMap::new();
         for (sub, in_new) in [("cur", false), ("new", true)] {
@@ -319,12 +335,25 @@ impl Mailbox {
             }
             for (base, (file, in_new)) in &on_disk {
                 let flags = Flags::of_file(file);
+                if let Some(m) = known.get(base)
+                    && m.unseen_by_sessions
+                {
+                    recent.push(m.uid);
+                    if claim {
+                        let seen = Message {
+                            unseen_by_sessions: false,
+                            ..m.clone()
+                        };
+                        messages.insert((id, m.uid), encode(&seen).as_slice())?;
+                    }
+                }
                 match known.get(base) {
                     Some(m) if m.flags == flags => {}
                     Some(m) => {
                         let updated = Message {
                             flags,
                             modseq: next_modseq,
+                            unseen_by_sessions: m.unseen_by_sessions && !claim,
                             ..m.clone()
                         };
                         messages.insert((id, m.uid), encode(&updated).as_slice())?;
@@ -338,6 +367,7 @@ impl Mailbox {
                             base: base.clone(),
                             flags,
                             modseq: next_modseq,
+                            unseen_by_sessions: !claim,
                         };
                         messages.insert((id, uid), encode(&m).as_slice())?;
                         by_file.insert((id, base.as_str()), uid)?;
@@ -539,6 +569,7 @@ impl Mailbox {
                 base: base.clone(),
                 flags,
                 modseq: record.highest_modseq,
+                unseen_by_sessions: true,
             };
             messages.insert((record.id, uid), encode(&m).as_slice())?;
             by_file.insert((record.id, base.as_str()), uid)?;
@@ -561,7 +592,7 @@ impl Mailbox {
         if !target.join("cur").is_dir() {
             bail!("there is no folder {to}");
         }
-        let source = self.sync(from)?;
+        let source = self.sync_quietly(from)?;
         let mut links = Vec::new();
         for uid in uids {
             let Some(m) = source.messages.iter().find(|m| m.uid == *uid) else {
@@ -593,6 +624,7 @@ impl Mailbox {
                     base: base.clone(),
                     flags: m.flags,
                     modseq: record.highest_modseq,
+                    unseen_by_sessions: true,
                 };
                 messages.insert((record.id, uid), encode(&copy).as_slice())?;
                 by_file.insert((record.id, base.as_str()), uid)?;
@@ -696,6 +728,32 @@ impl Mailbox {
         Ok(())
     }
 
+    /// Subscribes to folder `name` (or not).
+    pub fn subscribe(&self, name: &str, on: bool) -> anyhow::Result<()> {
+        let w = self.db.begin_write()?;
+        {
+            let mut t = w.open_table(SUBSCRIBED)?;
+            if on {
+                t.insert(key(name), 1)?;
+            } else {
+                t.remove(key(name))?;
+            }
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    /// The folders subscribed to.
+    pub fn subscriptions(&self) -> anyhow::Result<Vec<String>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(SUBSCRIBED)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            out.push(entry?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
     /// The UIDs expunged from folder `name` after `modseq` (QRESYNC's
     /// VANISHED (EARLIER)).
     pub fn expunged_since(&self, name: &str, modseq: u64) -> anyhow::Result<Vec<u32>> {
@@ -718,231 +776,4 @@ impl Mailbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn deliver(maildir: &Path, name: &str, text: &str) {
-        fs::write(maildir.join("tmp").join(name), text).unwrap();
-        fs::rename(
-            maildir.join("tmp").join(name),
-            maildir.join("new").join(name),
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn new_mail_gets_growing_uids_and_moves_to_cur_with_its_flags() {
-        let t = tempfile::tempdir().unwrap();
-        let m = Mailbox::open(t.path()).unwrap();
-        deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
-        deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
-        let f = m.sync(INBOX).unwrap();
-        assert_eq!(f.uid_next, 3);
-        let uids: Vec<u32> = f.messages.iter().map(|m| m.uid).collect();
-        assert_eq!(uids, [1, 2]);
-        assert_eq!(f.messages[0].base, "1700000001.M1Q1R0.mx");
-        assert!(t.path().join("cur/1700000001.M1Q1R0.mx:2,").exists());
-        assert_eq!(fs::read_dir(t.path().join("new")).unwrap().count(), 0);
-        assert_eq!(f.recent, [1, 2], "new to this sync");
-        // A sync with nothing new changes nothing, and has nothing recent.
-        let again = m.sync(INBOX).unwrap();
-        assert_eq!(
-            again,
-            Folder {
-                recent: Vec::new(),
-                ..f.clone()
-            }
-        );
-        // More mail: the next UID, a higher MODSEQ.
-        deliver(t.path(), "1700000003.M1Q3R0.mx", "three");
-        let f2 = m.sync(INBOX).unwrap();
-        assert_eq!(f2.messages.last().unwrap().uid, 3);
-        assert!(f2.highest_modseq > f.highest_modseq);
-        assert_eq!(f2.uid_validity, f.uid_validity);
-    }
-
-    #[test]
-    fn flags_live_in_the_file_name_and_change_the_modseq() {
-        let t = tempfile::tempdir().unwrap();
-        let m = Mailbox::open(t.path()).unwrap();
-        deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
-        let f = m.sync(INBOX).unwrap();
-        let seen = Flags {
-            seen: true,
-            flagged: true,
-            ..Flags::default()
-        };
-        let modseq = m.set_flags(INBOX, 1, seen).unwrap();
-        assert!(modseq > f.highest_modseq);
-        assert!(t.path().join("cur/1700000001.M1Q1R0.mx:2,FS").exists());
-        let f = m.sync(INBOX).unwrap();
-        assert_eq!(f.messages[0].flags, seen);
-        assert_eq!(f.messages[0].modseq, modseq);
-        // A flag changed by another program (a renamed file) is noticed.
-        fs::rename(
-            t.path().join("cur/1700000001.M1Q1R0.mx:2,FS"),
-            t.path().join("cur/1700000001.M1Q1R0.mx:2,S"),
-        )
-        .unwrap();
-        let f = m.sync(INBOX).unwrap();
-        assert!(!f.messages[0].flags.flagged);
-        assert!(f.messages[0].modseq > modseq);
-    }
-
-    #[test]
-    fn a_removed_file_is_expunged_and_its_uid_never_comes_back() {
-        let t = tempfile::tempdir().unwrap();
-        let m = Mailbox::open(t.path()).unwrap();
-        deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
-        deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
-        let before = m.sync(INBOX).unwrap();
-        fs::remove_file(t.path().join("cur/1700000002.M1Q2R0.mx:2,")).unwrap();
-        let after = m.sync(INBOX).unwrap();
-        assert_eq!(after.messages.len(), 1);
-        assert_eq!(m.expunged_since(INBOX, before.highest_modseq).unwrap(), [2]);
-        deliver(t.path(), "1700000003.M1Q3R0.mx", "three");
-        let f = m.sync(INBOX).unwrap();
-        assert_eq!(f.messages.last().unwrap().uid, 3, "UID 2 is not reused");
-    }
-
-    #[test]
-    fn expunge_removes_files_and_records() {
-        let t = tempfile::tempdir().unwrap();
-        let m = Mailbox::open(t.path()).unwrap();
-        deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
-        deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
-        let before = m.sync(INBOX).unwrap();
-        assert_eq!(m.expunge(INBOX, &[1, 7]).unwrap(), [1]);
-        assert!(!t.path().join("cur/1700000001.M1Q1R0.mx:2,").exists());
-        let after = m.sync(INBOX).unwrap();
-        assert_eq!(after.messages.len(), 1);
-        assert!(after.highest_modseq > before.highest_modseq);
-        assert_eq!(m.expunged_since(INBOX, before.highest_modseq).unwrap(), [1]);
-    }
-
-    #[test]
-    fn a_crash_between_the_commit_and_the_move_keeps_the_uid() {
-        let t = tempfile::tempdir().unwrap();
-        {
-            let m = Mailbox::open(t.path()).unwrap();
-            deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
-            m.sync(INBOX).unwrap();
-        }
-        // As if the file had not moved yet when the power went: it is
-        // back in new/ under its old name.
-        fs::rename(
-            t.path().join("cur/1700000001.M1Q1R0.mx:2,"),
-            t.path().join("new/1700000001.M1Q1R0.mx"),
-        )
-        .unwrap();
-        deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
-        let m = Mailbox::open(t.path()).unwrap();
-        let f = m.sync(INBOX).unwrap();
-        let uids: Vec<(u32, &str)> = f
-            .messages
-            .iter()
-            .map(|m| (m.uid, m.base.as_str()))
-            .collect();
-        assert_eq!(
-            uids,
-            [(1, "1700000001.M1Q1R0.mx"), (2, "1700000002.M1Q2R0.mx")]
-        );
-    }
-
-    #[test]
-    fn folders_are_maildir_plus_plus_directories() {
-        let t = tempfile::tempdir().unwrap();
-        let m = Mailbox::open(t.path()).unwrap();
-        m.create("Sent").unwrap();
-        m.create("Archive.2026").unwrap();
-        assert!(t.path().join(".Sent/cur").is_dir());
-        assert!(t.path().join(".Archive.2026/new").is_dir());
-        assert_eq!(m.folders().unwrap(), ["INBOX", "Archive.2026", "Sent"]);
-        assert!(m.create("Sent").is_err());
-        for bad in ["", ".x", "x.", "a..b", "../etc", "a/b"] {
-            assert!(m.dir_of(bad).is_err(), "{bad:?}");
-        }
-        // Each folder has its own UIDs and UIDVALIDITY.
-        let sent = m.dir_of("Sent").unwrap();
-        deliver(&sent, "1700000001.M1Q1R0.mx", "sent");
-        assert_eq!(m.sync("Sent").unwrap().messages[0].uid, 1);
-        assert!(m.sync("Nonexistent").is_err());
-    }
-
-    #[test]
-    fn mail_delivered_during_syncs_gets_one_uid_each() {
-        let t = tempfile::tempdir().unwrap();
-        let m = Mailbox::open(t.path()).unwrap();
-        let dir = t.path().to_path_buf();
-        let writer = std::thread::spawn(move || {
-            for i in 0..200 {
-                deliver(&dir, &format!("17000{i:05}.M1Q{i}R0.mx"), "x");
-            }
-        });
-        let mut seen = 0;
-        while !writer.is_finished() || seen < 200 {
-            seen = m.sync(INBOX).unwrap().messages.len();
-        }
-        writer.join().unwrap();
-        let f = m.sync(INBOX).unwrap();
-        assert_eq!(f.messages.len(), 200);
-        let mut uids: Vec<u32> = f.messages.iter().map(|m| m.uid).collect();
-        uids.dedup();
-        assert_eq!(uids.len(), 200, "every message once");
-        assert_eq!(f.uid_next, 201);
-        assert_eq!(fs::read_dir(t.path().join("new")).unwrap().count(), 0);
-        assert_eq!(fs::read_dir(t.path().join("cur")).unwrap().count(), 200);
-    }
-
-    #[test]
-    fn append_copy_rename_and_delete() {
-        let t = tempfile::tempdir().unwrap();
-        let m = Mailbox::open(t.path()).unwrap();
-        m.create("Sent").unwrap();
-        let seen = Flags {
-            seen: true,
-            ..Flags::default()
-        };
-        let uid = m
-            .append("Sent", b"Subject: x\n\nhi\n", seen, 1_700_000_000, "M1.mx")
-            .unwrap();
-        assert_eq!(uid, 1);
-        let sent = m.sync("Sent").unwrap();
-        assert_eq!(sent.messages[0].flags, seen);
-        let file = m.file_of("Sent", &sent.messages[0]).unwrap().unwrap();
-        assert!(
-            file.to_string_lossy().ends_with(":2,S"),
-            "{}",
-            file.display()
-        );
-        let mtime = fs::metadata(&file).unwrap().modified().unwrap();
-        assert_eq!(
-            mtime
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-            1_700_000_000
-        );
-        // Copied: a new UID in the target, the same bytes.
-        assert_eq!(m.copy("Sent", &[1, 9], INBOX).unwrap(), [(1, 1)]);
-        let inbox = m.sync(INBOX).unwrap();
-        let copy = m.file_of(INBOX, &inbox.messages[0]).unwrap().unwrap();
-        assert_eq!(fs::read(copy).unwrap(), b"Subject: x\n\nhi\n");
-        // Renamed with what is below it; UIDVALIDITY and UIDs kept.
-        m.create("Sent.Old").unwrap();
-        m.rename("Sent", "Outbox").unwrap();
-        assert_eq!(m.folders().unwrap(), ["INBOX", "Outbox", "Outbox.Old"]);
-        let outbox = m.sync("Outbox").unwrap();
-        assert_eq!(outbox.uid_validity, sent.uid_validity);
-        assert_eq!(outbox.messages[0].uid, 1);
-        assert!(m.rename(INBOX, "X").is_err());
-        // Deleted, and a folder made again under the name starts afresh.
-        m.delete("Outbox").unwrap();
-        assert_eq!(m.folders().unwrap(), ["INBOX", "Outbox.Old"]);
-        assert!(m.delete(INBOX).is_err());
-        m.create("Outbox").unwrap();
-        let again = m.sync("Outbox").unwrap();
-        assert!(again.messages.is_empty());
-        assert!(again.uid_validity > outbox.uid_validity, "never the same UIDVALIDITY");
-    }
-}
+mod tests;
