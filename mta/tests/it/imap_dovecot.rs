@@ -35,6 +35,16 @@ ITEMS = [
     "BODY.PEEK[2.HEADER.FIELDS (SUBJECT)]", "BODY.PEEK[1]<2.3>",
 ]
 
+SEARCHES = [
+    "ALL", "SEEN", "UNSEEN", "NEW", "OLD", "RECENT", "FLAGGED", "UNDELETED",
+    "FROM alice", "FROM \"Al Ice\"", "TO bob", "CC dave", "SUBJECT plain",
+    "SUBJECT héllo", "FROM René", "BODY \"hi there\"", "BODY köln", "TEXT bob", "TEXT attachment",
+    "HEADER Message-ID example.org", "HEADER X-Weird \"\"", "LARGER 600", "SMALLER 600",
+    "SINCE 1-Jan-2020", "BEFORE 1-Jan-2020", "SENTBEFORE 29-Nov-2026", "SENTON 29-Nov-2026",
+    "SENTSINCE 29-Nov-2026", "OR FROM carol TO alice", "NOT FROM carol", "1:3", "UID 2:4",
+    "KEYWORD $Junk", "UNKEYWORD $Junk", "BODY nowhere-to-be-found",
+]
+
 def session(c):
     out = {}
     typ, data = c.select("INBOX")
@@ -45,6 +55,17 @@ def session(c):
         if isinstance(d, tuple):
             seq = int(d[0].split()[0])
             seqs[d[1].decode().strip().lower()] = seq
+    by_seq = {seq: mid for mid, seq in seqs.items()}
+    for criteria in SEARCHES:
+        if any(ord(ch) > 127 for ch in criteria):
+            # Not ASCII: the value as a literal, as RFC 9051 wants it.
+            key, value = criteria.split(" ", 1)
+            c.literal = value.encode()
+            typ, data = c.search("UTF-8", key)
+        else:
+            typ, data = c.search(None, criteria)
+        found = sorted(by_seq.get(int(n), n) for n in data[0].split()) if typ == "OK" else data
+        out["search " + criteria] = (typ, found)
     for mid, seq in sorted(seqs.items()):
         for item in ITEMS:
             typ, data = c.fetch(str(seq), "(" + item + ")")

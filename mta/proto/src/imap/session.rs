@@ -32,6 +32,7 @@ use crate::sasl::{AuthOutcome, Credentials, Mechanism};
 
 mod folders;
 mod messages;
+mod search;
 
 /// A response code of RFC 5530 (the codec has no variants for them).
 fn rfc5530(code: &'static [u8]) -> Code<'static> {

@@ -21,7 +21,7 @@ use crate::imap::store::{Flags, Message};
 
 /// Whether `x` is in `set`, `*` being `largest` (RFC 9051 §9: a range
 /// may be given either way round).
-fn contains(set: &SequenceSet, x: u32, largest: u32) -> bool {
+pub(super) fn contains(set: &SequenceSet, x: u32, largest: u32) -> bool {
     let value = |v: &SeqOrUid| match v {
         SeqOrUid::Value(n) => n.get(),
         SeqOrUid::Asterisk => largest,
@@ -154,6 +154,11 @@ impl Session {
             return false;
         }
         match body {
+            CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } => self.search(tag, charset.as_ref(), criteria, *uid),
             CommandBody::Copy {
                 sequence_set,
                 mailbox,

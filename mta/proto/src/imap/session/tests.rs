@@ -495,3 +495,37 @@ fn append_copy_move_status_and_the_rest() {
         "{out}"
     );
 }
+
+#[test]
+fn search_by_flags_and_sets_and_only_in_known_charsets() {
+    let store = Arc::new(Fake::default());
+    store
+        .folders
+        .lock()
+        .unwrap()
+        .insert("INBOX".into(), vec![3, 5, 8]);
+    store.flags.lock().unwrap().insert(
+        5,
+        store::Flags {
+            seen: true,
+            ..store::Flags::default()
+        },
+    );
+    let mut s = logged_in(store);
+    talk(&mut s, "s SELECT INBOX\r\n");
+    let (out, _) = talk(
+        &mut s,
+        "q1 SEARCH UNSEEN\r\nq2 UID SEARCH SEEN\r\nq3 SEARCH 2:* NOT SEEN\r\n",
+    );
+    assert_eq!(
+        out,
+        "* SEARCH 1 3\r\nq1 OK SEARCH completed\r\n* SEARCH 5\r\nq2 OK UID SEARCH completed\r\n* SEARCH 3\r\nq3 OK SEARCH completed\r\n"
+    );
+    let (out, _) = talk(&mut s, "q4 SEARCH SUBJECT \"message 8\"\r\n");
+    assert_eq!(out, "* SEARCH 3\r\nq4 OK SEARCH completed\r\n");
+    let (out, _) = talk(&mut s, "q5 SEARCH CHARSET KOI8-R ALL\r\n");
+    assert_eq!(
+        out,
+        "q5 NO [BADCHARSET (UTF-8 US-ASCII)] search in UTF-8 or US-ASCII\r\n"
+    );
+}

@@ -1,0 +1,325 @@
+//! SEARCH and UID SEARCH (RFC 9051 §6.4.4) over the selected folder:
+//! flags, sets, sizes, dates (arrival and Date:), header fields and text,
+//! matched case-insensitively after MIME decoding (encoded words, transfer
+//! encodings and charsets), as Dovecot matches them. Charsets: US-ASCII
+//! and UTF-8.
+
+use std::num::NonZeroU32;
+
+use imap_codec::imap_types::core::{Charset, Tag, Vec1};
+use imap_codec::imap_types::response::{Code, Data, Response};
+use imap_codec::imap_types::search::SearchKey;
+use mail_parser::{MessageParser, MimeHeaders};
+
+use super::Session;
+use super::messages::contains;
+use crate::imap::store::Message;
+
+/// What is known of one message while a search runs; its content is read
+/// only when a key needs it.
+struct Candidate<'a> {
+    seq: u32,
+    message: &'a Message,
+    recent: bool,
+    content: Option<Option<(Vec<u8>, i64)>>,
+}
+
+fn lower(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_lowercase()
+}
+
+impl Session {
+    pub(super) fn search(
+        &mut self,
+        tag: Tag<'static>,
+        charset: Option<&Charset<'_>>,
+        criteria: &Vec1<SearchKey<'static>>,
+        uid: bool,
+    ) {
+        if let Some(c) = charset {
+            let name = c.as_ref().to_ascii_uppercase();
+            if name != "UTF-8" && name != "US-ASCII" {
+                let code = Code::badcharset(vec![
+                    Charset::try_from("UTF-8").expect("a charset"),
+                    Charset::try_from("US-ASCII").expect("a charset"),
+                ]);
+                self.no(tag, Some(code), "search in UTF-8 or US-ASCII");
+                return;
+            }
+        }
+        let (Some(account), Some(selected)) = (self.account().map(str::to_string), &self.selected)
+        else {
+            return;
+        };
+        let name = selected.name.clone();
+        let messages = selected.folder.messages.clone();
+        let recent = selected.recent.clone();
+        let count = messages.len() as u32;
+        let largest_uid = messages.last().map_or(0, |m| m.uid);
+        let mut found = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
+            let mut c = Candidate {
+                seq: i as u32 + 1,
+                message,
+                recent: recent.contains(&message.uid),
+                content: None,
+            };
+            let all = criteria
+                .as_ref()
+                .iter()
+                .all(|k| self.matches(&account, &name, &mut c, k, count, largest_uid));
+            if all {
+                found.push(if uid { message.uid } else { c.seq });
+            }
+        }
+        let numbers: Vec<NonZeroU32> = found.into_iter().filter_map(NonZeroU32::new).collect();
+        self.respond(&Response::Data(Data::Search(numbers, None)));
+        self.ok(
+            tag,
+            None,
+            if uid {
+                "UID SEARCH completed"
+            } else {
+                "SEARCH completed"
+            },
+        );
+    }
+
+    fn content<'c>(
+        &self,
+        account: &str,
+        name: &str,
+        c: &'c mut Candidate<'_>,
+    ) -> Option<&'c (Vec<u8>, i64)> {
+        if c.content.is_none() {
+            c.content = Some(self.mailboxes.read(account, name, c.message.uid).ok());
+        }
+        c.content.as_ref().and_then(Option::as_ref)
+    }
+
+    fn matches(
+        &self,
+        account: &str,
+        name: &str,
+        c: &mut Candidate<'_>,
+        key: &SearchKey<'_>,
+        count: u32,
+        largest_uid: u32,
+    ) -> bool {
+        let f = c.message.flags;
+        let text = |k: &dyn AsRef<[u8]>| lower(k.as_ref());
+        match key {
+            SearchKey::And(keys) => keys
+                .as_ref()
+                .iter()
+                .all(|k| self.matches(account, name, c, k, count, largest_uid)),
+            SearchKey::Or(a, b) => {
+                self.matches(account, name, c, a, count, largest_uid)
+                    || self.matches(account, name, c, b, count, largest_uid)
+            }
+            SearchKey::Not(k) => !self.matches(account, name, c, k, count, largest_uid),
+            SearchKey::SequenceSet(set) => contains(set, c.seq, count),
+            SearchKey::Uid(set) => contains(set, c.message.uid, largest_uid),
+            SearchKey::All => true,
+            SearchKey::Answered => f.answered,
+            SearchKey::Unanswered => !f.answered,
+            SearchKey::Deleted => f.deleted,
+            SearchKey::Undeleted => !f.deleted,
+            SearchKey::Draft => f.draft,
+            SearchKey::Undraft => !f.draft,
+            SearchKey::Flagged => f.flagged,
+            SearchKey::Unflagged => !f.flagged,
+            SearchKey::Seen => f.seen,
+            SearchKey::Unseen => !f.seen,
+            SearchKey::Recent => c.recent,
+            SearchKey::New => c.recent && !f.seen,
+            SearchKey::Old => !c.recent,
+            // No keywords are kept.
+            SearchKey::Keyword(_) => false,
+            SearchKey::Unkeyword(_) => true,
+            SearchKey::ModSequence { modseq, .. } => c.message.modseq >= *modseq,
+            SearchKey::Larger(n) => self
+                .content(account, name, c)
+                .is_some_and(|(b, _)| b.len() as u64 > u64::from(*n)),
+            SearchKey::Smaller(n) => self
+                .content(account, name, c)
+                .is_some_and(|(b, _)| (b.len() as u64) < u64::from(*n)),
+            SearchKey::Before(d) | SearchKey::On(d) | SearchKey::Since(d) => {
+                let Some((_, arrived)) = self.content(account, name, c) else {
+                    return false;
+                };
+                let Some(day) =
+                    chrono::DateTime::from_timestamp(*arrived, 0).map(|t| t.date_naive())
+                else {
+                    return false;
+                };
+                let d = *d.as_ref();
+                match key {
+                    SearchKey::Before(_) => day < d,
+                    SearchKey::On(_) => day == d,
+                    _ => day >= d,
+                }
+            }
+            SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
+                let Some((bytes, _)) = self.content(account, name, c) else {
+                    return false;
+                };
+                let sent = MessageParser::new()
+                    .parse_headers(bytes.as_slice())
+                    .and_then(|m| m.date().cloned())
+                    .and_then(|sent| {
+                        chrono::NaiveDate::from_ymd_opt(
+                            i32::from(sent.year),
+                            u32::from(sent.month),
+                            u32::from(sent.day),
+                        )
+                    });
+                // Without a valid Date: the message counts as sent at the
+                // epoch (before any date asked for), as Dovecot has it.
+                let Some(day) = sent.or(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)) else {
+                    return false;
+                };
+                let d = *d.as_ref();
+                match key {
+                    SearchKey::SentBefore(_) => day < d,
+                    SearchKey::SentOn(_) => day == d,
+                    _ => day >= d,
+                }
+            }
+            SearchKey::Header(field, value) => {
+                let (field, value) = (
+                    String::from_utf8_lossy(field.as_ref()).to_string(),
+                    text(value),
+                );
+                self.header_has(account, name, c, &field, &value)
+            }
+            SearchKey::From(v) => self.header_has(account, name, c, "From", &text(v)),
+            SearchKey::To(v) => self.header_has(account, name, c, "To", &text(v)),
+            SearchKey::Cc(v) => self.header_has(account, name, c, "Cc", &text(v)),
+            SearchKey::Bcc(v) => self.header_has(account, name, c, "Bcc", &text(v)),
+            SearchKey::Subject(v) => self.header_has(account, name, c, "Subject", &text(v)),
+            SearchKey::Body(v) => self.body_has(account, name, c, &text(v)),
+            SearchKey::Text(v) => {
+                // Anywhere: the raw message (nested messages' headers
+                // included), then decoded text and header fields.
+                let v = text(v);
+                self.content(account, name, c)
+                    .is_some_and(|(b, _)| lower(b).contains(&v))
+                    || self.body_has(account, name, c, &v)
+                    || self.any_header_has(account, name, c, &v)
+            }
+        }
+    }
+
+    /// Whether a header field `field` contains `needle` (lower case), raw
+    /// or with its encoded words decoded; an empty needle matches any
+    /// message with the field.
+    fn header_has(
+        &self,
+        account: &str,
+        name: &str,
+        c: &mut Candidate<'_>,
+        field: &str,
+        needle: &str,
+    ) -> bool {
+        let Some((bytes, _)) = self.content(account, name, c) else {
+            return false;
+        };
+        let end = crate::imap::mime::header_end(bytes);
+        let header = &bytes[..end];
+        let raw_fields = crate::imap::mime::fields(header);
+        let present: Vec<&String> = raw_fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(field))
+            .map(|(_, v)| v)
+            .collect();
+        if present.is_empty() {
+            return false;
+        }
+        if needle.is_empty() || present.iter().any(|v| v.to_lowercase().contains(needle)) {
+            return true;
+        }
+        let Some(parsed) = MessageParser::new().parse_headers(header) else {
+            return false;
+        };
+        parsed
+            .headers()
+            .iter()
+            .filter(|h| h.name.as_str().eq_ignore_ascii_case(field))
+            .any(|h| decoded(&h.value).to_lowercase().contains(needle))
+    }
+
+    fn any_header_has(
+        &self,
+        account: &str,
+        name: &str,
+        c: &mut Candidate<'_>,
+        needle: &str,
+    ) -> bool {
+        let Some((bytes, _)) = self.content(account, name, c) else {
+            return false;
+        };
+        let end = crate::imap::mime::header_end(bytes);
+        if lower(&bytes[..end]).contains(needle) {
+            return true;
+        }
+        MessageParser::new()
+            .parse_headers(&bytes[..end])
+            .is_some_and(|m| {
+                m.headers()
+                    .iter()
+                    .any(|h| decoded(&h.value).to_lowercase().contains(needle))
+            })
+    }
+
+    /// Whether the text of the body (every text part, decoded) contains
+    /// `needle` (lower case).
+    fn body_has(&self, account: &str, name: &str, c: &mut Candidate<'_>, needle: &str) -> bool {
+        let Some((bytes, _)) = self.content(account, name, c) else {
+            return false;
+        };
+        let Some(parsed) = MessageParser::new().parse(bytes.as_slice()) else {
+            return false;
+        };
+        let end = crate::imap::mime::header_end(bytes);
+        if needle.is_empty() {
+            return true;
+        }
+        parsed.parts.iter().enumerate().any(|(i, p)| {
+            let text = match &p.body {
+                mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => t.to_lowercase(),
+                mail_parser::PartType::Binary(b) | mail_parser::PartType::InlineBinary(b)
+                    if p.content_type()
+                        .is_none_or(|ct| ct.c_type.eq_ignore_ascii_case("text")) =>
+                {
+                    lower(b)
+                }
+                _ => return false,
+            };
+            // The root part of a message that is not multipart is its
+            // body; for multiparts the parts are.
+            (i > 0 || p.offset_body as usize >= end.saturating_sub(2)) && text.contains(needle)
+        })
+    }
+}
+
+/// A header value as text, encoded words decoded.
+fn decoded(value: &mail_parser::HeaderValue<'_>) -> String {
+    use mail_parser::HeaderValue;
+    match value {
+        HeaderValue::Text(t) => t.to_string(),
+        HeaderValue::TextList(l) => l.join(" "),
+        HeaderValue::Address(a) => a
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} <{}>",
+                    a.name.as_deref().unwrap_or(""),
+                    a.address.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
+}
