@@ -120,6 +120,32 @@ async fn serve(
                     Ok(Err(e)) => return Err(e),
                 }
             }
+            Step::Idle => {
+                let tick = tokio::time::sleep(mta_proto::imap::session::IDLE_TICK);
+                tokio::select! {
+                    read = tokio::time::timeout(IDLE_TIMEOUT, conn.read(&mut buf)) => match read {
+                        Err(_) => {
+                            let _ = conn
+                                .write_all(b"* BYE idle for too long\r\n", write_limit)
+                                .await;
+                            conn.shutdown().await;
+                            return Ok(());
+                        }
+                        Ok(Ok(0)) => return Ok(()),
+                        Ok(Ok(n)) => session.receive(&buf[..n]),
+                        Ok(Err(e)) => return Err(e),
+                    },
+                    () = tick => {
+                        // The folder is read off the event loop.
+                        session = tokio::task::spawn_blocking(move || {
+                            session.tick();
+                            session
+                        })
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    }
+                }
+            }
             Step::StartTls => {
                 let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
                     return Ok(());

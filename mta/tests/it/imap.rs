@@ -170,3 +170,52 @@ c.logout()
     );
     assert!(maildir.join(".Archive/cur").is_dir());
 }
+
+#[test]
+fn idle_hears_of_an_smtp_delivery_at_once() {
+    let s = Server::start(LISTENERS);
+    let script = format!(
+        r#"{PRELUDE}
+import smtplib, socket, time
+smtp_port = int(sys.argv[4])
+raw = ctx.wrap_socket(socket.create_connection(("127.0.0.1", implicit), timeout=20))
+f = raw.makefile("rb")
+def line():
+    return f.readline().decode()
+def until(tag):
+    while True:
+        l = line()
+        if l.startswith(tag):
+            return l
+line()
+raw.sendall(b'a LOGIN alice@example.org "Hello world!"\r\n'); until("a ")
+raw.sendall(b"b SELECT INBOX\r\n"); until("b ")
+raw.sendall(b"c IDLE\r\n"); print("idle:", line().strip())
+with smtplib.SMTP("127.0.0.1", smtp_port, timeout=20) as m:
+    m.sendmail("someone@sender.example", ["alice@example.org"], b"Subject: wake up\r\n\r\nhi\r\n")
+    sent = time.monotonic()
+l = line()
+print("woken:", l.strip(), "after %.2f s" % (time.monotonic() - sent))
+raw.sendall(b"DONE\r\n"); print("done:", until("c ").strip())
+"#
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .arg(s.listeners["imap"].port().to_string())
+        .arg(s.listeners["imaps"].port().to_string())
+        .arg(s.data().join("tls/self-signed.crt"))
+        .arg(s.addr.port().to_string())
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{stdout}");
+    assert!(stdout.contains("idle: + idling"), "{stdout}");
+    assert!(stdout.contains("woken: * 1 EXISTS"), "{stdout}");
+    assert!(stdout.contains("done: c OK IDLE completed"), "{stdout}");
+}

@@ -23,7 +23,9 @@ use imap_codec::imap_types::core::{Atom, IString, LiteralMode, NString, Tag, Vec
 use imap_codec::imap_types::response::{
     Capability, Code, CodeOther, CommandContinuationRequest, Data, Greeting, Response, Status,
 };
-use imap_codec::{AuthenticateDataCodec, CommandCodec, GreetingCodec, ResponseCodec};
+use imap_codec::{
+    AuthenticateDataCodec, CommandCodec, GreetingCodec, IdleDoneCodec, ResponseCodec,
+};
 
 use std::sync::Arc;
 
@@ -62,9 +64,17 @@ pub enum Step {
     /// Check these credentials (slowly, off the event loop), then call
     /// [`Session::auth_result`].
     Authenticate(Credentials),
+    /// Write the pending output, then read more input; meanwhile call
+    /// [`Session::tick`] about every [`IDLE_TICK`]: the client IDLEs and
+    /// hears of new mail as it comes.
+    Idle,
     /// Write the pending output and close the connection.
     Close,
 }
+
+/// How often an IDLE session looks for new mail (RFC 9051 §6.3.13: new
+/// mail within a second or so).
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Debug)]
 enum State {
@@ -96,6 +106,8 @@ pub struct Session {
     output: Vec<u8>,
     tls: bool,
     errors: u32,
+    /// IDLE's tag while the client idles.
+    idling: Option<Tag<'static>>,
 }
 
 impl Session {
@@ -112,6 +124,7 @@ impl Session {
             output: Vec::new(),
             tls,
             errors: 0,
+            idling: None,
         }
     }
 
@@ -150,6 +163,7 @@ impl Session {
             Capability::SaslIr,
             Capability::Enable,
             Capability::Id,
+            Capability::Idle,
             Capability::Unselect,
             Capability::Move,
             Capability::from(Atom::try_from("UIDPLUS").expect("an atom")),
@@ -238,7 +252,11 @@ impl Session {
                 return Step::NeedInput;
             }
             let Some(fragment) = self.input.progress() else {
-                return Step::NeedInput;
+                return if self.idling.is_some() {
+                    Step::Idle
+                } else {
+                    Step::NeedInput
+                };
             };
             if let FragmentInfo::Line {
                 announcement: Some(LiteralAnnouncement { mode, length }),
@@ -297,8 +315,22 @@ impl Session {
         }
     }
 
+    /// While the client IDLEs: what changed in the selected folder.
+    pub fn tick(&mut self) {
+        if self.idling.is_some() && self.selected.is_some() {
+            self.rescan_selected();
+        }
+    }
+
     /// One complete message, decoded as the state expects.
     fn message(&mut self) -> Option<Step> {
+        if let Some(tag) = self.idling.take() {
+            match self.input.decode_message(&IdleDoneCodec::default()) {
+                Ok(_) => self.ok(tag, None, "IDLE completed"),
+                Err(_) => self.bad(Some(tag), "IDLE ends with DONE"),
+            }
+            return None;
+        }
         if let State::AuthenticateData(tag) = &self.state {
             let tag = tag.clone();
             self.state = State::NotAuthenticated;
@@ -350,6 +382,12 @@ impl Session {
                 self.ok(tag, None, "CAPABILITY completed");
             }
             CommandBody::Noop => self.ok(tag, None, "NOOP completed"),
+            CommandBody::Idle if self.account().is_some() => {
+                let more = CommandContinuationRequest::basic(None, "idling").expect("valid text");
+                self.respond(&Response::CommandContinuationRequest(more));
+                self.idling = Some(tag);
+                return Some(Step::Idle);
+            }
             CommandBody::Id { .. } => {
                 let text = |t: &str| IString::try_from(t.to_string()).expect("text");
                 let parameters = vec![

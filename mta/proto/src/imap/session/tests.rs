@@ -529,3 +529,38 @@ fn search_by_flags_and_sets_and_only_in_known_charsets() {
         "q5 NO [BADCHARSET (UTF-8 US-ASCII)] search in UTF-8 or US-ASCII\r\n"
     );
 }
+
+#[test]
+fn idle_hears_of_new_mail_until_done() {
+    let store = Arc::new(Fake::default());
+    store
+        .folders
+        .lock()
+        .unwrap()
+        .insert("INBOX".into(), vec![1]);
+    let mut s = logged_in(store.clone());
+    talk(&mut s, "s SELECT INBOX\r\n");
+    let (out, step) = talk(&mut s, "i IDLE\r\n");
+    assert_eq!((out.as_str(), step), ("+ idling\r\n", Step::Idle));
+    s.tick();
+    assert_eq!(s.take_output(), b"", "nothing new");
+    store
+        .folders
+        .lock()
+        .unwrap()
+        .insert("INBOX".into(), vec![1, 2]);
+    s.tick();
+    assert_eq!(
+        String::from_utf8(s.take_output()).unwrap(),
+        "* 2 EXISTS\r\n"
+    );
+    let (out, step) = talk(&mut s, "DONE\r\n");
+    assert_eq!(
+        (out.as_str(), step),
+        ("i OK IDLE completed\r\n", Step::NeedInput)
+    );
+    // Anything but DONE ends it too, as an error.
+    talk(&mut s, "j IDLE\r\n");
+    let (out, _) = talk(&mut s, "NOOP\r\n");
+    assert_eq!(out, "j BAD IDLE ends with DONE\r\n");
+}
