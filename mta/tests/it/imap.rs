@@ -108,13 +108,13 @@ c.login("alice@example.org", "Hello world!")
 typ, data = c.select("INBOX")
 print("select:", typ, data)
 print("uidvalidity:", c.untagged_responses.get("UIDVALIDITY"))
-typ, data = c.create("Archive")
+typ, data = c.create("Projects")
 print("create:", typ)
-typ, data = c.create("Archive")
+typ, data = c.create("Projects")
 print("again:", typ, data)
 typ, data = c.list()
 print("list:", data)
-typ, data = c.select("Archive", readonly=True)
+typ, data = c.select("Projects", readonly=True)
 print("archive:", typ, data)
 typ, data = c.select("Nowhere")
 print("nowhere:", typ, data)
@@ -137,7 +137,9 @@ c.logout()
     assert!(out.contains("create: OK"), "{out}");
     assert!(out.contains("again: NO [b'[ALREADYEXISTS]"), "{out}");
     assert!(
-        out.contains(r#"list: [b'(\\HasNoChildren) "." INBOX', b'(\\HasNoChildren) "." Archive']"#),
+        out.contains(r#"b'(\\HasNoChildren) "." INBOX'"#)
+            && out.contains(r#"b'(\\HasNoChildren) "." Projects'"#)
+            && out.contains(r#"b'(\\HasNoChildren \\Sent) "." Sent'"#),
         "{out}"
     );
     assert!(out.contains("archive: OK [b'0']"), "{out}");
@@ -168,7 +170,8 @@ c.logout()
         cur[0].ends_with(":2,S"),
         "read, and its flag in its name: {cur:?}"
     );
-    assert!(maildir.join(".Archive/cur").is_dir());
+    assert!(maildir.join(".Projects/cur").is_dir());
+    assert!(maildir.join(".Sent/cur").is_dir() && maildir.join(".Trash/cur").is_dir());
 }
 
 #[test]

@@ -165,6 +165,7 @@ impl Session {
             Capability::Id,
             Capability::Idle,
             Capability::Unselect,
+            Capability::from(Atom::try_from("SPECIAL-USE").expect("an atom")),
             Capability::Move,
             Capability::from(Atom::try_from("UIDPLUS").expect("an atom")),
             Capability::from(Atom::try_from("NAMESPACE").expect("an atom")),
@@ -225,6 +226,15 @@ impl Session {
         };
         match outcome {
             AuthOutcome::Accepted(account) => {
+                // The special folders, made once (RFC 6154); a failure
+                // here is the store's to log, not the login's.
+                let folders = self.mailboxes.folders(&account).unwrap_or_default();
+                for (name, _) in crate::imap::store::SPECIAL {
+                    if !folders.iter().any(|f| f == name) {
+                        let _ = self.mailboxes.create(&account, name);
+                        let _ = self.mailboxes.subscribe(&account, name, true);
+                    }
+                }
                 self.state = State::Authenticated(account);
                 let caps = self.capabilities();
                 self.ok(tag, Some(Code::Capability(caps)), "logged in");

@@ -48,6 +48,16 @@ pub enum StoreError {
     Failed,
 }
 
+/// The folders every account has (RFC 6154 SPECIAL-USE), made at the
+/// first login: name and attribute.
+pub const SPECIAL: [(&str, &str); 5] = [
+    ("Drafts", "Drafts"),
+    ("Sent", "Sent"),
+    ("Archive", "Archive"),
+    ("Junk", "Junk"),
+    ("Trash", "Trash"),
+];
+
 pub trait Mailboxes: Send + Sync {
     /// `account`'s folders, `INBOX` first; the hierarchy separator is ".".
     fn folders(&self, account: &str) -> Result<Vec<String>, StoreError>;

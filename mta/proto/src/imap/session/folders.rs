@@ -38,6 +38,14 @@ fn matches(pattern: &[u8], name: &[u8]) -> bool {
     }
 }
 
+/// The special-use attribute of folder `name` (RFC 6154), if it has one.
+fn special_of(name: &str) -> Option<FlagNameAttribute<'static>> {
+    crate::imap::store::SPECIAL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, attribute)| FlagNameAttribute::from(Atom::try_from(*attribute).expect("an atom")))
+}
+
 /// The LIST/LSUB pattern: reference and wildcard joined.
 fn pattern_of(reference: &Mailbox<'_>, wildcard: &ListMailbox<'_>) -> Vec<u8> {
     let mut full = name_of(reference).unwrap_or_default().into_bytes();
@@ -139,10 +147,12 @@ impl Session {
                             let Ok(mailbox) = Mailbox::try_from(folder.clone()) else {
                                 continue;
                             };
+                            let mut items = vec![FlagNameAttribute::from(
+                                Atom::try_from(attribute).expect("an atom"),
+                            )];
+                            items.extend(special_of(folder));
                             self.respond(&Response::Data(Data::List {
-                                items: vec![FlagNameAttribute::from(
-                                    Atom::try_from(attribute).expect("an atom"),
-                                )],
+                                items,
                                 delimiter: Some(QuotedChar::unvalidated('.')),
                                 mailbox,
                             }));
@@ -217,11 +227,12 @@ impl Session {
                             if !listed(&pattern, &name) {
                                 continue;
                             }
+                            let items = special_of(&name).into_iter().collect();
                             let Ok(mailbox) = Mailbox::try_from(name) else {
                                 continue;
                             };
                             self.respond(&Response::Data(Data::Lsub {
-                                items: Vec::new(),
+                                items,
                                 delimiter: Some(QuotedChar::unvalidated('.')),
                                 mailbox,
                             }));

@@ -202,7 +202,7 @@ fn list_and_create_folders() {
     let mut s = logged_in(store.clone());
     let (out, _) = talk(
         &mut s,
-        "l1 CREATE Archive.2026\r\nl2 CREATE Sent\r\nl3 CREATE Sent\r\n",
+        "l1 CREATE Archive.2026\r\nl2 CREATE Notes\r\nl3 CREATE Notes\r\n",
     );
     assert_eq!(
         out,
@@ -211,7 +211,15 @@ fn list_and_create_folders() {
     let (out, _) = talk(&mut s, "l4 LIST \"\" *\r\n");
     assert_eq!(
         out,
-        "* LIST (\\HasNoChildren) \".\" Archive.2026\r\n* LIST (\\HasNoChildren) \".\" INBOX\r\n* LIST (\\HasNoChildren) \".\" Sent\r\nl4 OK LIST completed\r\n"
+        "* LIST (\\HasChildren \\Archive) \".\" Archive\r\n\
+         * LIST (\\HasNoChildren) \".\" Archive.2026\r\n\
+         * LIST (\\HasNoChildren \\Drafts) \".\" Drafts\r\n\
+         * LIST (\\HasNoChildren) \".\" INBOX\r\n\
+         * LIST (\\HasNoChildren \\Junk) \".\" Junk\r\n\
+         * LIST (\\HasNoChildren) \".\" Notes\r\n\
+         * LIST (\\HasNoChildren \\Sent) \".\" Sent\r\n\
+         * LIST (\\HasNoChildren \\Trash) \".\" Trash\r\n\
+         l4 OK LIST completed\r\n"
     );
     let (out, _) = talk(&mut s, "l5 LIST \"\" %\r\n");
     assert!(
@@ -470,7 +478,9 @@ fn append_copy_move_status_and_the_rest() {
     let (out, _) = talk(&mut s, "l1 SUBSCRIBE Archive\r\nl2 LSUB \"\" *\r\n");
     assert_eq!(
         out,
-        "l1 OK SUBSCRIBE completed\r\n* LSUB () \".\" Archive\r\nl2 OK LSUB completed\r\n"
+        "l1 OK SUBSCRIBE completed\r\n* LSUB (\\Archive) \".\" Archive\r\n* LSUB (\\Drafts) \".\" Drafts\r\n\
+         * LSUB (\\Junk) \".\" Junk\r\n* LSUB (\\Sent) \".\" Sent\r\n* LSUB (\\Trash) \".\" Trash\r\n\
+         l2 OK LSUB completed\r\n"
     );
     let (out, _) = talk(&mut s, "n1 NAMESPACE\r\n");
     assert_eq!(
