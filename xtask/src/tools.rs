@@ -144,6 +144,11 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
             },
         ),
         Prereq::new(
+            "mbsync (isync: a real IMAP client the tests sync with)",
+            Fix::Apt(&["isync"]),
+            || run("mbsync", &["--version"], b"").map(drop),
+        ),
+        Prereq::new(
             "pebble (Let's Encrypt's ACME test server)",
             Fix::Apt(&["pebble"]),
             || {

@@ -9,6 +9,7 @@ mod common;
 mod crash;
 mod dkim;
 mod imap;
+mod imap_clients;
 mod imap_dovecot;
 mod outbound;
 mod smtp;

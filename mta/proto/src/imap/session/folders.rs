@@ -327,7 +327,9 @@ impl Session {
                 }));
                 self.ok(tag, None, "NAMESPACE completed");
             }
-            CommandBody::Unselect | CommandBody::Close | CommandBody::Check => {
+            CommandBody::Unselect | CommandBody::Close | CommandBody::Check
+                if self.selected.is_none() =>
+            {
                 self.bad(Some(tag), "no folder is selected");
             }
             _ => return false,

@@ -574,3 +574,21 @@ fn idle_hears_of_new_mail_until_done() {
     let (out, _) = talk(&mut s, "NOOP\r\n");
     assert_eq!(out, "j BAD IDLE ends with DONE\r\n");
 }
+
+#[test]
+fn close_expunges_silently_and_deselects() {
+    let store = Arc::new(Fake::default());
+    store
+        .folders
+        .lock()
+        .unwrap()
+        .insert("INBOX".into(), vec![1, 2]);
+    let mut s = logged_in(store.clone());
+    talk(&mut s, "s SELECT INBOX\r\n");
+    talk(&mut s, "f STORE 1 +FLAGS.SILENT (\\Deleted)\r\n");
+    let (out, _) = talk(&mut s, "c CLOSE\r\n");
+    assert_eq!(out, "c OK CLOSE completed\r\n");
+    assert_eq!(store.folders.lock().unwrap()["INBOX"], [2]);
+    let (out, _) = talk(&mut s, "d CLOSE\r\n");
+    assert_eq!(out, "d BAD no folder is selected\r\n");
+}
