@@ -148,6 +148,27 @@ impl Mailboxes for MailStore {
         Ok((folder.uid_validity, pairs))
     }
 
+    fn move_messages(
+        &self,
+        account: &str,
+        from: &str,
+        uids: &[u32],
+        to: &str,
+    ) -> Result<(u32, Vec<(u32, u32)>), StoreError> {
+        let m = self.mailbox(account)?;
+        let target = m.dir_of(to).map_err(|_| StoreError::NoSuchFolder)?;
+        if !target.join("cur").is_dir() {
+            return Err(StoreError::NoSuchFolder);
+        }
+        let pairs = m
+            .move_to(from, uids, to)
+            .map_err(|e| failed(account, &format!("moving to {to}"), e))?;
+        let folder = m
+            .sync_quietly(to)
+            .map_err(|e| failed(account, &format!("reading {to}"), e))?;
+        Ok((folder.uid_validity, pairs))
+    }
+
     fn delete(&self, account: &str, name: &str) -> Result<(), StoreError> {
         let m = self.mailbox(account)?;
         let dir = m.dir_of(name).map_err(|_| StoreError::NoSuchFolder)?;

@@ -10,6 +10,7 @@ mod crash;
 mod dkim;
 mod imap;
 mod imap_clients;
+mod imap_crash;
 mod imap_dovecot;
 mod outbound;
 mod smtp;

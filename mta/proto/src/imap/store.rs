@@ -101,6 +101,15 @@ pub trait Mailboxes: Send + Sync {
         uids: &[u32],
         to: &str,
     ) -> Result<(u32, Vec<(u32, u32)>), StoreError>;
+    /// Moves messages `uids` of `from` into `to` (each always in one of
+    /// the two); `to`'s UIDVALIDITY and the (source, new) UIDs.
+    fn move_messages(
+        &self,
+        account: &str,
+        from: &str,
+        uids: &[u32],
+        to: &str,
+    ) -> Result<(u32, Vec<(u32, u32)>), StoreError>;
     fn delete(&self, account: &str, name: &str) -> Result<(), StoreError>;
     fn rename(&self, account: &str, from: &str, to: &str) -> Result<(), StoreError>;
     /// The folders subscribed to (LSUB).

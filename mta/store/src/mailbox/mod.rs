@@ -652,6 +652,69 @@ impl Mailbox {
         Ok(pairs)
     }
 
+    /// Moves messages `uids` of folder `from` into folder `to`; the (old,
+    /// new) UIDs. Each file is renamed into the target (atomic: a message
+    /// is always in one folder), then one transaction moves the records:
+    /// after a crash between the two, the next syncs give the moved file
+    /// a new UID in the target and expunge its old record.
+    pub fn move_to(&self, from: &str, uids: &[u32], to: &str) -> anyhow::Result<Vec<(u32, u32)>> {
+        let (source, target) = (self.dir_of(from)?, self.dir_of(to)?);
+        if !target.join("cur").is_dir() {
+            bail!("there is no folder {to}");
+        }
+        let state = self.sync_quietly(from)?;
+        let w = self.db.begin_write()?;
+        let mut pairs = Vec::new();
+        {
+            let mut folders = w.open_table(FOLDERS)?;
+            let mut messages = w.open_table(MESSAGES)?;
+            let mut by_file = w.open_table(BY_FILE)?;
+            let mut expunged = w.open_table(EXPUNGED)?;
+            let mut src = self.folder_record(&mut folders, from)?;
+            let mut dst = self.folder_record(&mut folders, to)?;
+            src.highest_modseq += 1;
+            dst.highest_modseq += 1;
+            for uid in uids {
+                let Some(m) = state.messages.iter().find(|m| m.uid == *uid) else {
+                    continue;
+                };
+                let Some(file) = self.file_of(from, m)? else {
+                    continue;
+                };
+                let mut base = m.base.clone();
+                while by_file.get((dst.id, base.as_str()))?.is_some() {
+                    base.push('m');
+                }
+                fs::rename(
+                    &file,
+                    target.join("cur").join(format!("{base}{}", m.flags.info())),
+                )
+                .with_context(|| format!("moving {}", file.display()))?;
+                let new_uid = dst.uid_next;
+                dst.uid_next = new_uid.checked_add(1).context("UIDs are used up")?;
+                let moved = Message {
+                    uid: new_uid,
+                    base: base.clone(),
+                    flags: m.flags,
+                    modseq: dst.highest_modseq,
+                    unseen_by_sessions: true,
+                };
+                messages.insert((dst.id, new_uid), encode(&moved).as_slice())?;
+                by_file.insert((dst.id, base.as_str()), new_uid)?;
+                messages.remove((src.id, m.uid))?;
+                by_file.remove((src.id, m.base.as_str()))?;
+                expunged.insert((src.id, m.uid), src.highest_modseq)?;
+                pairs.push((m.uid, new_uid));
+            }
+            folders.insert(key(from), encode(&src).as_slice())?;
+            folders.insert(key(to), encode(&dst).as_slice())?;
+        }
+        sync_dir(&target.join("cur"))?;
+        sync_dir(&source.join("cur"))?;
+        w.commit()?;
+        Ok(pairs)
+    }
+
     /// Removes folder `name` with its messages (INBOX cannot go).
     pub fn delete(&self, name: &str) -> anyhow::Result<()> {
         if name.eq_ignore_ascii_case(INBOX) {

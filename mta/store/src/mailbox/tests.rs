@@ -229,3 +229,26 @@ fn append_copy_rename_and_delete() {
         "never the same UIDVALIDITY"
     );
 }
+
+#[test]
+fn a_moved_message_is_in_one_folder_only() {
+    let t = tempfile::tempdir().unwrap();
+    let m = Mailbox::open(t.path()).unwrap();
+    m.create("Archive").unwrap();
+    deliver(t.path(), "1700000001.M1Q1R0.mx", "one");
+    deliver(t.path(), "1700000002.M1Q2R0.mx", "two");
+    m.sync(INBOX).unwrap();
+    assert_eq!(m.move_to(INBOX, &[2], "Archive").unwrap(), [(2, 1)]);
+    let inbox = m.sync(INBOX).unwrap();
+    let archive = m.sync("Archive").unwrap();
+    assert_eq!(
+        inbox.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        [1]
+    );
+    assert_eq!(archive.messages.len(), 1);
+    assert_eq!(fs::read_dir(t.path().join("cur")).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(t.path().join(".Archive/cur")).unwrap().count(),
+        1
+    );
+}

@@ -316,6 +316,8 @@ impl Session {
         let uids: Vec<u32> = chosen.iter().map(|(_, m)| m.uid).collect();
         let done = if uids.is_empty() {
             Ok((0, Vec::new()))
+        } else if moving {
+            self.mailboxes.move_messages(&account, &from, &uids, &to)
         } else {
             self.mailboxes.copy(&account, &from, &uids, &to)
         };
@@ -349,14 +351,7 @@ impl Session {
             self.respond(&Response::Status(status));
         }
         let moved: Vec<u32> = pairs.iter().map(|(from, _)| *from).collect();
-        if !moved.is_empty() && !self.remove(&account, &from, &moved) {
-            self.no(
-                tag,
-                Some(rfc5530(b"SERVERBUG")),
-                "the messages were copied but not removed",
-            );
-            return;
-        }
+        self.gone(&moved);
         self.ok(tag, None, verb);
     }
 
@@ -678,6 +673,13 @@ impl Session {
         let Ok(removed) = self.mailboxes.expunge(account, name, uids) else {
             return false;
         };
+        self.gone(&removed);
+        true
+    }
+
+    /// Messages `removed` (UIDs) are no longer in the selected folder: the
+    /// client is told each sequence number gone, highest first.
+    fn gone(&mut self, removed: &[u32]) {
         let positions: Vec<u32> = self
             .selected
             .as_ref()
@@ -700,7 +702,6 @@ impl Session {
             s.folder.messages.retain(|m| !removed.contains(&m.uid));
             s.recent.retain(|uid| !removed.contains(uid));
         }
-        true
     }
 }
 

@@ -91,6 +91,17 @@ impl Mailboxes for Fake {
         }
         Ok((1700000001, pairs))
     }
+    fn move_messages(
+        &self,
+        account: &str,
+        from: &str,
+        uids: &[u32],
+        to: &str,
+    ) -> Result<(u32, Vec<(u32, u32)>), StoreError> {
+        let done = self.copy(account, from, uids, to)?;
+        self.expunge(account, from, uids)?;
+        Ok(done)
+    }
     fn delete(&self, _: &str, name: &str) -> Result<(), StoreError> {
         self.folders
             .lock()
