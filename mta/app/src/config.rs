@@ -412,6 +412,13 @@ impl Config {
         })
     }
 
+    /// Whether mail can be read here (an IMAP listener).
+    pub fn serves_imap(&self) -> bool {
+        self.listeners
+            .iter()
+            .any(|l| matches!(l.service, Service::Imap { .. }))
+    }
+
     /// The names the certificate is for: the host name, and the names
     /// each domain's clients and MTA-STS reach this server by (as the DNS
     /// page asks to publish them).

@@ -166,6 +166,22 @@ pub fn for_domain(config: &Config, keys: &Keys, domain: &str) -> anyhow::Result<
         Purpose::Clients,
         "Mail programs find where to send mail (STARTTLS, RFC 6186).",
     ));
+    if config.serves_imap() {
+        out.push(record(
+            format!("_imaps._tcp.{domain}"),
+            "SRV",
+            format!("0 1 993 {host}."),
+            Purpose::Clients,
+            "Mail programs find where to read mail (IMAP over TLS, RFC 8314).",
+        ));
+        out.push(record(
+            format!("_imap._tcp.{domain}"),
+            "SRV",
+            format!("10 1 143 {host}."),
+            Purpose::Clients,
+            "Mail programs find where to read mail (IMAP with STARTTLS, RFC 6186).",
+        ));
+    }
     for name in ["autoconfig", "autodiscover"] {
         out.push(record(
             format!("{name}.{domain}"),

@@ -222,3 +222,38 @@ raw.sendall(b"DONE\r\n"); print("done:", until("c ").strip())
     assert!(stdout.contains("woken: * 1 EXISTS"), "{stdout}");
     assert!(stdout.contains("done: c OK IDLE completed"), "{stdout}");
 }
+
+#[test]
+fn mail_programs_are_told_where_to_read_mail() {
+    let s = Server::start(&format!(
+        "{LISTENERS}[[listeners]]\naddress = \"127.0.0.1:0\"\nrole = \"http\"\n"
+    ));
+    let mut b = crate::common::http::Browser::new(&s, "autoconfig.example.org");
+    let r = b.get(
+        s.listeners["http"],
+        false,
+        "/mail/config-v1.1.xml?emailaddress=alice%40example.org",
+    );
+    assert!(
+        r.body.contains("<incomingServer type=\"imap\">\n      <hostname>mx.example.org</hostname>\n      <port>993</port>\n      <socketType>SSL</socketType>"),
+        "{}",
+        r.body
+    );
+    let r = b.post_raw(
+        s.listeners["http"],
+        false,
+        "/autodiscover/autodiscover.xml",
+        "<Autodiscover><Request><EMailAddress>alice@example.org</EMailAddress></Request></Autodiscover>",
+    );
+    assert!(
+        r.body.contains("<Type>IMAP</Type>") && r.body.contains("<Port>993</Port>"),
+        "{}",
+        r.body
+    );
+    let shown = s.mta("dns", &["show", "example.org"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("_imaps._tcp.example.org") && shown.contains("0 1 993 mx.example.org."),
+        "{shown}"
+    );
+}

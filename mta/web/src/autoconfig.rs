@@ -4,8 +4,8 @@
 //! served without login on HTTP and HTTPS (clients ask
 //! `autoconfig.<domain>` and `autodiscover.<domain>`, which the DNS page
 //! points here). They advertise submission (465 with TLS, 587 with
-//! STARTTLS); incoming mail (IMAP) joins once the server speaks it. Apple's
-//! `.mobileconfig` needs an incoming server, so it waits for IMAP too.
+//! STARTTLS) and, with an IMAP listener, where to read it (993 TLS, 143
+//! STARTTLS).
 //! The MTA-STS policy is here as well: it is as public as these.
 
 use std::sync::Arc;
@@ -104,15 +104,26 @@ async fn thunderbird(
     let Some(domain) = domain_asked(&web, &q.emailaddress, &headers) else {
         return (StatusCode::NOT_FOUND, "no domain here\n").into_response();
     };
-    let host = web.settings.get().config.hostname.clone();
+    let config = web.settings.get().config.clone();
+    let host = config.hostname.clone();
     let (domain, host) = (xml(&domain), xml(&host));
+    let incoming = |port: u16, socket: &str| {
+        format!(
+            "    <incomingServer type=\"imap\">\n      <hostname>{host}</hostname>\n      <port>{port}</port>\n      <socketType>{socket}</socketType>\n      <authentication>password-cleartext</authentication>\n      <username>%EMAILADDRESS%</username>\n    </incomingServer>\n"
+        )
+    };
+    let reading = if config.serves_imap() {
+        incoming(993, "SSL") + &incoming(143, "STARTTLS")
+    } else {
+        String::new()
+    };
     let server = |port: u16, socket: &str| {
         format!(
             "    <outgoingServer type=\"smtp\">\n      <hostname>{host}</hostname>\n      <port>{port}</port>\n      <socketType>{socket}</socketType>\n      <authentication>password-cleartext</authentication>\n      <username>%EMAILADDRESS%</username>\n    </outgoingServer>\n"
         )
     };
     xml_response(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n  <emailProvider id=\"{domain}\">\n    <domain>{domain}</domain>\n    <displayName>Mailbox ({domain})</displayName>\n    <displayShortName>{domain}</displayShortName>\n{}{}  </emailProvider>\n</clientConfig>\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n  <emailProvider id=\"{domain}\">\n    <domain>{domain}</domain>\n    <displayName>Mailbox ({domain})</displayName>\n    <displayShortName>{domain}</displayShortName>\n{reading}{}{}  </emailProvider>\n</clientConfig>\n",
         server(465, "SSL"),
         server(587, "STARTTLS"),
     ))
@@ -142,9 +153,21 @@ async fn autodiscover(State(web): State<Arc<Web>>, headers: HeaderMap, body: Str
         .filter(|a| a.domain() == domain)
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let host = xml(&web.settings.get().config.hostname);
+    let config = web.settings.get().config.clone();
+    let host = xml(&config.hostname);
+    let protocol = |kind: &str, port: u16| {
+        format!(
+            "      <Protocol>\n        <Type>{kind}</Type>\n        <Server>{host}</Server>\n        <Port>{port}</Port>\n        <LoginName>{}</LoginName>\n        <SSL>on</SSL>\n        <Encryption>SSL</Encryption>\n        <SPA>off</SPA>\n        <AuthRequired>on</AuthRequired>\n      </Protocol>\n",
+            xml(&login)
+        )
+    };
+    let reading = if config.serves_imap() {
+        protocol("IMAP", 993)
+    } else {
+        String::new()
+    };
     xml_response(format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006\">\n  <Response xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\">\n    <Account>\n      <AccountType>email</AccountType>\n      <Action>settings</Action>\n      <Protocol>\n        <Type>SMTP</Type>\n        <Server>{host}</Server>\n        <Port>465</Port>\n        <LoginName>{}</LoginName>\n        <SSL>on</SSL>\n        <Encryption>SSL</Encryption>\n        <SPA>off</SPA>\n        <AuthRequired>on</AuthRequired>\n      </Protocol>\n    </Account>\n  </Response>\n</Autodiscover>\n",
-        xml(&login)
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006\">\n  <Response xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\">\n    <Account>\n      <AccountType>email</AccountType>\n      <Action>settings</Action>\n{reading}{}    </Account>\n  </Response>\n</Autodiscover>\n",
+        protocol("SMTP", 465)
     ))
 }
