@@ -51,7 +51,7 @@ fn imaplib_logs_in_over_tls_and_after_starttls_only() {
         &format!(
             r#"{PRELUDE}
 c = imaplib.IMAP4_SSL("127.0.0.1", implicit, ssl_context=ctx, timeout=20)
-assert "IMAP4REV2" in c.capabilities and "AUTH=PLAIN" in c.capabilities, c.capabilities
+assert "IMAP4REV1" in c.capabilities and "AUTH=PLAIN" in c.capabilities, c.capabilities
 try:
     c.login("alice@example.org", "wrong")
     raise SystemExit("a wrong password was taken")

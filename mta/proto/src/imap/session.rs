@@ -158,7 +158,8 @@ impl Session {
     fn capabilities(&self) -> Vec1<Capability<'static>> {
         let mut caps = vec![
             Capability::Imap4Rev1,
-            Capability::from(Atom::try_from("IMAP4rev2").expect("an atom")),
+            // IMAP4rev2 comes when ESEARCH, LIST-EXTENDED and its ENABLE
+            // are served: a client told so would rely on them.
             Capability::LiteralMinus,
             Capability::SaslIr,
             Capability::Enable,
