@@ -250,6 +250,44 @@ fn mail_programs_are_told_where_to_read_mail() {
         "{}",
         r.body
     );
+    // Apple's profile, read by Python's plistlib (an independent parser).
+    let r = b.get(
+        s.listeners["http"],
+        false,
+        "/mobileconfig?emailaddress=alice%40example.org",
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/x-apple-aspen-config")
+    );
+    let mut py = Command::new("python3")
+        .arg("-c")
+        .arg("import plistlib, sys; p = plistlib.loads(sys.stdin.buffer.read()); a = p['PayloadContent'][0]; print(p['PayloadType'], a['PayloadType'], a['EmailAccountType'], a['IncomingMailServerHostName'], a['IncomingMailServerPortNumber'], a['IncomingMailServerUseSSL'], a['OutgoingMailServerPortNumber'], a['EmailAddress'])")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), r.body.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Configuration com.apple.mail.managed EmailTypeIMAP mx.example.org 993 True 465 alice@example.org"
+    );
+    let again = b.get(
+        s.listeners["http"],
+        false,
+        "/mobileconfig?emailaddress=alice%40example.org",
+    );
+    assert_eq!(
+        again.body, r.body,
+        "the same profile each time (it replaces itself)"
+    );
+    let r = b.get(
+        s.listeners["http"],
+        false,
+        "/mobileconfig?emailaddress=someone%40elsewhere.example",
+    );
+    assert_eq!(r.status, 404);
     let shown = s.mta("dns", &["show", "example.org"]);
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(

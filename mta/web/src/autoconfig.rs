@@ -5,7 +5,8 @@
 //! `autoconfig.<domain>` and `autodiscover.<domain>`, which the DNS page
 //! points here). They advertise submission (465 with TLS, 587 with
 //! STARTTLS) and, with an IMAP listener, where to read it (993 TLS, 143
-//! STARTTLS).
+//! STARTTLS); Apple devices get a configuration profile
+//! (`/mobileconfig?emailaddress=`) with the same servers.
 //! The MTA-STS policy is here as well: it is as public as these.
 
 use std::sync::Arc;
@@ -36,6 +37,93 @@ pub fn routes() -> Router<Arc<Web>> {
             get(autodiscover_get).post(autodiscover),
         )
         .route("/.well-known/mta-sts.txt", get(mta_sts))
+        .route("/mobileconfig", get(apple))
+}
+
+/// A UUID-shaped identifier derived from `text`: the same account gets the
+/// same profile, so installing it again replaces it.
+fn stable_uuid(text: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let h: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Apple's configuration profile (`.mobileconfig`) for one address: the
+/// mail account with IMAP (993) and submission (465), both over TLS,
+/// the password asked for on the device (none is in the profile).
+async fn apple(State(web): State<Arc<Web>>, Query(q): Query<Ask>) -> Response {
+    let config = web.settings.get().config.clone();
+    let Ok(address) = Address::parse(q.emailaddress.trim(), true) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "give ?emailaddress=you@your.domain\n",
+        )
+            .into_response();
+    };
+    if !config.is_local_domain(address.domain()) || !config.serves_imap() {
+        return (
+            StatusCode::NOT_FOUND,
+            "no mail account here for that address\n",
+        )
+            .into_response();
+    }
+    let (address, host) = (xml(&address.to_string()), xml(&config.hostname));
+    let domain = xml(address.rsplit_once('@').map_or("", |(_, d)| d));
+    let account_id = stable_uuid(&format!("mailbox account {address}"));
+    let profile_id = stable_uuid(&format!("mailbox profile {address}"));
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+<plist version=\"1.0\">\n<dict>\n\
+  <key>PayloadContent</key>\n  <array>\n    <dict>\n\
+      <key>EmailAccountDescription</key><string>{address}</string>\n\
+      <key>EmailAccountType</key><string>EmailTypeIMAP</string>\n\
+      <key>EmailAddress</key><string>{address}</string>\n\
+      <key>IncomingMailServerAuthentication</key><string>EmailAuthPassword</string>\n\
+      <key>IncomingMailServerHostName</key><string>{host}</string>\n\
+      <key>IncomingMailServerPortNumber</key><integer>993</integer>\n\
+      <key>IncomingMailServerUseSSL</key><true/>\n\
+      <key>IncomingMailServerUsername</key><string>{address}</string>\n\
+      <key>OutgoingMailServerAuthentication</key><string>EmailAuthPassword</string>\n\
+      <key>OutgoingMailServerHostName</key><string>{host}</string>\n\
+      <key>OutgoingMailServerPortNumber</key><integer>465</integer>\n\
+      <key>OutgoingMailServerUseSSL</key><true/>\n\
+      <key>OutgoingMailServerUsername</key><string>{address}</string>\n\
+      <key>OutgoingPasswordSameAsIncomingPassword</key><true/>\n\
+      <key>PayloadDisplayName</key><string>{address}</string>\n\
+      <key>PayloadIdentifier</key><string>mailbox.{host}.account.{account_id}</string>\n\
+      <key>PayloadType</key><string>com.apple.mail.managed</string>\n\
+      <key>PayloadUUID</key><string>{account_id}</string>\n\
+      <key>PayloadVersion</key><integer>1</integer>\n\
+    </dict>\n  </array>\n\
+  <key>PayloadDisplayName</key><string>Mail ({domain})</string>\n\
+  <key>PayloadIdentifier</key><string>mailbox.{host}.{profile_id}</string>\n\
+  <key>PayloadType</key><string>Configuration</string>\n\
+  <key>PayloadUUID</key><string>{profile_id}</string>\n\
+  <key>PayloadVersion</key><integer>1</integer>\n\
+</dict>\n</plist>\n"
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-apple-aspen-config"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"mailbox.mobileconfig\"",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The MTA-STS policy (RFC 8461 §3.2) the `_mta-sts` record announces, for

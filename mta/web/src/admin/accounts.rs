@@ -101,7 +101,12 @@ async fn page(
                         @for (a, size) in config.accounts.iter().zip(sizes) {
                             @let key = a.address.key();
                             tr {
-                                td { code { (a.address) } @if a.admin { " " span.badge.ok { "owner" } } }
+                                td {
+                                    code { (a.address) } @if a.admin { " " span.badge.ok { "owner" } }
+                                    @if config.serves_imap() {
+                                        " " a.small href={"/mobileconfig?emailaddress=" (key)} title="A profile that sets up Mail on an iPhone, iPad or Mac" { "Apple profile" }
+                                    }
+                                }
                                 td { (human(size)) }
                                 td {
                                     form.inline method="post" action="/accounts/password" {
