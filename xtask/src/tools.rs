@@ -149,6 +149,14 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
             || run("mbsync", &["--version"], b"").map(drop),
         ),
         Prereq::new(
+            "neomutt in tmux (a terminal mail program the tests drive)",
+            Fix::Apt(&["neomutt", "tmux"]),
+            || {
+                run("neomutt", &["-v"], b"")?;
+                run("tmux", &["-V"], b"").map(drop)
+            },
+        ),
+        Prereq::new(
             "pebble (Let's Encrypt's ACME test server)",
             Fix::Apt(&["pebble"]),
             || {

@@ -1,9 +1,11 @@
 //! Real mail programs against the IMAP server: mbsync (Debian `isync`)
 //! keeps a local Maildir in step with the account both ways, and a second
-//! run finds nothing to do.
+//! run finds nothing to do; neomutt, in a tmux pane, opens the mailbox
+//! and reads a message.
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::{Client, Server};
 
@@ -152,3 +154,83 @@ print("inbox:", sorted(d.decode() for d in c.fetch("1:*", "(FLAGS)")[1]))
 c.select("Sent", readonly=True)
 print("sent:", c.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1].decode().strip())
 "#;
+
+#[test]
+fn neomutt_opens_the_mailbox_and_reads_a_message() {
+    let s = Server::start(LISTENERS);
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO sender.example");
+    let r = c.send_mail(
+        "carol@sender.example",
+        &["alice@example.org"],
+        "From: Carol <carol@sender.example>\r\nSubject: Lunch on Friday\r\n\r\nShall we meet at noon?\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    s.wait_for_mail("alice@example.org", 1);
+
+    let home = tempfile::tempdir().unwrap();
+    let rc = home.path().join("muttrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set folder = \"imaps://alice@example.org@127.0.0.1:{port}/\"\n\
+             set spoolfile = \"+INBOX\"\nset imap_pass = \"Hello world!\"\n\
+             set certificate_file = \"{cert}\"\nset ssl_verify_host = no\n\
+             set mail_check = 1\nset header_cache = \"\"\nset message_cachedir = \"\"\n\
+             set pager_stop = yes\nset sort = date\n",
+            port = s.listeners["imaps"].port(),
+            cert = s.data().join("tls/self-signed.crt").display(),
+        ),
+    )
+    .unwrap();
+    let session = format!("mailbox-neomutt-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .output()
+            .expect("tmux (`cargo xtask test` installs it)")
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        "-s",
+        "t",
+        &format!(
+            "HOME={} TERM=xterm neomutt -n -F {}",
+            home.path().display(),
+            rc.display()
+        ),
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let screen =
+        || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "t"]).stdout).to_string();
+    let wait_for = |text: &str| {
+        crate::common::wait_until(
+            Duration::from_secs(20),
+            || format!("neomutt never showed {text:?}:\n{}", screen()),
+            || screen().contains(text).then_some(()),
+        )
+    };
+    // A self-signed certificate is offered for acceptance once.
+    std::thread::sleep(Duration::from_millis(1500));
+    if screen().contains("(r)eject") {
+        tmux(&["send-keys", "-t", "t", "a"]);
+    }
+    wait_for("Lunch on Friday");
+    tmux(&["send-keys", "-t", "t", "Enter"]);
+    wait_for("Shall we meet at noon?");
+    tmux(&["send-keys", "-t", "t", "q", "q"]);
+    let _ = tmux(&["kill-server"]);
+    // Reading it marked it seen on the server.
+    let maildir = s.data().join("mail/example.org/alice/cur");
+    let names: Vec<String> = std::fs::read_dir(&maildir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(":2,S")), "{names:?}");
+}
