@@ -142,10 +142,19 @@ def start_signed(path, smtp_port, out, tamper):
 
     import socket
 
-    udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
-    dns_port = udp.server_address[1]
+    # The same port for UDP and TCP: the UDP one the kernel gives may be
+    # taken for TCP by another test meanwhile; then try another.
     socketserver.ThreadingTCPServer.allow_reuse_address = True
-    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", dns_port), Tcp)
+    for attempt in range(50):
+        udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
+        dns_port = udp.server_address[1]
+        try:
+            tcp = socketserver.ThreadingTCPServer(("127.0.0.1", dns_port), Tcp)
+            break
+        except OSError:
+            udp.server_close()
+    else:
+        raise SystemExit("no port free for both UDP and TCP")
     for server in (udp, tcp):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     return dns_port
