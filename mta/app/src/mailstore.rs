@@ -134,18 +134,7 @@ impl Mailboxes for MailStore {
         uids: &[u32],
         to: &str,
     ) -> Result<(u32, Vec<(u32, u32)>), StoreError> {
-        let m = self.mailbox(account)?;
-        let target = m.dir_of(to).map_err(|_| StoreError::NoSuchFolder)?;
-        if !target.join("cur").is_dir() {
-            return Err(StoreError::NoSuchFolder);
-        }
-        let pairs = m
-            .copy(from, uids, to)
-            .map_err(|e| failed(account, &format!("copying to {to}"), e))?;
-        let folder = m
-            .sync_quietly(to)
-            .map_err(|e| failed(account, &format!("reading {to}"), e))?;
-        Ok((folder.uid_validity, pairs))
+        self.transfer(account, from, uids, to, false)
     }
 
     fn move_messages(
@@ -155,18 +144,7 @@ impl Mailboxes for MailStore {
         uids: &[u32],
         to: &str,
     ) -> Result<(u32, Vec<(u32, u32)>), StoreError> {
-        let m = self.mailbox(account)?;
-        let target = m.dir_of(to).map_err(|_| StoreError::NoSuchFolder)?;
-        if !target.join("cur").is_dir() {
-            return Err(StoreError::NoSuchFolder);
-        }
-        let pairs = m
-            .move_to(from, uids, to)
-            .map_err(|e| failed(account, &format!("moving to {to}"), e))?;
-        let folder = m
-            .sync_quietly(to)
-            .map_err(|e| failed(account, &format!("reading {to}"), e))?;
-        Ok((folder.uid_validity, pairs))
+        self.transfer(account, from, uids, to, true)
     }
 
     fn delete(&self, account: &str, name: &str) -> Result<(), StoreError> {
@@ -265,6 +243,33 @@ fn crlf(bytes: &[u8]) -> Vec<u8> {
 }
 
 impl MailStore {
+    /// COPY or MOVE: `to`'s UIDVALIDITY and the (source, new) UIDs.
+    fn transfer(
+        &self,
+        account: &str,
+        from: &str,
+        uids: &[u32],
+        to: &str,
+        moving: bool,
+    ) -> Result<(u32, Vec<(u32, u32)>), StoreError> {
+        let m = self.mailbox(account)?;
+        let target = m.dir_of(to).map_err(|_| StoreError::NoSuchFolder)?;
+        if !target.join("cur").is_dir() {
+            return Err(StoreError::NoSuchFolder);
+        }
+        let done = if moving {
+            m.move_to(from, uids, to)
+        } else {
+            m.copy(from, uids, to)
+        };
+        let verb = if moving { "moving" } else { "copying" };
+        let pairs = done.map_err(|e| failed(account, &format!("{verb} to {to}"), e))?;
+        let folder = m
+            .sync_quietly(to)
+            .map_err(|e| failed(account, &format!("reading {to}"), e))?;
+        Ok((folder.uid_validity, pairs))
+    }
+
     fn folder(&self, account: &str, name: &str, claim: bool) -> Result<Folder, StoreError> {
         let m = self.mailbox(account)?;
         let dir = m.dir_of(name).map_err(|_| StoreError::NoSuchFolder)?;

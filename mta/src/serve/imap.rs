@@ -13,7 +13,7 @@ use mta_app::mailstore::MailStore;
 use mta_proto::imap::session::{Config, Session, Step};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Conn, READ_BUFFER, Shared, Slot, handshake};
+use super::{Conn, READ_BUFFER, Shared, Slot, accept, handshake};
 
 /// The largest command, literals included.
 const MAX_COMMAND: u32 = 64 * 1024;
@@ -30,15 +30,7 @@ pub(super) async fn accept_loop(
     mailstore: Arc<MailStore>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = accept(&listener).await;
         let shared = shared.clone();
         let mailstore = mailstore.clone();
         tokio::spawn(async move {

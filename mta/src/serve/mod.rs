@@ -238,16 +238,7 @@ async fn accept_loop(
     stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = accept(&listener).await;
         let shared = shared.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -268,6 +259,23 @@ async fn accept_loop(
             }
             tracing::debug!("disconnect from {peer}");
         });
+    }
+}
+
+/// The next connection on `listener` (Nagle off). Accept errors (EMFILE
+/// and friends) back off instead of spinning.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

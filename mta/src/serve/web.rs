@@ -11,7 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use super::{Shared, Slot, handshake};
+use super::{Shared, Slot, accept, handshake};
 
 /// A request's header must arrive within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,15 +27,7 @@ pub(super) async fn accept_loop(
     web: Arc<mta_web::Web>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = accept(&listener).await;
         let shared = shared.clone();
         let web = web.clone();
         tokio::spawn(async move {
