@@ -58,13 +58,8 @@ impl MailStore {
         name: &str,
         uid: u32,
     ) -> Result<mailbox::Message, StoreError> {
-        let folder = m
-            .sync_quietly(name)
-            .map_err(|e| failed(account, &format!("reading {name}"), e))?;
-        folder
-            .messages
-            .into_iter()
-            .find(|m| m.uid == uid)
+        m.message(name, uid)
+            .map_err(|e| failed(account, &format!("reading {name}"), e))?
             .ok_or_else(|| StoreError::Invalid(format!("there is no message with UID {uid}")))
     }
 }
@@ -198,6 +193,17 @@ impl Mailboxes for MailStore {
         self.mailbox(account)?
             .expunge(name, uids)
             .map_err(|e| failed(account, &format!("expunging from {name}"), e))
+    }
+
+    fn expunged_since(
+        &self,
+        account: &str,
+        name: &str,
+        since: u64,
+    ) -> Result<Vec<u32>, StoreError> {
+        self.mailbox(account)?
+            .expunged_since(name, since)
+            .map_err(|e| failed(account, &format!("reading what left {name}"), e))
     }
 
     fn folders(&self, account: &str) -> Result<Vec<String>, StoreError> {

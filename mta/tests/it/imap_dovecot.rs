@@ -6,7 +6,10 @@
 //! Message-ID: the two number messages in their own order).
 //!
 //! Dovecot is set up as the appliance is: the special-use folders
-//! (RFC 6154) made and subscribed at the first login.
+//! (RFC 6154) made and subscribed at the first login. A second session
+//! compares CONDSTORE and QRESYNC (RFC 7162): what an expunge, a QRESYNC
+//! SELECT, FETCH CHANGEDSINCE with VANISHED, STORE UNCHANGEDSINCE and
+//! SEARCH MODSEQ tell about the same changes.
 
 use std::process::Command;
 
@@ -119,10 +122,80 @@ def session(c):
     c.logout()
     return out
 
-ours = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=30)
-ours.login("alice@example.org", "Hello world!")
-mine = session(ours)
-theirs = session(imaplib.IMAP4_stream("env USER=alice HOME=/tmp /usr/lib/dovecot/imap -c " + dovecot_conf))
+def uids_of(text):
+    """The UIDs of a set such as 3:5,9."""
+    out = []
+    for part in text.split(","):
+        a, _, b = part.partition(":")
+        out += range(int(a), int(b or a) + 1)
+    return out
+
+def resync(c):
+    """CONDSTORE and QRESYNC (RFC 7162): MODSEQ values are each server's
+    own, so they are compared by what they select, not by value."""
+    out = {}
+    typ, data = c._simple_command("ENABLE", "QRESYNC")
+    out["enable"] = (typ, [d.decode() for d in c.untagged_responses.pop("ENABLED", [])])
+    c.select("INBOX")
+    validity = c.untagged_responses["UIDVALIDITY"][-1].decode()
+    since = int(c.untagged_responses["HIGHESTMODSEQ"][-1])
+    typ, data = c.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    mid_of = {}
+    for d in data:
+        if isinstance(d, tuple):
+            uid = int(re.search(rb"UID (\d+)", d[0]).group(1))
+            mid_of[uid] = d[1].decode().strip().lower()
+    uids = sorted(mid_of)
+    def named(text):
+        text = re.sub(r"MODSEQ \(?\d+\)?", "MODSEQ n", text)
+        text = re.sub(r"^\d+ ", "", text)
+        return re.sub(r"UID (\d+)", lambda m: "UID " + mid_of.get(int(m.group(1)), "?"), text)
+    def vanished(lines):
+        found = []
+        for line in lines:
+            line = line.decode()
+            earlier = line.startswith("(EARLIER) ")
+            found += [("earlier " if earlier else "") + mid_of.get(u, "?")
+                      for u in uids_of(line.removeprefix("(EARLIER) "))]
+        return sorted(found)
+    # Changes after `since`: one message flagged, one expunged (told as
+    # VANISHED once QRESYNC is on).
+    c.uid("STORE", str(uids[0]), "+FLAGS.SILENT", "(\\Flagged)")
+    c.uid("STORE", str(uids[1]), "+FLAGS.SILENT", "(\\Deleted)")
+    c.untagged_responses.clear()
+    typ, data = c.expunge()
+    out["expunge told"] = (typ, vanished(c.untagged_responses.pop("VANISHED", [])))
+    c.select("Sent")
+    c.untagged_responses.clear()
+    typ, data = c._simple_command("SELECT", "INBOX (QRESYNC (%s %d))" % (validity, since))
+    out["qresync closed"] = "CLOSED" in c.untagged_responses
+    out["qresync vanished"] = vanished(c.untagged_responses.pop("VANISHED", []))
+    out["qresync fetch"] = sorted(named(d.decode()) for d in c.untagged_responses.pop("FETCH", []))
+    typ, data = c.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d VANISHED)" % since)
+    out["changedsince"] = (typ, sorted(named(d.decode()) for d in data if d))
+    out["changedsince vanished"] = vanished(c.untagged_responses.pop("VANISHED", []))
+    c.untagged_responses.clear()
+    typ, data = c._simple_command("UID", "STORE", "%d,%d" % (uids[0], uids[2]),
+                                  "(UNCHANGEDSINCE %d)" % since, "+FLAGS.SILENT", "(\\Answered)")
+    modified = re.search(r"\[MODIFIED ([\d:,]+)\]", data[0].decode())
+    out["unchangedsince"] = (typ, [mid_of[u] for u in uids_of(modified.group(1))] if modified else None,
+                             sorted(named(d.decode()) for d in c.untagged_responses.pop("FETCH", [])))
+    typ, data = c.uid("SEARCH", "MODSEQ %d" % (since + 1))
+    words = data[0].decode().split(" (MODSEQ ")
+    out["search modseq"] = (typ, sorted(mid_of[int(u)] for u in words[0].split()), len(words) == 2)
+    c.logout()
+    return out
+
+def both(run):
+    ours = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=30)
+    ours.login("alice@example.org", "Hello world!")
+    theirs = imaplib.IMAP4_stream("env USER=alice HOME=/tmp /usr/lib/dovecot/imap -c " + dovecot_conf)
+    return run(ours), run(theirs)
+
+mine, theirs = both(session)
+mine_resync, theirs_resync = both(resync)
+mine.update({"resync " + k: v for k, v in mine_resync.items()})
+theirs.update({"resync " + k: v for k, v in theirs_resync.items()})
 differences = [
     {"what": k, "mailbox": mine.get(k), "dovecot": theirs.get(k)}
     for k in sorted(set(mine) | set(theirs))

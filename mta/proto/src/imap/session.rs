@@ -1,8 +1,7 @@
-//! The IMAP server session, sans-I/O (issue 13 under way: framing, login,
-//! folders in `session/folders.rs`, messages in `session/messages.rs`;
-//! ENVELOPE, BODYSTRUCTURE, APPEND, COPY/MOVE, SEARCH, IDLE and QRESYNC
-//! next). Bytes in,
-//! responses and [`Step`]s out, like the SMTP session: the adapter writes
+//! The IMAP server session, sans-I/O: framing, login and the rest here,
+//! folders in `session/folders.rs`, messages in `session/messages.rs`,
+//! SEARCH in `session/search.rs`, CONDSTORE/QRESYNC in
+//! `session/condstore.rs`. Bytes in, responses and [`Step`]s out, like the SMTP session: the adapter writes
 //! [`Session::take_output`], runs TLS and checks passwords off the event
 //! loop.
 //!
@@ -32,6 +31,7 @@ use std::sync::Arc;
 use crate::imap::store::{Folder, Mailboxes};
 use crate::sasl::{AuthOutcome, Credentials, Mechanism};
 
+mod condstore;
 mod folders;
 mod messages;
 mod search;
@@ -108,6 +108,10 @@ pub struct Session {
     errors: u32,
     /// IDLE's tag while the client idles.
     idling: Option<Tag<'static>>,
+    /// CONDSTORE is on (RFC 7162 §3.1): MODSEQs in FETCH answers.
+    condstore: bool,
+    /// QRESYNC is enabled (RFC 7162 §3.2.3): VANISHED for expunges.
+    qresync: bool,
 }
 
 impl Session {
@@ -125,6 +129,8 @@ impl Session {
             tls,
             errors: 0,
             idling: None,
+            condstore: false,
+            qresync: false,
         }
     }
 
@@ -168,6 +174,8 @@ impl Session {
             Capability::Unselect,
             Capability::from(Atom::try_from("SPECIAL-USE").expect("an atom")),
             Capability::Move,
+            Capability::CondStore,
+            Capability::QResync,
             Capability::from(Atom::try_from("UIDPLUS").expect("an atom")),
             Capability::from(Atom::try_from("NAMESPACE").expect("an atom")),
             Capability::from(
@@ -413,13 +421,8 @@ impl Session {
                 }));
                 self.ok(tag, None, "ID completed");
             }
-            CommandBody::Enable { .. } if self.account().is_some() => {
-                // Nothing is enabled yet (CONDSTORE and QRESYNC are to
-                // come): an empty ENABLED says so (RFC 5161 §3.1).
-                self.respond(&Response::Data(Data::Enabled {
-                    capabilities: Vec::new(),
-                }));
-                self.ok(tag, None, "ENABLE completed");
+            CommandBody::Enable { capabilities } if self.account().is_some() => {
+                self.enable(tag, capabilities.as_ref());
             }
             CommandBody::Logout => {
                 self.bye("logging out");

@@ -79,6 +79,10 @@ pub trait Mailboxes: Send + Sync {
         uid: u32,
         flags: Flags,
     ) -> Result<u64, StoreError>;
+    /// The UIDs expunged from the folder after MODSEQ `since` (QRESYNC's
+    /// VANISHED (EARLIER)), ascending.
+    fn expunged_since(&self, account: &str, name: &str, since: u64)
+    -> Result<Vec<u32>, StoreError>;
     /// Removes these messages; the UIDs removed.
     fn expunge(&self, account: &str, name: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError>;
     /// Adds `message` (CRLF line ends) with `flags`, arrived at `date`

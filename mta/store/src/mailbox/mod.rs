@@ -310,6 +310,7 @@ impl Mailbox {
             let mut messages = w.open_table(MESSAGES)?;
             let mut by_file = w.open_table(BY_FILE)?;
             let mut expunged = w.open_table(EXPUNGED)?;
+            let created = folders.get(key(name))?.is_none();
             let mut record = self.folder_record(&mut folders, name)?;
             let id = record.id;
 
@@ -383,12 +384,24 @@ impl Mailbox {
             if changed {
                 record.highest_modseq = next_modseq;
             }
-            folders.insert(key(name), encode(&record).as_slice())?;
-            record
+            let unchanged = !changed && moves.is_empty() && (recent.is_empty() || !claim);
+            if unchanged && !created {
+                (record, false)
+            } else {
+                folders.insert(key(name), encode(&record).as_slice())?;
+                (record, true)
+            }
         };
+        let (folder, write) = folder;
         // The UIDs are durable before any file moves: a file found in
         // `cur/` or `new/` after a crash keeps the UID its name maps to.
-        w.commit()?;
+        // A sync that found nothing new writes nothing (an IDLE session
+        // looks twice a second).
+        if write {
+            w.commit()?;
+        } else {
+            w.abort()?;
+        }
         for (from, to) in &moves {
             match fs::rename(from, to) {
                 Ok(()) => {}
@@ -422,6 +435,22 @@ impl Mailbox {
             messages: list,
             recent: Vec::new(),
         })
+    }
+
+    /// Message `uid` of folder `name` as the index has it (no sync: FETCH
+    /// reads what SELECT or NOOP listed).
+    pub fn message(&self, name: &str, uid: u32) -> anyhow::Result<Option<Message>> {
+        let r = self.db.begin_read()?;
+        let folders = r.open_table(FOLDERS)?;
+        let Some(bytes) = folders.get(key(name))? else {
+            return Ok(None);
+        };
+        let record: FolderRecord = decode(bytes.value())?;
+        let messages = r.open_table(MESSAGES)?;
+        match messages.get((record.id, uid))? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
     }
 
     /// The file of message `uid` in folder `name`, if it exists.

@@ -4,12 +4,13 @@
 
 use std::num::{NonZeroU32, NonZeroU64};
 
-use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::command::{CommandBody, SelectParameter};
 use imap_codec::imap_types::core::{Atom, IString, QuotedChar, Tag};
 use imap_codec::imap_types::extensions::namespace::Namespace;
 use imap_codec::imap_types::flag::{Flag, FlagNameAttribute, FlagPerm};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{Code, Data, Response, Status};
+use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::{Selected, Session, rfc5530};
@@ -79,10 +80,40 @@ impl Session {
             return false;
         };
         match body {
-            CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            }
+            | CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => {
                 let read_only = matches!(body, CommandBody::Examine { .. });
+                let resync = parameters.iter().find_map(|p| match p {
+                    SelectParameter::QResync {
+                        uid_validity,
+                        mod_sequence_value,
+                        known_uids,
+                        ..
+                    } => Some((
+                        uid_validity.get(),
+                        mod_sequence_value.get(),
+                        known_uids.clone(),
+                    )),
+                    SelectParameter::CondStore => None,
+                });
+                if resync.is_some() && !self.qresync {
+                    self.bad(Some(tag), "QRESYNC needs ENABLE QRESYNC first");
+                    return true;
+                }
+                if !parameters.is_empty() {
+                    self.condstore = true;
+                }
                 // Whatever happens, the folder selected before is not any
-                // more (RFC 9051 §6.3.2).
+                // more (RFC 9051 §6.3.2; RFC 7162 §3.2.11 says so).
+                if self.qresync && self.selected.is_some() {
+                    self.untagged_ok(Code::Closed, "the folder before is closed");
+                }
                 self.selected = None;
                 let Some(name) = name_of(mailbox) else {
                     self.no(
@@ -93,7 +124,7 @@ impl Session {
                     return true;
                 };
                 match self.mailboxes.open(&account, &name) {
-                    Ok(folder) => self.select(tag, name, folder, read_only),
+                    Ok(folder) => self.select(tag, name, folder, read_only, resync),
                     Err(e) => self.refuse(tag, e),
                 }
             }
@@ -246,6 +277,9 @@ impl Session {
                 mailbox,
                 item_names,
             } => {
+                if item_names.contains(&StatusDataItemName::HighestModSeq) {
+                    self.condstore = true;
+                }
                 let Some(name) = name_of(mailbox) else {
                     self.no(
                         tag,
@@ -347,7 +381,14 @@ impl Session {
         self.no(tag, code, &e.to_string());
     }
 
-    fn select(&mut self, tag: Tag<'static>, name: String, folder: Folder, read_only: bool) {
+    fn select(
+        &mut self,
+        tag: Tag<'static>,
+        name: String,
+        folder: Folder,
+        read_only: bool,
+        resync: Option<(u32, u64, Option<SequenceSet>)>,
+    ) {
         let system = || {
             vec![
                 Flag::Answered,
@@ -375,6 +416,9 @@ impl Session {
         if let Some(m) = NonZeroU64::new(folder.highest_modseq) {
             self.untagged_ok(Code::HighestModSeq(m), "the highest MODSEQ");
         }
+        if let Some((validity, since, known)) = resync {
+            self.resync(&name, &folder, validity, since, known.as_ref());
+        }
         let (code, text) = if read_only {
             (Code::ReadOnly, "EXAMINE completed")
         } else {
@@ -400,7 +444,8 @@ impl Session {
     }
 
     /// The selected folder brought up to date: messages gone are reported
-    /// (EXPUNGE, highest number first), then the new count (EXISTS).
+    /// (EXPUNGE, highest number first, or one VANISHED with QRESYNC), then
+    /// the new count (EXISTS), then the flags other sessions changed.
     fn rescan(&mut self) {
         let (Some(account), Some(selected)) = (self.account().map(str::to_string), &self.selected)
         else {
@@ -409,7 +454,7 @@ impl Session {
         let Ok(now) = self.mailboxes.open(&account, &selected.name) else {
             return;
         };
-        let before = &selected.folder.messages;
+        let before = selected.folder.messages.clone();
         let gone: Vec<u32> = before
             .iter()
             .enumerate()
@@ -420,16 +465,27 @@ impl Session {
             })
             .map(|(i, _)| i as u32 + 1)
             .collect();
-        let mut count = before.len() as u32;
-        for seq in gone.iter().rev() {
-            if let Some(seq) = NonZeroU32::new(*seq) {
+        let count = before.len() as u32 - gone.len() as u32;
+        if self.qresync {
+            let uids = gone
+                .iter()
+                .map(|seq| before[*seq as usize - 1].uid)
+                .collect();
+            if let Some(known_uids) = super::condstore::compact(uids) {
+                self.respond(&Response::Data(Data::Vanished {
+                    earlier: false,
+                    known_uids,
+                }));
+            }
+        } else {
+            for seq in gone.iter().rev().filter_map(|s| NonZeroU32::new(*s)) {
                 self.respond(&Response::Data(Data::Expunge(seq)));
-                count -= 1;
             }
         }
         if now.messages.len() as u32 != count || !gone.is_empty() {
             self.respond(&Response::Data(Data::Exists(now.messages.len() as u32)));
         }
+        self.tell_flag_changes(&before, &now.messages);
         let mut recent = 0;
         if let Some(selected) = &mut self.selected {
             selected.recent.extend(now.recent.iter().copied());

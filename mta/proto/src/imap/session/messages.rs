@@ -1,12 +1,11 @@
 //! The commands on the messages of the selected folder: FETCH (flags,
-//! UID, size, arrival, MODSEQ, the whole message and its header and text
-//! sections, partial), STORE, EXPUNGE and CLOSE, and their UID forms.
-//! (ENVELOPE, BODYSTRUCTURE and MIME part sections come with the MIME
-//! structure.)
+//! UID, size, arrival, MODSEQ, ENVELOPE, BODYSTRUCTURE, the message and its
+//! sections, partial; CHANGEDSINCE and VANISHED), STORE (UNCHANGEDSINCE),
+//! APPEND, COPY, MOVE, EXPUNGE and CLOSE, and their UID forms.
 
 use std::num::{NonZeroU32, NonZeroU64};
 
-use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::command::{CommandBody, FetchModifier, StoreModifier};
 use imap_codec::imap_types::core::{IString, Literal, NString, Tag, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::fetch::{
@@ -35,7 +34,7 @@ pub(super) fn contains(set: &SequenceSet, x: u32, largest: u32) -> bool {
     })
 }
 
-fn flag_list(f: Flags, recent: bool) -> Vec<FlagFetch<'static>> {
+pub(super) fn flag_list(f: Flags, recent: bool) -> Vec<FlagFetch<'static>> {
     let mut list: Vec<FlagFetch<'static>> = [
         (f.answered, Flag::Answered),
         (f.flagged, Flag::Flagged),
@@ -173,16 +172,23 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(tag, sequence_set, macro_or_item_names, *uid),
+                modifiers,
+            } => self.fetch(tag, sequence_set, macro_or_item_names, *uid, modifiers),
             CommandBody::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(tag, sequence_set, kind, response, flags, *uid),
+                modifiers,
+            } => {
+                let unchanged_since = modifiers
+                    .iter()
+                    .map(|StoreModifier::UnchangedSince(u)| *u)
+                    .next();
+                let how = (kind, response, unchanged_since);
+                self.store(tag, sequence_set, how, flags, *uid)
+            }
             CommandBody::Expunge => {
                 if self.expunge_deleted(None) {
                     self.ok(tag, None, "EXPUNGE completed");
@@ -381,8 +387,9 @@ impl Session {
         set: &SequenceSet,
         items: &MacroOrMessageDataItemNames<'static>,
         uid: bool,
+        modifiers: &[FetchModifier],
     ) {
-        let names: Vec<MessageDataItemName<'static>> = match items {
+        let mut names: Vec<MessageDataItemName<'static>> = match items {
             MacroOrMessageDataItemNames::Macro(m) => m
                 .expand()
                 .into_iter()
@@ -403,6 +410,25 @@ impl Session {
             );
             return;
         }
+        let changed_since = modifiers.iter().find_map(|m| match m {
+            FetchModifier::ChangedSince(m) => Some(m.get()),
+            FetchModifier::Vanished => None,
+        });
+        let vanished = modifiers.contains(&FetchModifier::Vanished);
+        if vanished && !(uid && self.qresync && changed_since.is_some()) {
+            self.bad(
+                Some(tag),
+                "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC",
+            );
+            return;
+        }
+        // CHANGEDSINCE implies MODSEQ; either turns CONDSTORE on.
+        if changed_since.is_some() && !names.contains(&MessageDataItemName::ModSeq) {
+            names.push(MessageDataItemName::ModSeq);
+        }
+        if names.contains(&MessageDataItemName::ModSeq) {
+            self.condstore = true;
+        }
         let Some(account) = self.account().map(str::to_string) else {
             return;
         };
@@ -410,6 +436,9 @@ impl Session {
             Some(s) => (s.name.clone(), s.read_only),
             None => return,
         };
+        if let (true, Some(since)) = (vanished, changed_since) {
+            self.vanished_since(&name, since, Some(set));
+        }
         let needs_content = names.iter().any(|n| {
             matches!(
                 n,
@@ -434,6 +463,9 @@ impl Session {
                 )
             });
         for (seq, mut message) in self.chosen(set, uid) {
+            if changed_since.is_some_and(|since| message.modseq <= since) {
+                continue;
+            }
             let content = if needs_content {
                 match self.mailboxes.read(&account, &name, message.uid) {
                     Ok(c) => Some(c),
@@ -528,6 +560,13 @@ impl Session {
                     0,
                     MessageDataItem::Flags(flag_list(message.flags, self.is_recent(message.uid))),
                 );
+                // With CONDSTORE, flags come with their MODSEQ (§3.2).
+                if self.condstore
+                    && !names.contains(&MessageDataItemName::ModSeq)
+                    && let Some(m) = NonZeroU64::new(message.modseq)
+                {
+                    out.push(MessageDataItem::ModSeq(m));
+                }
             }
             if (uid || names.contains(&MessageDataItemName::Uid))
                 && let Some(u) = NonZeroU32::new(message.uid)
@@ -550,7 +589,7 @@ impl Session {
         );
     }
 
-    fn is_recent(&self, uid: u32) -> bool {
+    pub(super) fn is_recent(&self, uid: u32) -> bool {
         self.selected
             .as_ref()
             .is_some_and(|s| s.recent.contains(&uid))
@@ -565,15 +604,20 @@ impl Session {
         }
     }
 
+    /// STORE: `how` is the kind of change, whether the answer is silent,
+    /// and UNCHANGEDSINCE's MODSEQ (RFC 7162 §3.1.3).
     fn store(
         &mut self,
         tag: Tag<'static>,
         set: &SequenceSet,
-        kind: &StoreType,
-        response: &StoreResponse,
+        how: (&StoreType, &StoreResponse, Option<u64>),
         flags: &[Flag<'static>],
         uid: bool,
     ) {
+        let (kind, response, unchanged_since) = how;
+        if unchanged_since.is_some() {
+            self.condstore = true;
+        }
         let Some(account) = self.account().map(str::to_string) else {
             return;
         };
@@ -605,34 +649,38 @@ impl Session {
                 draft: pick(old.draft, given.draft),
             }
         };
+        // Messages changed since the client's MODSEQ are left alone and
+        // named in MODIFIED.
+        let mut modified = Vec::new();
         for (seq, mut message) in self.chosen(set, uid) {
+            if unchanged_since.is_some_and(|u| message.modseq > u) {
+                modified.push(if uid { message.uid } else { seq });
+                continue;
+            }
             let new = apply(message.flags);
+            let mut changed = false;
             if new != message.flags {
                 match self.mailboxes.set_flags(&account, &name, message.uid, new) {
                     Ok(modseq) => {
                         message.flags = new;
                         message.modseq = modseq;
                         self.remember(&message);
+                        changed = true;
                     }
                     Err(_) => continue,
                 }
             }
-            if matches!(response, StoreResponse::Answer) {
-                let mut items = vec![MessageDataItem::Flags(flag_list(
-                    message.flags,
-                    self.is_recent(message.uid),
-                ))];
-                if uid && let Some(u) = NonZeroU32::new(message.uid) {
-                    items.insert(0, MessageDataItem::Uid(u));
-                }
-                if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(items)) {
-                    self.respond(&Response::Data(Data::Fetch { seq, items }));
-                }
+            // Silent or not, a conditional STORE tells each new MODSEQ.
+            let answer = matches!(response, StoreResponse::Answer);
+            if answer || (changed && unchanged_since.is_some()) {
+                self.tell(seq, &message, uid, answer);
             }
         }
+        let code = super::condstore::compact(modified)
+            .map(imap_codec::imap_types::response::Code::Modified);
         self.ok(
             tag,
-            None,
+            code,
             if uid {
                 "UID STORE completed"
             } else {
@@ -680,6 +728,14 @@ impl Session {
     /// Messages `removed` (UIDs) are no longer in the selected folder: the
     /// client is told each sequence number gone, highest first.
     fn gone(&mut self, removed: &[u32]) {
+        if self.qresync
+            && let Some(known_uids) = super::condstore::compact(removed.to_vec())
+        {
+            self.respond(&Response::Data(Data::Vanished {
+                earlier: false,
+                known_uids,
+            }));
+        }
         let positions: Vec<u32> = self
             .selected
             .as_ref()
@@ -693,7 +749,8 @@ impl Session {
                     .collect()
             })
             .unwrap_or_default();
-        for seq in positions.iter().rev() {
+        let qresync = self.qresync;
+        for seq in positions.iter().rev().filter(|_| !qresync) {
             if let Some(seq) = NonZeroU32::new(*seq) {
                 self.respond(&Response::Data(Data::Expunge(seq)));
             }

@@ -4,7 +4,7 @@
 //! encodings and charsets), as Dovecot matches them. Charsets: US-ASCII
 //! and UTF-8.
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 
 use imap_codec::imap_types::core::{Charset, Tag, Vec1};
 use imap_codec::imap_types::response::{Code, Data, Response};
@@ -22,6 +22,17 @@ struct Candidate<'a> {
     message: &'a Message,
     recent: bool,
     content: Option<Option<(Vec<u8>, i64)>>,
+}
+
+/// Whether `key` has a MODSEQ key anywhere in it.
+fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::Not(k) => uses_modseq(k),
+        _ => false,
+    }
 }
 
 fn lower(bytes: &[u8]) -> String {
@@ -56,6 +67,11 @@ impl Session {
         let recent = selected.recent.clone();
         let count = messages.len() as u32;
         let largest_uid = messages.last().map_or(0, |m| m.uid);
+        // A MODSEQ key turns CONDSTORE on and the answer ends with the
+        // highest MODSEQ found (RFC 7162 §3.1.5).
+        let by_modseq = criteria.as_ref().iter().any(uses_modseq);
+        self.condstore |= by_modseq;
+        let mut highest = 0;
         let mut found = Vec::new();
         for (i, message) in messages.iter().enumerate() {
             let mut c = Candidate {
@@ -70,10 +86,12 @@ impl Session {
                 .all(|k| self.matches(&account, &name, &mut c, k, count, largest_uid));
             if all {
                 found.push(if uid { message.uid } else { c.seq });
+                highest = highest.max(message.modseq);
             }
         }
         let numbers: Vec<NonZeroU32> = found.into_iter().filter_map(NonZeroU32::new).collect();
-        self.respond(&Response::Data(Data::Search(numbers, None)));
+        let modseq = NonZeroU64::new(highest).filter(|_| by_modseq);
+        self.respond(&Response::Data(Data::Search(numbers, modseq)));
         self.ok(
             tag,
             None,

@@ -10,6 +10,20 @@ struct Fake {
     folders: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u32>>>,
     flags: std::sync::Mutex<std::collections::HashMap<u32, store::Flags>>,
     subscribed: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Changes since the folders were made (MODSEQ 7): each flag change
+    /// and expunge takes the next MODSEQ.
+    changes: std::sync::atomic::AtomicU64,
+    modseqs: std::sync::Mutex<std::collections::HashMap<u32, u64>>,
+    expunged: std::sync::Mutex<Vec<(u32, u64)>>,
+}
+
+impl Fake {
+    fn next_modseq(&self) -> u64 {
+        7 + 1
+            + self
+                .changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Mailboxes for Fake {
@@ -30,7 +44,7 @@ impl Mailboxes for Fake {
         Ok(Folder {
             uid_validity: 1700000000,
             uid_next: uids.last().map_or(1, |u| u + 1),
-            highest_modseq: 7,
+            highest_modseq: 7 + self.changes.load(std::sync::atomic::Ordering::SeqCst),
             messages: uids
                 .iter()
                 .map(|uid| store::Message {
@@ -42,7 +56,7 @@ impl Mailboxes for Fake {
                         .get(uid)
                         .copied()
                         .unwrap_or_default(),
-                    modseq: 7,
+                    modseq: self.modseqs.lock().unwrap().get(uid).copied().unwrap_or(7),
                 })
                 .collect(),
             recent: Vec::new(),
@@ -57,7 +71,16 @@ impl Mailboxes for Fake {
     }
     fn set_flags(&self, _: &str, _: &str, uid: u32, f: store::Flags) -> Result<u64, StoreError> {
         self.flags.lock().unwrap().insert(uid, f);
-        Ok(8)
+        let modseq = self.next_modseq();
+        self.modseqs.lock().unwrap().insert(uid, modseq);
+        Ok(modseq)
+    }
+    fn expunged_since(&self, _: &str, _: &str, since: u64) -> Result<Vec<u32>, StoreError> {
+        let e = self.expunged.lock().unwrap();
+        Ok(e.iter()
+            .filter(|(_, m)| *m > since)
+            .map(|(u, _)| *u)
+            .collect())
     }
     fn append(
         &self,
@@ -132,6 +155,11 @@ impl Mailboxes for Fake {
         let mut f = self.folders.lock().unwrap();
         let list = f.get_mut(name).ok_or(StoreError::NoSuchFolder)?;
         list.retain(|u| !uids.contains(u));
+        let modseq = self.next_modseq();
+        self.expunged
+            .lock()
+            .unwrap()
+            .extend(uids.iter().map(|u| (*u, modseq)));
         Ok(uids.to_vec())
     }
 }
@@ -513,7 +541,7 @@ fn append_copy_move_status_and_the_rest() {
         "{out}"
     );
     assert!(
-        out.ends_with("* ENABLED\r\ne1 OK ENABLE completed\r\n"),
+        out.ends_with("* ENABLED CONDSTORE\r\ne1 OK ENABLE completed\r\n"),
         "{out}"
     );
 }
@@ -603,4 +631,111 @@ fn close_expunges_silently_and_deselects() {
     assert_eq!(store.folders.lock().unwrap()["INBOX"], [2]);
     let (out, _) = talk(&mut s, "d CLOSE\r\n");
     assert_eq!(out, "d BAD no folder is selected\r\n");
+}
+
+#[test]
+fn condstore_and_qresync_tell_only_what_changed() {
+    let store = Arc::new(Fake::default());
+    store
+        .folders
+        .lock()
+        .unwrap()
+        .insert("INBOX".into(), vec![1, 2, 3]);
+    let mut s = logged_in(store.clone());
+    let seen = store::Flags {
+        seen: true,
+        ..Default::default()
+    };
+    let (out, _) = talk(&mut s, "q0 SELECT INBOX (QRESYNC (1700000000 7))\r\n");
+    assert!(out.starts_with("q0 BAD"), "{out}");
+    let (out, _) = talk(&mut s, "e ENABLE QRESYNC\r\n");
+    assert_eq!(out, "* ENABLED QRESYNC\r\ne OK ENABLE completed\r\n");
+    // Another session reads message 2 (MODSEQ 8) and expunges 3 (9).
+    store.set_flags("", "INBOX", 2, seen).unwrap();
+    store.expunge("", "INBOX", &[3]).unwrap();
+    let (out, _) = talk(&mut s, "q1 SELECT INBOX (QRESYNC (1700000000 7 1:3))\r\n");
+    assert!(out.contains("* OK [HIGHESTMODSEQ 9]"), "{out}");
+    assert!(
+        out.contains(
+            "* VANISHED (EARLIER) 3\r\n* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (8))\r\nq1 OK [READ-WRITE]"
+        ),
+        "{out}"
+    );
+    // A copy of another UIDVALIDITY hears nothing of changes: it starts
+    // over. Switching folders says the first is closed.
+    let (out, _) = talk(&mut s, "q2 EXAMINE INBOX (QRESYNC (42 7))\r\n");
+    assert!(out.starts_with("* OK [CLOSED]"), "{out}");
+    assert!(!out.contains("FETCH") && !out.contains("VANISHED"), "{out}");
+    let (out, _) = talk(&mut s, "q3 SELECT INBOX\r\n");
+    assert!(out.contains("q3 OK"), "{out}");
+
+    let (out, _) = talk(
+        &mut s,
+        "f UID FETCH 1:* (FLAGS) (CHANGEDSINCE 7 VANISHED)\r\n",
+    );
+    assert_eq!(
+        out,
+        "* VANISHED (EARLIER) 3\r\n* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (8))\r\nf OK UID FETCH completed\r\n"
+    );
+    let (out, _) = talk(&mut s, "v FETCH 1:* (FLAGS) (CHANGEDSINCE 7 VANISHED)\r\n");
+    assert!(out.starts_with("v BAD"), "{out}");
+
+    // Message 1 is unchanged since 7 and is flagged; 2 changed at 8 and
+    // is left alone.
+    let (out, _) = talk(
+        &mut s,
+        "st STORE 1:2 (UNCHANGEDSINCE 7) +FLAGS.SILENT (\\Flagged)\r\n",
+    );
+    assert_eq!(
+        out,
+        "* 1 FETCH (MODSEQ (10))\r\nst OK [MODIFIED 2] STORE completed\r\n"
+    );
+    assert!(store.flags.lock().unwrap()[&1].flagged);
+    assert!(!store.flags.lock().unwrap()[&2].flagged);
+
+    // Another session flags 2 and expunges 1: NOOP tells VANISHED and
+    // the new flags with their MODSEQ.
+    let flagged = store::Flags {
+        flagged: true,
+        ..seen
+    };
+    store.set_flags("", "INBOX", 2, flagged).unwrap();
+    store.expunge("", "INBOX", &[1]).unwrap();
+    let (out, _) = talk(&mut s, "n NOOP\r\n");
+    assert_eq!(
+        out,
+        "* VANISHED 1\r\n* 1 EXISTS\r\n* 1 FETCH (UID 2 FLAGS (\\Flagged \\Seen) MODSEQ (11))\r\nn OK NOOP completed\r\n"
+    );
+    let (out, _) = talk(&mut s, "x SEARCH MODSEQ 11\r\ny SEARCH MODSEQ 13\r\n");
+    assert_eq!(
+        out,
+        "* SEARCH 1 (MODSEQ 11)\r\nx OK SEARCH completed\r\n* SEARCH\r\ny OK SEARCH completed\r\n"
+    );
+}
+
+#[test]
+fn condstore_is_on_once_used_and_expunge_stays_expunge_without_qresync() {
+    let store = Arc::new(Fake::default());
+    store
+        .folders
+        .lock()
+        .unwrap()
+        .insert("INBOX".into(), vec![1, 2]);
+    let mut s = logged_in(store.clone());
+    talk(&mut s, "s SELECT INBOX\r\n");
+    let (out, _) = talk(&mut s, "a STORE 1 +FLAGS (\\Deleted)\r\n");
+    assert_eq!(
+        out,
+        "* 1 FETCH (FLAGS (\\Deleted))\r\na OK STORE completed\r\n"
+    );
+    let (out, _) = talk(
+        &mut s,
+        "b FETCH 2 (MODSEQ)\r\nc STORE 2 +FLAGS (\\Seen)\r\n",
+    );
+    assert_eq!(
+        out,
+        "* 2 FETCH (MODSEQ (7))\r\nb OK FETCH completed\r\n* 2 FETCH (FLAGS (\\Seen) MODSEQ (9))\r\nc OK STORE completed\r\n"
+    );
+    let (out, _) = talk(&mut s, "d EXPUNGE\r\n");
+    assert_eq!(out, "* 1 EXPUNGE\r\nd OK EXPUNGE completed\r\n");
 }
