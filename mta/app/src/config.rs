@@ -140,6 +140,9 @@ pub struct Limits {
     pub max_errors: u32,
     pub greeting_delay: Duration,
     pub min_free_space: u64,
+    /// What each account's mail may take (bytes; 0: no limit) unless the
+    /// account says otherwise.
+    pub quota: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,6 +405,7 @@ impl Config {
             aliases: &self.aliases,
             recipient_delimiter: &self.recipient_delimiter,
             postmaster: self.postmaster.as_ref(),
+            quota: self.limits.quota,
             routed: self
                 .outbound
                 .transports

@@ -3,12 +3,15 @@
 //!
 //! Pure data built from the configuration's addressing part ([`Parts`]; it
 //! imports nothing of the configuration); the SMTP session asks it at `RCPT`
-//! time and the queue stores the answer. It never touches the disk.
+//! time and the queue stores the answer. It touches the disk only to learn
+//! whether a mailbox with a quota is full (its usage, counted by the
+//! [`Maildirs`] at most every few minutes and kept up to date meanwhile).
 
 use std::collections::{HashMap, HashSet};
 
 use crate::password::PasswordHash;
 use mta_proto::address::Address;
+use mta_store::maildir::Maildirs;
 
 pub use mta_store::envelope::Target;
 
@@ -56,6 +59,16 @@ impl mta_proto::smtp::session::Directory for Directory {
     fn primary_domain(&self) -> Option<&str> {
         Directory::primary_domain(self)
     }
+
+    fn has_room(&self, target: &Target, size: u64) -> bool {
+        let Target::Local { account, .. } = target else {
+            return true;
+        };
+        match self.quota_use(account) {
+            Some((used, limit)) => used < limit && used.saturating_add(size) <= limit,
+            None => true,
+        }
+    }
 }
 
 /// An account that receives mail (and may log in).
@@ -68,6 +81,9 @@ pub struct Account {
     pub send_as: Vec<String>,
     /// The owner: may log in to the admin web.
     pub admin: bool,
+    /// What its mail may take, in bytes (0: no limit); `None`: the
+    /// default of `[limits] quota`.
+    pub quota: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +99,10 @@ pub struct Directory {
     /// another server, such as an LMTP service: they exist without an
     /// account.
     routed: HashSet<String>,
+    /// `[limits] quota`: what an account's mail may take unless it says.
+    default_quota: u64,
+    /// Where the accounts' usage is known (quota checks; none: no checks).
+    maildirs: Option<Maildirs>,
 }
 
 /// What a directory is made of (the checked configuration's addressing
@@ -95,6 +115,8 @@ pub struct Parts<'a> {
     pub postmaster: Option<&'a Address>,
     /// Addresses and domains a transport hands to another server.
     pub routed: Vec<String>,
+    /// `[limits] quota` (0: no limit).
+    pub quota: u64,
 }
 
 impl Directory {
@@ -115,7 +137,37 @@ impl Directory {
             postmaster: parts.postmaster.cloned(),
             first_account: parts.accounts.first().map(|a| a.address.clone()),
             routed: parts.routed.into_iter().collect(),
+            default_quota: parts.quota,
+            maildirs: None,
         }
+    }
+
+    /// The directory, checking quotas against the usage `maildirs` knows.
+    pub fn with_usage(self, maildirs: Maildirs) -> Directory {
+        Directory {
+            maildirs: Some(maildirs),
+            ..self
+        }
+    }
+
+    /// What `account`'s mail may take (bytes), if it has a limit.
+    pub fn quota_of(&self, account: &str) -> Option<u64> {
+        let a = self.accounts.get(account)?;
+        Some(a.quota.unwrap_or(self.default_quota)).filter(|q| *q > 0)
+    }
+
+    /// `account`'s usage and its limit (bytes), if it has a limit; a usage
+    /// that cannot be counted is logged and counts as none.
+    pub fn quota_use(&self, account: &str) -> Option<(u64, u64)> {
+        let limit = self.quota_of(account)?;
+        let used = match self.maildirs.as_ref()?.usage(account) {
+            Ok(u) => u.bytes,
+            Err(e) => {
+                tracing::warn!("the mail of {account} cannot be counted: {e}");
+                0
+            }
+        };
+        Some((used, limit))
     }
 
     /// Checks a login; returns the account (lower-case address). Unknown

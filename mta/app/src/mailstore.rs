@@ -4,15 +4,19 @@
 //! on.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use mta_proto::imap::store::{Flags, Folder, Mailboxes, Message, StoreError};
 use mta_store::mailbox::{self, Mailbox};
 use mta_store::maildir::Maildirs;
 
+/// What an account's mail may take (bytes), if it has a limit: the
+/// configuration's answer at the time of asking.
+pub type QuotaOf = Box<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
 pub struct MailStore {
     maildirs: Maildirs,
+    quota_of: QuotaOf,
     hostname: String,
     open: Mutex<HashMap<String, Arc<Mailbox>>>,
     /// Messages appended by this process (part of their unique names).
@@ -20,9 +24,12 @@ pub struct MailStore {
 }
 
 impl MailStore {
-    pub fn new(root: PathBuf, hostname: &str) -> MailStore {
+    /// The store over `maildirs` (shared with the delivery workers, which
+    /// keep its usage counts up to date), with the quotas `quota_of` says.
+    pub fn new(maildirs: Maildirs, hostname: &str, quota_of: QuotaOf) -> MailStore {
         MailStore {
-            maildirs: Maildirs::new(root, hostname),
+            maildirs,
+            quota_of,
             hostname: hostname.replace(['/', ':'], "_"),
             open: Mutex::new(HashMap::new()),
             appended: std::sync::atomic::AtomicU64::new(0),
@@ -103,6 +110,11 @@ impl Mailboxes for MailStore {
         if !dir.join("cur").is_dir() {
             return Err(StoreError::NoSuchFolder);
         }
+        if let Some((used, limit)) = self.quota(account)?
+            && used.saturating_add(message.len() as u64) > limit
+        {
+            return Err(StoreError::OverQuota);
+        }
         let now = mta_store::envelope::now_micros();
         let date = date.unwrap_or((now / 1_000_000) as i64);
         let unique = format!(
@@ -116,6 +128,7 @@ impl Mailboxes for MailStore {
         let uid = m
             .append(name, &lf(message), store_flags(f), date, &unique)
             .map_err(|e| failed(account, &format!("adding to {name}"), e))?;
+        self.maildirs.forget_usage(account);
         let folder = m
             .sync_quietly(name)
             .map_err(|e| failed(account, &format!("reading {name}"), e))?;
@@ -151,8 +164,11 @@ impl Mailboxes for MailStore {
         if !dir.join("cur").is_dir() {
             return Err(StoreError::NoSuchFolder);
         }
-        m.delete(name)
-            .map_err(|e| failed(account, &format!("deleting {name}"), e))
+        let deleted = m
+            .delete(name)
+            .map_err(|e| failed(account, &format!("deleting {name}"), e));
+        self.maildirs.forget_usage(account);
+        deleted
     }
 
     fn rename(&self, account: &str, from: &str, to: &str) -> Result<(), StoreError> {
@@ -190,9 +206,23 @@ impl Mailboxes for MailStore {
     }
 
     fn expunge(&self, account: &str, name: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
-        self.mailbox(account)?
+        let removed = self
+            .mailbox(account)?
             .expunge(name, uids)
-            .map_err(|e| failed(account, &format!("expunging from {name}"), e))
+            .map_err(|e| failed(account, &format!("expunging from {name}"), e));
+        self.maildirs.forget_usage(account);
+        removed
+    }
+
+    fn quota(&self, account: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let Some(limit) = (self.quota_of)(account) else {
+            return Ok(None);
+        };
+        let usage = self
+            .maildirs
+            .usage(account)
+            .map_err(|e| failed(account, "counting the mail", e.into()))?;
+        Ok(Some((usage.bytes, limit)))
     }
 
     fn expunged_since(
@@ -263,6 +293,14 @@ impl MailStore {
         if !target.join("cur").is_dir() {
             return Err(StoreError::NoSuchFolder);
         }
+        // A copy counts again (Maildir++ quotas count every file), a move
+        // does not.
+        if !moving
+            && let Some((used, limit)) = self.quota(account)?
+            && used >= limit
+        {
+            return Err(StoreError::OverQuota);
+        }
         let done = if moving {
             m.move_to(from, uids, to)
         } else {
@@ -270,6 +308,7 @@ impl MailStore {
         };
         let verb = if moving { "moving" } else { "copying" };
         let pairs = done.map_err(|e| failed(account, &format!("{verb} to {to}"), e))?;
+        self.maildirs.forget_usage(account);
         let folder = m
             .sync_quietly(to)
             .map_err(|e| failed(account, &format!("reading {to}"), e))?;

@@ -25,6 +25,9 @@ pub struct Settings {
     /// The certificate all of them present, shared by every snapshot: a
     /// swap reaches every listener at once.
     pub certs: Arc<crate::tls::CertStore>,
+    /// The accounts' Maildirs, shared by every snapshot, the delivery
+    /// workers and the IMAP server (what they know of usage with them).
+    pub maildirs: mta_store::maildir::Maildirs,
     pub greeting_delay: Duration,
     pub session_time: Duration,
     pub per_ip_limit: usize,
@@ -32,12 +35,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings `config` describes; its certificate goes into `certs`
-    /// (a new store when `None`: the first snapshot).
-    pub fn from_config(
-        config: &Config,
-        certs: Option<&Arc<crate::tls::CertStore>>,
-    ) -> anyhow::Result<Settings> {
+    /// The settings `config` describes; its certificate goes into the
+    /// certificate store of the `previous` snapshot, which shares its
+    /// Maildirs too (new ones when `None`: the first snapshot).
+    pub fn from_config(config: &Config, previous: Option<&Settings>) -> anyhow::Result<Settings> {
+        let certs = previous.map(|p| &p.certs);
+        let maildirs = match previous {
+            Some(p) => p.maildirs.clone(),
+            None => mta_store::maildir::Maildirs::new(config.mail_dir(), &config.hostname)
+                .with_min_free_space(config.limits.min_free_space),
+        };
         let session = |role| SessionConfig {
             hostname: config.hostname.clone(),
             max_message_size: config.limits.message_size,
@@ -64,7 +71,8 @@ impl Settings {
             dkim: Arc::new(crate::dkim::Keys::new(&config.data_dir)),
             mx: Arc::new(session(Role::Mx)),
             submission: Arc::new(session(Role::Submission)),
-            directory: Arc::new(config.directory()),
+            directory: Arc::new(config.directory().with_usage(maildirs.clone())),
+            maildirs,
             tls: tokio_rustls::TlsAcceptor::from(certs.smtp_config()?),
             https: tokio_rustls::TlsAcceptor::from(certs.https_config()?),
             certs,
@@ -115,8 +123,7 @@ impl Live {
             e
         };
         let config = Config::load(&running.path).map_err(refused)?;
-        let certs = self.get().certs.clone();
-        let settings = Settings::from_config(&config, Some(&certs)).map_err(refused)?;
+        let settings = Settings::from_config(&config, Some(&self.get())).map_err(refused)?;
         let needs_restart: Vec<&str> = [
             ("data_dir", config.data_dir != running.data_dir),
             ("listeners", config.listeners != running.listeners),

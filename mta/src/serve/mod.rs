@@ -24,7 +24,6 @@ use mta_app::delivery;
 use mta_app::intake::{Intake, SystemClock};
 use mta_app::settings::{Live, Settings};
 use mta_proto::smtp::session::{Session, Step};
-use mta_store::maildir::Maildirs;
 use mta_store::queue::{Queue, RetryPolicy};
 
 pub mod control;
@@ -100,8 +99,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
     delivery::start(
         queue.clone(),
-        Maildirs::new(config.mail_dir(), &config.hostname)
-            .with_min_free_space(config.limits.min_free_space),
+        settings.get().maildirs.clone(),
         Arc::new(mta_app::outbound::Outbound::new(&config, dns.clone())?),
         tokio::runtime::Handle::current(),
         config.queue.delivery_workers,
@@ -131,9 +129,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     // What IMAP sessions read and change folders through.
+    let quota_of = {
+        let live = shared.settings.clone();
+        Box::new(move |account: &str| live.get().directory.quota_of(account))
+    };
     let mailstore = Arc::new(mta_app::mailstore::MailStore::new(
-        config.mail_dir(),
+        shared.settings.get().maildirs.clone(),
         &config.hostname,
+        quota_of,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accept_tasks = Vec::new();

@@ -7,7 +7,9 @@
 //! on the same name: the rename replaces the earlier copy instead of adding a
 //! second one. Lines are stored with LF ends, as Maildir readers expect.
 
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
+use std::time::{Duration, Instant};
 
 use crate::body::Body;
 use crate::fsutil::sync_dir;
@@ -15,7 +17,8 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// The Maildirs under one root (`<data>/mail`).
+/// The Maildirs under one root (`<data>/mail`). Clones share what they
+/// know of each account's usage.
 #[derive(Debug, Clone)]
 pub struct Maildirs {
     root: PathBuf,
@@ -23,6 +26,64 @@ pub struct Maildirs {
     /// Deliveries wait (deferred) while less than this would be left free:
     /// the queue needs room to go on accepting and recording.
     min_free_space: u64,
+    /// Accounts' usage as last counted, and when (quota checks).
+    usage: std::sync::Arc<std::sync::Mutex<HashMap<String, (Usage, Instant)>>>,
+}
+
+/// What an account's mail takes: every message in every folder (Maildir++
+/// quota counts them all), in bytes as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub messages: u64,
+}
+
+/// How long a count of an account's usage is trusted: deliveries and the
+/// IMAP server keep it up to date meanwhile; this bounds what a person
+/// deleting files by hand leaves unseen.
+const USAGE_FRESH: Duration = Duration::from_secs(300);
+
+/// The size a Maildir file name records (`,S=<bytes>`), if any.
+fn size_in_name(name: &str) -> Option<u64> {
+    let base = name.split_once(":2,").map_or(name, |(b, _)| b);
+    base.rsplit(',')
+        .find_map(|field| field.strip_prefix("S="))?
+        .parse()
+        .ok()
+}
+
+/// Counts the messages of the Maildir at `dir` and its Maildir++ folders.
+fn count_usage(dir: &Path) -> io::Result<Usage> {
+    let mut usage = Usage::default();
+    let mut folders = vec![dir.to_path_buf()];
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') && entry.path().join("cur").is_dir() {
+            folders.push(entry.path());
+        }
+    }
+    for folder in folders {
+        for sub in ["cur", "new"] {
+            let listing = match fs::read_dir(folder.join(sub)) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in listing.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let bytes = match size_in_name(&name) {
+                    Some(n) => n,
+                    None => entry.metadata().map_or(0, |m| m.len()),
+                };
+                usage.bytes += bytes;
+                usage.messages += 1;
+            }
+        }
+    }
+    Ok(usage)
 }
 
 /// The outcome of one delivery.
@@ -42,7 +103,37 @@ impl Maildirs {
             root,
             hostname,
             min_free_space: 0,
+            usage: Default::default(),
         }
+    }
+
+    /// What `account`'s mail takes, counted at most every few minutes
+    /// (deliveries add to the count; [`Maildirs::forget_usage`] makes the
+    /// next call count again).
+    pub fn usage(&self, account: &str) -> io::Result<Usage> {
+        if let Some((usage, at)) = self.usage.lock().expect("usage").get(account)
+            && at.elapsed() < USAGE_FRESH
+        {
+            return Ok(*usage);
+        }
+        let dir = self.path_of(account);
+        let usage = match count_usage(&dir) {
+            Ok(u) => u,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Usage::default(),
+            Err(e) => return Err(e),
+        };
+        self.usage
+            .lock()
+            .expect("usage")
+            .insert(account.to_string(), (usage, Instant::now()));
+        Ok(usage)
+    }
+
+    /// `account`'s mail changed in a way not counted here (a client
+    /// removed, copied or added messages): the next [`Maildirs::usage`]
+    /// counts again.
+    pub fn forget_usage(&self, account: &str) {
+        self.usage.lock().expect("usage").remove(account);
     }
 
     /// Keeps `bytes` free on the file system of the Maildirs.
@@ -126,6 +217,10 @@ impl Maildirs {
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp_path, &new_path)?;
+        if let Some((usage, _)) = self.usage.lock().expect("usage").get_mut(account) {
+            usage.bytes += size_in_name(name).unwrap_or(head.len() as u64 + body.len());
+            usage.messages += 1;
+        }
         Ok(Delivered::New(new_path))
     }
 
@@ -280,6 +375,46 @@ mod tests {
         );
         assert_eq!(stored.len() as u64, size);
         assert!(p.starts_with(t.path().join("example.org/a/new")));
+    }
+
+    #[test]
+    fn usage_counts_every_folder_and_follows_deliveries() {
+        let t = tempfile::tempdir().unwrap();
+        let m = Maildirs::new(t.path().to_path_buf(), "h");
+        let account = "a@example.org";
+        assert_eq!(m.usage(account).unwrap(), Usage::default());
+        m.forget_usage(account);
+        let body = &Body::inline(b"Subject: x\r\n\r\nhello\r\n".to_vec());
+        let size = stored_size(b"", body).unwrap();
+        m.deliver(account, &m.file_name(1, "Q", 0, size), b"", body, false)
+            .unwrap();
+        let sent = m.path_of(account).join(".Sent");
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(sent.join(sub)).unwrap();
+        }
+        fs::write(sent.join("cur/1.x.h,S=1000:2,S"), b"short").unwrap();
+        fs::write(sent.join("cur/2.y.h:2,"), b"12345").unwrap();
+        // Counted from the disk once (the size a name records, or the
+        // file's), then kept up to date by deliveries.
+        assert_eq!(
+            m.usage(account).unwrap(),
+            Usage {
+                bytes: size + 1000 + 5,
+                messages: 3
+            }
+        );
+        m.deliver(account, &m.file_name(2, "Q", 0, size), b"", body, false)
+            .unwrap();
+        assert_eq!(m.clone().usage(account).unwrap().bytes, 2 * size + 1005);
+        fs::remove_file(sent.join("cur/1.x.h,S=1000:2,S")).unwrap();
+        m.forget_usage(account);
+        assert_eq!(
+            m.usage(account).unwrap(),
+            Usage {
+                bytes: 2 * size + 5,
+                messages: 3
+            }
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! IMAP over real TCP and TLS against Python's imaplib (an independent
 //! client): log-in on 993 and, after STARTTLS, on 143, never before TLS;
-//! delivered mail selected, fetched, flagged and expunged; folders. (Issue
-//! 13 under way.)
+//! delivered mail selected, fetched, flagged and expunged; folders; IDLE
+//! woken by a delivery; quotas (RFC 9208, and 452 4.2.2 at RCPT).
 
 use std::process::Command;
 
@@ -294,4 +294,91 @@ fn mail_programs_are_told_where_to_read_mail() {
         shown.contains("_imaps._tcp.example.org") && shown.contains("0 1 993 mx.example.org."),
         "{shown}"
     );
+}
+
+#[test]
+fn a_full_mailbox_refuses_mail_for_now_and_imap_shows_the_quota() {
+    let s = Server::start(&format!("{LISTENERS}[limits]\nquota = \"3K\"\n"));
+    let script = format!(
+        r#"{PRELUDE}
+import smtplib, time
+smtp_port = int(sys.argv[4])
+def deliver(size=None, body_size=2500):
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=20) as m:
+        m.ehlo("sender.example")
+        m.mail("someone@sender.example", ["SIZE=%d" % size] if size else [])
+        code, text = m.rcpt("alice@example.org")
+        if code == 250:
+            lines = (b"x" * 98 + b"\r\n") * (body_size // 100)
+            reply = m.data(b"Subject: filler\r\n\r\n" + lines)
+            assert reply[0] == 250, reply
+        return code, text.decode()
+def quota(c):
+    typ, data = c.getquotaroot("INBOX")
+    return typ, [d.decode() for d in data[1]]
+def wait_for(c, n):
+    for _ in range(100):
+        c.noop()
+        if int(c.select("INBOX")[1][0]) == n:
+            return
+        time.sleep(0.1)
+    raise SystemExit("mail not delivered")
+c = imaplib.IMAP4_SSL("127.0.0.1", implicit, ssl_context=ctx, timeout=30)
+c.login("alice@example.org", "Hello world!")
+print("capability:", "QUOTA=RES-STORAGE" in c.capabilities)
+print("first:", deliver())
+wait_for(c, 1)
+print("quota:", quota(c))
+print("announced too large:", deliver(size=1000))
+print("second:", deliver(body_size=1000))
+wait_for(c, 2)
+print("full:", deliver())
+typ, data = c.append("INBOX", None, None, b"Subject: sent\r\n\r\n" + b"y" * 100 + b"\r\n")
+print("append:", typ, data[0].decode())
+c.store("1", "+FLAGS", "(\\Deleted)")
+c.expunge()
+print("after expunge:", quota(c))
+print("room again:", deliver(body_size=10))
+wait_for(c, 2)
+print("kept:", c.select("INBOX")[1][0].decode())
+"#
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .arg(s.listeners["imap"].port().to_string())
+        .arg(s.listeners["imaps"].port().to_string())
+        .arg(s.data().join("tls/self-signed.crt"))
+        .arg(s.addr.port().to_string())
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} {stdout}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(line("capability:"), "True");
+    assert!(line("first:").starts_with("(250,"), "{stdout}");
+    // About 2.6 KB stored (our trace header added) of 3 KiB.
+    assert!(line("quota:").contains(r#"'"" (STORAGE 3 3)'"#), "{stdout}");
+    assert_eq!(
+        line("announced too large:"),
+        "(452, '4.2.2 <alice@example.org>: Mailbox full, try again later')"
+    );
+    assert!(line("second:").starts_with("(250,"), "{stdout}");
+    assert!(line("full:").starts_with("(452, '4.2.2"), "{stdout}");
+    assert!(line("append:").starts_with("NO [OVERQUOTA]"), "{stdout}");
+    assert!(line("after expunge:").contains("(STORAGE 2 3)"), "{stdout}");
+    assert!(line("room again:").starts_with("(250,"), "{stdout}");
+    // Nothing was lost: what got 250 is there (less the one expunged).
+    assert_eq!(line("kept:"), "2");
 }

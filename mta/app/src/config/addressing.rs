@@ -214,11 +214,16 @@ impl Checker<'_> {
                     Some("give it a password (`mta user passwd`) or remove `admin = true`"),
                 );
             }
+            let quota = raw_account
+                .quota
+                .is_some()
+                .then(|| self.size(&raw_account.quota, 0, "quota"));
             accounts.push(Account {
                 address,
                 password,
                 send_as,
                 admin: raw_account.admin.unwrap_or(false),
+                quota,
             });
         }
         accounts

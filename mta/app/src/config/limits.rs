@@ -20,6 +20,7 @@ impl Checker<'_> {
             max_errors: self.count(&l.max_errors, 10, 1, "max_errors") as u32,
             greeting_delay: self.duration(&l.greeting_delay, Duration::ZERO, "greeting_delay"),
             min_free_space: self.size(&l.min_free_space, 64 << 20, "min_free_space"),
+            quota: self.size(&l.quota, 0, "quota"),
         }
     }
 

@@ -102,6 +102,7 @@ pub(super) struct RawAccount {
     pub(super) password: Option<Spanned<String>>,
     pub(super) send_as: Option<Vec<Spanned<String>>>,
     pub(super) admin: Option<bool>,
+    pub(super) quota: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -117,6 +118,7 @@ pub(super) struct RawLimits {
     pub(super) max_errors: Option<Spanned<i64>>,
     pub(super) greeting_delay: Option<Spanned<String>>,
     pub(super) min_free_space: Option<Spanned<toml::Value>>,
+    pub(super) quota: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,7 +1,8 @@
 //! The IMAP server session, sans-I/O: framing, login and the rest here,
 //! folders in `session/folders.rs`, messages in `session/messages.rs`,
 //! SEARCH in `session/search.rs`, CONDSTORE/QRESYNC in
-//! `session/condstore.rs`. Bytes in, responses and [`Step`]s out, like the SMTP session: the adapter writes
+//! `session/condstore.rs`, QUOTA in `session/quota.rs`. Bytes in,
+//! responses and [`Step`]s out, like the SMTP session: the adapter writes
 //! [`Session::take_output`], runs TLS and checks passwords off the event
 //! loop.
 //!
@@ -34,6 +35,7 @@ use crate::sasl::{AuthOutcome, Credentials, Mechanism};
 mod condstore;
 mod folders;
 mod messages;
+mod quota;
 mod search;
 
 /// A response code of RFC 5530 (the codec has no variants for them).
@@ -176,6 +178,8 @@ impl Session {
             Capability::Move,
             Capability::CondStore,
             Capability::QResync,
+            Capability::Quota,
+            Capability::QuotaRes(imap_codec::imap_types::extensions::quota::Resource::Storage),
             Capability::from(Atom::try_from("UIDPLUS").expect("an atom")),
             Capability::from(Atom::try_from("NAMESPACE").expect("an atom")),
             Capability::from(
@@ -391,7 +395,10 @@ impl Session {
     }
 
     fn command(&mut self, Command { tag, body }: Command<'static>) -> Option<Step> {
-        if self.folder_command(tag.clone(), &body) || self.message_command(tag.clone(), &body) {
+        if self.folder_command(tag.clone(), &body)
+            || self.message_command(tag.clone(), &body)
+            || self.quota_command(tag.clone(), &body)
+        {
             return None;
         }
         match body {

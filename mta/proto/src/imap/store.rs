@@ -43,6 +43,9 @@ pub enum StoreError {
     Exists,
     #[error("{0}")]
     Invalid(String),
+    /// The account's quota leaves no room (RFC 9208 OVERQUOTA).
+    #[error("the mailbox is full: delete or move some mail first")]
+    OverQuota,
     /// A failure of the store (logged by it); the client hears only that.
     #[error("the server could not do that; try again later")]
     Failed,
@@ -119,4 +122,7 @@ pub trait Mailboxes: Send + Sync {
     /// The folders subscribed to (LSUB).
     fn subscriptions(&self, account: &str) -> Result<Vec<String>, StoreError>;
     fn subscribe(&self, account: &str, name: &str, on: bool) -> Result<(), StoreError>;
+    /// What the account's mail takes and may take, in bytes, when it has
+    /// a quota (RFC 9208: one root, "", over all its folders).
+    fn quota(&self, account: &str) -> Result<Option<(u64, u64)>, StoreError>;
 }

@@ -58,6 +58,9 @@ pub trait Directory: Send + Sync {
     fn may_send_as(&self, account: &str, sender: &Address) -> bool;
     /// The domain of the bare `RCPT TO:<postmaster>` (RFC 5321 §4.5.1).
     fn primary_domain(&self) -> Option<&str>;
+    /// Whether `target`'s mailbox has room for a message of `size` bytes
+    /// (0: the size is not known yet) under its quota.
+    fn has_room(&self, target: &Self::Target, size: u64) -> bool;
 }
 
 /// The directory's answer for one recipient.
@@ -222,6 +225,8 @@ struct Transaction<T> {
     body: Vec<u8>,
     /// All content received.
     size: u64,
+    /// The size MAIL FROM announced (SIZE=; 0 when not), for quotas.
+    declared: u64,
     header: HeaderScan,
     oversize: bool,
     long_line: bool,

@@ -33,21 +33,6 @@ struct Confirm {
     delete: String,
 }
 
-/// The bytes under a directory (a mailbox's size).
-fn size_of(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => size_of(&e.path()),
-            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 fn human(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
@@ -68,19 +53,19 @@ async fn page(
         Err(r) => return r.into_response(),
     };
     let config = web.settings.get().config.clone();
-    let sizes: Vec<u64> = {
-        let config = config.clone();
+    // What each mailbox takes (every folder; counted by the Maildirs the
+    // server shares, at most every few minutes) and may take.
+    let usage: Vec<(u64, Option<u64>)> = {
+        let settings = web.settings.get();
         tokio::task::spawn_blocking(move || {
-            config
+            settings
+                .config
                 .accounts
                 .iter()
                 .map(|a| {
-                    size_of(
-                        &config
-                            .mail_dir()
-                            .join(a.address.domain())
-                            .join(a.address.local()),
-                    )
+                    let key = a.address.key();
+                    let used = settings.maildirs.usage(&key).map_or(0, |u| u.bytes);
+                    (used, settings.directory.quota_of(&key))
                 })
                 .collect()
         })
@@ -98,7 +83,7 @@ async fn page(
                 table.stack {
                     thead { tr { th { "Address" } th { "Mailbox" } th { "Password" } th {} } }
                     tbody {
-                        @for (a, size) in config.accounts.iter().zip(sizes) {
+                        @for (a, (used, quota)) in config.accounts.iter().zip(usage) {
                             @let key = a.address.key();
                             tr {
                                 td {
@@ -107,7 +92,13 @@ async fn page(
                                         " " a.small href={"/mobileconfig?emailaddress=" (key)} title="A profile that sets up Mail on an iPhone, iPad or Mac" { "Apple profile" }
                                     }
                                 }
-                                td { (human(size)) }
+                                td {
+                                    (human(used))
+                                    @if let Some(limit) = quota {
+                                        " of " (human(limit))
+                                        @if used >= limit { " " span.badge.wrong title="New mail waits with its sender until mail is deleted" { "full" } }
+                                    }
+                                }
                                 td {
                                     form.inline method="post" action="/accounts/password" {
                                         (csrf(&session))

@@ -371,12 +371,13 @@ impl Session {
         true
     }
 
-    fn refuse(&mut self, tag: Tag<'static>, e: StoreError) {
+    pub(super) fn refuse(&mut self, tag: Tag<'static>, e: StoreError) {
         let code = match e {
             StoreError::NoSuchFolder => Some(rfc5530(b"NONEXISTENT")),
             StoreError::Exists => Some(rfc5530(b"ALREADYEXISTS")),
             StoreError::Invalid(_) => Some(rfc5530(b"CANNOT")),
             StoreError::Failed => Some(rfc5530(b"SERVERBUG")),
+            StoreError::OverQuota => Some(Code::OverQuota),
         };
         self.no(tag, code, &e.to_string());
     }

@@ -285,7 +285,7 @@ impl Session {
             Err(crate::imap::store::StoreError::NoSuchFolder) => {
                 self.no(tag, Some(rfc5530(b"TRYCREATE")), "there is no such folder")
             }
-            Err(e) => self.no(tag, None, &e.to_string()),
+            Err(e) => self.refuse(tag, e),
         }
     }
 
@@ -334,7 +334,7 @@ impl Session {
                 return;
             }
             Err(e) => {
-                self.no(tag, None, &e.to_string());
+                self.refuse(tag, e);
                 return;
             }
         };

@@ -75,6 +75,16 @@ impl Mailboxes for Fake {
         self.modseqs.lock().unwrap().insert(uid, modseq);
         Ok(modseq)
     }
+    fn quota(&self, _: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let used = self
+            .folders
+            .lock()
+            .unwrap()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>();
+        Ok(Some((used as u64 * 1000, 10_000)))
+    }
     fn expunged_since(&self, _: &str, _: &str, since: u64) -> Result<Vec<u32>, StoreError> {
         let e = self.expunged.lock().unwrap();
         Ok(e.iter()
@@ -738,4 +748,28 @@ fn condstore_is_on_once_used_and_expunge_stays_expunge_without_qresync() {
     );
     let (out, _) = talk(&mut s, "d EXPUNGE\r\n");
     assert_eq!(out, "* 1 EXPUNGE\r\nd OK EXPUNGE completed\r\n");
+}
+
+#[test]
+fn quota_is_one_root_over_every_folder() {
+    let store = Arc::new(Fake::default());
+    store
+        .folders
+        .lock()
+        .unwrap()
+        .insert("INBOX".into(), vec![1, 2, 3]);
+    let mut s = logged_in(store);
+    let (out, _) = talk(&mut s, "q1 GETQUOTAROOT INBOX\r\n");
+    // 3 messages of 1000 bytes of 10,000, in units of 1024 bytes.
+    assert_eq!(
+        out,
+        "* QUOTAROOT INBOX \"\"\r\n* QUOTA \"\" (STORAGE 3 10)\r\nq1 OK GETQUOTAROOT completed\r\n"
+    );
+    let (out, _) = talk(&mut s, "q2 GETQUOTA \"\"\r\nq3 GETQUOTA other\r\n");
+    assert_eq!(
+        out,
+        "* QUOTA \"\" (STORAGE 3 10)\r\nq2 OK GETQUOTA completed\r\nq3 NO [NONEXISTENT] there is no such quota root\r\n"
+    );
+    let (out, _) = talk(&mut s, "q4 SETQUOTA \"\" (STORAGE 100)\r\n");
+    assert!(out.starts_with("q4 NO [NOPERM]"), "{out}");
 }

@@ -24,6 +24,8 @@ pub(crate) struct Fixture {
     /// Account → password (`None`: cannot log in).
     accounts: BTreeMap<String, Option<String>>,
     aliases: BTreeMap<String, Vec<String>>,
+    /// Account → bytes left under its quota (none: no quota).
+    room: BTreeMap<String, u64>,
 }
 
 impl Default for Fixture {
@@ -45,6 +47,7 @@ impl Default for Fixture {
                 ],
             )]
             .into(),
+            room: BTreeMap::new(),
         }
     }
 }
@@ -54,6 +57,12 @@ impl Fixture {
     pub(crate) fn with_password(mut self, account: &str, password: &str) -> Fixture {
         self.accounts
             .insert(account.to_string(), Some(password.to_string()));
+        self
+    }
+
+    /// The account has a quota with `bytes` left.
+    pub(crate) fn with_room(mut self, account: &str, bytes: u64) -> Fixture {
+        self.room.insert(account.to_string(), bytes);
         self
     }
 
@@ -135,6 +144,16 @@ impl Directory for Fixture {
 
     fn credential(&self, account: &str) -> Option<String> {
         self.accounts.get(account)?.clone()
+    }
+
+    fn has_room(&self, target: &Target, size: u64) -> bool {
+        match target {
+            Target::Local { account, .. } => self
+                .room
+                .get(account)
+                .is_none_or(|left| *left > 0 && size <= *left),
+            Target::Remote { .. } => true,
+        }
     }
 
     fn may_send_as(&self, account: &str, sender: &Address) -> bool {

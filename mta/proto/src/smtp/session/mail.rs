@@ -44,6 +44,7 @@ impl<D: Directory> Session<D> {
             Err(e) => return self.reply(501, "5.1.7", format!("Bad sender address syntax: {e}")),
         };
         let mut smtputf8 = false;
+        let mut declared = 0;
         for param in path.params.split_whitespace() {
             let (key, value) = param.split_once('=').unwrap_or((param, ""));
             match key.to_ascii_uppercase().as_str() {
@@ -51,7 +52,7 @@ impl<D: Directory> Session<D> {
                     Ok(n) if n > self.cfg.max_message_size => {
                         return self.reply(552, "5.3.4", "Message size exceeds fixed limit".into());
                     }
-                    Ok(_) => {}
+                    Ok(n) => declared = n,
                     Err(_) => return self.reply(501, "5.5.4", "Bad SIZE parameter".into()),
                 },
                 "BODY" => {
@@ -113,6 +114,7 @@ impl<D: Directory> Session<D> {
             chunked: false,
             pending_cr: false,
             size: 0,
+            declared,
             header: HeaderScan::default(),
         });
         self.reply(250, "2.1.0", "Ok".into());

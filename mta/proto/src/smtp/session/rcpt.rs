@@ -96,6 +96,19 @@ impl<D: Directory> Session<D> {
                 );
             }
         };
+        // A full mailbox: the sender keeps the message and tries again
+        // (RFC 3463 4.2.2), as Postfix with Dovecot's quota service does.
+        let declared = self.tx.as_ref().map_or(0, |tx| tx.declared);
+        if targets
+            .iter()
+            .any(|t| !self.directory.has_room(t, declared))
+        {
+            return self.reply(
+                452,
+                "4.2.2",
+                format!("<{address}>: Mailbox full, try again later"),
+            );
+        }
         let tx = self.tx.as_mut().expect("checked above");
         let key = address.key();
         if !tx.recipients.iter().any(|(a, _)| a.key() == key) {

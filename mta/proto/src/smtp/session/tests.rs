@@ -664,3 +664,29 @@ fn deleting_the_account_ends_the_login() {
     let (out, _) = h.talk("MAIL FROM:<alice@example.org>\r\n");
     assert!(out.starts_with("421 4.7.0 "), "{out}");
 }
+
+#[test]
+fn a_full_mailbox_is_refused_for_now_at_rcpt() {
+    let mut h = harness();
+    h.s.set_directory(Arc::new(
+        Fixture::default()
+            .with_room("alice@example.org", 0)
+            .with_room("bob@example.org", 500),
+    ));
+    let (out, _) = h.talk("EHLO c.example\r\nMAIL FROM:<x@sender.example>\r\n");
+    assert!(out.ends_with("250 2.1.0 Ok\r\n"), "{out}");
+    let (out, _) = h.talk("RCPT TO:<alice@example.org>\r\nRCPT TO:<both@example.org>\r\n");
+    assert_eq!(
+        out,
+        "452 4.2.2 <alice@example.org>: Mailbox full, try again later\r\n\
+         452 4.2.2 <both@example.org>: Mailbox full, try again later\r\n"
+    );
+    let (out, _) = h.talk("RCPT TO:<bob@example.org>\r\nRSET\r\n");
+    assert!(out.starts_with("250 2.1.5 Ok\r\n"), "{out}");
+    // A message announced larger than the room left does not fit.
+    let (out, _) = h.talk("MAIL FROM:<x@sender.example> SIZE=600\r\nRCPT TO:<bob@example.org>\r\n");
+    assert!(
+        out.ends_with("452 4.2.2 <bob@example.org>: Mailbox full, try again later\r\n"),
+        "{out}"
+    );
+}
