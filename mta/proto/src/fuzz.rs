@@ -1,6 +1,7 @@
 //! Property-based fuzzing (proptest) of the protocol cores: the SMTP
 //! session, addresses and paths, SASL responses (what `mta-app` parses from
-//! peers is fuzzed there). Each property holds for
+//! peers is fuzzed there; the IMAP session's property sits beside its
+//! tests, `imap/session/tests.rs`, where its store is). Each property holds for
 //! any input: no panic, bounded output, well-formed replies, and the same
 //! answers however the input is split into reads.
 //!

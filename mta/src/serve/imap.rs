@@ -3,7 +3,7 @@
 //! reads within deadlines, writes, TLS, and the password check through
 //! the same limiter as SMTP AUTH — within the same connection limits as
 //! SMTP. Commands run off the event loop (they read and change folders
-//! on disk). (Issue 13 under way: login, folders, FETCH/STORE/EXPUNGE so far.)
+//! on disk), and a long answer is written a slice at a time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -138,6 +138,8 @@ async fn serve(
                     }
                 }
             }
+            // A long answer goes on once written.
+            Step::Flush => {}
             Step::StartTls => {
                 let Conn::Plain(tcp) = std::mem::replace(&mut conn, Conn::Gone) else {
                     return Ok(());

@@ -33,6 +33,7 @@ use crate::imap::store::{Folder, Mailboxes};
 use crate::sasl::{AuthOutcome, Credentials, Mechanism};
 
 mod condstore;
+mod fetch;
 mod folders;
 mod messages;
 mod quota;
@@ -70,6 +71,9 @@ pub enum Step {
     /// [`Session::tick`] about every [`IDLE_TICK`]: the client IDLEs and
     /// hears of new mail as it comes.
     Idle,
+    /// Write the pending output, then call [`Session::process`] again
+    /// without reading: a long answer goes on (its memory stays bounded).
+    Flush,
     /// Write the pending output and close the connection.
     Close,
 }
@@ -114,6 +118,8 @@ pub struct Session {
     condstore: bool,
     /// QRESYNC is enabled (RFC 7162 §3.2.3): VANISHED for expunges.
     qresync: bool,
+    /// A FETCH under way, answered a slice at a time.
+    fetching: Option<fetch::FetchJob>,
 }
 
 impl Session {
@@ -133,6 +139,7 @@ impl Session {
             idling: None,
             condstore: false,
             qresync: false,
+            fetching: None,
         }
     }
 
@@ -274,6 +281,12 @@ impl Session {
             if matches!(self.state, State::AwaitingAuth(_)) {
                 return Step::NeedInput;
             }
+            if self.fetching.is_some() {
+                if self.go_on_fetching() {
+                    return Step::Flush;
+                }
+                continue;
+            }
             let Some(fragment) = self.input.progress() else {
                 return if self.idling.is_some() {
                     Step::Idle
@@ -411,8 +424,8 @@ impl Session {
             CommandBody::Idle if self.account().is_some() => {
                 let more = CommandContinuationRequest::basic(None, "idling").expect("valid text");
                 self.respond(&Response::CommandContinuationRequest(more));
+                // What the client sent after IDLE (DONE) is read next.
                 self.idling = Some(tag);
-                return Some(Step::Idle);
             }
             CommandBody::Id { .. } => {
                 let text = |t: &str| IString::try_from(t.to_string()).expect("text");
