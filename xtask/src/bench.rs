@@ -21,6 +21,8 @@ use argh::FromArgs;
 use crate::smtp::expect;
 use crate::{cargo, check, root};
 
+mod imap;
+
 /// measure SMTP throughput, latency and memory
 #[derive(FromArgs)]
 #[argh(subcommand, name = "bench")]
@@ -61,6 +63,12 @@ pub struct Bench {
     /// our server's binary (default: target/release/mta, built first), e.g. an older build for a before/after figure
     #[argh(option)]
     mta: Option<PathBuf>,
+    /// measure IMAP instead, beside Dovecot: SELECT, FETCH 1:* (FLAGS ENVELOPE) and UID SEARCH of one folder, and memory (see bench/imap.rs)
+    #[argh(switch)]
+    imap: bool,
+    /// with --imap: the messages in the folder (default 10000)
+    #[argh(option, default = "10000")]
+    folder_size: usize,
 }
 
 /// The account the outbound benchmark submits as ("Hello world!", the
@@ -88,6 +96,9 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
     }
     if b.web {
         return web(b);
+    }
+    if b.imap {
+        return imap::imap(b);
     }
     if let Some(peer) = &b.compare {
         if peer != "postfix" {
@@ -353,6 +364,8 @@ role = "{}"
                 "submissions"
             } else if b.web {
                 "http"
+            } else if b.imap {
+                "imaps"
             } else {
                 "mx"
             },

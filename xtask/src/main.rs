@@ -5,7 +5,8 @@
 //!   throw-away data directory, until the image and QEMU boot exist)
 //! - `cargo xtask test`  installs what the tests need, then fmt, clippy and
 //!   every test
-//! - `cargo xtask bench` the SMTP load generator (see `bench.rs`)
+//! - `cargo xtask bench` the SMTP load generator (see `bench.rs`); `--imap`
+//!   reads one large folder beside Dovecot (`bench/imap.rs`)
 //! - `cargo xtask doctor` checks, without installing, what the tests need
 //!   from this machine (see `tools.rs`)
 

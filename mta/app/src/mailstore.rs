@@ -4,6 +4,7 @@
 //! on.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use mta_proto::imap::store::{Flags, Folder, Mailboxes, Message, StoreError};
@@ -57,6 +58,30 @@ fn failed(account: &str, what: &str, e: anyhow::Error) -> StoreError {
 }
 
 impl MailStore {
+    /// Message `uid` of folder `name`, opened, and when it arrived (the
+    /// file's modification time, as Maildir readers such as Dovecot take
+    /// it).
+    fn open_message(
+        &self,
+        account: &str,
+        name: &str,
+        uid: u32,
+    ) -> Result<(std::fs::File, i64), StoreError> {
+        let m = self.mailbox(account)?;
+        let message = self.message(&m, account, name, uid)?;
+        let file = m
+            .open_file(name, &message)
+            .map_err(|e| failed(account, "opening a message", e))?
+            .ok_or_else(|| StoreError::Invalid(format!("message {uid} is gone")))?;
+        let arrived = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok((file, arrived))
+    }
+
     /// The index's message `uid` of folder `name`.
     fn message(
         &self,
@@ -73,22 +98,30 @@ impl MailStore {
 
 impl Mailboxes for MailStore {
     fn read(&self, account: &str, name: &str, uid: u32) -> Result<(Vec<u8>, i64), StoreError> {
-        let m = self.mailbox(account)?;
-        let message = self.message(&m, account, name, uid)?;
-        let file = m
-            .file_of(name, &message)
-            .map_err(|e| failed(account, "finding a message", e))?
-            .ok_or_else(|| StoreError::Invalid(format!("message {uid} is gone")))?;
-        let bytes = std::fs::read(&file)
-            .map_err(|e| failed(account, &format!("reading {}", file.display()), e.into()))?;
-        // The arrival time: the file's modification time, as Maildir
-        // readers (Dovecot) take it.
-        let arrived = std::fs::metadata(&file)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
+        let (mut file, arrived) = self.open_message(account, name, uid)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| {
+            failed(
+                account,
+                &format!("reading message {uid} of {name}"),
+                e.into(),
+            )
+        })?;
         Ok((crlf(&bytes), arrived))
+    }
+
+    fn read_header(
+        &self,
+        account: &str,
+        name: &str,
+        uid: u32,
+    ) -> Result<(Vec<u8>, i64), StoreError> {
+        let (header, arrived) = self
+            .mailbox(account)?
+            .header(name, uid)
+            .map_err(|e| failed(account, &format!("reading message {uid} of {name}"), e))?
+            .ok_or_else(|| StoreError::Invalid(format!("message {uid} is gone")))?;
+        Ok((crlf(&header), arrived))
     }
 
     fn set_flags(&self, account: &str, name: &str, uid: u32, f: Flags) -> Result<u64, StoreError> {
@@ -266,14 +299,15 @@ impl Mailboxes for MailStore {
 /// `bytes` with every bare LF as CRLF (Maildir files have LF ends; IMAP
 /// counts and sends CRLF).
 fn crlf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    let mut previous = 0u8;
-    for &b in bytes {
-        if b == b'\n' && previous != b'\r' {
-            out.push(b'\r');
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 16 + 2);
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        match line.strip_suffix(b"\n") {
+            Some(text) if !text.ends_with(b"\r") => {
+                out.extend_from_slice(text);
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => out.extend_from_slice(line),
         }
-        out.push(b);
-        previous = b;
     }
     out
 }
@@ -374,5 +408,18 @@ fn flags(f: mailbox::Flags) -> Flags {
         flagged: f.flagged,
         deleted: f.deleted,
         draft: f.draft,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_ends_become_crlf_once() {
+        assert_eq!(crlf(b"a\nb\r\n\nc"), b"a\r\nb\r\n\r\nc");
+        assert_eq!(crlf(b"\n\n"), b"\r\n\r\n");
+        assert_eq!(crlf(b""), b"");
+        assert_eq!(lf(&crlf(b"x\ny\n")), b"x\ny\n");
     }
 }

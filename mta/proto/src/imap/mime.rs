@@ -31,6 +31,7 @@ fn nstring(text: Option<&str>) -> NString<'static> {
 /// and value, unfolded (CRLF dropped), without the space after the colon.
 pub fn fields(header: &[u8]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
+    let mut folded = false;
     for line in header.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
@@ -39,18 +40,24 @@ pub fn fields(header: &[u8]) -> Vec<(String, String)> {
         if matches!(line[0], b' ' | b'\t') {
             if let Some((_, value)) = out.last_mut() {
                 value.push_str(&String::from_utf8_lossy(line));
+                folded = true;
             }
             continue;
         }
         let Some(colon) = line.iter().position(|b| *b == b':') else {
             continue;
         };
-        let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
-        let value = String::from_utf8_lossy(&line[colon + 1..]).to_string();
+        let name = String::from_utf8_lossy(line[..colon].trim_ascii()).into_owned();
+        let value = String::from_utf8_lossy(line[colon + 1..].trim_ascii()).into_owned();
         out.push((name, value));
     }
-    for (_, value) in &mut out {
-        *value = value.trim().to_string();
+    if folded {
+        for (_, value) in &mut out {
+            let trimmed = value.trim_end();
+            if trimmed.len() != value.len() {
+                *value = trimmed.to_string();
+            }
+        }
     }
     out
 }

@@ -74,6 +74,14 @@ pub trait Mailboxes: Send + Sync {
     /// Message `uid` of the folder as IMAP sees it (CRLF line ends), and
     /// when it arrived (unix seconds).
     fn read(&self, account: &str, name: &str, uid: u32) -> Result<(Vec<u8>, i64), StoreError>;
+    /// The header section of message `uid` (CRLF line ends, the empty line
+    /// included), read without the rest, and when it arrived.
+    fn read_header(
+        &self,
+        account: &str,
+        name: &str,
+        uid: u32,
+    ) -> Result<(Vec<u8>, i64), StoreError>;
     /// Gives message `uid` these flags; its new MODSEQ.
     fn set_flags(
         &self,

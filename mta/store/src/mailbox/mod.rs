@@ -36,6 +36,11 @@ const BY_FILE: TableDefinition<(u32, &str), u32> = TableDefinition::new("by_file
 const SUBSCRIBED: TableDefinition<&str, u8> = TableDefinition::new("subscribed");
 /// (folder id, UID) → the MODSEQ at which it was expunged.
 const EXPUNGED: TableDefinition<(u32, u32), u64> = TableDefinition::new("expunged");
+/// (folder id, UID) → its arrival time (8 bytes, little-endian unix
+/// seconds) and header section as stored: a cache (a message's file never
+/// changes), so what ENVELOPE and header searches need is read without
+/// opening the file again.
+const HEADERS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("headers");
 
 /// The key in FOLDERS under which the last UIDVALIDITY given is kept
 /// (no folder name has a control character).
@@ -127,6 +132,8 @@ pub struct Folder {
 pub struct Mailbox {
     maildir: PathBuf,
     db: redb::Database,
+    /// Headers read and not yet cached: (folder, UID, header).
+    pending: std::sync::Mutex<Vec<(String, u32, read::Cached)>>,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -177,6 +184,7 @@ impl Mailbox {
                 w.open_table(BY_FILE)?;
                 w.open_table(EXPUNGED)?;
                 w.open_table(SUBSCRIBED)?;
+                w.open_table(HEADERS)?;
                 w.commit()?;
                 Ok(())
             },
@@ -184,6 +192,7 @@ impl Mailbox {
         Ok(Mailbox {
             maildir: maildir.to_path_buf(),
             db,
+            pending: Default::default(),
         })
     }
 
@@ -285,6 +294,7 @@ impl Mailbox {
     }
 
     fn sync_as(&self, name: &str, claim: bool) -> anyhow::Result<Folder> {
+        self.flush_headers()?;
         let dir = self.dir_of(name)?;
         let mut on_disk: BTreeMap<String, (String, bool)> = BTreeMap::new();
         for (sub, in_new) in [("cur", false), ("new", true)] {
@@ -326,8 +336,10 @@ impl Mailbox {
             let next_modseq = record.highest_modseq + 1;
             // Gone from disk: expunged (a client of another server, or a
             // person, removed the file).
+            let mut headers = w.open_table(HEADERS)?;
             for (base, m) in &known {
                 if !on_disk.contains_key(base) {
+                    headers.remove((id, m.uid))?;
                     messages.remove((id, m.uid))?;
                     by_file.remove((id, base.as_str()))?;
                     expunged.insert((id, m.uid), next_modseq)?;
@@ -453,26 +465,6 @@ impl Mailbox {
         }
     }
 
-    /// The file of message `uid` in folder `name`, if it exists.
-    pub fn file_of(&self, name: &str, message: &Message) -> anyhow::Result<Option<PathBuf>> {
-        let dir = self.dir_of(name)?;
-        let cur = dir
-            .join("cur")
-            .join(format!("{}{}", message.base, message.flags.info()));
-        if cur.exists() {
-            return Ok(Some(cur));
-        }
-        for sub in ["cur", "new"] {
-            for entry in fs::read_dir(dir.join(sub))?.flatten() {
-                let file = entry.file_name().to_string_lossy().to_string();
-                if base_of(&file) == message.base {
-                    return Ok(Some(entry.path()));
-                }
-            }
-        }
-        Ok(None)
-    }
-
     /// Sets the flags of message `uid` in folder `name` (the file is
     /// renamed, the index gets a new MODSEQ); the new MODSEQ.
     pub fn set_flags(&self, name: &str, uid: u32, flags: Flags) -> anyhow::Result<u64> {
@@ -520,6 +512,7 @@ impl Mailbox {
             let mut messages = w.open_table(MESSAGES)?;
             let mut by_file = w.open_table(BY_FILE)?;
             let mut expunged = w.open_table(EXPUNGED)?;
+            let mut headers = w.open_table(HEADERS)?;
             let mut record = self.folder_record(&mut folders, name)?;
             let modseq = record.highest_modseq + 1;
             for uid in uids {
@@ -538,6 +531,7 @@ impl Mailbox {
                     }
                 }
                 messages.remove((record.id, *uid))?;
+                headers.remove((record.id, *uid))?;
                 by_file.remove((record.id, m.base.as_str()))?;
                 expunged.insert((record.id, *uid), modseq)?;
                 removed.push(*uid);
@@ -699,6 +693,7 @@ impl Mailbox {
             let mut messages = w.open_table(MESSAGES)?;
             let mut by_file = w.open_table(BY_FILE)?;
             let mut expunged = w.open_table(EXPUNGED)?;
+            let mut headers = w.open_table(HEADERS)?;
             let mut src = self.folder_record(&mut folders, from)?;
             let mut dst = self.folder_record(&mut folders, to)?;
             src.highest_modseq += 1;
@@ -731,6 +726,7 @@ impl Mailbox {
                 messages.insert((dst.id, new_uid), encode(&moved).as_slice())?;
                 by_file.insert((dst.id, base.as_str()), new_uid)?;
                 messages.remove((src.id, m.uid))?;
+                headers.remove((src.id, m.uid))?;
                 by_file.remove((src.id, m.base.as_str()))?;
                 expunged.insert((src.id, m.uid), src.highest_modseq)?;
                 pairs.push((m.uid, new_uid));
@@ -762,6 +758,8 @@ impl Mailbox {
                 let mut messages = w.open_table(MESSAGES)?;
                 let mut by_file = w.open_table(BY_FILE)?;
                 let mut expunged = w.open_table(EXPUNGED)?;
+                let mut headers = w.open_table(HEADERS)?;
+                headers.retain_in((record.id, 0)..=(record.id, u32::MAX), |_, _| false)?;
                 messages.retain_in((record.id, 0)..=(record.id, u32::MAX), |_, _| false)?;
                 expunged.retain_in((record.id, 0)..=(record.id, u32::MAX), |_, _| false)?;
                 by_file.retain(|(id, _), _| id != record.id)?;
@@ -867,5 +865,6 @@ impl Mailbox {
     }
 }
 
+mod read;
 #[cfg(test)]
 mod tests;

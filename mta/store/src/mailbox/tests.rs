@@ -252,3 +252,32 @@ fn a_moved_message_is_in_one_folder_only() {
         1
     );
 }
+
+#[test]
+fn headers_are_read_alone_and_cached_until_expunged() {
+    let t = tempfile::tempdir().unwrap();
+    let m = Mailbox::open(t.path()).unwrap();
+    deliver(t.path(), "1700000001.M1Q1R0.mx", "Subject: one\n\nbody\n");
+    deliver(
+        t.path(),
+        "1700000002.M1Q2R0.mx",
+        "Subject: two\r\n\r\nbody\r\n",
+    );
+    deliver(t.path(), "1700000003.M1Q3R0.mx", "Subject: no body\n");
+    let f = m.sync(INBOX).unwrap();
+    let header = |i: usize| m.header(INBOX, f.messages[i].uid).unwrap().unwrap().0;
+    assert_eq!(header(0), b"Subject: one\n\n");
+    assert_eq!(header(1), b"Subject: two\r\n\r\n");
+    assert_eq!(header(2), b"Subject: no body\n");
+    // Kept by the next sync: the file is not read again.
+    m.sync(INBOX).unwrap();
+    let file = m.file_of(INBOX, &f.messages[0]).unwrap().unwrap();
+    fs::write(&file, "Subject: changed behind our back\n\n").unwrap();
+    assert_eq!(header(0), b"Subject: one\n\n");
+    // Expunged: out of the cache too.
+    m.expunge(INBOX, &[1]).unwrap();
+    assert_eq!(m.header(INBOX, 1).unwrap(), None);
+    assert_eq!(read::header_end(b"A: b\n\nbody\n\n"), Some(6));
+    assert_eq!(read::header_end(b"A: b\r\n\r\nbody"), Some(8));
+    assert_eq!(read::header_end(b"A: b\nC: d\n"), None);
+}

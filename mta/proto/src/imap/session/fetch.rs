@@ -26,6 +26,40 @@ use crate::imap::store::{Flags, Message};
 /// they are written).
 pub(super) const OUTPUT_HIGH: usize = 256 * 1024;
 
+/// What a FETCH must read of each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Reads {
+    Nothing,
+    /// The header section (and the arrival time).
+    Header,
+    Whole,
+}
+
+/// What item `name` needs read.
+fn reads_of(name: &MessageDataItemName<'_>) -> Reads {
+    match name {
+        MessageDataItemName::Envelope
+        | MessageDataItemName::Rfc822Header
+        | MessageDataItemName::InternalDate => Reads::Header,
+        MessageDataItemName::BodyExt {
+            section:
+                Some(
+                    Section::Header(None)
+                    | Section::HeaderFields(None, _)
+                    | Section::HeaderFieldsNot(None, _),
+                ),
+            ..
+        } => Reads::Header,
+        MessageDataItemName::BodyExt { .. }
+        | MessageDataItemName::Body
+        | MessageDataItemName::BodyStructure
+        | MessageDataItemName::Rfc822
+        | MessageDataItemName::Rfc822Text
+        | MessageDataItemName::Rfc822Size => Reads::Whole,
+        _ => Reads::Nothing,
+    }
+}
+
 /// A FETCH under way: what is asked, and the messages left to answer for.
 pub(super) struct FetchJob {
     tag: Tag<'static>,
@@ -33,7 +67,7 @@ pub(super) struct FetchJob {
     names: Vec<MessageDataItemName<'static>>,
     account: String,
     name: String,
-    needs_content: bool,
+    reads: Reads,
     marks_seen: bool,
     left: VecDeque<(u32, Message)>,
 }
@@ -177,20 +211,9 @@ impl Session {
         if let (true, Some(since)) = (vanished, changed_since) {
             self.vanished_since(&name, since, Some(set));
         }
-        let needs_content = names.iter().any(|n| {
-            matches!(
-                n,
-                MessageDataItemName::BodyExt { .. }
-                    | MessageDataItemName::Envelope
-                    | MessageDataItemName::Body
-                    | MessageDataItemName::BodyStructure
-                    | MessageDataItemName::Rfc822
-                    | MessageDataItemName::Rfc822Header
-                    | MessageDataItemName::Rfc822Text
-                    | MessageDataItemName::Rfc822Size
-                    | MessageDataItemName::InternalDate
-            )
-        });
+        // What of each message must be read: the header section suffices
+        // for ENVELOPE and header fields (most of a client's FETCHes).
+        let reads = names.iter().map(reads_of).max().unwrap_or(Reads::Nothing);
         let marks_seen = !read_only
             && names.iter().any(|n| {
                 matches!(
@@ -211,7 +234,7 @@ impl Session {
             names,
             account,
             name,
-            needs_content,
+            reads,
             marks_seen,
             left,
         });
@@ -241,14 +264,15 @@ impl Session {
 
     /// The FETCH answer for one message (none if it is gone meanwhile).
     fn fetch_one(&mut self, job: &FetchJob, seq: u32, mut message: Message) {
-        let content = if job.needs_content {
-            match self.mailboxes.read(&job.account, &job.name, message.uid) {
-                Ok(c) => Some(c),
-                // Expunged meanwhile: nothing to say about it.
-                Err(_) => return,
-            }
-        } else {
-            None
+        let (account, name, uid) = (&job.account, &job.name, message.uid);
+        let read = match job.reads {
+            Reads::Nothing => Ok(None),
+            Reads::Header => self.mailboxes.read_header(account, name, uid).map(Some),
+            Reads::Whole => self.mailboxes.read(account, name, uid).map(Some),
+        };
+        // Expunged meanwhile: nothing to say about it.
+        let Ok(content) = read else {
+            return;
         };
         let mut flags_changed = false;
         if job.marks_seen && !message.flags.seen {

@@ -22,6 +22,8 @@ struct Candidate<'a> {
     message: &'a Message,
     recent: bool,
     content: Option<Option<(Vec<u8>, i64)>>,
+    /// Its header section, when only that was needed.
+    header: Option<Option<(Vec<u8>, i64)>>,
 }
 
 /// Whether `key` has a MODSEQ key anywhere in it.
@@ -79,6 +81,7 @@ impl Session {
                 message,
                 recent: recent.contains(&message.uid),
                 content: None,
+                header: None,
             };
             let all = criteria
                 .as_ref()
@@ -113,6 +116,30 @@ impl Session {
             c.content = Some(self.mailboxes.read(account, name, c.message.uid).ok());
         }
         c.content.as_ref().and_then(Option::as_ref)
+    }
+
+    /// The header section of the candidate (of its content when that was
+    /// read already), and when it arrived.
+    fn header<'c>(
+        &self,
+        account: &str,
+        name: &str,
+        c: &'c mut Candidate<'_>,
+    ) -> Option<(&'c [u8], i64)> {
+        if c.content.as_ref().is_some_and(Option::is_some) {
+            let (bytes, arrived) = c.content.as_ref()?.as_ref()?;
+            let end = crate::imap::mime::header_end(bytes);
+            return Some((&bytes[..end], *arrived));
+        }
+        if c.header.is_none() {
+            c.header = Some(
+                self.mailboxes
+                    .read_header(account, name, c.message.uid)
+                    .ok(),
+            );
+        }
+        let (bytes, arrived) = c.header.as_ref()?.as_ref()?;
+        Some((bytes.as_slice(), *arrived))
     }
 
     fn matches(
@@ -163,11 +190,11 @@ impl Session {
                 .content(account, name, c)
                 .is_some_and(|(b, _)| (b.len() as u64) < u64::from(*n)),
             SearchKey::Before(d) | SearchKey::On(d) | SearchKey::Since(d) => {
-                let Some((_, arrived)) = self.content(account, name, c) else {
+                let Some((_, arrived)) = self.header(account, name, c) else {
                     return false;
                 };
                 let Some(day) =
-                    chrono::DateTime::from_timestamp(*arrived, 0).map(|t| t.date_naive())
+                    chrono::DateTime::from_timestamp(arrived, 0).map(|t| t.date_naive())
                 else {
                     return false;
                 };
@@ -179,11 +206,11 @@ impl Session {
                 }
             }
             SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
-                let Some((bytes, _)) = self.content(account, name, c) else {
+                let Some((bytes, _)) = self.header(account, name, c) else {
                     return false;
                 };
                 let sent = MessageParser::new()
-                    .parse_headers(bytes.as_slice())
+                    .parse_headers(bytes)
                     .and_then(|m| m.date().cloned())
                     .and_then(|sent| {
                         chrono::NaiveDate::from_ymd_opt(
@@ -240,11 +267,9 @@ impl Session {
         field: &str,
         needle: &str,
     ) -> bool {
-        let Some((bytes, _)) = self.content(account, name, c) else {
+        let Some((header, _)) = self.header(account, name, c) else {
             return false;
         };
-        let end = crate::imap::mime::header_end(bytes);
-        let header = &bytes[..end];
         let raw_fields = crate::imap::mime::fields(header);
         let present: Vec<&String> = raw_fields
             .iter()
@@ -257,14 +282,19 @@ impl Session {
         if needle.is_empty() || present.iter().any(|v| v.to_lowercase().contains(needle)) {
             return true;
         }
-        let Some(parsed) = MessageParser::new().parse_headers(header) else {
-            return false;
-        };
-        parsed
-            .headers()
-            .iter()
-            .filter(|h| h.name.as_str().eq_ignore_ascii_case(field))
-            .any(|h| decoded(&h.value).to_lowercase().contains(needle))
+        // Decoded (encoded words, address forms): only the fields named,
+        // each parsed alone.
+        present.iter().any(|value| {
+            let one = format!("{field}: {value}\r\n\r\n");
+            MessageParser::new()
+                .parse_headers(one.as_bytes())
+                .is_some_and(|parsed| {
+                    parsed
+                        .headers()
+                        .iter()
+                        .any(|h| decoded(&h.value).to_lowercase().contains(needle))
+                })
+        })
     }
 
     fn any_header_has(

@@ -69,6 +69,12 @@ impl Mailboxes for Fake {
         let text = format!("Subject: message {uid}\r\nX-Other: x\r\n\r\nbody {uid}\r\n");
         Ok((text.into_bytes(), 1_700_000_000))
     }
+    fn read_header(&self, a: &str, n: &str, uid: u32) -> Result<(Vec<u8>, i64), StoreError> {
+        let (mut text, arrived) = self.read(a, n, uid)?;
+        let end = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        text.truncate(end);
+        Ok((text, arrived))
+    }
     fn set_flags(&self, _: &str, _: &str, uid: u32, f: store::Flags) -> Result<u64, StoreError> {
         self.flags.lock().unwrap().insert(uid, f);
         let modseq = self.next_modseq();
