@@ -23,6 +23,7 @@ struct Running {
     qmp: PathBuf,
     smtp_port: u16,
     http_port: u16,
+    imaps_port: u16,
 }
 
 impl Drop for Running {
@@ -88,10 +89,11 @@ fn boot(board: &board::Board, dir: &Path, disk: &Path, name: &str) -> anyhow::Re
     let _ = std::fs::remove_file(&qmp);
     let smtp_port = qemu::free_port()?;
     let http_port = qemu::free_port()?;
+    let imaps_port = qemu::free_port()?;
     let vm = Vm {
         disk: disk.to_path_buf(),
         vars: dir.join("vars.fd"),
-        forwards: vec![(smtp_port, 25), (http_port, 80)],
+        forwards: vec![(smtp_port, 25), (http_port, 80), (imaps_port, 993)],
         console: Console::File(console.clone()),
         qmp: Some(qmp.clone()),
         no_reboot: true,
@@ -108,6 +110,7 @@ fn boot(board: &board::Board, dir: &Path, disk: &Path, name: &str) -> anyhow::Re
         qmp,
         smtp_port,
         http_port,
+        imaps_port,
     })
 }
 
@@ -163,7 +166,44 @@ fn smtp_send(port: u16, rcpt: &str, message: &str) -> anyhow::Result<String> {
 
 /// The owner's password the end-to-end test sets in the wizard.
 const OWNER_PASSWORD: &str = "end to end owner passphrase 2026";
-const OWNER_DIR: &str = "/mail/example.org/owner/new";
+const OWNER_DIR: &str = "/mail/example.org/owner";
+
+/// Reads the owner's mail over IMAP (993, through the forward) with
+/// Python's imaplib, as a mail program would: the subjects in INBOX once
+/// `count` messages are there.
+fn imap_subjects(port: u16, count: usize) -> anyhow::Result<String> {
+    const SCRIPT: &str = r#"
+import imaplib, ssl, sys, time
+port, password, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE  # the appliance's own certificate, not yet Let's Encrypt's
+c = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=60)
+c.login("owner@example.org", password)
+for _ in range(120):
+    typ, data = c.select("INBOX")
+    if int(data[0]) >= count:
+        break
+    time.sleep(0.5)
+typ, data = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+print(" | ".join(d[1].decode().strip() for d in data if isinstance(d, tuple)))
+c.logout()
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(port.to_string())
+        .arg(OWNER_PASSWORD)
+        .arg(count.to_string())
+        .output()
+        .context("python3")?;
+    ensure!(
+        out.status.success(),
+        "IMAP on the appliance failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
 
 /// Claims the appliance through the forwarded HTTP port, as a person would
 /// with a browser: the code from the console, then each step's form.
@@ -350,8 +390,13 @@ pub fn run() -> anyhow::Result<()> {
         "From: e2e@sender.example\r\nTo: owner@example.org\r\nSubject: after the wizard\r\n\r\nhello\r\n",
     )?;
     println!("e2e: mail for the new domain accepted: {}", reply.trim());
+    let subjects = imap_subjects(vm.imaps_port, 1)?;
+    ensure!(
+        subjects == "Subject: after the wizard",
+        "the owner's INBOX over IMAP: {subjects:?}"
+    );
+    println!("e2e: the owner reads it over IMAP (993): {subjects}");
     // Give delivery a moment, then press the power button.
-    std::thread::sleep(Duration::from_secs(2));
     qemu::qmp(&vm.qmp, "system_powerdown")?;
     vm.wait_exit(Duration::from_secs(90))?;
     let console = vm.console_text();
@@ -400,7 +445,12 @@ pub fn run() -> anyhow::Result<()> {
             .any(|l| l.starts_with("Filesystem state:") && l.contains("clean")),
         "the file system is not marked clean"
     );
-    let owner = messages(&data, OWNER_DIR)?;
+    // Seen over IMAP: moved from new/ to cur/ (Maildir's way).
+    let owner = [
+        messages(&data, &format!("{OWNER_DIR}/new"))?,
+        messages(&data, &format!("{OWNER_DIR}/cur"))?,
+    ]
+    .concat();
     ensure!(
         owner.len() == 1,
         "expected the owner's message in {OWNER_DIR}, found {owner:?}"

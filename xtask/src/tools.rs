@@ -110,6 +110,25 @@ fn python(module: &'static str) -> Prereq {
     })
 }
 
+/// Dovecot's IMAP server: the reference the IMAP tests and benchmark
+/// compare with (a test peer, never on the appliance).
+pub fn dovecot() -> Prereq {
+    Prereq::new(
+        "Dovecot's IMAP server (the reference the IMAP tests compare with)",
+        Fix::Apt(&["dovecot-imapd"]),
+        || {
+            let out = run("dovecot", &["--version"], b"")?;
+            if !std::path::Path::new("/usr/lib/dovecot/imap").exists() {
+                return Err(format!(
+                    "dovecot {} has no /usr/lib/dovecot/imap",
+                    out.trim()
+                ));
+            }
+            Ok(())
+        },
+    )
+}
+
 /// What `cargo xtask test` needs before the first test (the image and
 /// QEMU prerequisites of `board` included: the last step boots it).
 pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
@@ -129,20 +148,7 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
                 Ok(())
             },
         ),
-        Prereq::new(
-            "Dovecot's IMAP server (the reference the IMAP tests compare with)",
-            Fix::Apt(&["dovecot-imapd"]),
-            || {
-                let out = run("dovecot", &["--version"], b"")?;
-                if !std::path::Path::new("/usr/lib/dovecot/imap").exists() {
-                    return Err(format!(
-                        "dovecot {} has no /usr/lib/dovecot/imap",
-                        out.trim()
-                    ));
-                }
-                Ok(())
-            },
-        ),
+        dovecot(),
         Prereq::new(
             "mbsync (isync: a real IMAP client the tests sync with)",
             Fix::Apt(&["isync"]),

@@ -36,6 +36,7 @@ ITEMS = [
     "BODY.PEEK[1]", "BODY.PEEK[1.MIME]", "BODY.PEEK[2]", "BODY.PEEK[2.MIME]",
     "BODY.PEEK[2.HEADER]", "BODY.PEEK[2.TEXT]", "BODY.PEEK[2.1]",
     "BODY.PEEK[2.HEADER.FIELDS (SUBJECT)]", "BODY.PEEK[1]<2.3>",
+    "BINARY.PEEK[1]", "BINARY.PEEK[2]", "BINARY.SIZE[2]", "BINARY.PEEK[1]<1.4>",
 ]
 
 SEARCHES = [
@@ -84,6 +85,11 @@ def session(c):
                 # Dovecot copies the header's case. RFC 9051 §9: the ABNF's
                 # strings are case-insensitive, so both are right.
                 flat = re.sub(rb'"(text|message|rfc822)"', lambda m: m.group(0).upper(), flat, flags=re.I)
+            if item.startswith("BINARY") and "<" in item:
+                # Dovecot answers BINARY[1]<1>; RFC 9051's ABNF (msg-att-static:
+                # "BINARY" section-binary SP (nstring / literal8); erratum 7246)
+                # has no origin in a BINARY answer, and ours writes none.
+                flat = re.sub(rb"(BINARY\[[\d.]*\])<\d+>", rb"\1", flat)
             out[mid + " " + item] = flat.decode("utf-8", "replace")
     first = seqs[min(seqs)]
     for flags in ["+FLAGS (\\Flagged \\Seen)", "-FLAGS (\\Seen)", "FLAGS (\\Answered \\Draft)"]:

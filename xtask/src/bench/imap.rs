@@ -192,11 +192,7 @@ fn session(c: &mut Client) -> anyhow::Result<(Session, Vec<usize>)> {
 }
 
 pub fn imap(b: Bench) -> anyhow::Result<()> {
-    if !Path::new(DOVECOT_IMAP).exists() {
-        bail!(
-            "{DOVECOT_IMAP} is missing: apt-get install dovecot-imapd (or run `cargo xtask doctor`)"
-        );
-    }
+    crate::tools::ensure(&[crate::tools::dovecot()])?;
     let count = b.folder_size;
     let ours = start_ours(&b, None)?;
     let maildir = ours.dir.join("data/mail/example.org/alice");
@@ -212,8 +208,8 @@ pub fn imap(b: Bench) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dv)?;
     let dv_mail = dv.join("mail");
     crate::check(Command::new("cp").arg("-a").arg(&maildir).arg(&dv_mail))?;
-    let root = running_as_root();
-    let (uid, gid) = if root {
+    // As root, Dovecot drops to nobody (65534).
+    let (uid, gid) = if crate::tools::is_root() {
         crate::check(Command::new("chown").args(["-R", "65534:65534"]).arg(&dv))?;
         (65534, 65534)
     } else {
@@ -319,16 +315,4 @@ pub fn imap(b: Bench) -> anyhow::Result<()> {
         mib(theirs_rss)
     );
     Ok(())
-}
-
-/// Whether we run as root (Dovecot then drops to nobody).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }

@@ -608,6 +608,47 @@ pub fn part_section(message: &[u8], path: &[u32], within: Within) -> Option<Vec<
     }
 }
 
+/// Why BINARY cannot give a part (RFC 3516 §4.2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum BinaryError {
+    NoSuchPart,
+    /// Its Content-Transfer-Encoding is not one we know (UNKNOWN-CTE).
+    UnknownEncoding(String),
+}
+
+/// Part `path` of `message` with its Content-Transfer-Encoding undone
+/// (BINARY, RFC 3516): base64 and quoted-printable decoded, 7bit, 8bit and
+/// binary as they are; the whole message for an empty path. With it,
+/// whether an encoding was undone.
+pub fn binary_section(message: &[u8], path: &[u32]) -> Result<(Vec<u8>, bool), BinaryError> {
+    use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
+    if path.is_empty() {
+        return Ok((message.to_vec(), false));
+    }
+    let mime = part_section(message, path, Within::Mime).ok_or(BinaryError::NoSuchPart)?;
+    let content = part_section(message, path, Within::Content).ok_or(BinaryError::NoSuchPart)?;
+    let encoding = fields(&mime)
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Content-Transfer-Encoding"))
+        .map(|(_, v)| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let decoded = match encoding.as_str() {
+        "" | "7bit" | "8bit" | "binary" => return Ok((content, false)),
+        "base64" => {
+            let text: Vec<u8> = content
+                .into_iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64_decode(&text)
+        }
+        "quoted-printable" => quoted_printable_decode(&content),
+        other => return Err(BinaryError::UnknownEncoding(other.to_string())),
+    };
+    decoded
+        .map(|d| (d, true))
+        .ok_or_else(|| BinaryError::UnknownEncoding(format!("{encoding} that does not decode")))
+}
+
 /// The non-zero part number path, as imap-types has it.
 pub fn part_path(path: &[NonZeroU32]) -> Vec<u32> {
     path.iter().map(|n| n.get()).collect()
@@ -680,5 +721,24 @@ mod tests {
             b,
             "* 1 FETCH (BODYSTRUCTURE ((\"TEXT\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 2 0 NIL NIL NIL NIL)(\"TEXT\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 9 0 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"b1\") NIL NIL NIL))\r\n"
         );
+    }
+
+    #[test]
+    fn binary_undoes_the_transfer_encoding() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 =\r\nsoft\r\n--b\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n/w==\r\n--b\r\n\
+Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
+        assert_eq!(
+            binary_section(m, &[1]).unwrap(),
+            ("café soft".as_bytes().to_vec(), true)
+        );
+        assert_eq!(binary_section(m, &[2]).unwrap(), (vec![0, 1, 2, 255], true));
+        assert_eq!(
+            binary_section(m, &[3]),
+            Err(BinaryError::UnknownEncoding("x-uuencode".into()))
+        );
+        assert_eq!(binary_section(m, &[4]), Err(BinaryError::NoSuchPart));
+        assert_eq!(binary_section(m, &[]).unwrap(), (m.to_vec(), false));
     }
 }

@@ -183,6 +183,7 @@ impl Session {
             Capability::Unselect,
             Capability::from(Atom::try_from("SPECIAL-USE").expect("an atom")),
             Capability::Move,
+            Capability::Binary,
             Capability::CondStore,
             Capability::QResync,
             Capability::Quota,

@@ -10,8 +10,9 @@ use std::collections::VecDeque;
 use std::num::{NonZeroU32, NonZeroU64};
 
 use imap_codec::imap_types::command::FetchModifier;
-use imap_codec::imap_types::core::{IString, Literal, NString, Tag, Vec1};
+use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, NString8, Tag, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::Literal8;
 use imap_codec::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
@@ -55,7 +56,9 @@ fn reads_of(name: &MessageDataItemName<'_>) -> Reads {
         | MessageDataItemName::BodyStructure
         | MessageDataItemName::Rfc822
         | MessageDataItemName::Rfc822Text
-        | MessageDataItemName::Rfc822Size => Reads::Whole,
+        | MessageDataItemName::Rfc822Size
+        | MessageDataItemName::Binary { .. }
+        | MessageDataItemName::BinarySize { .. } => Reads::Whole,
         _ => Reads::Nothing,
     }
 }
@@ -70,6 +73,8 @@ pub(super) struct FetchJob {
     reads: Reads,
     marks_seen: bool,
     left: VecDeque<(u32, Message)>,
+    /// A part BINARY could not decode (the FETCH ends NO [UNKNOWN-CTE]).
+    unknown_encoding: Option<String>,
 }
 
 /// Bytes as an IMAP literal. NUL cannot be sent in one: it becomes 0x80,
@@ -169,19 +174,6 @@ impl Session {
                 .collect(),
             MacroOrMessageDataItemNames::MessageDataItemNames(n) => n.clone(),
         };
-        if names.iter().any(|n| {
-            matches!(
-                n,
-                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
-            )
-        }) {
-            self.no(
-                tag,
-                Some(rfc5530(b"CANNOT")),
-                "that FETCH item is not served yet",
-            );
-            return;
-        }
         let changed_since = modifiers.iter().find_map(|m| match m {
             FetchModifier::ChangedSince(m) => Some(m.get()),
             FetchModifier::Vanished => None,
@@ -219,6 +211,7 @@ impl Session {
                 matches!(
                     n,
                     MessageDataItemName::BodyExt { peek: false, .. }
+                        | MessageDataItemName::Binary { peek: false, .. }
                         | MessageDataItemName::Rfc822
                         | MessageDataItemName::Rfc822Text
                 )
@@ -237,6 +230,7 @@ impl Session {
             reads,
             marks_seen,
             left,
+            unknown_encoding: None,
         });
     }
 
@@ -247,11 +241,16 @@ impl Session {
             return false;
         };
         while let Some((seq, message)) = job.left.pop_front() {
-            self.fetch_one(&job, seq, message);
+            self.fetch_one(&mut job, seq, message);
             if self.output.len() >= OUTPUT_HIGH {
                 self.fetching = Some(job);
                 return true;
             }
+        }
+        if let Some(encoding) = job.unknown_encoding {
+            let text = format!("a part's Content-Transfer-Encoding is unknown: {encoding}");
+            self.no(job.tag, Some(rfc5530(b"UNKNOWN-CTE")), &text);
+            return false;
         }
         let text = if job.uid {
             "UID FETCH completed"
@@ -263,7 +262,7 @@ impl Session {
     }
 
     /// The FETCH answer for one message (none if it is gone meanwhile).
-    fn fetch_one(&mut self, job: &FetchJob, seq: u32, mut message: Message) {
+    fn fetch_one(&mut self, job: &mut FetchJob, seq: u32, mut message: Message) {
         let (account, name, uid) = (&job.account, &job.name, message.uid);
         let read = match job.reads {
             Reads::Nothing => Ok(None),
@@ -349,7 +348,24 @@ impl Session {
                     Some(m) => MessageDataItem::ModSeq(m),
                     None => continue,
                 },
-                _ => continue,
+                MessageDataItemName::Binary {
+                    section, partial, ..
+                } => match binary_item(bytes, section, *partial, false) {
+                    Ok(item) => item,
+                    Err(e) => {
+                        job.unknown_encoding = Some(e);
+                        continue;
+                    }
+                },
+                MessageDataItemName::BinarySize { section } => {
+                    match binary_item(bytes, section, None, true) {
+                        Ok(item) => item,
+                        Err(e) => {
+                            job.unknown_encoding = Some(e);
+                            continue;
+                        }
+                    }
+                }
             });
         }
         // FLAGS and UID where asked (and UID always for UID FETCH,
@@ -376,6 +392,52 @@ impl Session {
             return;
         };
         self.respond(&Response::Data(Data::Fetch { seq, items }));
+    }
+}
+
+/// BINARY[section]<partial> (or BINARY.SIZE with `size_only`) of
+/// `message`: the part with its transfer encoding undone; an unknown
+/// encoding is the error (RFC 3516 §4.2: UNKNOWN-CTE).
+fn binary_item(
+    message: &[u8],
+    section: &[NonZeroU32],
+    partial: Option<(u32, NonZeroU32)>,
+    size_only: bool,
+) -> Result<MessageDataItem<'static>, String> {
+    use crate::imap::mime::{BinaryError, binary_section, part_path};
+    let (mut data, decoded) = match binary_section(message, &part_path(section)) {
+        Ok(found) => found,
+        Err(BinaryError::NoSuchPart) => (Vec::new(), false),
+        Err(BinaryError::UnknownEncoding(e)) => return Err(e),
+    };
+    if size_only {
+        return Ok(MessageDataItem::BinarySize {
+            section: section.to_vec(),
+            size: u32::try_from(data.len()).unwrap_or(u32::MAX),
+        });
+    }
+    if let Some((origin, length)) = partial {
+        let start = (origin as usize).min(data.len());
+        let end = start.saturating_add(length.get() as usize).min(data.len());
+        data = data[start..end].to_vec();
+    }
+    Ok(MessageDataItem::Binary {
+        section: section.to_vec(),
+        value: binary_value(data, decoded),
+    })
+}
+
+/// BINARY's value: a literal8 (`~{n}`) when an encoding was undone (the
+/// bytes may be anything; Dovecot does the same) or it holds NUL, which
+/// no other literal may (RFC 3516 §4.2).
+fn binary_value(data: Vec<u8>, decoded: bool) -> NString8<'static> {
+    if decoded || data.contains(&0) {
+        NString8::Literal8(Literal8 {
+            data: data.into(),
+            mode: LiteralMode::Sync,
+        })
+    } else {
+        NString8::NString(literal(data))
     }
 }
 
