@@ -366,7 +366,7 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
                                     "{}: the queued message cannot be read: {e}",
                                     envelope.id
                                 );
-                                0
+                                Default::default()
                             }
                         };
                         let name = maildirs.file_name(

@@ -372,6 +372,8 @@ impl MailStore {
                     uid: m.uid,
                     flags: flags(m.flags),
                     modseq: m.modseq,
+                    size: mta_store::maildir::crlf_size_in_name(&m.base)
+                        .and_then(|n| u32::try_from(n).ok()),
                 })
                 .collect(),
             recent: f.recent,

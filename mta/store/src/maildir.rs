@@ -150,22 +150,24 @@ impl Maildirs {
         self.root.join(domain).join(local)
     }
 
-    /// The unique file name of one copy: `<arrival>.M<µs>Q<id>R<index>.<host>,S=<size>`.
+    /// The unique file name of one copy:
+    /// `<arrival>.M<µs>Q<id>R<index>.<host>,S=<size>,W=<IMAP size>`.
     pub fn file_name(
         &self,
         arrival_micros: u64,
         queue_id: &str,
         index: usize,
-        size: u64,
+        size: StoredSize,
     ) -> String {
         format!(
-            "{}.M{}Q{}R{}.{},S={}",
+            "{}.M{}Q{}R{}.{},S={},W={}",
             arrival_micros / 1_000_000,
             arrival_micros % 1_000_000,
             queue_id,
             index,
             self.hostname,
-            size
+            size.bytes,
+            size.crlf
         )
     }
 
@@ -253,10 +255,32 @@ impl Maildirs {
 }
 
 /// Size of `head` + `body` once CRLF became LF (reads a spooled body).
-pub fn stored_size(head: &[u8], body: &Body) -> io::Result<u64> {
-    let mut count = Count(0);
+pub fn stored_size(head: &[u8], body: &Body) -> io::Result<StoredSize> {
+    let mut count = Count::default();
+    count.write_all(head)?;
     write_lf(body, &mut count)?;
-    Ok(head.len() as u64 + count.0)
+    Ok(StoredSize {
+        bytes: count.bytes,
+        crlf: count.bytes + count.lines,
+    })
+}
+
+/// The size of a message as stored (LF line ends) and as IMAP counts it
+/// (RFC822.SIZE: every line end CRLF).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredSize {
+    pub bytes: u64,
+    pub crlf: u64,
+}
+
+/// The size as IMAP counts it that a Maildir file name records (`,W=`, as
+/// Dovecot writes it), if any.
+pub fn crlf_size_in_name(name: &str) -> Option<u64> {
+    let base = name.split_once(":2,").map_or(name, |(b, _)| b);
+    base.rsplit(',')
+        .find_map(|field| field.strip_prefix("W="))?
+        .parse()
+        .ok()
 }
 
 /// Writes `body` with CRLF turned into LF, reading it a chunk at a time.
@@ -273,12 +297,17 @@ fn write_lf(body: &Body, w: &mut impl Write) -> io::Result<()> {
     }
 }
 
-/// Counts what is written.
-struct Count(u64);
+/// Counts what is written, and its lines.
+#[derive(Default)]
+struct Count {
+    bytes: u64,
+    lines: u64,
+}
 
 impl Write for Count {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
+        self.bytes += buf.len() as u64;
+        self.lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
         Ok(buf.len())
     }
 
@@ -360,8 +389,12 @@ mod tests {
         let name = m.file_name(1_700_000_000_123_456, "ABC", 0, size);
         assert_eq!(
             name,
-            format!("1700000000.M123456QABCR0.mail.example.org,S={size}")
+            format!(
+                "1700000000.M123456QABCR0.mail.example.org,S={},W={}",
+                size.bytes, size.crlf
+            )
         );
+        assert_eq!(crlf_size_in_name(&name), Some(size.bytes + 5));
         let Delivered::New(p) = m
             .deliver("a@example.org", &name, head, body, false)
             .unwrap()
@@ -373,7 +406,7 @@ mod tests {
             stored,
             b"Delivered-To: a@example.org\nSubject: x\n\nhello\nbare\rcr\n"
         );
-        assert_eq!(stored.len() as u64, size);
+        assert_eq!(stored.len() as u64, size.bytes);
         assert!(p.starts_with(t.path().join("example.org/a/new")));
     }
 
@@ -385,8 +418,9 @@ mod tests {
         assert_eq!(m.usage(account).unwrap(), Usage::default());
         m.forget_usage(account);
         let body = &Body::inline(b"Subject: x\r\n\r\nhello\r\n".to_vec());
-        let size = stored_size(b"", body).unwrap();
-        m.deliver(account, &m.file_name(1, "Q", 0, size), b"", body, false)
+        let stored = stored_size(b"", body).unwrap();
+        let size = stored.bytes;
+        m.deliver(account, &m.file_name(1, "Q", 0, stored), b"", body, false)
             .unwrap();
         let sent = m.path_of(account).join(".Sent");
         for sub in ["cur", "new", "tmp"] {
@@ -403,7 +437,7 @@ mod tests {
                 messages: 3
             }
         );
-        m.deliver(account, &m.file_name(2, "Q", 0, size), b"", body, false)
+        m.deliver(account, &m.file_name(2, "Q", 0, stored), b"", body, false)
             .unwrap();
         assert_eq!(m.clone().usage(account).unwrap().bytes, 2 * size + 1005);
         fs::remove_file(sent.join("cur/1.x.h,S=1000:2,S")).unwrap();
@@ -529,6 +563,9 @@ mod tests {
     #[test]
     fn hostname_separators_are_escaped() {
         let m = Maildirs::new(PathBuf::from("/x"), "a/b:c");
-        assert!(m.file_name(0, "Q", 1, 2).contains("a\\057b\\072c"));
+        assert!(
+            m.file_name(0, "Q", 1, StoredSize::default())
+                .contains("a\\057b\\072c")
+        );
     }
 }

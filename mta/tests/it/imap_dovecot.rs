@@ -192,6 +192,34 @@ def resync(c):
     c.logout()
     return out
 
+def extensions(c):
+    """ESEARCH, SEARCHRES, LIST-EXTENDED, LIST-STATUS and STATUS SIZE (what
+    IMAP4rev2 brings; Dovecot serves them as extensions of IMAP4rev1)."""
+    out = {}
+    c.select("INBOX")
+    def untagged(name):
+        return [d.decode() if isinstance(d, bytes) else d for d in c.untagged_responses.pop(name, [])]
+    def esearch(*args):
+        c.untagged_responses.clear()
+        typ, _ = c._simple_command(*args)
+        # Without the tag, which each server names as its client did.
+        return typ, [re.sub(r'^\(TAG "[^"]*"\) ?', "", e) for e in untagged("ESEARCH")]
+    out["esearch min max count"] = esearch("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL")
+    out["esearch count unseen"] = esearch("UID", "SEARCH", "RETURN", "(COUNT)", "UNSEEN")
+    out["esearch empty"] = esearch("SEARCH", "RETURN", "(ALL)", "SUBJECT", "nowhere-to-be-found")
+    out["esearch save only"] = esearch("SEARCH", "RETURN", "(SAVE)", "TO", "bob")
+    typ, data = c.fetch("$", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    out["fetch saved"] = (typ, sorted(d[1].decode().strip().lower() for d in data if isinstance(d, tuple)))
+    c.untagged_responses.clear()
+    typ, data = c._simple_command("LIST", "(SPECIAL-USE)", '""', "*")
+    out["list special-use"] = (typ, sorted(untagged("LIST")))
+    typ, data = c._simple_command("LIST", '""', "(INBOX Sent)", "RETURN", "(SUBSCRIBED STATUS (MESSAGES UNSEEN))")
+    out["list-status"] = (typ, sorted(untagged("LIST")), sorted(untagged("STATUS")))
+    typ, data = c.status("INBOX", "(MESSAGES SIZE)")
+    out["status size"] = (typ, [d.decode() for d in data])
+    c.logout()
+    return out
+
 def both(run):
     ours = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=30)
     ours.login("alice@example.org", "Hello world!")
@@ -199,9 +227,10 @@ def both(run):
     return run(ours), run(theirs)
 
 mine, theirs = both(session)
-mine_resync, theirs_resync = both(resync)
-mine.update({"resync " + k: v for k, v in mine_resync.items()})
-theirs.update({"resync " + k: v for k, v in theirs_resync.items()})
+for name, run in [("resync", resync), ("extensions", extensions)]:
+    ours_part, theirs_part = both(run)
+    mine.update({name + " " + k: v for k, v in ours_part.items()})
+    theirs.update({name + " " + k: v for k, v in theirs_part.items()})
 differences = [
     {"what": k, "mailbox": mine.get(k), "dovecot": theirs.get(k)}
     for k in sorted(set(mine) | set(theirs))

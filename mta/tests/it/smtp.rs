@@ -26,9 +26,14 @@ fn message_lands_in_the_maildir_byte_for_byte_with_trace_headers() {
         "{text}"
     );
     assert_eq!(original_of(&stored), MESSAGE);
-    // Maildir name: unique, with the size of the file.
+    // Maildir name: unique, with the size of the file and the size IMAP
+    // gives (every line end CRLF).
     let name = files[0].file_name().unwrap().to_string_lossy().to_string();
-    assert!(name.ends_with(&format!(",S={}", stored.len())), "{name}");
+    let lines = stored.iter().filter(|b| **b == b'\n').count();
+    assert!(
+        name.ends_with(&format!(",S={},W={}", stored.len(), stored.len() + lines)),
+        "{name}"
+    );
     assert_eq!(c.cmd("QUIT").code, 221);
 }
 
@@ -149,7 +154,11 @@ fn large_messages_are_spooled_and_delivered_byte_for_byte() {
             "{account}: the message changed"
         );
         let name = files[0].file_name().unwrap().to_string_lossy().to_string();
-        assert!(name.ends_with(&format!(",S={}", stored.len())), "{name}");
+        let lines = stored.iter().filter(|b| **b == b'\n').count();
+        assert!(
+            name.ends_with(&format!(",S={},W={}", stored.len(), stored.len() + lines)),
+            "{name}"
+        );
     }
     s.wait_queue_empty(Duration::from_secs(10));
     // A body file goes once the commit that removed its message is durable

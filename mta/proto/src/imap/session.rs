@@ -35,8 +35,10 @@ use crate::sasl::{AuthOutcome, Credentials, Mechanism};
 mod condstore;
 mod fetch;
 mod folders;
+mod list;
 mod messages;
 mod quota;
+mod rev2;
 mod search;
 
 /// A response code of RFC 5530 (the codec has no variants for them).
@@ -120,6 +122,13 @@ pub struct Session {
     qresync: bool,
     /// A FETCH under way, answered a slice at a time.
     fetching: Option<fetch::FetchJob>,
+    /// IMAP4rev2 is enabled (RFC 9051): no \\Recent, ESEARCH answers,
+    /// mailbox names in UTF-8.
+    rev2: bool,
+    /// The UIDs a SEARCH saved (SEARCHRES, RFC 5182): what `$` names.
+    saved: Option<Vec<u32>>,
+    /// The RETURN options of the SEARCH being run (ESEARCH).
+    search_return: Option<rev2::SearchReturn>,
 }
 
 impl Session {
@@ -140,6 +149,9 @@ impl Session {
             condstore: false,
             qresync: false,
             fetching: None,
+            rev2: false,
+            saved: None,
+            search_return: None,
         }
     }
 
@@ -171,10 +183,10 @@ impl Session {
     }
 
     fn capabilities(&self) -> Vec1<Capability<'static>> {
+        let atom = |a: &str| Capability::from(Atom::try_from(a.to_string()).expect("an atom"));
         let mut caps = vec![
             Capability::Imap4Rev1,
-            // IMAP4rev2 comes when ESEARCH, LIST-EXTENDED and its ENABLE
-            // are served: a client told so would rely on them.
+            atom("IMAP4rev2"),
             Capability::LiteralMinus,
             Capability::SaslIr,
             Capability::Enable,
@@ -184,6 +196,11 @@ impl Session {
             Capability::from(Atom::try_from("SPECIAL-USE").expect("an atom")),
             Capability::Move,
             Capability::Binary,
+            atom("ESEARCH"),
+            atom("SEARCHRES"),
+            Capability::ListExtended,
+            atom("LIST-STATUS"),
+            atom("STATUS=SIZE"),
             Capability::CondStore,
             Capability::QResync,
             Capability::Quota,
@@ -385,6 +402,40 @@ impl Session {
                     None
                 }
             };
+        }
+        // What imap-codec does not read yet (IMAP4rev2's SEARCH RETURN,
+        // `$`, LIST with options) is read first, once logged in.
+        if self.account().is_some() {
+            let saved = |uid: bool| self.saved_text(uid);
+            match rev2::preparse(self.input.message_bytes(), saved) {
+                rev2::Pre::AsIs => {}
+                rev2::Pre::Rewritten(bytes, ret) => {
+                    use imap_codec::decode::Decoder;
+                    let command = match CommandCodec::default().decode(&bytes) {
+                        Ok((_, command)) => command.into_static(),
+                        Err(_) => {
+                            let tag = self.input.decode_tag().map(|t| t.into_static());
+                            self.bad(tag, "that is not a command I understand");
+                            return None;
+                        }
+                    };
+                    self.search_return = ret;
+                    let step = self.command(command);
+                    self.search_return = None;
+                    return step;
+                }
+                rev2::Pre::List(list) => {
+                    if let Some(tag) = self.input.decode_tag().map(|t| t.into_static()) {
+                        self.list_extended(tag, list);
+                    }
+                    return None;
+                }
+                rev2::Pre::Bad(why) => {
+                    let tag = self.input.decode_tag().map(|t| t.into_static());
+                    self.bad(tag, why);
+                    return None;
+                }
+            }
         }
         let command = match self.input.decode_message(&CommandCodec::default()) {
             Ok(command) => command.into_static(),

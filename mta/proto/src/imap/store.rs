@@ -19,6 +19,8 @@ pub struct Message {
     pub uid: u32,
     pub flags: Flags,
     pub modseq: u64,
+    /// RFC822.SIZE when the store knows it without reading the message.
+    pub size: Option<u32>,
 }
 
 /// A folder as SELECT shows it.

@@ -563,7 +563,15 @@ impl Mailbox {
         if !dir.join("cur").is_dir() {
             bail!("there is no folder {name}");
         }
-        let base = format!("{}.{unique},S={}", arrival.max(0), bytes.len());
+        // Sizes in the name, as delivery writes them: stored, and as IMAP
+        // counts it (every line end CRLF).
+        let lines = bytes.iter().filter(|b| **b == b'\n').count();
+        let base = format!(
+            "{}.{unique},S={},W={}",
+            arrival.max(0),
+            bytes.len(),
+            bytes.len() + lines
+        );
         let tmp = dir.join("tmp").join(&base);
         {
             use std::io::Write;

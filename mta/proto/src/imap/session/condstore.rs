@@ -50,13 +50,16 @@ pub(super) fn compact(mut numbers: Vec<u32>) -> Option<SequenceSet> {
 }
 
 impl Session {
-    /// ENABLE (RFC 5161): CONDSTORE, and QRESYNC (which implies it); the
-    /// answer names only what this command turned on.
+    /// ENABLE (RFC 5161): CONDSTORE, QRESYNC (which implies it) and
+    /// IMAP4rev2; the answer names only what this command turned on.
     pub(super) fn enable(&mut self, tag: Tag<'static>, wanted: &[CapabilityEnable<'static>]) {
         let mut enabled = Vec::new();
         for capability in wanted {
-            let qresync = capability.to_string().eq_ignore_ascii_case("QRESYNC");
-            if qresync && !self.qresync {
+            let name = capability.to_string();
+            if name.eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 {
+                self.rev2 = true;
+                enabled.push(capability.clone());
+            } else if name.eq_ignore_ascii_case("QRESYNC") && !self.qresync {
                 self.qresync = true;
                 self.condstore = true;
                 enabled.push(capability.clone());

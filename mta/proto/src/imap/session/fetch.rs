@@ -56,7 +56,6 @@ fn reads_of(name: &MessageDataItemName<'_>) -> Reads {
         | MessageDataItemName::BodyStructure
         | MessageDataItemName::Rfc822
         | MessageDataItemName::Rfc822Text
-        | MessageDataItemName::Rfc822Size
         | MessageDataItemName::Binary { .. }
         | MessageDataItemName::BinarySize { .. } => Reads::Whole,
         _ => Reads::Nothing,
@@ -71,6 +70,7 @@ pub(super) struct FetchJob {
     account: String,
     name: String,
     reads: Reads,
+    wants_size: bool,
     marks_seen: bool,
     left: VecDeque<(u32, Message)>,
     /// A part BINARY could not decode (the FETCH ends NO [UNKNOWN-CTE]).
@@ -206,6 +206,8 @@ impl Session {
         // What of each message must be read: the header section suffices
         // for ENVELOPE and header fields (most of a client's FETCHes).
         let reads = names.iter().map(reads_of).max().unwrap_or(Reads::Nothing);
+        // RFC822.SIZE reads the message only when the store does not know it.
+        let wants_size = names.contains(&MessageDataItemName::Rfc822Size);
         let marks_seen = !read_only
             && names.iter().any(|n| {
                 matches!(
@@ -228,6 +230,7 @@ impl Session {
             account,
             name,
             reads,
+            wants_size,
             marks_seen,
             left,
             unknown_encoding: None,
@@ -264,7 +267,11 @@ impl Session {
     /// The FETCH answer for one message (none if it is gone meanwhile).
     fn fetch_one(&mut self, job: &mut FetchJob, seq: u32, mut message: Message) {
         let (account, name, uid) = (&job.account, &job.name, message.uid);
-        let read = match job.reads {
+        let reads = match (job.wants_size, message.size) {
+            (true, None) => Reads::Whole,
+            _ => job.reads,
+        };
+        let read = match reads {
             Reads::Nothing => Ok(None),
             Reads::Header => self.mailboxes.read_header(account, name, uid).map(Some),
             Reads::Whole => self.mailboxes.read(account, name, uid).map(Some),
@@ -297,9 +304,11 @@ impl Session {
             out.push(match n {
                 MessageDataItemName::Uid => continue,
                 MessageDataItemName::Flags => continue,
-                MessageDataItemName::Rfc822Size => {
-                    MessageDataItem::Rfc822Size(u32::try_from(bytes.len()).unwrap_or(u32::MAX))
-                }
+                MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(
+                    message
+                        .size
+                        .unwrap_or(u32::try_from(bytes.len()).unwrap_or(u32::MAX)),
+                ),
                 MessageDataItemName::InternalDate => {
                     let at = chrono::DateTime::from_timestamp(arrived, 0)
                         .unwrap_or_default()

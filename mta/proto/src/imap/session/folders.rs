@@ -17,7 +17,7 @@ use super::{Selected, Session, rfc5530};
 use crate::imap::store::{Folder, StoreError};
 
 /// The name a client gave, as the store knows it.
-fn name_of(mailbox: &Mailbox<'_>) -> Option<String> {
+fn raw_name_of(mailbox: &Mailbox<'_>) -> Option<String> {
     match mailbox {
         Mailbox::Inbox => Some("INBOX".into()),
         Mailbox::Other(other) => String::from_utf8(other.inner().as_ref().to_vec()).ok(),
@@ -39,8 +39,56 @@ fn matches(pattern: &[u8], name: &[u8]) -> bool {
     }
 }
 
+/// STATUS items of `folder`, in one order whatever the request's (as
+/// Dovecot does; RFC 9051 leaves it free).
+pub(super) fn status_items(
+    folder: &Folder,
+    wanted: &[StatusDataItemName],
+    size: Option<u64>,
+) -> Vec<StatusDataItem> {
+    let mut wanted = wanted.to_vec();
+    wanted.sort_by_key(|i| match i {
+        StatusDataItemName::Messages => 0,
+        StatusDataItemName::Recent => 1,
+        StatusDataItemName::UidNext => 2,
+        StatusDataItemName::UidValidity => 3,
+        StatusDataItemName::Unseen => 4,
+        StatusDataItemName::HighestModSeq => 5,
+        StatusDataItemName::Size => 6,
+        _ => 7,
+    });
+    wanted.dedup();
+    let count = |f: &dyn Fn(&crate::imap::store::Message) -> bool| {
+        folder.messages.iter().filter(|m| f(m)).count() as u32
+    };
+    wanted
+        .iter()
+        .filter_map(|item| {
+            Some(match item {
+                StatusDataItemName::Messages => {
+                    StatusDataItem::Messages(folder.messages.len() as u32)
+                }
+                StatusDataItemName::Recent => StatusDataItem::Recent(folder.recent.len() as u32),
+                StatusDataItemName::Unseen => StatusDataItem::Unseen(count(&|m| !m.flags.seen)),
+                StatusDataItemName::UidNext => {
+                    StatusDataItem::UidNext(NonZeroU32::new(folder.uid_next)?)
+                }
+                StatusDataItemName::UidValidity => {
+                    StatusDataItem::UidValidity(NonZeroU32::new(folder.uid_validity)?)
+                }
+                StatusDataItemName::HighestModSeq => {
+                    StatusDataItem::HighestModSeq(NonZeroU64::new(folder.highest_modseq)?.get())
+                }
+                StatusDataItemName::Deleted => StatusDataItem::Deleted(count(&|m| m.flags.deleted)),
+                StatusDataItemName::Size => StatusDataItem::Size(size?),
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
 /// The special-use attribute of folder `name` (RFC 6154), if it has one.
-fn special_of(name: &str) -> Option<FlagNameAttribute<'static>> {
+pub(super) fn special_of(name: &str) -> Option<FlagNameAttribute<'static>> {
     crate::imap::store::SPECIAL
         .iter()
         .find(|(n, _)| *n == name)
@@ -49,19 +97,28 @@ fn special_of(name: &str) -> Option<FlagNameAttribute<'static>> {
 
 /// The LIST/LSUB pattern: reference and wildcard joined.
 fn pattern_of(reference: &Mailbox<'_>, wildcard: &ListMailbox<'_>) -> Vec<u8> {
-    let mut full = name_of(reference).unwrap_or_default().into_bytes();
+    let reference = raw_name_of(reference).unwrap_or_default().into_bytes();
+    joined(
+        &reference,
+        match wildcard {
+            ListMailbox::Token(t) => t.as_ref(),
+            ListMailbox::String(s) => s.as_ref(),
+        },
+    )
+}
+
+/// A reference and a pattern as one pattern (INBOX is no reference).
+pub(super) fn joined(reference: &[u8], pattern: &[u8]) -> Vec<u8> {
+    let mut full = reference.to_vec();
     if full.eq_ignore_ascii_case(b"INBOX") {
         full.clear();
     }
-    full.extend_from_slice(match wildcard {
-        ListMailbox::Token(t) => t.as_ref(),
-        ListMailbox::String(s) => s.as_ref(),
-    });
+    full.extend_from_slice(pattern);
     full
 }
 
 /// Whether folder `name` is listed for `pattern` (INBOX in any case).
-fn listed(pattern: &[u8], name: &str) -> bool {
+pub(super) fn listed(pattern: &[u8], name: &str) -> bool {
     if name == "INBOX" {
         matches(&pattern.to_ascii_uppercase(), b"INBOX")
     } else {
@@ -111,11 +168,12 @@ impl Session {
                 }
                 // Whatever happens, the folder selected before is not any
                 // more (RFC 9051 §6.3.2; RFC 7162 §3.2.11 says so).
-                if self.qresync && self.selected.is_some() {
+                if (self.qresync || self.rev2) && self.selected.is_some() {
                     self.untagged_ok(Code::Closed, "the folder before is closed");
                 }
                 self.selected = None;
-                let Some(name) = name_of(mailbox) else {
+                self.saved = None;
+                let Some(name) = self.name_of(mailbox) else {
                     self.no(
                         tag,
                         Some(rfc5530(b"NONEXISTENT")),
@@ -128,7 +186,7 @@ impl Session {
                     Err(e) => self.refuse(tag, e),
                 }
             }
-            CommandBody::Create { mailbox } => match name_of(mailbox) {
+            CommandBody::Create { mailbox } => match self.name_of(mailbox) {
                 Some(name) if name.eq_ignore_ascii_case("INBOX") => {
                     self.no(tag, Some(rfc5530(b"ALREADYEXISTS")), "INBOX exists already")
                 }
@@ -159,34 +217,17 @@ impl Session {
                     self.ok(tag, None, "LIST completed");
                     return true;
                 }
+                // Matched as the client writes names (UTF-8 under
+                // IMAP4rev2: a pattern may end inside an encoded run).
                 let full = pattern_of(reference, mailbox_wildcard);
                 match self.mailboxes.folders(&account) {
                     Ok(folders) => {
-                        for folder in &folders {
-                            if !listed(&full, folder) {
-                                continue;
-                            }
-                            // RFC 9051 §7.3.1 (and RFC 3348): whether it
-                            // has folders below it.
-                            let below = format!("{folder}.");
-                            let children = folders.iter().any(|f| f.starts_with(&below));
-                            let attribute = if children {
-                                "HasChildren"
-                            } else {
-                                "HasNoChildren"
-                            };
-                            let Ok(mailbox) = Mailbox::try_from(folder.clone()) else {
-                                continue;
-                            };
-                            let mut items = vec![FlagNameAttribute::from(
-                                Atom::try_from(attribute).expect("an atom"),
-                            )];
-                            items.extend(special_of(folder));
-                            self.respond(&Response::Data(Data::List {
-                                items,
-                                delimiter: Some(QuotedChar::unvalidated('.')),
-                                mailbox,
-                            }));
+                        let shown: Vec<&String> = folders
+                            .iter()
+                            .filter(|f| listed(&full, &self.wire_name(f)))
+                            .collect();
+                        for folder in shown {
+                            self.list_line(folder, &folders, (true, true), Vec::new());
                         }
                         self.ok(tag, None, "LIST completed");
                     }
@@ -204,9 +245,10 @@ impl Session {
             }
             CommandBody::Unselect if self.selected.is_some() => {
                 self.selected = None;
+                self.saved = None;
                 self.ok(tag, None, "UNSELECT completed");
             }
-            CommandBody::Delete { mailbox } => match name_of(mailbox) {
+            CommandBody::Delete { mailbox } => match self.name_of(mailbox) {
                 Some(name) => {
                     if self.selected.as_ref().is_some_and(|s| s.name == name) {
                         self.selected = None;
@@ -222,7 +264,7 @@ impl Session {
                     "there is no such folder",
                 ),
             },
-            CommandBody::Rename { from, to } => match (name_of(from), name_of(to)) {
+            CommandBody::Rename { from, to } => match (self.name_of(from), self.name_of(to)) {
                 (Some(from), Some(to)) => match self.mailboxes.rename(&account, &from, &to) {
                     Ok(()) => self.ok(tag, None, "RENAME completed"),
                     Err(e) => self.refuse(tag, e),
@@ -231,7 +273,7 @@ impl Session {
             },
             CommandBody::Subscribe { mailbox } | CommandBody::Unsubscribe { mailbox } => {
                 let on = matches!(body, CommandBody::Subscribe { .. });
-                match name_of(mailbox) {
+                match self.name_of(mailbox) {
                     Some(name) => match self.mailboxes.subscribe(&account, &name, on) {
                         Ok(()) => self.ok(
                             tag,
@@ -259,7 +301,7 @@ impl Session {
                                 continue;
                             }
                             let items = special_of(&name).into_iter().collect();
-                            let Ok(mailbox) = Mailbox::try_from(name) else {
+                            let Ok(mailbox) = Mailbox::try_from(self.wire_name(&name)) else {
                                 continue;
                             };
                             self.respond(&Response::Data(Data::Lsub {
@@ -280,7 +322,7 @@ impl Session {
                 if item_names.contains(&StatusDataItemName::HighestModSeq) {
                     self.condstore = true;
                 }
-                let Some(name) = name_of(mailbox) else {
+                let Some(name) = self.name_of(mailbox) else {
                     self.no(
                         tag,
                         Some(rfc5530(b"NONEXISTENT")),
@@ -290,55 +332,10 @@ impl Session {
                 };
                 match self.mailboxes.look(&account, &name) {
                     Ok(folder) => {
-                        let mut items = Vec::new();
-                        // In one order whatever the request's (as Dovecot
-                        // does; RFC 9051 leaves it free).
-                        let mut wanted = item_names.to_vec();
-                        wanted.sort_by_key(|i| match i {
-                            StatusDataItemName::Messages => 0,
-                            StatusDataItemName::Recent => 1,
-                            StatusDataItemName::UidNext => 2,
-                            StatusDataItemName::UidValidity => 3,
-                            StatusDataItemName::Unseen => 4,
-                            StatusDataItemName::HighestModSeq => 5,
-                            _ => 6,
-                        });
-                        for item in wanted.iter() {
-                            items.push(match item {
-                                StatusDataItemName::Messages => {
-                                    StatusDataItem::Messages(folder.messages.len() as u32)
-                                }
-                                StatusDataItemName::Recent => {
-                                    StatusDataItem::Recent(folder.recent.len() as u32)
-                                }
-                                StatusDataItemName::Unseen => StatusDataItem::Unseen(
-                                    folder.messages.iter().filter(|m| !m.flags.seen).count() as u32,
-                                ),
-                                StatusDataItemName::UidNext => {
-                                    match NonZeroU32::new(folder.uid_next) {
-                                        Some(n) => StatusDataItem::UidNext(n),
-                                        None => continue,
-                                    }
-                                }
-                                StatusDataItemName::UidValidity => {
-                                    match NonZeroU32::new(folder.uid_validity) {
-                                        Some(n) => StatusDataItem::UidValidity(n),
-                                        None => continue,
-                                    }
-                                }
-                                StatusDataItemName::HighestModSeq => {
-                                    match NonZeroU64::new(folder.highest_modseq) {
-                                        Some(n) => StatusDataItem::HighestModSeq(n.get()),
-                                        None => continue,
-                                    }
-                                }
-                                StatusDataItemName::Deleted => StatusDataItem::Deleted(
-                                    folder.messages.iter().filter(|m| m.flags.deleted).count()
-                                        as u32,
-                                ),
-                                _ => continue,
-                            });
-                        }
+                        let size = item_names
+                            .contains(&StatusDataItemName::Size)
+                            .then(|| self.folder_size(&account, &name, &folder));
+                        let items = status_items(&folder, item_names.as_ref(), size);
                         self.respond(&Response::Data(Data::Status {
                             mailbox: mailbox.clone(),
                             items: items.into(),
@@ -369,6 +366,78 @@ impl Session {
             _ => return false,
         }
         true
+    }
+
+    /// The name a client gave, as the store knows it (modified UTF-7, as
+    /// IMAP4rev1 clients write it; IMAP4rev2 clients write UTF-8).
+    pub(super) fn name_of(&self, mailbox: &Mailbox<'_>) -> Option<String> {
+        let name = raw_name_of(mailbox)?;
+        Some(if self.rev2 {
+            super::rev2::to_utf7(&name)
+        } else {
+            name
+        })
+    }
+
+    /// STATUS SIZE: the sum of the messages' RFC822.SIZE (read for those
+    /// the store cannot tell).
+    pub(super) fn folder_size(&self, account: &str, name: &str, folder: &Folder) -> u64 {
+        folder
+            .messages
+            .iter()
+            .map(|m| match m.size {
+                Some(size) => u64::from(size),
+                None => self
+                    .mailboxes
+                    .read(account, name, m.uid)
+                    .map_or(0, |(bytes, _)| bytes.len() as u64),
+            })
+            .sum()
+    }
+
+    /// A stored name as the client reads it.
+    pub(super) fn wire_name(&self, stored: &str) -> String {
+        if self.rev2 {
+            super::rev2::from_utf7(stored).unwrap_or_else(|| stored.to_string())
+        } else {
+            stored.to_string()
+        }
+    }
+
+    /// One LIST answer for `folder` (of `folders`): with `children`,
+    /// whether it has folders below it (RFC 9051 §7.3.1, RFC 3348); with
+    /// `special`, its special use (RFC 6154); and `extra`.
+    pub(super) fn list_line(
+        &mut self,
+        folder: &str,
+        folders: &[String],
+        (children, special): (bool, bool),
+        extra: Vec<FlagNameAttribute<'static>>,
+    ) {
+        let Ok(mailbox) = Mailbox::try_from(self.wire_name(folder)) else {
+            return;
+        };
+        let mut items = Vec::new();
+        if children {
+            let below = format!("{folder}.");
+            let attribute = if folders.iter().any(|f| f.starts_with(&below)) {
+                "HasChildren"
+            } else {
+                "HasNoChildren"
+            };
+            items.push(FlagNameAttribute::from(
+                Atom::try_from(attribute).expect("an atom"),
+            ));
+        }
+        if special {
+            items.extend(special_of(folder));
+        }
+        items.extend(extra);
+        self.respond(&Response::Data(Data::List {
+            items,
+            delimiter: Some(QuotedChar::unvalidated('.')),
+            mailbox,
+        }));
     }
 
     pub(super) fn refuse(&mut self, tag: Tag<'static>, e: StoreError) {
@@ -407,7 +476,9 @@ impl Session {
         };
         self.untagged_ok(Code::PermanentFlags(permanent), "flags that stay");
         self.respond(&Response::Data(Data::Exists(folder.messages.len() as u32)));
-        self.respond(&Response::Data(Data::Recent(folder.recent.len() as u32)));
+        if !self.rev2 {
+            self.respond(&Response::Data(Data::Recent(folder.recent.len() as u32)));
+        }
         if let Some(v) = NonZeroU32::new(folder.uid_validity) {
             self.untagged_ok(Code::UidValidity(v), "UIDs valid");
         }
@@ -496,10 +567,11 @@ impl Session {
             recent = selected.recent.len() as u32;
             selected.folder = now;
         }
-        if !self
-            .selected
-            .as_ref()
-            .is_some_and(|s| s.folder.recent.is_empty())
+        if !self.rev2
+            && !self
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.folder.recent.is_empty())
         {
             self.respond(&Response::Data(Data::Recent(recent)));
         }

@@ -136,6 +136,7 @@ impl Session {
                     self.output.truncate(out);
                 }
                 self.selected = None;
+                self.saved = None;
                 self.ok(tag, None, "CLOSE completed");
             }
             _ => return false,
@@ -155,21 +156,13 @@ impl Session {
         let Some(account) = self.account().map(str::to_string) else {
             return;
         };
-        let name = match mailbox {
-            imap_codec::imap_types::mailbox::Mailbox::Inbox => "INBOX".to_string(),
-            imap_codec::imap_types::mailbox::Mailbox::Other(o) => {
-                match String::from_utf8(o.inner().as_ref().to_vec()) {
-                    Ok(n) => n,
-                    Err(_) => {
-                        self.no(
-                            tag,
-                            Some(rfc5530(b"NONEXISTENT")),
-                            "there is no such folder",
-                        );
-                        return;
-                    }
-                }
-            }
+        let Some(name) = self.name_of(mailbox) else {
+            self.no(
+                tag,
+                Some(rfc5530(b"NONEXISTENT")),
+                "there is no such folder",
+            );
+            return;
         };
         let bytes: &[u8] = match message {
             LiteralOrLiteral8::Literal(l) => l.as_ref(),
@@ -228,11 +221,9 @@ impl Session {
             );
             return;
         }
-        let to = match mailbox {
-            imap_codec::imap_types::mailbox::Mailbox::Inbox => "INBOX".to_string(),
-            imap_codec::imap_types::mailbox::Mailbox::Other(o) => {
-                String::from_utf8_lossy(o.inner().as_ref()).to_string()
-            }
+        let Some(to) = self.name_of(mailbox) else {
+            self.no(tag, Some(rfc5530(b"TRYCREATE")), "there is no such folder");
+            return;
         };
         let chosen = self.chosen(set, uid);
         let uids: Vec<u32> = chosen.iter().map(|(_, m)| m.uid).collect();
@@ -297,10 +288,32 @@ impl Session {
             .collect()
     }
 
+    /// IMAP4rev1's \Recent (IMAP4rev2 has none).
     pub(super) fn is_recent(&self, uid: u32) -> bool {
-        self.selected
-            .as_ref()
-            .is_some_and(|s| s.recent.contains(&uid))
+        !self.rev2
+            && self
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.recent.contains(&uid))
+    }
+
+    /// What `$` stands for (SEARCHRES): the saved messages by UID, or by
+    /// their numbers now.
+    pub(super) fn saved_text(&self, uid: bool) -> String {
+        let saved = self.saved.clone().unwrap_or_default();
+        let numbers = if uid {
+            saved
+        } else {
+            let messages = self.selected.as_ref().map(|s| &s.folder.messages);
+            messages
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .filter(|(_, m)| saved.contains(&m.uid))
+                .map(|(i, _)| i as u32 + 1)
+                .collect()
+        };
+        super::rev2::set_text(numbers)
     }
 
     /// The client now knows `message` as it is.

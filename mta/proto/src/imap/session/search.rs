@@ -75,6 +75,7 @@ impl Session {
         self.condstore |= by_modseq;
         let mut highest = 0;
         let mut found = Vec::new();
+        let mut found_uids = Vec::new();
         for (i, message) in messages.iter().enumerate() {
             let mut c = Candidate {
                 seq: i as u32 + 1,
@@ -89,8 +90,47 @@ impl Session {
                 .all(|k| self.matches(&account, &name, &mut c, k, count, largest_uid));
             if all {
                 found.push(if uid { message.uid } else { c.seq });
+                found_uids.push(message.uid);
                 highest = highest.max(message.modseq);
             }
+        }
+        // RETURN (…) asked for, or IMAP4rev2 on: ESEARCH (RFC 4731, RFC
+        // 9051 §6.4.4); SAVE keeps the result for `$` (RFC 5182).
+        let ret = self.search_return.take().or_else(|| {
+            self.rev2.then(|| super::rev2::SearchReturn {
+                all: true,
+                ..Default::default()
+            })
+        });
+        if let Some(ret) = ret {
+            if ret.save {
+                // With MIN or MAX alone, only those are saved (§2.1).
+                let keep: Vec<u32> = if (ret.min || ret.max) && !ret.all && !ret.count {
+                    let (lo, hi) = (found_uids.first(), found_uids.last());
+                    [lo.filter(|_| ret.min), hi.filter(|_| ret.max)]
+                        .into_iter()
+                        .flatten()
+                        .copied()
+                        .collect()
+                } else {
+                    found_uids.clone()
+                };
+                self.saved = Some(keep);
+            }
+            let only_save = !(ret.min || ret.max || ret.count || ret.all);
+            if !only_save {
+                let modseq = (by_modseq && highest > 0).then_some(highest);
+                let text = String::from_utf8_lossy(tag.as_ref().as_bytes()).to_string();
+                let answer = super::rev2::esearch(&text, uid, &ret, &found, modseq);
+                self.output.extend_from_slice(&answer);
+            }
+            let text = if uid {
+                "UID SEARCH completed"
+            } else {
+                "SEARCH completed"
+            };
+            self.ok(tag, None, text);
+            return;
         }
         let numbers: Vec<NonZeroU32> = found.into_iter().filter_map(NonZeroU32::new).collect();
         let modseq = NonZeroU64::new(highest).filter(|_| by_modseq);
@@ -116,6 +156,16 @@ impl Session {
             c.content = Some(self.mailboxes.read(account, name, c.message.uid).ok());
         }
         c.content.as_ref().and_then(Option::as_ref)
+    }
+
+    /// The candidate's RFC822.SIZE: known to the store, or read.
+    fn size(&self, account: &str, name: &str, c: &mut Candidate<'_>) -> Option<u64> {
+        match c.message.size {
+            Some(size) => Some(u64::from(size)),
+            None => self
+                .content(account, name, c)
+                .map(|(bytes, _)| bytes.len() as u64),
+        }
     }
 
     /// The header section of the candidate (of its content when that was
@@ -184,11 +234,11 @@ impl Session {
             SearchKey::Unkeyword(_) => true,
             SearchKey::ModSequence { modseq, .. } => c.message.modseq >= *modseq,
             SearchKey::Larger(n) => self
-                .content(account, name, c)
-                .is_some_and(|(b, _)| b.len() as u64 > u64::from(*n)),
+                .size(account, name, c)
+                .is_some_and(|size| size > u64::from(*n)),
             SearchKey::Smaller(n) => self
-                .content(account, name, c)
-                .is_some_and(|(b, _)| (b.len() as u64) < u64::from(*n)),
+                .size(account, name, c)
+                .is_some_and(|size| size < u64::from(*n)),
             SearchKey::Before(d) | SearchKey::On(d) | SearchKey::Since(d) => {
                 let Some((_, arrived)) = self.header(account, name, c) else {
                     return false;
