@@ -304,6 +304,7 @@ impl Session {
         let numbers = if uid {
             saved
         } else {
+            let saved: std::collections::HashSet<u32> = saved.into_iter().collect();
             let messages = self.selected.as_ref().map(|s| &s.folder.messages);
             messages
                 .into_iter()

@@ -147,6 +147,21 @@ pub(super) struct ListExtended {
 /// Reads what the codec cannot in `line` (a complete command); `saved`
 /// gives the text that replaces `$` (SEARCHRES) for a UID command or not.
 pub(super) fn preparse(line: &[u8], saved: impl Fn(bool) -> String) -> Pre {
+    // Only the commands these concern are read here (an APPEND's message
+    // is never copied or scanned).
+    let mut words = line.split(|b| matches!(b, b' ' | b'\r' | b'\n')).skip(1);
+    let first = words.next().unwrap_or_default();
+    let verb = if first.eq_ignore_ascii_case(b"UID") {
+        words.next().unwrap_or_default()
+    } else {
+        first
+    };
+    const CONCERNED: [&[u8]; 8] = [
+        b"SEARCH", b"LIST", b"FETCH", b"STORE", b"COPY", b"MOVE", b"EXPUNGE", b"SORT",
+    ];
+    if !CONCERNED.iter().any(|c| verb.eq_ignore_ascii_case(c)) {
+        return Pre::AsIs;
+    }
     let Some(tokens) = tokens(line) else {
         return Pre::AsIs;
     };
@@ -472,6 +487,8 @@ mod tests {
             Pre::Rewritten(b"c UID COPY 4:5 \"$\"\r\n".to_vec(), None)
         );
         assert_eq!(preparse(b"d FETCH 1 (FLAGS)\r\n", saved), Pre::AsIs);
+        // An APPEND's message is not read here, `$` or not.
+        assert_eq!(preparse(b"a APPEND INBOX {3}\r\n$ $\r\n", saved), Pre::AsIs);
         assert_eq!(
             preparse(b"e SEARCH RETURN (BOGUS) ALL\r\n", saved),
             Pre::Bad("RETURN knows MIN, MAX, COUNT, ALL and SAVE")
