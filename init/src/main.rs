@@ -3,7 +3,8 @@
 //! Brings the machine up (mounts, kernel modules, data partition, clock,
 //! entropy, network, mDNS), runs `mta` as an unprivileged user and restarts
 //! it with backoff, pets the hardware watchdog only while the appliance is
-//! healthy, blesses the boot slot once it is, and shuts down in order on
+//! healthy, blesses the boot slot once it is, installs the updates the mta
+//! hands over and reboots into them, and shuts down in order on
 //! SIGTERM/SIGINT (ctrl-alt-del), SIGUSR2 or the power button.
 //!
 //! PID 1 must never exit: every step logs its failure and the boot goes on
@@ -20,6 +21,7 @@ mod power;
 mod settings;
 mod storage;
 mod supervise;
+mod update;
 
 use std::time::{Duration, Instant};
 
@@ -167,7 +169,19 @@ fn run(mask: &SigSet) {
                     setup_code().as_deref(),
                 );
                 bless::bless_boot();
+                if let Some(slot) = settings::slot() {
+                    update::settle(&version, &slot);
+                }
             }
+        }
+        // An update the mta handed over: installed, then a reboot into it.
+        if healthy
+            && update::pending()
+            && let Some(slot) = settings::slot()
+            && update::install(&version, &slot)
+        {
+            log!("rebooting into the update");
+            return shutdown(&mut mta, &mut watchdog, power::Action::Reboot);
         }
         if healthy {
             watchdog.pet();

@@ -58,6 +58,10 @@ pub fn prepare_data() {
     let uid = Some(nix::unistd::Uid::from_raw(crate::MTA_UID));
     let gid = Some(nix::unistd::Gid::from_raw(crate::MTA_UID));
     let _ = nix::unistd::chown(crate::DATA, uid, gid);
+    // Where the mta hands updates over to init.
+    let handoff = Path::new(crate::DATA).join(image::update::DIR);
+    let _ = std::fs::create_dir_all(&handoff);
+    let _ = nix::unistd::chown(&handoff, uid, gid);
     let _ = nix::unistd::chown(config, uid, gid);
     let _ = std::fs::set_permissions(config, std::os::unix::fs::PermissionsExt::from_mode(0o640));
     let _ = std::fs::create_dir_all(LOG_DIR);

@@ -79,7 +79,33 @@ pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
+/// The files of one boot slot, as an image or an update bundle holds them.
+pub struct SlotFiles {
+    pub vmlinuz: Vec<u8>,
+    pub initrd: Vec<u8>,
+    /// The boot entry, with `@SLOT@` where the slot's letter goes.
+    pub entry_template: String,
+}
+
+impl SlotFiles {
+    /// As a bundle lists them.
+    pub fn named(self) -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("vmlinuz".into(), self.vmlinuz),
+            ("initrd.zst".into(), self.initrd),
+            (
+                image::bundle::ENTRY.into(),
+                self.entry_template.into_bytes(),
+            ),
+        ]
+    }
+}
+
+/// Where images keep the public key updates must be signed with.
+pub const UPDATE_KEY: &str = "/etc/mailbox/update-key.pub";
+
+/// Builds the files of a boot slot for `board` at `version`.
+pub fn slot_files(board: &Board, release: bool, version: &str) -> anyhow::Result<SlotFiles> {
     if board.boot != BootMethod::SystemdBoot {
         bail!(
             "board {} boots with {:?}, which this build cannot write yet",
@@ -100,6 +126,11 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
     let vmlinuz = std::fs::read(kernel_root.join(format!("boot/vmlinuz-{kernel_version}")))?;
 
     let mut rootfs = Initramfs::new();
+    // The key updates must be signed with.
+    let (key, _) = signing_key()?;
+    let public = image::bundle::public_key(&key)?;
+    let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
+    rootfs.file(UPDATE_KEY, 0o644, format!("{hex}\n").into_bytes());
     rootfs.file("/init", 0o755, std::fs::read(&binaries.init)?);
     rootfs.file("/bin/mta", 0o755, std::fs::read(&binaries.mta)?);
     rootfs.char_device("/dev/console", 0o600, 5, 1);
@@ -142,7 +173,11 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
         0o644,
         (board.boot_modules.join("\n") + "\n").into_bytes(),
     );
-    rootfs.file("/etc/os-release", 0o644, os_release(board).into_bytes());
+    rootfs.file(
+        "/etc/os-release",
+        0o644,
+        os_release(board, version).into_bytes(),
+    );
     rootfs.file("/etc/ssl/certs/ca-certificates.crt", 0o644, ca_bundle()?);
     for overlay in [
         root().join("overlays/common"),
@@ -151,7 +186,25 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
         add_tree(&mut rootfs, &overlay, &overlay)?;
     }
     let initrd = rootfs.compressed(12)?;
+    let entry_template = format!(
+        "title Mailbox\nversion {v}\nlinux /mailbox/{s}/vmlinuz\ninitrd /mailbox/{s}/initrd.zst\noptions console=tty0 console={c} panic=10 mailbox.slot={s} mailbox.version={v} quiet\n",
+        v = version,
+        s = image::bundle::SLOT_MARK,
+        c = board.console
+    );
+    Ok(SlotFiles {
+        vmlinuz,
+        initrd,
+        entry_template,
+    })
+}
 
+pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
+    let SlotFiles {
+        vmlinuz,
+        initrd,
+        entry_template,
+    } = slot_files(board, release, version())?;
     let boot_root = debs::unpacked("systemd-boot-efi")?;
     let systemd_boot = find_file(&boot_root, board.systemd_boot_binary)?.with_context(|| {
         format!(
@@ -159,12 +212,7 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
             board.systemd_boot_binary
         )
     })?;
-    let entry = format!(
-        "title Mailbox\nversion {v}\nlinux /mailbox/{s}/vmlinuz\ninitrd /mailbox/{s}/initrd.zst\noptions console=tty0 console={c} panic=10 mailbox.slot={s} mailbox.version={v} quiet\n",
-        v = version(),
-        s = FIRST_SLOT,
-        c = board.console
-    );
+    let entry = image::bundle::entry_for(&entry_template, FIRST_SLOT);
     let esp = image::disk::fat_image(
         ESP_BYTES,
         "MAILBOX",
@@ -281,10 +329,10 @@ fn build_userland(board: &Board, release: bool) -> anyhow::Result<Binaries> {
     })
 }
 
-fn os_release(board: &Board) -> String {
+fn os_release(board: &Board, version: &str) -> String {
     format!(
         "NAME=Mailbox\nID=mailbox\nPRETTY_NAME=\"Mailbox {v}\"\nVERSION={v}\nVERSION_ID={v}\nVARIANT_ID={b}\nHOME_URL=\"https://example.invalid/mailbox\"\n",
-        v = version(),
+        v = version,
         b = board.name
     )
 }
@@ -343,4 +391,51 @@ fn find_file(dir: &Path, name: &str) -> anyhow::Result<Option<PathBuf>> {
         }
     }
     Ok(None)
+}
+
+/// The update signing key is kept outside the repository (never
+/// committed): `$MAILBOX_SIGNING_KEY`, or
+/// `~/.config/mailbox/update-signing.pk8` (mode 0600), made on first use;
+/// every image built here trusts its public key.
+/// Where the signing key is kept.
+fn key_path() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MAILBOX_SIGNING_KEY") {
+        return Ok(PathBuf::from(path));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set (or set MAILBOX_SIGNING_KEY)")?;
+    Ok(PathBuf::from(home).join(".config/mailbox/update-signing.pk8"))
+}
+
+/// The signing key (PKCS#8) and where it is; made on first use.
+pub fn signing_key() -> anyhow::Result<(Vec<u8>, PathBuf)> {
+    let path = key_path()?;
+    match std::fs::read(&path) {
+        Ok(key) => {
+            image::bundle::public_key(&key)
+                .with_context(|| format!("{} is not an update signing key", path.display()))?;
+            Ok((key, path))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = image::bundle::generate_key()?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(&key)?;
+            f.sync_all()?;
+            eprintln!(
+                "xtask: made a new update signing key at {} (keep it: images built here trust only it)",
+                path.display()
+            );
+            Ok((key, path))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }

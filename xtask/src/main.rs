@@ -9,8 +9,11 @@
 //!   reads one large folder beside Dovecot (`bench/imap.rs`)
 //! - `cargo xtask doctor` checks, without installing, what the tests need
 //!   from this machine (see `tools.rs`)
+//! - `cargo xtask image` / `cargo xtask bundle` a disk image, or a signed
+//!   update bundle of its boot slot (`image.rs`, `bundle.rs`)
 
 mod bench;
+mod bundle;
 mod debs;
 mod e2e;
 mod http;
@@ -41,6 +44,7 @@ enum Task {
     Test(Test),
     Bench(bench::Bench),
     Image(image::ImageArgs),
+    Bundle(bundle::BundleArgs),
     E2e(E2e),
     Doctor(Doctor),
 }
@@ -90,6 +94,7 @@ fn main() {
         Task::Test(t) => test(t),
         Task::Bench(b) => bench::bench(b),
         Task::Image(i) => image::run(i),
+        Task::Bundle(b) => bundle::run(b),
         Task::E2e(_) => e2e::run(),
         Task::Doctor(d) => doctor(d),
     };

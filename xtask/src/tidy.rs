@@ -13,7 +13,10 @@ use anyhow::{Context, bail};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("mta/proto", &[]),
     ("mta/store", &[]),
-    ("mta/app", &["mta-proto", "mta-store"]),
+    // `image`: the update bundle and the hand-off to init, shared with
+    // the build (DESIGN.md: updates apply with the code that wrote the
+    // first image).
+    ("mta/app", &["mta-proto", "mta-store", "image"]),
     ("mta/web", &["mta-proto", "mta-store", "mta-app"]),
     ("mta", &["mta-proto", "mta-store", "mta-app", "mta-web"]),
     ("image", &[]),

@@ -42,6 +42,15 @@ pub struct Config {
     pub network: Network,
     pub submission: SubmissionPolicy,
     pub outbound: Outbound,
+    pub update: UpdatePolicy,
+}
+
+/// `[update]`: the key updates must be signed with and the board they must
+/// be for, when not the image's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdatePolicy {
+    pub public_key: Option<[u8; 32]>,
+    pub board: Option<String>,
 }
 
 /// How mail leaves: by MX lookup, or through relays and transports.
@@ -253,6 +262,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 mod acme;
+mod update;
+pub use update::parse_key;
 mod addressing;
 mod check;
 mod edit;
@@ -346,6 +357,7 @@ impl Config {
         };
 
         let outbound = ck.outbound(&raw);
+        let update = ck.update(raw.update.as_ref());
 
         let config = Config {
             path: path.to_path_buf(),
@@ -366,6 +378,7 @@ impl Config {
                 trace_user: raw.submission.trace_user.unwrap_or(false),
             },
             outbound,
+            update,
         };
         ck.whole_picture(&config, &raw, &alias_spans);
 

@@ -36,3 +36,4 @@ pub mod relays;
 pub mod settings;
 pub mod stats;
 pub mod tls;
+pub mod update;

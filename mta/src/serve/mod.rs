@@ -119,6 +119,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         queue: queue.clone(),
         schedule: schedule_tx.clone(),
         acme: acme.clone(),
+        update: Arc::new(mta_app::update::Receiver::new(&config)),
     })?);
     let shared = Arc::new(Shared {
         logins,

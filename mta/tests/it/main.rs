@@ -15,4 +15,5 @@ mod imap_dovecot;
 mod outbound;
 mod smtp;
 mod submission;
+mod update;
 mod web;

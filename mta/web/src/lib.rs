@@ -25,6 +25,7 @@ use mta_app::auth::Logins;
 use mta_app::settings::Live;
 
 mod admin;
+mod api;
 mod autoconfig;
 mod dns;
 mod forms;
@@ -42,6 +43,8 @@ pub struct Parts {
     pub schedule: std::sync::mpsc::Sender<mta_store::queue::Schedule>,
     /// The certificate's keeper: its HTTP-01 answers, its report.
     pub acme: Arc<mta_app::acme::Acme>,
+    /// Where update bundles are received and handed to init.
+    pub update: Arc<mta_app::update::Receiver>,
 }
 
 /// Everything the pages share.
@@ -53,6 +56,7 @@ pub struct Web {
     queue: mta_store::queue::Queue,
     schedule: std::sync::Mutex<std::sync::mpsc::Sender<mta_store::queue::Schedule>>,
     acme: Arc<mta_app::acme::Acme>,
+    update: Arc<mta_app::update::Receiver>,
     setup: setup::Setup,
     sessions: session::Sessions,
     /// The port the HTTPS listener is bound to (0: none), for redirects.
@@ -71,6 +75,7 @@ impl Web {
             queue,
             schedule,
             acme,
+            update,
         } = parts;
         let config = settings.get().config.clone();
         let setup = setup::Setup::open(&config.data_dir, config.owner().is_none())?;
@@ -81,6 +86,7 @@ impl Web {
             queue,
             schedule: std::sync::Mutex::new(schedule),
             acme,
+            update,
             setup,
             sessions: session::Sessions::default(),
             https_port: std::sync::atomic::AtomicU16::new(0),
@@ -119,6 +125,7 @@ pub fn router(web: Arc<Web>, conn: Conn) -> Router {
         .merge(dns::routes())
         .merge(admin::routes())
         .merge(autoconfig::routes())
+        .merge(api::routes())
         .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))

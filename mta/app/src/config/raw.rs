@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
     pub(super) tls: Option<RawTls>,
     pub(super) acme: Option<RawAcme>,
     pub(super) network: Option<RawNetwork>,
+    pub(super) update: Option<RawUpdate>,
     #[serde(default)]
     pub(super) submission: RawSubmission,
     #[serde(default)]
@@ -93,6 +94,13 @@ pub(super) struct RawNetwork {
     pub(super) gateway: Option<Spanned<String>>,
     pub(super) dns: Option<Vec<Spanned<String>>>,
     pub(super) ntp: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpdate {
+    pub(super) public_key: Option<Spanned<String>>,
+    pub(super) board: Option<String>,
 }
 
 #[derive(Deserialize)]

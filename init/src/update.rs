@@ -1,0 +1,131 @@
+//! Installing the update the mta handed over (`image::update` describes
+//! the hand-off): the bundle is checked again here — signature with the
+//! key this image trusts, board, version, every hash as it is written —
+//! installed into the inactive slot (`image::slot`, power-cut safe: the
+//! running slot is never touched), and the machine reboots into it as a
+//! trial. After a boot, the status of the last update is settled: the new
+//! version runs (updated) or the old one again (failed).
+
+use std::path::Path;
+
+use image::update::{FORCE, READY, STATUS, Status};
+
+use crate::console::log;
+
+/// The public key updates must be signed with (written by the build).
+const UPDATE_KEY: &str = "/etc/mailbox/update-key.pub";
+
+fn data(path: &str) -> std::path::PathBuf {
+    Path::new(crate::DATA).join(path)
+}
+
+fn trusted_key() -> Option<[u8; 32]> {
+    let text = std::fs::read_to_string(UPDATE_KEY).ok()?;
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+        key[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(key)
+}
+
+/// This board's name (the image build writes it as os-release's
+/// VARIANT_ID).
+fn board() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VARIANT_ID=")
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn record(status: &Status) {
+    log!("update: {}", status.describe());
+    if let Err(e) = crate::supervise::write_synced(&data(STATUS), status.line().as_bytes()) {
+        log!("update: cannot record the status: {e}");
+    }
+}
+
+/// The status of the last update, if any.
+pub fn status() -> Option<Status> {
+    Status::parse(&std::fs::read_to_string(data(STATUS)).ok()?)
+}
+
+/// Once the running system is healthy: settles a trial (the new version
+/// runs: updated; the old one again: failed, and says so).
+pub fn settle(version: &str, slot: &str) {
+    if let Some(next) = status().and_then(|s| s.after_healthy_boot(version, slot)) {
+        record(&next);
+    }
+}
+
+/// Whether the mta has handed over an update.
+pub fn pending() -> bool {
+    data(READY).exists()
+}
+
+/// Installs the update handed over; whether the machine should now reboot
+/// into it. The hand-off is removed whatever happens.
+pub fn install(version: &str, slot: &str) -> bool {
+    let force = data(FORCE).exists();
+    let result = install_bundle(&data(READY), version, slot, force);
+    let _ = std::fs::remove_file(data(READY));
+    let _ = std::fs::remove_file(data(FORCE));
+    match result {
+        Ok(status) => {
+            record(&status);
+            true
+        }
+        Err((found, why)) => {
+            record(&Status::Failed {
+                version: found,
+                reason: why,
+            });
+            false
+        }
+    }
+}
+
+/// The installation; on failure, the version found (or "?") and why.
+fn install_bundle(
+    path: &Path,
+    running: &str,
+    slot: &str,
+    force: bool,
+) -> Result<Status, (String, String)> {
+    let unknown = |why: String| ("?".to_string(), why);
+    let key =
+        trusted_key().ok_or_else(|| unknown(format!("this image has no usable {UPDATE_KEY}")))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| unknown(format!("{}: {e}", path.display())))?;
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, file);
+    let manifest =
+        image::bundle::read_manifest(&mut r, &key).map_err(|e| unknown(e.to_string()))?;
+    let found = manifest.version.clone();
+    manifest
+        .check(&board(), running, force)
+        .map_err(|e| (found.clone(), e.to_string()))?;
+    let target = image::slot::other(slot);
+    log!(
+        "update: installing version {found} into slot {target} (running {running} from slot {slot})"
+    );
+    let esp = crate::storage::mount_esp().ok_or_else(|| {
+        (
+            found.clone(),
+            "the EFI system partition cannot be mounted".to_string(),
+        )
+    })?;
+    let installed = image::slot::install(&esp, target, &mut r, &manifest);
+    crate::storage::unmount("/boot");
+    installed.map_err(|e| (found.clone(), e.to_string()))?;
+    Ok(Status::Installed {
+        version: found,
+        slot: target.to_string(),
+    })
+}
