@@ -23,6 +23,7 @@ struct Running {
     qmp: PathBuf,
     smtp_port: u16,
     http_port: u16,
+    https_port: u16,
     imaps_port: u16,
 }
 
@@ -82,7 +83,15 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-fn boot(board: &board::Board, dir: &Path, disk: &Path, name: &str) -> anyhow::Result<Running> {
+/// Boots `disk`; with `reboots`, a reboot inside the VM boots again
+/// (updates); without, QEMU exits.
+fn boot(
+    board: &board::Board,
+    dir: &Path,
+    disk: &Path,
+    name: &str,
+    reboots: bool,
+) -> anyhow::Result<Running> {
     let console = dir.join(format!("console-{name}.log"));
     let qmp = dir.join(format!("qmp-{name}.sock"));
     let _ = std::fs::remove_file(&console);
@@ -90,13 +99,19 @@ fn boot(board: &board::Board, dir: &Path, disk: &Path, name: &str) -> anyhow::Re
     let smtp_port = qemu::free_port()?;
     let http_port = qemu::free_port()?;
     let imaps_port = qemu::free_port()?;
+    let https_port = qemu::free_port()?;
     let vm = Vm {
         disk: disk.to_path_buf(),
         vars: dir.join("vars.fd"),
-        forwards: vec![(smtp_port, 25), (http_port, 80), (imaps_port, 993)],
+        forwards: vec![
+            (smtp_port, 25),
+            (http_port, 80),
+            (https_port, 443),
+            (imaps_port, 993),
+        ],
         console: Console::File(console.clone()),
         qmp: Some(qmp.clone()),
-        no_reboot: true,
+        no_reboot: !reboots,
     };
     let child = qemu::command(board, &vm)?
         .stdin(Stdio::null())
@@ -110,6 +125,7 @@ fn boot(board: &board::Board, dir: &Path, disk: &Path, name: &str) -> anyhow::Re
         qmp,
         smtp_port,
         http_port,
+        https_port,
         imaps_port,
     })
 }
@@ -167,6 +183,52 @@ fn smtp_send(port: u16, rcpt: &str, message: &str) -> anyhow::Result<String> {
 /// The owner's password the end-to-end test sets in the wizard.
 const OWNER_PASSWORD: &str = "end to end owner passphrase 2026";
 const OWNER_DIR: &str = "/mail/example.org/owner";
+
+/// The version after `v` (its last number plus one).
+fn next_version(v: &str) -> String {
+    let mut parts: Vec<u64> = v.split('.').filter_map(|p| p.parse().ok()).collect();
+    if let Some(last) = parts.last_mut() {
+        *last += 1;
+    }
+    parts
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// PUTs the bundle at `path` to the appliance's update API (HTTPS through
+/// the forward, as the owner) with Python's urllib: status and answer.
+fn put_update(port: u16, path: &Path) -> anyhow::Result<String> {
+    const SCRIPT: &str = r#"
+import base64, ssl, sys, urllib.request, urllib.error
+port, path, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE  # the appliance's own certificate
+req = urllib.request.Request("https://127.0.0.1:%d/api/update" % port, data=open(path, "rb").read(), method="PUT")
+req.add_header("Authorization", "Basic " + base64.b64encode(("owner@example.org:" + password).encode()).decode())
+try:
+    r = urllib.request.urlopen(req, context=ctx, timeout=300)
+    print(r.status, r.read().decode().strip())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode().strip())
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(port.to_string())
+        .arg(path)
+        .arg(OWNER_PASSWORD)
+        .output()
+        .context("python3")?;
+    ensure!(
+        out.status.success(),
+        "the update upload failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
 
 /// Reads the owner's mail over IMAP (993, through the forward) with
 /// Python's imaplib, as a mail program would: the subjects in INBOX once
@@ -339,7 +401,7 @@ pub fn run() -> anyhow::Result<()> {
     );
 
     // First boot: mail in, orderly power-off.
-    let mut vm = boot(board, &dir, &disk, "1")?;
+    let mut vm = boot(board, &dir, &disk, "1", false)?;
     wait_smtp(&mut vm)?;
     let console = vm.wait_console(
         "mta accepting connections at uptime",
@@ -487,8 +549,21 @@ pub fn run() -> anyhow::Result<()> {
         "boot entries after the first boot: {entries:?}"
     );
 
-    // Second boot: the data partition is reused.
-    let mut vm = boot(board, &dir, &disk, "2")?;
+    // Second boot: the data partition is reused; then an update to the
+    // next version through the API, which the VM installs into slot b,
+    // reboots into, and blesses.
+    let next = next_version(image::version());
+    let bundle = dir.join("update.bundle");
+    let (key, _) = image::signing_key()?;
+    let files = image::slot_files(board, true, &next)?.named();
+    ::image::bundle::write(
+        &mut std::io::BufWriter::new(std::fs::File::create(&bundle)?),
+        &key,
+        board.name,
+        &next,
+        &files,
+    )?;
+    let mut vm = boot(board, &dir, &disk, "2", true)?;
     wait_smtp(&mut vm)?;
     let console = vm.wait_console("mta accepting connections", Duration::from_secs(30))?;
     ensure!(
@@ -510,9 +585,67 @@ pub fn run() -> anyhow::Result<()> {
         "the second boot found a counter to bless:\n{}",
         tail(&console)
     );
+    let sent = Instant::now();
+    let answer = put_update(vm.https_port, &bundle)?;
+    ensure!(
+        answer.starts_with(&format!("200 version {next} accepted")),
+        "the update was not accepted: {answer}"
+    );
+    let console = vm.wait_console(
+        &format!("update: updated to version {next}"),
+        Duration::from_secs(240),
+    )?;
+    let after = &console[console
+        .find(&format!("Mailbox {next} starting"))
+        .context("the new version did not start")?..];
+    ensure!(
+        after.contains("boot blessed: mailbox-b+"),
+        "the new slot was not blessed:\n{}",
+        tail(after)
+    );
+    let accepting = after
+        .lines()
+        .find_map(|l| l.split("mta accepting connections at uptime ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    println!(
+        "e2e: updated {} -> {next} through the API in {:.0} s (host); the new slot blessed at uptime {accepting} s (guest)",
+        image::version(),
+        sent.elapsed().as_secs_f64()
+    );
+    // Mail from before the update is there, and mail flows after it.
+    smtp_send(
+        vm.smtp_port,
+        "owner@example.org",
+        "From: e2e@sender.example\r\nTo: owner@example.org\r\nSubject: after the update\r\n\r\nhello again\r\n",
+    )?;
+    let subjects = imap_subjects(vm.imaps_port, 2)?;
+    ensure!(
+        subjects == "Subject: after the wizard | Subject: after the update",
+        "the owner's INBOX after the update: {subjects:?}"
+    );
     qemu::qmp(&vm.qmp, "system_powerdown")?;
     vm.wait_exit(Duration::from_secs(90))?;
     drop(vm);
+    // Both slots' entries blessed, and the ESP is a clean FAT.
+    let esp_image = dir.join("esp.fat");
+    extract(&disk, layout.esp_offset, layout.esp_len, &esp_image)?;
+    let esp = std::fs::read(&esp_image)?;
+    let entries = ::image::disk::fat_list(&esp, "loader/entries")?;
+    ensure!(
+        entries == ["mailbox-a.conf", "mailbox-b.conf"],
+        "boot entries after the update: {entries:?}"
+    );
+    let fsck = Command::new("fsck.fat")
+        .arg("-n")
+        .arg(&esp_image)
+        .output()?;
+    ensure!(
+        fsck.status.success(),
+        "fsck.fat found problems on the ESP:\n{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
 
     println!(
         "e2e: passed in {:.0} s; image {} raw, {} compressed, initramfs {:.1} MiB; mta accepting at uptime {uptime} s (guest, {})",

@@ -311,37 +311,44 @@ pub fn for_qemu(board: &'static board::Board) -> Vec<Prereq> {
     let Some(q) = &board.qemu else {
         return Vec::new();
     };
-    vec![Prereq::new(
-        format!("{} with {}", q.program, q.packages.join(" and ")),
-        Fix::Apt(q.packages),
-        move || {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let vm = crate::qemu::Vm {
-                disk: dir.path().join("disk.img"),
-                vars: dir.path().join("vars.fd"),
-                forwards: Vec::new(),
-                console: crate::qemu::Console::File(dir.path().join("console")),
-                qmp: None,
-                no_reboot: true,
-            };
-            std::fs::write(&vm.disk, vec![0u8; 1 << 20]).map_err(|e| e.to_string())?;
-            let cmd = crate::qemu::command(board, &vm).map_err(|e| format!("{e:#}"))?;
-            // The same command with the monitor on stdin to say `quit`;
-            // stopped (-S), so the accelerator does not matter.
-            let mut args: Vec<String> = Vec::new();
-            let mut given = cmd.get_args().map(|a| a.to_string_lossy().into_owned());
-            while let Some(arg) = given.next() {
-                match arg.as_str() {
-                    "-monitor" => drop(given.next()),
-                    "kvm" => args.push("tcg".into()),
-                    _ => args.push(arg),
+    vec![
+        Prereq::new(
+            "fsck.fat (dosfstools: the ESP is checked after updates)",
+            Fix::Apt(&["dosfstools"]),
+            || run("fsck.fat", &["--help"], b"").map(drop),
+        ),
+        Prereq::new(
+            format!("{} with {}", q.program, q.packages.join(" and ")),
+            Fix::Apt(q.packages),
+            move || {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let vm = crate::qemu::Vm {
+                    disk: dir.path().join("disk.img"),
+                    vars: dir.path().join("vars.fd"),
+                    forwards: Vec::new(),
+                    console: crate::qemu::Console::File(dir.path().join("console")),
+                    qmp: None,
+                    no_reboot: true,
+                };
+                std::fs::write(&vm.disk, vec![0u8; 1 << 20]).map_err(|e| e.to_string())?;
+                let cmd = crate::qemu::command(board, &vm).map_err(|e| format!("{e:#}"))?;
+                // The same command with the monitor on stdin to say `quit`;
+                // stopped (-S), so the accelerator does not matter.
+                let mut args: Vec<String> = Vec::new();
+                let mut given = cmd.get_args().map(|a| a.to_string_lossy().into_owned());
+                while let Some(arg) = given.next() {
+                    match arg.as_str() {
+                        "-monitor" => drop(given.next()),
+                        "kvm" => args.push("tcg".into()),
+                        _ => args.push(arg),
+                    }
                 }
-            }
-            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-            args.extend(["-S", "-monitor", "stdio"]);
-            run(q.program, &args, b"quit\n").map(drop)
-        },
-    )]
+                let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+                args.extend(["-S", "-monitor", "stdio"]);
+                run(q.program, &args, b"quit\n").map(drop)
+            },
+        ),
+    ]
 }
 
 /// Checks every prerequisite; installs what is missing (Debian packages as
