@@ -257,7 +257,11 @@ mod build {
             let start = cluster_at(dir);
             let slots = image.get_mut(start..start + 4 * 32)?;
             let is_lfn = |s: &[u8]| s[11] == 0x0F;
-            if is_lfn(&slots[0..32]) && slots[32] == b'.' && is_lfn(&slots[64..96]) && slots[96] == b'.' {
+            if is_lfn(&slots[0..32])
+                && slots[32] == b'.'
+                && is_lfn(&slots[64..96])
+                && slots[96] == b'.'
+            {
                 let dot = slots[32..64].to_vec();
                 let dotdot = slots[96..128].to_vec();
                 slots[0..32].copy_from_slice(&dot);
@@ -281,7 +285,9 @@ mod build {
             .filter(|c| fat.get(c * 4..c * 4 + 4).is_some_and(|e| e == [0, 0, 0, 0]))
             .count() as u32;
         let info = u16_at(image, 48) * sector;
-        image.get_mut(info + 488..info + 492)?.copy_from_slice(&free.to_le_bytes());
+        image
+            .get_mut(info + 488..info + 492)?
+            .copy_from_slice(&free.to_le_bytes());
         Some(())
     }
 
@@ -313,7 +319,10 @@ mod tests {
             &[
                 ("EFI/BOOT/BOOTX64.EFI".into(), vec![1u8; 100_000]),
                 ("loader/loader.conf".into(), b"timeout 0\n".to_vec()),
-                ("loader/entries/mailbox-a+3.conf".into(), b"title x\n".to_vec()),
+                (
+                    "loader/entries/mailbox-a+3.conf".into(),
+                    b"title x\n".to_vec(),
+                ),
                 ("mailbox/a/vmlinuz".into(), vec![2u8; 300_000]),
             ],
         )

@@ -10,7 +10,7 @@ const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
 /// The entry being counted (`LoaderBootCountPath`, set by systemd-boot), as
 /// a path relative to the ESP.
-fn counted_entry() -> Option<PathBuf> {
+pub fn counted_entry() -> Option<PathBuf> {
     let var = format!("/sys/firmware/efi/efivars/LoaderBootCountPath-{LOADER_GUID}");
     let raw = std::fs::read(var).ok()?;
     // 4 bytes of attributes, then a NUL-terminated UTF-16LE string.

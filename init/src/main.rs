@@ -29,6 +29,9 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::console::log;
 
+/// How long a trial boot may take to become healthy.
+const TRIAL_LIMIT: Duration = Duration::from_secs(45);
+
 /// The unprivileged user `mta` runs as.
 pub const MTA_UID: u32 = 1000;
 pub const DATA: &str = "/data";
@@ -120,6 +123,10 @@ fn run(mask: &SigSet) {
     let mut watchdog = power::Watchdog::open();
     power::watch_power_button();
 
+    // A trial boot (systemd-boot counting its tries) that does not become
+    // healthy reboots, so the counter runs out and the previous slot boots
+    // again, with or without a hardware watchdog.
+    let trial = bless::counted_entry().is_some();
     let mut healthy_once = false;
     let mut last_check = Instant::now() - Duration::from_secs(60);
     let mut last_clock_save = Instant::now();
@@ -185,6 +192,13 @@ fn run(mask: &SigSet) {
         }
         if healthy {
             watchdog.pet();
+        }
+        if trial && !healthy_once && started.elapsed() > TRIAL_LIMIT {
+            log!(
+                "this trial boot is not healthy after {} s: rebooting (the boot counter decides what boots next)",
+                TRIAL_LIMIT.as_secs()
+            );
+            return shutdown(&mut mta, &mut watchdog, power::Action::Reboot);
         }
         if last_clock_save.elapsed() >= Duration::from_secs(600) {
             last_clock_save = Instant::now();

@@ -40,7 +40,8 @@ pub fn run(args: BundleArgs) -> anyhow::Result<()> {
         "version {version:?} is not numbers and dots"
     );
     let (key, key_path) = crate::image::signing_key()?;
-    let files = crate::image::slot_files(board, true, &version)?.named();
+    let variant = crate::image::Variant::Normal;
+    let files = crate::image::slot_files(board, true, &version, variant)?.named();
     let out = args.out.unwrap_or_else(|| {
         root()
             .join("target/bundles")

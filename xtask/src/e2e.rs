@@ -184,6 +184,22 @@ fn smtp_send(port: u16, rcpt: &str, message: &str) -> anyhow::Result<String> {
 const OWNER_PASSWORD: &str = "end to end owner passphrase 2026";
 const OWNER_DIR: &str = "/mail/example.org/owner";
 
+/// Writes a bundle of `board`'s slot at `version` to `out`, signed with
+/// the key this machine's images trust.
+fn write_bundle(
+    board: &'static board::Board,
+    version: &str,
+    variant: image::Variant,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let (key, _) = image::signing_key()?;
+    let files = image::slot_files(board, true, version, variant)?.named();
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
+    ::image::bundle::write(&mut w, &key, board.name, version, &files)?;
+    w.into_inner()?.sync_all()?;
+    Ok(())
+}
+
 /// The version after `v` (its last number plus one).
 fn next_version(v: &str) -> String {
     let mut parts: Vec<u64> = v.split('.').filter_map(|p| p.parse().ok()).collect();
@@ -554,15 +570,7 @@ pub fn run() -> anyhow::Result<()> {
     // reboots into, and blesses.
     let next = next_version(image::version());
     let bundle = dir.join("update.bundle");
-    let (key, _) = image::signing_key()?;
-    let files = image::slot_files(board, true, &next)?.named();
-    ::image::bundle::write(
-        &mut std::io::BufWriter::new(std::fs::File::create(&bundle)?),
-        &key,
-        board.name,
-        &next,
-        &files,
-    )?;
+    write_bundle(board, &next, image::Variant::Normal, &bundle)?;
     let mut vm = boot(board, &dir, &disk, "2", true)?;
     wait_smtp(&mut vm)?;
     let console = vm.wait_console("mta accepting connections", Duration::from_secs(30))?;
@@ -632,7 +640,8 @@ pub fn run() -> anyhow::Result<()> {
     let esp_image = dir.join("esp.fat");
     extract(&disk, layout.esp_offset, layout.esp_len, &esp_image)?;
     let esp = std::fs::read(&esp_image)?;
-    let entries = ::image::disk::fat_list(&esp, "loader/entries")?;
+    let mut entries = ::image::disk::fat_list(&esp, "loader/entries")?;
+    entries.sort();
     ensure!(
         entries == ["mailbox-a.conf", "mailbox-b.conf"],
         "boot entries after the update: {entries:?}"
@@ -644,6 +653,59 @@ pub fn run() -> anyhow::Result<()> {
     ensure!(
         fsck.status.success(),
         "fsck.fat found problems on the ESP:\n{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+
+    // Third boot: an update whose server exits at start. Its trial boots
+    // never become healthy; the boot counter runs out and version `next`
+    // runs again by itself, saying the update failed.
+    let broken = next_version(&next);
+    let broken_bundle = dir.join("broken.bundle");
+    write_bundle(board, &broken, image::Variant::MtaExits, &broken_bundle)?;
+    let mut vm = boot(board, &dir, &disk, "3", true)?;
+    wait_smtp(&mut vm)?;
+    vm.wait_console("mta accepting connections", Duration::from_secs(60))?;
+    let sent = Instant::now();
+    let answer = put_update(vm.https_port, &broken_bundle)?;
+    ensure!(
+        answer.starts_with(&format!("200 version {broken} accepted")),
+        "the broken update was not accepted: {answer}"
+    );
+    let failed = format!(
+        "update: the update to version {broken} failed: version {broken} did not start in its trial boots; {next} runs again"
+    );
+    let console = vm.wait_console(&failed, Duration::from_secs(600))?;
+    let tries = console
+        .matches(&format!("Mailbox {broken} starting"))
+        .count();
+    println!(
+        "e2e: a bundle whose server exits: {tries} trial boots, then {next} again by itself in {:.0} s (host)",
+        sent.elapsed().as_secs_f64()
+    );
+    ensure!(tries == 3, "expected 3 trial boots, saw {tries}");
+    let subjects = imap_subjects(vm.imaps_port, 2)?;
+    ensure!(
+        subjects == "Subject: after the wizard | Subject: after the update",
+        "the owner's INBOX after the failed update: {subjects:?}"
+    );
+    qemu::qmp(&vm.qmp, "system_powerdown")?;
+    vm.wait_exit(Duration::from_secs(90))?;
+    drop(vm);
+    extract(&disk, layout.esp_offset, layout.esp_len, &esp_image)?;
+    let esp = std::fs::read(&esp_image)?;
+    let mut entries = ::image::disk::fat_list(&esp, "loader/entries")?;
+    entries.sort();
+    ensure!(
+        entries == ["mailbox-a+0-3.conf", "mailbox-b.conf"],
+        "boot entries after the failed update: {entries:?}"
+    );
+    let fsck = Command::new("fsck.fat")
+        .arg("-n")
+        .arg(&esp_image)
+        .output()?;
+    ensure!(
+        fsck.status.success(),
+        "fsck.fat found problems on the ESP after the failed update:\n{}",
         String::from_utf8_lossy(&fsck.stdout)
     );
 

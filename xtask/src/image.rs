@@ -104,8 +104,22 @@ impl SlotFiles {
 /// Where images keep the public key updates must be signed with.
 pub const UPDATE_KEY: &str = "/etc/mailbox/update-key.pub";
 
+/// What goes in a slot besides the normal build: a broken server, for the
+/// test of an update that does not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Normal,
+    /// `/bin/mta` exits at once (it is `init`, which runs only as PID 1).
+    MtaExits,
+}
+
 /// Builds the files of a boot slot for `board` at `version`.
-pub fn slot_files(board: &Board, release: bool, version: &str) -> anyhow::Result<SlotFiles> {
+pub fn slot_files(
+    board: &Board,
+    release: bool,
+    version: &str,
+    variant: Variant,
+) -> anyhow::Result<SlotFiles> {
     if board.boot != BootMethod::SystemdBoot {
         bail!(
             "board {} boots with {:?}, which this build cannot write yet",
@@ -132,7 +146,11 @@ pub fn slot_files(board: &Board, release: bool, version: &str) -> anyhow::Result
     let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
     rootfs.file(UPDATE_KEY, 0o644, format!("{hex}\n").into_bytes());
     rootfs.file("/init", 0o755, std::fs::read(&binaries.init)?);
-    rootfs.file("/bin/mta", 0o755, std::fs::read(&binaries.mta)?);
+    let server = match variant {
+        Variant::Normal => &binaries.mta,
+        Variant::MtaExits => &binaries.init,
+    };
+    rootfs.file("/bin/mta", 0o755, std::fs::read(server)?);
     rootfs.char_device("/dev/console", 0o600, 5, 1);
     for d in ["/proc", "/sys", "/run", "/tmp", "/data", "/boot", "/var"] {
         rootfs.dir(d);
@@ -186,8 +204,11 @@ pub fn slot_files(board: &Board, release: bool, version: &str) -> anyhow::Result
         add_tree(&mut rootfs, &overlay, &overlay)?;
     }
     let initrd = rootfs.compressed(12)?;
+    // `sort-key` makes systemd-boot order the slots by `version`, newest
+    // first: a freshly installed slot is the default (tried three times),
+    // whatever its letter.
     let entry_template = format!(
-        "title Mailbox\nversion {v}\nlinux /mailbox/{s}/vmlinuz\ninitrd /mailbox/{s}/initrd.zst\noptions console=tty0 console={c} panic=10 mailbox.slot={s} mailbox.version={v} quiet\n",
+        "title Mailbox\nsort-key mailbox\nversion {v}\nlinux /mailbox/{s}/vmlinuz\ninitrd /mailbox/{s}/initrd.zst\noptions console=tty0 console={c} panic=10 mailbox.slot={s} mailbox.version={v} quiet\n",
         v = version,
         s = image::bundle::SLOT_MARK,
         c = board.console
@@ -204,7 +225,7 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
         vmlinuz,
         initrd,
         entry_template,
-    } = slot_files(board, release, version())?;
+    } = slot_files(board, release, version(), Variant::Normal)?;
     let boot_root = debs::unpacked("systemd-boot-efi")?;
     let systemd_boot = find_file(&boot_root, board.systemd_boot_binary)?.with_context(|| {
         format!(
