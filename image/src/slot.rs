@@ -191,6 +191,36 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_cut_off_anywhere_leaves_the_running_slot_and_no_trial_entry() {
+        let key = generate_key().unwrap();
+        let bytes = bundle(&key);
+        let public = public_key(&key).unwrap();
+        let head = {
+            let mut r = bytes.as_slice();
+            read_manifest(&mut r, &public).unwrap();
+            bytes.len() - r.len()
+        };
+        // Cut inside the kernel, between files, inside the initramfs, and
+        // one byte before the end (as a failing disk or upload would).
+        for cut in [head + 3, head + 10, head + 10 + 35_000, bytes.len() - 1] {
+            let esp = esp_with_slot_a();
+            let mut r = &bytes[..cut];
+            let m = read_manifest(&mut r, &public).unwrap();
+            let e = install(esp.path(), "b", &mut r, &m).unwrap_err();
+            assert!(matches!(e, BundleError::Truncated(_)), "cut at {cut}: {e}");
+            assert_eq!(
+                listing(&esp.path().join("loader/entries")),
+                ["mailbox-a.conf"],
+                "cut at {cut}"
+            );
+            assert_eq!(
+                fs::read_to_string(esp.path().join("mailbox/a/vmlinuz")).unwrap(),
+                "old kernel"
+            );
+        }
+    }
+
+    #[test]
     fn a_damaged_bundle_leaves_no_entry_and_no_files() {
         let esp = esp_with_slot_a();
         let key = generate_key().unwrap();
