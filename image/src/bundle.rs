@@ -99,6 +99,11 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A public key as images keep it (64 hex digits, `/etc/mailbox/update-key.pub`).
+pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
+    unhex(text.trim())
+}
+
 /// Whether `name` may be a slot file's name (no paths, nothing odd).
 fn valid_name(name: &str) -> bool {
     !name.is_empty()

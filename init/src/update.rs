@@ -20,16 +20,7 @@ fn data(path: &str) -> std::path::PathBuf {
 }
 
 fn trusted_key() -> Option<[u8; 32]> {
-    let text = std::fs::read_to_string(UPDATE_KEY).ok()?;
-    let text = text.trim();
-    if text.len() != 64 {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-        key[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(key)
+    image::bundle::parse_public_key(&std::fs::read_to_string(UPDATE_KEY).ok()?)
 }
 
 /// This board's name (the image build writes it as os-release's

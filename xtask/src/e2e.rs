@@ -184,6 +184,31 @@ fn smtp_send(port: u16, rcpt: &str, message: &str) -> anyhow::Result<String> {
 const OWNER_PASSWORD: &str = "end to end owner passphrase 2026";
 const OWNER_DIR: &str = "/mail/example.org/owner";
 
+/// The ESP of `disk` (copied to `esp_image`) has exactly the boot entries
+/// `expected` and passes `fsck.fat -n`.
+fn check_esp(
+    disk: &Path,
+    layout: &::image::disk::Layout,
+    esp_image: &Path,
+    expected: &[&str],
+) -> anyhow::Result<()> {
+    extract(disk, layout.esp_offset, layout.esp_len, esp_image)?;
+    let esp = std::fs::read(esp_image)?;
+    let mut entries = ::image::disk::fat_list(&esp, "loader/entries")?;
+    entries.sort();
+    ensure!(
+        entries == expected,
+        "boot entries: {entries:?}, expected {expected:?}"
+    );
+    let fsck = Command::new("fsck.fat").arg("-n").arg(esp_image).output()?;
+    ensure!(
+        fsck.status.success(),
+        "fsck.fat found problems on the ESP:\n{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    Ok(())
+}
+
 /// Writes a bundle of `board`'s slot at `version` to `out`, signed with
 /// the key this machine's images trust.
 fn write_bundle(
@@ -638,23 +663,12 @@ pub fn run() -> anyhow::Result<()> {
     drop(vm);
     // Both slots' entries blessed, and the ESP is a clean FAT.
     let esp_image = dir.join("esp.fat");
-    extract(&disk, layout.esp_offset, layout.esp_len, &esp_image)?;
-    let esp = std::fs::read(&esp_image)?;
-    let mut entries = ::image::disk::fat_list(&esp, "loader/entries")?;
-    entries.sort();
-    ensure!(
-        entries == ["mailbox-a.conf", "mailbox-b.conf"],
-        "boot entries after the update: {entries:?}"
-    );
-    let fsck = Command::new("fsck.fat")
-        .arg("-n")
-        .arg(&esp_image)
-        .output()?;
-    ensure!(
-        fsck.status.success(),
-        "fsck.fat found problems on the ESP:\n{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    check_esp(
+        &disk,
+        &layout,
+        &esp_image,
+        &["mailbox-a.conf", "mailbox-b.conf"],
+    )?;
 
     // Third boot: an update whose server exits at start. Its trial boots
     // never become healthy; the boot counter runs out and version `next`
@@ -691,23 +705,12 @@ pub fn run() -> anyhow::Result<()> {
     qemu::qmp(&vm.qmp, "system_powerdown")?;
     vm.wait_exit(Duration::from_secs(90))?;
     drop(vm);
-    extract(&disk, layout.esp_offset, layout.esp_len, &esp_image)?;
-    let esp = std::fs::read(&esp_image)?;
-    let mut entries = ::image::disk::fat_list(&esp, "loader/entries")?;
-    entries.sort();
-    ensure!(
-        entries == ["mailbox-a+0-3.conf", "mailbox-b.conf"],
-        "boot entries after the failed update: {entries:?}"
-    );
-    let fsck = Command::new("fsck.fat")
-        .arg("-n")
-        .arg(&esp_image)
-        .output()?;
-    ensure!(
-        fsck.status.success(),
-        "fsck.fat found problems on the ESP after the failed update:\n{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    check_esp(
+        &disk,
+        &layout,
+        &esp_image,
+        &["mailbox-a+0-3.conf", "mailbox-b.conf"],
+    )?;
 
     println!(
         "e2e: passed in {:.0} s; image {} raw, {} compressed, initramfs {:.1} MiB; mta accepting at uptime {uptime} s (guest, {})",

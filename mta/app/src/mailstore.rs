@@ -73,12 +73,7 @@ impl MailStore {
             .open_file(name, &message)
             .map_err(|e| failed(account, "opening a message", e))?
             .ok_or_else(|| StoreError::Invalid(format!("message {uid} is gone")))?;
-        let arrived = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
+        let arrived = mailbox::arrival(&file);
         Ok((file, arrived))
     }
 

@@ -31,13 +31,5 @@ impl Checker<'_> {
 
 /// 64 hex digits as a key.
 pub fn parse_key(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    if text.len() != 64 {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-        key[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(key)
+    image::bundle::parse_public_key(text)
 }

@@ -874,5 +874,6 @@ impl Mailbox {
 }
 
 mod read;
+pub use read::arrival;
 #[cfg(test)]
 mod tests;

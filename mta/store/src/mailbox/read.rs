@@ -56,6 +56,16 @@ pub(super) fn header_end(bytes: &[u8]) -> Option<usize> {
     }
 }
 
+/// When a message arrived: its file's modification time (unix seconds),
+/// as Maildir readers such as Dovecot take it.
+pub fn arrival(file: &fs::File) -> i64 {
+    file.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 impl Mailbox {
     /// The header section of message `uid` of folder `name` (as stored:
     /// LF line ends; the empty line included) and when it arrived (unix
@@ -93,12 +103,7 @@ impl Mailbox {
         let Some(mut file) = self.open_file(name, message)? else {
             return Ok(None);
         };
-        let arrived = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
+        let arrived = arrival(&file);
         let mut bytes = Vec::with_capacity(HEADER_CHUNK);
         let mut chunk = vec![0u8; HEADER_CHUNK];
         let complete = loop {
