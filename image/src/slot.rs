@@ -51,12 +51,14 @@ fn entries_of(entries: &Path, slot: &str) -> io::Result<Vec<String>> {
 }
 
 /// Installs the bundle `r` (positioned after its checked `manifest`) as
-/// `slot` on the ESP mounted at `esp`; the trial entry's file name.
+/// `slot` on the ESP mounted at `esp`, telling `step` what it does next;
+/// the trial entry's file name.
 pub fn install(
     esp: &Path,
     slot: &str,
     r: &mut impl Read,
     manifest: &Manifest,
+    step: &mut dyn FnMut(String),
 ) -> Result<String, BundleError> {
     let entries = esp.join("loader/entries");
     let dir = esp.join("mailbox").join(slot);
@@ -85,6 +87,7 @@ pub fn install(
                 copy_file(r, f, &mut template)?;
                 continue;
             }
+            step(format!("writing {} into slot {slot}", f.name));
             let path = dir.join(&f.name);
             written.push(path.clone());
             let mut out = fs::File::create(&path)?;
@@ -169,7 +172,7 @@ mod tests {
         let bytes = bundle(&key);
         let mut r = bytes.as_slice();
         let m = read_manifest(&mut r, &public_key(&key).unwrap()).unwrap();
-        let entry = install(esp.path(), other("a"), &mut r, &m).unwrap();
+        let entry = install(esp.path(), other("a"), &mut r, &m, &mut |_| {}).unwrap();
         assert_eq!(entry, "mailbox-b+3.conf");
         assert_eq!(
             listing(&esp.path().join("loader/entries")),
@@ -206,7 +209,7 @@ mod tests {
             let esp = esp_with_slot_a();
             let mut r = &bytes[..cut];
             let m = read_manifest(&mut r, &public).unwrap();
-            let e = install(esp.path(), "b", &mut r, &m).unwrap_err();
+            let e = install(esp.path(), "b", &mut r, &m, &mut |_| {}).unwrap_err();
             assert!(matches!(e, BundleError::Truncated(_)), "cut at {cut}: {e}");
             assert_eq!(
                 listing(&esp.path().join("loader/entries")),
@@ -229,7 +232,7 @@ mod tests {
         bytes[last] ^= 1;
         let mut r = bytes.as_slice();
         let m = read_manifest(&mut r, &public_key(&key).unwrap()).unwrap();
-        let e = install(esp.path(), "b", &mut r, &m).unwrap_err();
+        let e = install(esp.path(), "b", &mut r, &m, &mut |_| {}).unwrap_err();
         assert!(
             matches!(e, BundleError::BadHash(ref f) if f == "initrd.zst"),
             "{e}"

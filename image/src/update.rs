@@ -5,9 +5,12 @@
 //!   (signature, board, version, every hash) as `update/incoming.bundle`,
 //!   then renames it to `update/ready.bundle` (atomic; `update/force`
 //!   beside it allows a downgrade);
-//! - init finds it, checks it again, installs it into the inactive slot
-//!   (`slot.rs`), writes `update/status` (`installed VERSION SLOT`),
-//!   removes it and reboots into the trial slot;
+//! - init finds it, checks it again, writes `update/status`
+//!   (`installing VERSION SLOT ATTEMPT`), installs it into the inactive
+//!   slot (`slot.rs`), writes `installed VERSION SLOT`, removes it and
+//!   reboots into the trial slot. An installation cut off (power cut,
+//!   crash) leaves the hand-off and `installing` behind: the next healthy
+//!   boot installs it again, at most [`MAX_ATTEMPTS`] times in all;
 //! - once healthy, init compares the status with what runs: the new
 //!   version in the new slot is `updated`; the old one again means the
 //!   trial failed (the boot counter ran out) and the status says so.
@@ -19,9 +22,20 @@ pub const READY: &str = "update/ready.bundle";
 pub const FORCE: &str = "update/force";
 pub const STATUS: &str = "update/status";
 
+/// Installations of one bundle begun before it counts as failed (one
+/// power cut is bad luck; an installation that dies every time would
+/// otherwise restart forever).
+pub const MAX_ATTEMPTS: u32 = 2;
+
 /// What became of the last update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
+    /// Being written into `slot` (the `attempt`th time).
+    Installing {
+        version: String,
+        slot: String,
+        attempt: u32,
+    },
     /// Installed into `slot`; the reboot into it is a trial.
     Installed { version: String, slot: String },
     /// The trial boot was healthy and is blessed.
@@ -34,6 +48,11 @@ impl Status {
     /// One line, as kept in [`STATUS`].
     pub fn line(&self) -> String {
         match self {
+            Status::Installing {
+                version,
+                slot,
+                attempt,
+            } => format!("installing {version} {slot} {attempt}\n"),
             Status::Installed { version, slot } => format!("installed {version} {slot}\n"),
             Status::Updated { version } => format!("updated {version}\n"),
             Status::Failed { version, reason } => {
@@ -48,6 +67,14 @@ impl Status {
         let (kind, version) = (words.next()?, words.next()?.to_string());
         let rest = words.next().unwrap_or("").to_string();
         Some(match kind {
+            "installing" => {
+                let (slot, attempt) = rest.split_once(' ')?;
+                Status::Installing {
+                    version,
+                    slot: slot.to_string(),
+                    attempt: attempt.parse().ok()?,
+                }
+            }
             "installed" if !rest.is_empty() => Status::Installed {
                 version,
                 slot: rest,
@@ -63,13 +90,18 @@ impl Status {
 
     /// What the status becomes once `running` (version, slot) is healthy:
     /// the trial succeeded, or the old slot runs again because it failed.
+    /// An installation that was cut off before it was recorded as done
+    /// but runs is a success too; one that does not run is resumed by
+    /// init (None here).
     pub fn after_healthy_boot(&self, version: &str, slot: &str) -> Option<Status> {
-        let Status::Installed {
-            version: new,
-            slot: trial,
-        } = self
-        else {
-            return None;
+        let (new, trial) = match self {
+            Status::Installed { version, slot } => (version, slot),
+            Status::Installing {
+                version: new,
+                slot: trial,
+                ..
+            } if trial == slot && new == version => (new, trial),
+            _ => return None,
         };
         Some(if trial == slot && new == version {
             Status::Updated {
@@ -88,6 +120,9 @@ impl Status {
     /// For people: the console, the log, the admin page.
     pub fn describe(&self) -> String {
         match self {
+            Status::Installing { version, slot, .. } => {
+                format!("version {version} is being installed into slot {slot}")
+            }
             Status::Installed { version, slot } => {
                 format!("version {version} is installed in slot {slot} and starts at the next boot")
             }
@@ -124,6 +159,26 @@ mod tests {
         assert_eq!(Status::parse(&fell_back.line()), Some(fell_back.clone()));
         assert_eq!(fell_back.after_healthy_boot("0.1.0", "a"), None);
         assert_eq!(Status::parse("garbage"), None);
+        assert_eq!(Status::parse("installing 0.2.0 b x"), None);
+    }
+
+    #[test]
+    fn an_installation_cut_off_settles_by_what_runs() {
+        let installing = Status::Installing {
+            version: "0.2.0".into(),
+            slot: "b".into(),
+            attempt: 2,
+        };
+        assert_eq!(Status::parse(&installing.line()), Some(installing.clone()));
+        // Cut off after the entry was written: the trial runs.
+        assert_eq!(
+            installing.after_healthy_boot("0.2.0", "b"),
+            Some(Status::Updated {
+                version: "0.2.0".into()
+            })
+        );
+        // Cut off before: the old version runs, and init installs again.
+        assert_eq!(installing.after_healthy_boot("0.1.0", "a"), None);
         assert_eq!(Status::parse(""), None);
     }
 }

@@ -26,31 +26,44 @@ pub fn counted_entry() -> Option<PathBuf> {
     ))
 }
 
+/// Blesses the boot, and says it is committed.
 pub fn bless_boot() {
+    if bless() {
+        let _ = std::fs::write(crate::COMMITTED, b"committed\n");
+    }
+}
+
+/// Whether the boot is committed now.
+fn bless() -> bool {
     let Some(entry) = counted_entry() else {
         log!("boot entry needs no blessing (no boot counting in progress)");
-        return;
+        return true;
     };
     let Some(file_name) = entry.file_name().map(|f| f.to_string_lossy().to_string()) else {
-        return;
+        return false;
     };
     let Some(blessed) = image::bls::blessed(&file_name) else {
         log!("boot entry {file_name} has no counter");
-        return;
+        return true;
     };
     let Some(esp) = crate::storage::mount_esp() else {
-        return;
+        return false;
     };
     let from = esp.join(&entry);
     let to = from.with_file_name(&blessed);
-    match std::fs::rename(&from, &to) {
+    let done = match std::fs::rename(&from, &to) {
         Ok(()) => {
             if let Some(dir) = to.parent() {
                 let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
             }
             log!("boot blessed: {file_name} is now {blessed}");
+            true
         }
-        Err(e) => log!("cannot bless {}: {e}", from.display()),
-    }
+        Err(e) => {
+            log!("cannot bless {}: {e}", from.display());
+            false
+        }
+    };
     crate::storage::unmount("/boot");
+    done
 }

@@ -36,6 +36,10 @@ const TRIAL_LIMIT: Duration = Duration::from_secs(45);
 pub const MTA_UID: u32 = 1000;
 pub const DATA: &str = "/data";
 pub const CONFIG: &str = "/data/mailbox.toml";
+/// The file that tells the mta this boot is committed (blessed, or not a
+/// trial): only then may it migrate its data to a newer format, since the
+/// version before can no longer come back by itself.
+pub const COMMITTED: &str = "/run/mailbox-committed";
 
 fn main() {
     if std::process::id() != 1 {

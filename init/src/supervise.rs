@@ -95,6 +95,7 @@ impl Mta {
             .env_clear()
             .env("MTA_LOG", "info")
             .env("PATH", "/bin")
+            .env("MAILBOX_COMMITTED", crate::COMMITTED)
             .current_dir(crate::DATA)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use image::update::{FORCE, READY, STATUS, Status};
+use image::update::{FORCE, MAX_ATTEMPTS, READY, STATUS, Status};
 
 use crate::console::log;
 
@@ -36,8 +36,13 @@ fn board() -> String {
         .unwrap_or_default()
 }
 
+/// Records `status` and says it.
 fn record(status: &Status) {
     log!("update: {}", status.describe());
+    write(status);
+}
+
+fn write(status: &Status) {
     if let Err(e) = crate::supervise::write_synced(&data(STATUS), status.line().as_bytes()) {
         log!("update: cannot record the status: {e}");
     }
@@ -48,11 +53,35 @@ pub fn status() -> Option<Status> {
     Status::parse(&std::fs::read_to_string(data(STATUS)).ok()?)
 }
 
+/// The hand-off is used up.
+fn consume() {
+    let _ = std::fs::remove_file(data(READY));
+    let _ = std::fs::remove_file(data(FORCE));
+}
+
 /// Once the running system is healthy: settles a trial (the new version
-/// runs: updated; the old one again: failed, and says so).
+/// runs: updated; the old one again: failed, and says so). An
+/// installation cut off before it recorded itself as done may already
+/// run: then its hand-off, left behind, is used up.
 pub fn settle(version: &str, slot: &str) {
-    if let Some(next) = status().and_then(|s| s.after_healthy_boot(version, slot)) {
+    let Some(last) = status() else { return };
+    if let Some(next) = last.after_healthy_boot(version, slot) {
+        if matches!(last, Status::Installing { .. }) {
+            consume();
+        }
         record(&next);
+    } else if let Status::Installing {
+        version: found,
+        slot: target,
+        ..
+    } = &last
+        && !pending()
+    {
+        // Nothing left to resume with.
+        record(&Status::Failed {
+            version: found.clone(),
+            reason: format!("its installation into slot {target} was cut off; send it again"),
+        });
     }
 }
 
@@ -65,9 +94,27 @@ pub fn pending() -> bool {
 /// into it. The hand-off is removed whatever happens.
 pub fn install(version: &str, slot: &str) -> bool {
     let force = data(FORCE).exists();
-    let result = install_bundle(&data(READY), version, slot, force);
-    let _ = std::fs::remove_file(data(READY));
-    let _ = std::fs::remove_file(data(FORCE));
+    // An installation cut off (power cut, crash) is begun again, a few
+    // times at most.
+    let attempt = match status() {
+        Some(Status::Installing { attempt, .. }) => attempt + 1,
+        _ => 1,
+    };
+    let result = if attempt > MAX_ATTEMPTS {
+        let found = match status() {
+            Some(Status::Installing { version, .. }) => version,
+            _ => "?".to_string(),
+        };
+        Err((
+            found,
+            format!(
+                "its installation was cut off {MAX_ATTEMPTS} times (power cuts or crashes); send it again"
+            ),
+        ))
+    } else {
+        install_bundle(&data(READY), version, slot, force, attempt)
+    };
+    consume();
     match result {
         Ok(status) => {
             record(&status);
@@ -89,6 +136,7 @@ fn install_bundle(
     running: &str,
     slot: &str,
     force: bool,
+    attempt: u32,
 ) -> Result<Status, (String, String)> {
     let unknown = |why: String| ("?".to_string(), why);
     let key =
@@ -103,16 +151,30 @@ fn install_bundle(
         .check(&board(), running, force)
         .map_err(|e| (found.clone(), e.to_string()))?;
     let target = image::slot::other(slot);
+    let again = if attempt > 1 {
+        format!("; attempt {attempt}: the last one was cut off")
+    } else {
+        String::new()
+    };
     log!(
-        "update: installing version {found} into slot {target} (running {running} from slot {slot})"
+        "update: installing version {found} into slot {target} (running {running} from slot {slot}{again})"
     );
+    // Written before the first byte of the slot: a cut-off installation
+    // is known at the next boot.
+    write(&Status::Installing {
+        version: found.clone(),
+        slot: target.to_string(),
+        attempt,
+    });
     let esp = crate::storage::mount_esp().ok_or_else(|| {
         (
             found.clone(),
             "the EFI system partition cannot be mounted".to_string(),
         )
     })?;
-    let installed = image::slot::install(&esp, target, &mut r, &manifest);
+    let installed = image::slot::install(&esp, target, &mut r, &manifest, &mut |step| {
+        log!("update: {step}")
+    });
     crate::storage::unmount("/boot");
     installed.map_err(|e| (found.clone(), e.to_string()))?;
     Ok(Status::Installed {

@@ -11,10 +11,13 @@
 //!   from this machine (see `tools.rs`)
 //! - `cargo xtask image` / `cargo xtask bundle` a disk image, or a signed
 //!   update bundle of its boot slot (`image.rs`, `bundle.rs`)
+//! - `cargo xtask deploy --host H` sends a bundle to an appliance's HTTPS
+//!   update API (`deploy.rs`)
 
 mod bench;
 mod bundle;
 mod debs;
+mod deploy;
 mod e2e;
 mod http;
 mod image;
@@ -45,6 +48,7 @@ enum Task {
     Bench(bench::Bench),
     Image(image::ImageArgs),
     Bundle(bundle::BundleArgs),
+    Deploy(deploy::DeployArgs),
     E2e(E2e),
     Doctor(Doctor),
 }
@@ -95,6 +99,7 @@ fn main() {
         Task::Bench(b) => bench::bench(b),
         Task::Image(i) => image::run(i),
         Task::Bundle(b) => bundle::run(b),
+        Task::Deploy(d) => deploy::run(d),
         Task::E2e(_) => e2e::run(),
         Task::Doctor(d) => doctor(d),
     };

@@ -46,11 +46,16 @@ pub struct Config {
 }
 
 /// `[update]`: the key updates must be signed with and the board they must
-/// be for, when not the image's.
+/// be for, when not the image's; where to look for new versions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpdatePolicy {
     pub public_key: Option<[u8; 32]>,
     pub board: Option<String>,
+    /// A directory (http or https, ending in `/`) holding the newest
+    /// bundle and its signed manifest (`cargo xtask bundle --publish`).
+    pub url: Option<String>,
+    /// How often the URL is asked.
+    pub check_every: std::time::Duration,
 }
 
 /// How mail leaves: by MX lookup, or through relays and transports.

@@ -24,6 +24,7 @@ pub mod dkim;
 pub mod dns;
 pub mod dnscheck;
 pub mod dsn;
+pub mod feed;
 #[cfg(test)]
 mod fuzz;
 pub mod intake;

@@ -210,6 +210,10 @@ pub struct CertInfo {
     pub issued: bool,
     pub not_before: u64,
     pub not_after: u64,
+    /// SHA-256 of the certificate (DER), as `AB:CD:…`: what a client
+    /// pins when the certificate is self-signed (`cargo xtask deploy
+    /// --fingerprint`).
+    pub fingerprint: String,
 }
 
 impl CertInfo {
@@ -245,8 +249,20 @@ impl CertInfo {
             issued,
             not_before: secs(cert.validity().not_before),
             not_after: secs(cert.validity().not_after),
+            fingerprint: fingerprint(chain.first()?),
         })
     }
+}
+
+/// The SHA-256 of `der` in colon-separated hex (as browsers show it).
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Whether a certificate (DER) names another issuer than its subject.

@@ -11,9 +11,21 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use image::bundle::{BundleError, Manifest};
-use image::update::{FORCE, INCOMING, READY, STATUS, Status};
+use futures_util::{Stream, StreamExt};
+use hyper::body::Bytes;
+
+use image::bundle::BundleError;
+pub use image::bundle::Manifest;
+pub use image::update::Status;
+use image::update::{FORCE, INCOMING, READY, STATUS};
+
+/// How long the sender may pause, and the whole transfer.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Received bytes written to the disk at a time.
+const BATCH: usize = 1 << 20;
 
 /// No bundle is larger (a slot is ~20 MiB today).
 pub const MAX_BUNDLE: u64 = 256 << 20;
@@ -36,6 +48,20 @@ pub enum UpdateError {
     NoRoom,
     #[error("the bundle could not be stored: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a bundle arriving as a stream (upload, download) was not handed
+/// to init.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error(transparent)]
+    Refused(#[from] UpdateError),
+    #[error("the transfer stalled")]
+    Stalled,
+    #[error("the transfer took too long")]
+    TooSlow,
+    #[error("the transfer broke off: {0}")]
+    BrokeOff(String),
 }
 
 /// What this server accepts and where it hands updates over.
@@ -83,6 +109,33 @@ impl Receiver {
     /// The version running.
     pub fn running(&self) -> &str {
         &self.running
+    }
+
+    /// The board this appliance is (bundles must be for it).
+    pub fn board(&self) -> &str {
+        &self.board
+    }
+
+    /// The manifest a signed head announces (`<board>.manifest` of an
+    /// update URL), if it is for this board and newer than what runs.
+    pub fn announced(&self, head: &[u8]) -> Result<Option<Manifest>, UpdateError> {
+        let key = self.key.ok_or(UpdateError::NoKey)?;
+        let manifest = image::bundle::read_manifest(&mut &head[..], &key)?;
+        if manifest.board != self.board {
+            return Err(BundleError::WrongBoard {
+                found: manifest.board,
+                expected: self.board.clone(),
+            }
+            .into());
+        }
+        let newer = image::bundle::version_key(&manifest.version)
+            > image::bundle::version_key(&self.running);
+        Ok(newer.then_some(manifest))
+    }
+
+    /// Whether a bundle waits for init to install it.
+    pub fn pending(&self) -> bool {
+        self.data_dir.join(READY).exists()
     }
 
     /// What became of the last update, if any.
@@ -235,6 +288,80 @@ impl Drop for Upload {
         if self.file.is_some() {
             self.file = None;
             let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Receiver {
+    /// Receives the bundle `body` brings (`force`: an older version is
+    /// allowed), a batch at a time off the event loop, and hands it to
+    /// init: its manifest. Every pause and the whole transfer have a
+    /// deadline. A refused bundle is still read to its end (within the
+    /// limits), so a client that is still sending hears why.
+    pub async fn receive<E: std::fmt::Display>(
+        &self,
+        force: bool,
+        body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    ) -> Result<Manifest, ReceiveError> {
+        let upload = self.begin(force)?;
+        let upload = tokio::time::timeout(TRANSFER_TIMEOUT, store(upload, body))
+            .await
+            .map_err(|_| ReceiveError::TooSlow)??;
+        tokio::task::spawn_blocking(move || upload.finish())
+            .await
+            .map_err(|e| ReceiveError::BrokeOff(e.to_string()))?
+            .map_err(ReceiveError::Refused)
+    }
+}
+
+/// Stores the body as it comes; the upload once the body has ended.
+async fn store<E: std::fmt::Display>(
+    upload: Upload,
+    mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+) -> Result<Upload, ReceiveError> {
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
+    let mut upload = Some(upload);
+    let mut refused: Option<UpdateError> = None;
+    let mut total: u64 = 0;
+    loop {
+        let chunk = match tokio::time::timeout(CHUNK_TIMEOUT, body.next()).await {
+            Err(_) => return Err(ReceiveError::Stalled),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => return Err(ReceiveError::BrokeOff(e.to_string())),
+            Ok(Some(Ok(chunk))) => Some(chunk),
+        };
+        let done = chunk.is_none();
+        if let Some(chunk) = chunk {
+            total += chunk.len() as u64;
+            if total > MAX_BUNDLE + (1 << 20) {
+                // Past any bundle: not worth reading on.
+                return Err(refused.unwrap_or(UpdateError::TooLarge).into());
+            }
+            if upload.is_some() {
+                batch.extend_from_slice(&chunk);
+            }
+        }
+        let flush = batch.len() >= BATCH || (done && !batch.is_empty());
+        if flush && let Some(mut receiving) = upload.take() {
+            let bytes = std::mem::take(&mut batch);
+            let (back, pushed) = tokio::task::spawn_blocking(move || {
+                let pushed = receiving.push(&bytes);
+                (receiving, pushed)
+            })
+            .await
+            .map_err(|e| ReceiveError::BrokeOff(e.to_string()))?;
+            match pushed {
+                Ok(()) => upload = Some(back),
+                // Dropped: what was stored goes.
+                Err(e) => refused = Some(e),
+            }
+        }
+        if done {
+            return match (upload, refused) {
+                (_, Some(e)) => Err(e.into()),
+                (Some(upload), None) => Ok(upload),
+                (None, None) => Err(ReceiveError::BrokeOff("nothing was received".into())),
+            };
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,6 +67,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let signals = Signals::install()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    // Before any store opens: data in a newer format than this version
+    // knows is refused untouched; older data is migrated only once this
+    // boot is committed (init names the file that says so; elsewhere
+    // every start is committed).
+    let commit_marker = std::env::var_os("MAILBOX_COMMITTED").map(PathBuf::from);
+    let committed = commit_marker.as_ref().is_none_or(|m| m.exists());
+    let restart_to_migrate = match mta_store::format::prepare(&config.data_dir, committed)? {
+        mta_store::format::Plan::WaitForCommit { stored } => {
+            tracing::info!(
+                "the data is in format {stored}; it is migrated to format {} once this version is committed (after its trial boot)",
+                mta_store::format::CURRENT
+            );
+            commit_marker
+        }
+        _ => None,
+    };
     let stats = mta_app::stats::stats();
     stats.load(&config.data_dir.join("stats"));
     tokio::spawn(async {
@@ -112,6 +129,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(mta_app::acme::Http01::default()),
         dns.clone(),
     );
+    let update = Arc::new(mta_app::update::Receiver::new(&config));
+    let feed = mta_app::feed::Feed::new(&config, &dns, update.clone())?;
+    if let Some(feed) = &feed {
+        tokio::spawn(feed.clone().run());
+    }
     let web = Arc::new(mta_web::Web::new(mta_web::Parts {
         settings: settings.clone(),
         logins: logins.clone(),
@@ -119,7 +141,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         queue: queue.clone(),
         schedule: schedule_tx.clone(),
         acme: acme.clone(),
-        update: Arc::new(mta_app::update::Receiver::new(&config)),
+        update: update.clone(),
+        feed: feed.clone(),
     })?);
     let shared = Arc::new(Shared {
         logins,
@@ -185,7 +208,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.domains.join(", ")
     );
 
-    signals.wait(&shared).await;
+    signals.wait(&shared, restart_to_migrate).await;
     tracing::info!("stopping: no new connections, waiting for sessions");
     let _ = stop_tx.send(true);
     for t in accept_tasks {
@@ -221,12 +244,27 @@ impl Signals {
         })
     }
 
-    /// Waits for SIGTERM or SIGINT, reloading on SIGHUP meanwhile.
-    async fn wait(mut self, shared: &Shared) {
+    /// Waits for SIGTERM or SIGINT, reloading on SIGHUP meanwhile; or
+    /// until `committed` exists (then the server stops, init starts it
+    /// again and the data is migrated).
+    async fn wait(mut self, shared: &Shared, committed: Option<PathBuf>) {
+        let commit = async {
+            match committed {
+                Some(marker) => {
+                    while !marker.exists() {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    tracing::info!("this version is committed: restarting to migrate the data");
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(commit);
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
+                _ = &mut commit => return,
                 _ = self.hup.recv() => {
                     let _ = shared.settings.reload();
                 }

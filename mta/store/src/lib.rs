@@ -3,7 +3,8 @@
 //! it), the [`envelope`] record with its format version, message [`body`]
 //! content and its [`spool`] while it arrives, local delivery into
 //! [`maildir`]s, their IMAP view ([`mailbox`]: folders, UIDs, flags,
-//! MODSEQs), and the fsync helpers of [`fsutil`].
+//! MODSEQs), the data's [`format`] number and its migrations, and the
+//! fsync helpers of [`fsutil`].
 //!
 //! The contract kept here: what [`queue::Queue::intake`] acknowledged is on
 //! stable storage, and a delivery is recorded only after it is durable.
@@ -13,6 +14,7 @@
 
 pub mod body;
 pub mod envelope;
+pub mod format;
 pub mod fsutil;
 pub mod mailbox;
 pub mod maildir;

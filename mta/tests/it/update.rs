@@ -3,10 +3,13 @@
 //! owner's bundle is checked and handed to init (`update/ready.bundle`);
 //! tampered, foreign-key, other-board and older bundles are refused with
 //! a clear answer and leave nothing behind; only the owner, only over
-//! HTTPS, one update at a time.
+//! HTTPS, one update at a time. The admin's Update page does the same
+//! from a browser (headless Chromium, with the page's progress bar) and
+//! from a plain form post (urllib, multipart, no script).
 
 use std::process::Command;
 
+use crate::common::webdriver::Driver;
 use crate::common::{PASSWORD, Server};
 
 const CONFIG: &str = r#"
@@ -179,4 +182,196 @@ fn only_the_owners_signed_bundle_for_this_board_is_handed_to_init() {
     );
     assert_eq!(code, 200, "{text}");
     assert!(s.data().join("update/force").exists());
+}
+
+/// The `[update]` section trusting `key`'s public half.
+fn trusting(key: &[u8]) -> String {
+    let public: String = image::bundle::public_key(key)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("[update]\npublic_key = \"{public}\"\nboard = \"pc-x86_64\"\n")
+}
+
+#[test]
+fn the_owner_uploads_a_bundle_on_the_update_page_and_sees_the_outcome() {
+    let key = image::bundle::generate_key().unwrap();
+    let s = Server::start_with(CONFIG, &trusting(&key));
+    let ready = s.data().join("update/ready.bundle");
+    // What init left after the last update: it was rolled back.
+    std::fs::create_dir_all(s.data().join("update")).unwrap();
+    std::fs::write(
+        s.data().join("update/status"),
+        "failed 0.0.9 version 0.0.9 did not start in its trial boots; 0.1.0 runs again\n",
+    )
+    .unwrap();
+    let site = format!("https://127.0.0.1:{}", s.listeners["https"].port());
+    let b = Driver::start();
+    b.go(&format!("{site}/update"));
+    b.wait_url(|u| u.contains("/login"));
+    b.fill("#f-address", "owner@example.org");
+    b.fill("#f-password", PASSWORD);
+    b.click("button[type=submit]");
+    b.wait_url(|u| u.ends_with("/update"));
+    b.wait_text(
+        "dl.summary",
+        "The update to version 0.0.9 failed: version 0.0.9 did not start in its trial boots; 0.1.0 runs again",
+    );
+    b.wait_text(".notice.bad", "no mail was lost");
+    b.screenshot("20-update-failed");
+
+    // A damaged bundle: refused, said in place, nothing handed over.
+    let good = bundle(&key, "pc-x86_64", "9.9.9");
+    let mut damaged = good.clone();
+    let inside = damaged.len() - 1000;
+    damaged[inside] ^= 1;
+    let file = s.dir.path().join("mailbox-pc-x86_64-9.9.9.bundle");
+    std::fs::write(&file, &damaged).unwrap();
+    b.choose_file("#f-bundle", &file);
+    b.click("form[data-upload] button[type=submit]");
+    b.wait_text(
+        "[data-upload-result].notice.bad",
+        "The bundle's file initrd.zst does not match its signed hash",
+    );
+    b.screenshot("21-update-refused");
+    assert!(!ready.exists());
+
+    // The right one: accepted, with the progress bar full.
+    std::fs::write(&file, &good).unwrap();
+    b.choose_file("#f-bundle", &file);
+    b.click("form[data-upload] button[type=submit]");
+    b.wait_text(
+        "[data-upload-result].notice.ok",
+        "Version 9.9.9 accepted; the appliance installs it and restarts",
+    );
+    b.screenshot("22-update-accepted");
+    assert_eq!(std::fs::read(&ready).unwrap(), good);
+    // The page now says a bundle is waiting for init.
+    b.go(&format!("{site}/update"));
+    b.wait_text(".card .notice.ok", "A bundle has been received");
+}
+
+/// Posts the Update page's form without a script, as a browser does:
+/// multipart, the session's cookie and CSRF token. The page's flash.
+const FORM_CLIENT: &str = r#"
+import re, ssl, sys, urllib.request, urllib.parse, http.cookiejar, uuid
+base, cafile, password, path, csrf_override = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+jar = http.cookiejar.CookieJar()
+web = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(jar))
+form = urllib.parse.urlencode({"address": "owner@example.org", "password": password, "next": "/update"}).encode()
+web.open(base + "/login", data=form)
+page = web.open(base + "/update").read().decode()
+csrf = csrf_override or re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+boundary = uuid.uuid4().hex
+body = b"".join([
+    b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n" + csrf.encode() + b"\r\n",
+    b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\"bundle\"; filename=\"u.bundle\"\r\nContent-Type: application/octet-stream\r\n\r\n" + open(path, "rb").read() + b"\r\n",
+    b"--" + boundary.encode() + b"--\r\n",
+])
+req = urllib.request.Request(base + "/update", data=body, method="POST")
+req.add_header("Content-Type", "multipart/form-data; boundary=" + boundary)
+page = web.open(req).read().decode()
+print(re.search(r'<div class="notice (ok|bad)" role="status">([^<]*)</div>', page).group(0))
+"#;
+
+#[test]
+fn the_update_form_works_without_a_script_and_only_with_the_sessions_token() {
+    let key = image::bundle::generate_key().unwrap();
+    let s = Server::start_with(CONFIG, &trusting(&key));
+    let ready = s.data().join("update/ready.bundle");
+    let file = s.dir.path().join("u.bundle");
+    std::fs::write(&file, bundle(&key, "pc-x86_64", "9.9.9")).unwrap();
+    let post = |csrf: &str| {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(FORM_CLIENT)
+            .arg(format!("https://127.0.0.1:{}", s.listeners["https"].port()))
+            .arg(s.data().join("tls/self-signed.crt"))
+            .arg(PASSWORD)
+            .arg(&file)
+            .arg(csrf)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let forged = post("not-the-token");
+    assert!(
+        forged.contains("bad") && forged.contains("That form had expired"),
+        "{forged}"
+    );
+    assert!(!ready.exists());
+    let posted = post("");
+    assert!(
+        posted.contains("ok") && posted.contains("Version 9.9.9 accepted"),
+        "{posted}"
+    );
+    assert!(ready.exists());
+}
+
+/// The signed head of `bundle` (what `<board>.manifest` holds).
+fn head(bundle: &[u8]) -> Vec<u8> {
+    let len = u32::from_le_bytes(bundle[8..12].try_into().unwrap()) as usize;
+    bundle[..12 + len + 64].to_vec()
+}
+
+#[test]
+fn a_newer_version_at_the_update_url_is_downloaded_and_a_foreign_one_is_not() {
+    let key = image::bundle::generate_key().unwrap();
+    // The update directory, served by Python's http.server.
+    let feed = tempfile::tempdir().unwrap();
+    let port = crate::common::pebble::free_port();
+    let mut http = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(feed.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    // First it announces a bundle signed with another key.
+    let stranger = image::bundle::generate_key().unwrap();
+    let foreign = bundle(&stranger, "pc-x86_64", "9.9.9");
+    std::fs::write(feed.path().join("pc-x86_64.manifest"), head(&foreign)).unwrap();
+    std::fs::write(feed.path().join("mailbox-pc-x86_64-9.9.9.bundle"), &foreign).unwrap();
+    let s = Server::start_with(
+        CONFIG,
+        &format!(
+            "{}url = \"http://127.0.0.1:{port}\"\ncheck_every = \"10s\"\n",
+            trusting(&key)
+        ),
+    );
+    let ready = s.data().join("update/ready.bundle");
+    let wait_log = |needle: &str| {
+        crate::common::wait_until(
+            std::time::Duration::from_secs(40),
+            || format!("no log line with {needle:?}"),
+            || s.log_contains(needle).then_some(()),
+        )
+    };
+    wait_log(&format!(
+        "update check at http://127.0.0.1:{port}/ failed: the bundle is not signed by the key this appliance trusts"
+    ));
+    assert!(!ready.exists());
+    // Then the right one: downloaded, checked, handed to init.
+    let good = bundle(&key, "pc-x86_64", "9.9.9");
+    std::fs::write(feed.path().join("mailbox-pc-x86_64-9.9.9.bundle"), &good).unwrap();
+    std::fs::write(feed.path().join("pc-x86_64.manifest"), head(&good)).unwrap();
+    wait_log("version 9.9.9 downloaded; the appliance installs it and restarts");
+    assert_eq!(std::fs::read(&ready).unwrap(), good);
+    let _ = http.kill();
+    let _ = http.wait();
 }

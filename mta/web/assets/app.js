@@ -41,3 +41,66 @@ document.addEventListener("click", function (event) {
     }, 250);
   });
 })();
+
+// The update upload: a progress bar, and the appliance's answer shown in
+// place. Once a bundle is accepted the appliance restarts; the page
+// reloads itself when it answers again. Without this, the form posts
+// and the browser shows its own progress.
+(function () {
+  var form = document.querySelector("form[data-upload]");
+  if (!form || !window.XMLHttpRequest || !window.FormData) return;
+  var bar = form.querySelector("progress");
+  var out = form.querySelector("[data-upload-result]");
+  var button = form.querySelector("button[type=submit]");
+  function say(kind, text) {
+    out.textContent = text;
+    out.className = "notice " + kind;
+  }
+  function reloadWhenBack() {
+    var wentDown = false;
+    setInterval(function () {
+      fetch(form.action, { credentials: "same-origin", cache: "no-store" })
+        .then(function () { if (wentDown) location.reload(); })
+        .catch(function () { wentDown = true; });
+    }, 3000);
+  }
+  form.addEventListener("submit", function (event) {
+    var file = form.elements["bundle"].files[0];
+    if (!file) return;
+    event.preventDefault();
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.setRequestHeader("Accept", "text/plain");
+    bar.hidden = false;
+    bar.max = file.size;
+    bar.value = 0;
+    button.disabled = true;
+    say("", "Sending " + file.name + " …");
+    xhr.upload.addEventListener("progress", function (e) {
+      if (!e.lengthComputable) return;
+      bar.max = e.total;
+      bar.value = e.loaded;
+      var percent = Math.floor(100 * e.loaded / e.total);
+      say("", percent < 100 ? "Sent " + percent + "% of " + file.name
+        : "Sent; the appliance checks the signature and every file …");
+    });
+    xhr.addEventListener("load", function () {
+      var text = xhr.responseText.trim();
+      text = text.charAt(0).toUpperCase() + text.slice(1) + ".";
+      if (xhr.status === 200) {
+        say("ok", text + " This page reloads itself when the appliance is back.");
+        reloadWhenBack();
+      } else {
+        say("bad", text);
+        bar.hidden = true;
+        button.disabled = false;
+      }
+    });
+    xhr.addEventListener("error", function () {
+      say("bad", "The upload broke off: the connection to the appliance was lost. Nothing was installed.");
+      bar.hidden = true;
+      button.disabled = false;
+    });
+    xhr.send(new FormData(form));
+  });
+})();

@@ -5,7 +5,6 @@
 //! downgrade. The answer is one line of text a person can read.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::Router;
@@ -15,18 +14,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use base64::Engine;
-use futures_util::StreamExt;
-use mta_app::update::UpdateError;
 use mta_proto::sasl::AuthOutcome;
 use serde::Deserialize;
 
 use crate::{Conn, Web};
-
-/// How long the client may pause while sending, and the whole upload.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
-const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Received bytes written to the disk at a time.
-const BATCH: usize = 1 << 20;
 
 pub fn routes() -> Router<Arc<Web>> {
     // The bundle is larger than any form: the upload keeps its own limit.
@@ -61,17 +52,6 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
-}
-
-fn refusal(e: &UpdateError) -> StatusCode {
-    match e {
-        UpdateError::Busy => StatusCode::CONFLICT,
-        UpdateError::NoKey => StatusCode::SERVICE_UNAVAILABLE,
-        UpdateError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        UpdateError::NoRoom => StatusCode::INSUFFICIENT_STORAGE,
-        UpdateError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        UpdateError::Bundle(_) => StatusCode::UNPROCESSABLE_ENTITY,
-    }
 }
 
 async fn update(
@@ -127,97 +107,17 @@ async fn update(
         }
     }
     let force = matches!(options.force.as_str(), "1" | "true" | "yes");
-    let upload = match web.update.begin(force) {
-        Ok(u) => u,
-        Err(e) => return text(refusal(&e), e.to_string()),
-    };
-    // A refused bundle is still read to its end (within the limits), so
-    // the client, still sending, hears why.
-    let received = tokio::time::timeout(UPLOAD_TIMEOUT, async {
-        let mut stream = body.into_data_stream();
-        let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
-        let mut upload = Some(upload);
-        let mut refused: Option<Response> = None;
-        let mut total: u64 = 0;
-        loop {
-            let chunk = match tokio::time::timeout(CHUNK_TIMEOUT, stream.next()).await {
-                Err(_) => {
-                    return Err(text(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the upload stalled".into(),
-                    ));
-                }
-                Ok(None) => None,
-                Ok(Some(Err(e))) => {
-                    return Err(text(
-                        StatusCode::BAD_REQUEST,
-                        format!("the upload broke off: {e}"),
-                    ));
-                }
-                Ok(Some(Ok(chunk))) => Some(chunk),
-            };
-            let done = chunk.is_none();
-            if let Some(chunk) = chunk {
-                total += chunk.len() as u64;
-                if total > mta_app::update::MAX_BUNDLE + (1 << 20) {
-                    // Past any bundle: not worth reading on.
-                    return Err(refused.unwrap_or_else(|| {
-                        text(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            UpdateError::TooLarge.to_string(),
-                        )
-                    }));
-                }
-                if upload.is_some() {
-                    batch.extend_from_slice(&chunk);
-                }
-            }
-            let flush = batch.len() >= BATCH || (done && !batch.is_empty());
-            if flush && let Some(mut receiving) = upload.take() {
-                let bytes = std::mem::take(&mut batch);
-                let (back, pushed) = tokio::task::spawn_blocking(move || {
-                    let pushed = receiving.push(&bytes);
-                    (receiving, pushed)
-                })
-                .await
-                .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-                match pushed {
-                    Ok(()) => upload = Some(back),
-                    // Dropped: what was stored goes.
-                    Err(e) => refused = Some(text(refusal(&e), e.to_string())),
-                }
-            }
-            if done {
-                return match (upload, refused) {
-                    (_, Some(response)) => Err(response),
-                    (Some(upload), None) => Ok(upload),
-                    (None, None) => {
-                        Err(text(StatusCode::INTERNAL_SERVER_ERROR, "no upload".into()))
-                    }
-                };
-            }
-        }
-    })
-    .await;
-    let upload = match received {
-        Err(_) => {
-            return text(
-                StatusCode::REQUEST_TIMEOUT,
-                "the upload took too long".into(),
-            );
-        }
-        Ok(Err(response)) => return response,
-        Ok(Ok(upload)) => upload,
-    };
-    match tokio::task::spawn_blocking(move || upload.finish()).await {
-        Ok(Ok(manifest)) => text(
+    match web.update.receive(force, body.into_data_stream()).await {
+        Ok(manifest) => text(
             StatusCode::OK,
             format!(
                 "version {} accepted; the appliance installs it and restarts (about a minute)",
                 manifest.version
             ),
         ),
-        Ok(Err(e)) => text(refusal(&e), e.to_string()),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => {
+            let (status, line) = crate::upload::refusal(e);
+            text(status, line)
+        }
     }
 }

@@ -23,6 +23,7 @@ const MENU: &[(&str, &str)] = &[
     ("/queue", "Queue"),
     ("/activity", "Activity"),
     ("/log", "Log"),
+    ("/update", "Update"),
 ];
 
 /// A page: the bar on top (with the admin menu for an admin page), then

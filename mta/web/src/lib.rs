@@ -33,6 +33,7 @@ mod layout;
 mod login;
 mod session;
 mod setup;
+mod upload;
 
 /// What the web is made of: the server's parts it uses.
 pub struct Parts {
@@ -45,6 +46,8 @@ pub struct Parts {
     pub acme: Arc<mta_app::acme::Acme>,
     /// Where update bundles are received and handed to init.
     pub update: Arc<mta_app::update::Receiver>,
+    /// The update URL checked, if any.
+    pub feed: Option<Arc<mta_app::feed::Feed>>,
 }
 
 /// Everything the pages share.
@@ -57,6 +60,7 @@ pub struct Web {
     schedule: std::sync::Mutex<std::sync::mpsc::Sender<mta_store::queue::Schedule>>,
     acme: Arc<mta_app::acme::Acme>,
     update: Arc<mta_app::update::Receiver>,
+    feed: Option<Arc<mta_app::feed::Feed>>,
     setup: setup::Setup,
     sessions: session::Sessions,
     /// The port the HTTPS listener is bound to (0: none), for redirects.
@@ -76,6 +80,7 @@ impl Web {
             schedule,
             acme,
             update,
+            feed,
         } = parts;
         let config = settings.get().config.clone();
         let setup = setup::Setup::open(&config.data_dir, config.owner().is_none())?;
@@ -87,6 +92,7 @@ impl Web {
             schedule: std::sync::Mutex::new(schedule),
             acme,
             update,
+            feed,
             setup,
             sessions: session::Sessions::default(),
             https_port: std::sync::atomic::AtomicU16::new(0),

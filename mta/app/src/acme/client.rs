@@ -361,25 +361,39 @@ fn alpn_certificate(name: &str, digest: &[u8]) -> anyhow::Result<Arc<CertifiedKe
 /// HTTPS to the CA, verified against the system's roots (and `ca`), with a
 /// deadline per request and a bound on each answer.
 fn http(ca: Option<&Path>, dns: &Arc<Dns>) -> anyhow::Result<Box<dyn HttpClient>> {
+    let client =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector(ca, dns, true)?);
+    Ok(Box::new(Bounded(client)))
+}
+
+/// Where the server's HTTP clients connect through (the CA, the update
+/// URL): names looked up through the one resolver, TLS verified against
+/// the system's roots and `ca`; plain HTTP too unless `https_only`.
+pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector<ViaDns>>;
+
+pub(crate) fn connector(
+    ca: Option<&Path>,
+    dns: &Arc<Dns>,
+    https_only: bool,
+) -> anyhow::Result<Connector> {
     let tls = crate::outbound::tls::verified(ca)?;
     let mut tcp = HttpConnector::new_with_resolver(ViaDns(dns.clone()));
     tcp.enforce_http(false);
     tcp.set_connect_timeout(Some(REQUEST_TIME));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(tcp);
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-    Ok(Box::new(Bounded(client)))
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+    Ok(if https_only {
+        builder.https_only().enable_http1().wrap_connector(tcp)
+    } else {
+        builder.https_or_http().enable_http1().wrap_connector(tcp)
+    })
 }
 
-struct Bounded(Client<hyper_rustls::HttpsConnector<HttpConnector<ViaDns>>, BodyWrapper<Bytes>>);
+struct Bounded(Client<Connector, BodyWrapper<Bytes>>);
 
-/// The CA's name looked up through the server's one resolver (the
+/// A host name looked up through the server's one resolver (the
 /// configured name servers), like every other name.
 #[derive(Clone)]
-struct ViaDns(Arc<Dns>);
+pub(crate) struct ViaDns(Arc<Dns>);
 
 impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for ViaDns {
     type Response = std::vec::IntoIter<std::net::SocketAddr>;

@@ -693,6 +693,7 @@ mod tests {
             issued,
             not_before: 0,
             not_after: 90 * 86400,
+            fingerprint: String::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 mod client;
+pub(crate) use client::{Connector, connector};
 mod manager;
 
 pub use client::Challenge;

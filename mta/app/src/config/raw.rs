@@ -101,6 +101,8 @@ pub(super) struct RawNetwork {
 pub(super) struct RawUpdate {
     pub(super) public_key: Option<Spanned<String>>,
     pub(super) board: Option<String>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) check_every: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -221,6 +221,16 @@ impl Driver {
         );
     }
 
+    /// Chooses the file at `path` in the file input `css`.
+    pub fn choose_file(&self, css: &str, path: &std::path::Path) {
+        let id = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": path.to_str().unwrap() })),
+        );
+    }
+
     pub fn click(&self, css: &str) {
         let id = self.find(css);
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})));

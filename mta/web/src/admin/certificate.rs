@@ -65,6 +65,7 @@ async fn page(
                                 }
                             }
                             dt { "Valid" } dd { (when(c.not_before)) " to " strong { (when(c.not_after)) } }
+                            dt { "SHA-256" } dd { code.fingerprint { (c.fingerprint) } }
                         }
                     }
                     None => { p { "The certificate cannot be read." } }

@@ -1,6 +1,6 @@
 //! The owner's admin pages (HTTPS, after login): accounts, aliases,
-//! domains, outgoing mail (relays), the certificate, the queue, activity
-//! and the log. Every change is a POST carrying the session's
+//! domains, outgoing mail (relays), the certificate, the queue, activity,
+//! the log and updates. Every change is a POST carrying the session's
 //! CSRF token, goes through `mta-app`'s edit of the configuration (the
 //! path `mta user` takes: comments kept, validated whole, atomic), then
 //! reloads the server; the page that follows says what happened.
@@ -24,6 +24,7 @@ mod certificate;
 mod domains;
 mod queue;
 mod relays;
+mod update;
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -34,6 +35,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .merge(domains::routes())
         .merge(queue::routes())
         .merge(relays::routes())
+        .merge(update::routes())
 }
 
 /// The session of an admin page's request, or the answer that sends the

@@ -1,6 +1,8 @@
 //! The end-to-end test: build the image, boot it in QEMU, send it mail over
-//! the forwarded SMTP port, power it off through ACPI, read the message back
-//! from the data partition, and boot again.
+//! the forwarded SMTP port, set it up through the wizard, read mail over
+//! IMAP, power it off through ACPI, read the message back from the data
+//! partition; then the updates (`update.rs`): refused bundles, an update,
+//! a rollback, power cuts.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,6 +15,8 @@ use anyhow::{Context, bail, ensure};
 use crate::qemu::{self, Console, Vm};
 use crate::smtp::expect;
 use crate::{http, image, root, tools};
+
+mod update;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const ACCOUNT_DIR: &str = "/mail/mailbox.local/postmaster/new";
@@ -183,93 +187,6 @@ fn smtp_send(port: u16, rcpt: &str, message: &str) -> anyhow::Result<String> {
 /// The owner's password the end-to-end test sets in the wizard.
 const OWNER_PASSWORD: &str = "end to end owner passphrase 2026";
 const OWNER_DIR: &str = "/mail/example.org/owner";
-
-/// The ESP of `disk` (copied to `esp_image`) has exactly the boot entries
-/// `expected` and passes `fsck.fat -n`.
-fn check_esp(
-    disk: &Path,
-    layout: &::image::disk::Layout,
-    esp_image: &Path,
-    expected: &[&str],
-) -> anyhow::Result<()> {
-    extract(disk, layout.esp_offset, layout.esp_len, esp_image)?;
-    let esp = std::fs::read(esp_image)?;
-    let mut entries = ::image::disk::fat_list(&esp, "loader/entries")?;
-    entries.sort();
-    ensure!(
-        entries == expected,
-        "boot entries: {entries:?}, expected {expected:?}"
-    );
-    let fsck = Command::new("fsck.fat").arg("-n").arg(esp_image).output()?;
-    ensure!(
-        fsck.status.success(),
-        "fsck.fat found problems on the ESP:\n{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
-    Ok(())
-}
-
-/// Writes a bundle of `board`'s slot at `version` to `out`, signed with
-/// the key this machine's images trust.
-fn write_bundle(
-    board: &'static board::Board,
-    version: &str,
-    variant: image::Variant,
-    out: &Path,
-) -> anyhow::Result<()> {
-    let (key, _) = image::signing_key()?;
-    let files = image::slot_files(board, true, version, variant)?.named();
-    let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
-    ::image::bundle::write(&mut w, &key, board.name, version, &files)?;
-    w.into_inner()?.sync_all()?;
-    Ok(())
-}
-
-/// The version after `v` (its last number plus one).
-fn next_version(v: &str) -> String {
-    let mut parts: Vec<u64> = v.split('.').filter_map(|p| p.parse().ok()).collect();
-    if let Some(last) = parts.last_mut() {
-        *last += 1;
-    }
-    parts
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// PUTs the bundle at `path` to the appliance's update API (HTTPS through
-/// the forward, as the owner) with Python's urllib: status and answer.
-fn put_update(port: u16, path: &Path) -> anyhow::Result<String> {
-    const SCRIPT: &str = r#"
-import base64, ssl, sys, urllib.request, urllib.error
-port, path, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE  # the appliance's own certificate
-req = urllib.request.Request("https://127.0.0.1:%d/api/update" % port, data=open(path, "rb").read(), method="PUT")
-req.add_header("Authorization", "Basic " + base64.b64encode(("owner@example.org:" + password).encode()).decode())
-try:
-    r = urllib.request.urlopen(req, context=ctx, timeout=300)
-    print(r.status, r.read().decode().strip())
-except urllib.error.HTTPError as e:
-    print(e.code, e.read().decode().strip())
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(port.to_string())
-        .arg(path)
-        .arg(OWNER_PASSWORD)
-        .output()
-        .context("python3")?;
-    ensure!(
-        out.status.success(),
-        "the update upload failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 /// Reads the owner's mail over IMAP (993, through the forward) with
 /// Python's imaplib, as a mail program would: the subjects in INBOX once
@@ -590,127 +507,7 @@ pub fn run() -> anyhow::Result<()> {
         "boot entries after the first boot: {entries:?}"
     );
 
-    // Second boot: the data partition is reused; then an update to the
-    // next version through the API, which the VM installs into slot b,
-    // reboots into, and blesses.
-    let next = next_version(image::version());
-    let bundle = dir.join("update.bundle");
-    write_bundle(board, &next, image::Variant::Normal, &bundle)?;
-    let mut vm = boot(board, &dir, &disk, "2", true)?;
-    wait_smtp(&mut vm)?;
-    let console = vm.wait_console("mta accepting connections", Duration::from_secs(30))?;
-    ensure!(
-        console.contains("reused (created"),
-        "the data partition was not reused:\n{}",
-        tail(&console)
-    );
-    ensure!(
-        !console.contains("data partition grown"),
-        "the second boot grew the partition again"
-    );
-    ensure!(
-        !console.contains("setup code:"),
-        "the claimed appliance shows a setup code again:\n{}",
-        tail(&console)
-    );
-    ensure!(
-        console.contains("needs no blessing"),
-        "the second boot found a counter to bless:\n{}",
-        tail(&console)
-    );
-    let sent = Instant::now();
-    let answer = put_update(vm.https_port, &bundle)?;
-    ensure!(
-        answer.starts_with(&format!("200 version {next} accepted")),
-        "the update was not accepted: {answer}"
-    );
-    let console = vm.wait_console(
-        &format!("update: updated to version {next}"),
-        Duration::from_secs(240),
-    )?;
-    let after = &console[console
-        .find(&format!("Mailbox {next} starting"))
-        .context("the new version did not start")?..];
-    ensure!(
-        after.contains("boot blessed: mailbox-b+"),
-        "the new slot was not blessed:\n{}",
-        tail(after)
-    );
-    let accepting = after
-        .lines()
-        .find_map(|l| l.split("mta accepting connections at uptime ").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or("?")
-        .to_string();
-    println!(
-        "e2e: updated {} -> {next} through the API in {:.0} s (host); the new slot blessed at uptime {accepting} s (guest)",
-        image::version(),
-        sent.elapsed().as_secs_f64()
-    );
-    // Mail from before the update is there, and mail flows after it.
-    smtp_send(
-        vm.smtp_port,
-        "owner@example.org",
-        "From: e2e@sender.example\r\nTo: owner@example.org\r\nSubject: after the update\r\n\r\nhello again\r\n",
-    )?;
-    let subjects = imap_subjects(vm.imaps_port, 2)?;
-    ensure!(
-        subjects == "Subject: after the wizard | Subject: after the update",
-        "the owner's INBOX after the update: {subjects:?}"
-    );
-    qemu::qmp(&vm.qmp, "system_powerdown")?;
-    vm.wait_exit(Duration::from_secs(90))?;
-    drop(vm);
-    // Both slots' entries blessed, and the ESP is a clean FAT.
-    let esp_image = dir.join("esp.fat");
-    check_esp(
-        &disk,
-        &layout,
-        &esp_image,
-        &["mailbox-a.conf", "mailbox-b.conf"],
-    )?;
-
-    // Third boot: an update whose server exits at start. Its trial boots
-    // never become healthy; the boot counter runs out and version `next`
-    // runs again by itself, saying the update failed.
-    let broken = next_version(&next);
-    let broken_bundle = dir.join("broken.bundle");
-    write_bundle(board, &broken, image::Variant::MtaExits, &broken_bundle)?;
-    let mut vm = boot(board, &dir, &disk, "3", true)?;
-    wait_smtp(&mut vm)?;
-    vm.wait_console("mta accepting connections", Duration::from_secs(60))?;
-    let sent = Instant::now();
-    let answer = put_update(vm.https_port, &broken_bundle)?;
-    ensure!(
-        answer.starts_with(&format!("200 version {broken} accepted")),
-        "the broken update was not accepted: {answer}"
-    );
-    let failed = format!(
-        "update: the update to version {broken} failed: version {broken} did not start in its trial boots; {next} runs again"
-    );
-    let console = vm.wait_console(&failed, Duration::from_secs(600))?;
-    let tries = console
-        .matches(&format!("Mailbox {broken} starting"))
-        .count();
-    println!(
-        "e2e: a bundle whose server exits: {tries} trial boots, then {next} again by itself in {:.0} s (host)",
-        sent.elapsed().as_secs_f64()
-    );
-    ensure!(tries == 3, "expected 3 trial boots, saw {tries}");
-    let subjects = imap_subjects(vm.imaps_port, 2)?;
-    ensure!(
-        subjects == "Subject: after the wizard | Subject: after the update",
-        "the owner's INBOX after the failed update: {subjects:?}"
-    );
-    qemu::qmp(&vm.qmp, "system_powerdown")?;
-    vm.wait_exit(Duration::from_secs(90))?;
-    drop(vm);
-    check_esp(
-        &disk,
-        &layout,
-        &esp_image,
-        &["mailbox-a+0-3.conf", "mailbox-b.conf"],
-    )?;
+    update::scenarios(board, &dir, &disk, &layout)?;
 
     println!(
         "e2e: passed in {:.0} s; image {} raw, {} compressed, initramfs {:.1} MiB; mta accepting at uptime {uptime} s (guest, {})",
