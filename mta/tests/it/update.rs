@@ -375,3 +375,47 @@ fn a_newer_version_at_the_update_url_is_downloaded_and_a_foreign_one_is_not() {
     let _ = http.kill();
     let _ = http.wait();
 }
+
+/// Every file under `dir` with its content.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_none_or(|x| x != "sock") {
+                files.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn data_in_a_newer_format_is_refused_and_left_untouched() {
+    let mut s = Server::start_with(CONFIG, "");
+    assert_eq!(
+        std::fs::read_to_string(s.data().join("format")).unwrap(),
+        "1\n"
+    );
+    s.kill();
+    // As a newer version would leave it after migrating.
+    std::fs::write(s.data().join("format"), "2\n").unwrap();
+    let before = snapshot(&s.data());
+    let out = Command::new(env!("CARGO_BIN_EXE_mta"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("is in format 2, written by a newer version of Mailbox; this version understands formats up to 1, so it changes nothing there"),
+        "{said}"
+    );
+    assert_eq!(snapshot(&s.data()), before);
+}
