@@ -13,6 +13,7 @@
 //! trusted, not the transport. Every request has a deadline and every
 //! answer a bound.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub struct Feed {
     client: Client<crate::acme::Connector, Empty<Bytes>>,
     receiver: Arc<Receiver>,
     last: Mutex<Option<LastCheck>>,
+    checking: AtomicBool,
 }
 
 impl Feed {
@@ -69,6 +71,7 @@ impl Feed {
             client,
             receiver,
             last: Mutex::new(None),
+            checking: AtomicBool::new(false),
         })))
     }
 
@@ -84,43 +87,62 @@ impl Feed {
         self.last.lock().expect("not poisoned").clone()
     }
 
-    /// Checks now and every `check_every`, for as long as the server runs.
+    /// Checks every `check_every`, for as long as the server runs.
     pub async fn run(self: Arc<Feed>) {
         tokio::time::sleep(FIRST_CHECK.min(self.every)).await;
         loop {
-            let outcome = self.check().await;
-            let (ok, text) = match outcome {
-                Ok(text) => {
-                    tracing::info!("update check at {}: {text}", self.url);
-                    (true, text)
-                }
-                Err(e) => {
-                    tracing::warn!("update check at {} failed: {e:#}", self.url);
-                    (false, format!("failed: {e:#}"))
-                }
-            };
-            *self.last.lock().expect("not poisoned") = Some(LastCheck {
-                at: mta_store::envelope::now_secs(),
-                outcome: text,
-                ok,
-            });
+            self.check_and_record().await;
             tokio::time::sleep(self.every).await;
         }
     }
 
+    /// Whether a check is under way.
+    pub fn checking(&self) -> bool {
+        self.checking.load(Ordering::SeqCst)
+    }
+
+    /// Checks once (unless a check is under way), logs and keeps what it
+    /// came to.
+    pub async fn check_and_record(&self) {
+        if self.checking.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (ok, text) = match self.check().await {
+            Ok(text) => {
+                tracing::info!("update check at {}: {text}", self.url);
+                (true, text)
+            }
+            Err(e) => {
+                tracing::warn!("update check at {} failed: {e:#}", self.url);
+                (false, format!("failed: {e:#}"))
+            }
+        };
+        *self.last.lock().expect("not poisoned") = Some(LastCheck {
+            at: mta_store::envelope::now_secs(),
+            outcome: text,
+            ok,
+        });
+        self.checking.store(false, Ordering::SeqCst);
+    }
+
     /// One check: what it came to.
-    pub async fn check(&self) -> anyhow::Result<String> {
+    async fn check(&self) -> anyhow::Result<String> {
         if self.receiver.pending() {
             return Ok("an update is already waiting to be installed".into());
         }
         let board = self.receiver.board().to_string();
+        if board.is_empty() {
+            bail!("this server does not know which board it is (set [update] board)");
+        }
         let head = self.get_small(&format!("{board}.manifest")).await?;
-        let Some(manifest) = self.receiver.announced(&head)? else {
+        let manifest = self.receiver.announced(&head)?;
+        if !self.receiver.is_newer(&manifest.version) {
             return Ok(format!(
-                "up to date (the newest is {})",
+                "up to date (the newest there is {}, this is {})",
+                manifest.version,
                 self.receiver.running()
             ));
-        };
+        }
         let name = format!("mailbox-{board}-{}.bundle", manifest.version);
         let response = self.get(&name).await?;
         let body = response.into_body().into_data_stream();

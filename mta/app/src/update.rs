@@ -117,8 +117,8 @@ impl Receiver {
     }
 
     /// The manifest a signed head announces (`<board>.manifest` of an
-    /// update URL), if it is for this board and newer than what runs.
-    pub fn announced(&self, head: &[u8]) -> Result<Option<Manifest>, UpdateError> {
+    /// update URL), checked: signed with the trusted key, for this board.
+    pub fn announced(&self, head: &[u8]) -> Result<Manifest, UpdateError> {
         let key = self.key.ok_or(UpdateError::NoKey)?;
         let manifest = image::bundle::read_manifest(&mut &head[..], &key)?;
         if manifest.board != self.board {
@@ -128,9 +128,12 @@ impl Receiver {
             }
             .into());
         }
-        let newer = image::bundle::version_key(&manifest.version)
-            > image::bundle::version_key(&self.running);
-        Ok(newer.then_some(manifest))
+        Ok(manifest)
+    }
+
+    /// Whether `version` is newer than the one running.
+    pub fn is_newer(&self, version: &str) -> bool {
+        image::bundle::version_key(version) > image::bundle::version_key(&self.running)
     }
 
     /// Whether a bundle waits for init to install it.

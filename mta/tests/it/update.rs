@@ -322,6 +322,21 @@ fn head(bundle: &[u8]) -> Vec<u8> {
     bundle[..12 + len + 64].to_vec()
 }
 
+/// Logs in and presses the Update page's "Check now" (a form post with
+/// the session's token); the page's flash.
+const CHECK_NOW: &str = r#"
+import re, ssl, sys, urllib.request, urllib.parse, http.cookiejar
+base, cafile, password = sys.argv[1:4]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+web = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+web.open(base + "/login", data=urllib.parse.urlencode({"address": "owner@example.org", "password": password, "next": "/update"}).encode())
+page = web.open(base + "/update").read().decode()
+csrf = re.search(r'action="/update/check"><input type="hidden" name="csrf" value="([^"]+)"', page).group(1)
+page = web.open(base + "/update/check", data=urllib.parse.urlencode({"csrf": csrf}).encode()).read().decode()
+print(re.search(r'<div class="notice (ok|bad)" role="status">([^<]*)</div>', page).group(2))
+"#;
+
 #[test]
 fn a_newer_version_at_the_update_url_is_downloaded_and_a_foreign_one_is_not() {
     let key = image::bundle::generate_key().unwrap();
@@ -342,12 +357,19 @@ fn a_newer_version_at_the_update_url_is_downloaded_and_a_foreign_one_is_not() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("python3 -m http.server");
+    let publish = |bundle: &[u8], version: &str| {
+        std::fs::write(
+            feed.path()
+                .join(format!("mailbox-pc-x86_64-{version}.bundle")),
+            bundle,
+        )
+        .unwrap();
+        std::fs::write(feed.path().join("pc-x86_64.manifest"), head(bundle)).unwrap();
+    };
     // First it announces a bundle signed with another key.
     let stranger = image::bundle::generate_key().unwrap();
-    let foreign = bundle(&stranger, "pc-x86_64", "9.9.9");
-    std::fs::write(feed.path().join("pc-x86_64.manifest"), head(&foreign)).unwrap();
-    std::fs::write(feed.path().join("mailbox-pc-x86_64-9.9.9.bundle"), &foreign).unwrap();
-    let s = Server::start_with(
+    publish(&bundle(&stranger, "pc-x86_64", "9.9.9"), "9.9.9");
+    let mut s = Server::start_with(
         CONFIG,
         &format!(
             "{}url = \"http://127.0.0.1:{port}\"\ncheck_every = \"10s\"\n",
@@ -355,23 +377,55 @@ fn a_newer_version_at_the_update_url_is_downloaded_and_a_foreign_one_is_not() {
         ),
     );
     let ready = s.data().join("update/ready.bundle");
-    let wait_log = |needle: &str| {
+    let wait_log = |s: &Server, needle: &str| {
         crate::common::wait_until(
             std::time::Duration::from_secs(40),
             || format!("no log line with {needle:?}"),
             || s.log_contains(needle).then_some(()),
         )
     };
-    wait_log(&format!(
-        "update check at http://127.0.0.1:{port}/ failed: the bundle is not signed by the key this appliance trusts"
-    ));
+    // Asked by itself after check_every.
+    wait_log(
+        &s,
+        &format!(
+            "update check at http://127.0.0.1:{port}/ failed: the bundle is not signed by the key this appliance trusts"
+        ),
+    );
     assert!(!ready.exists());
     // Then the right one: downloaded, checked, handed to init.
     let good = bundle(&key, "pc-x86_64", "9.9.9");
-    std::fs::write(feed.path().join("mailbox-pc-x86_64-9.9.9.bundle"), &good).unwrap();
-    std::fs::write(feed.path().join("pc-x86_64.manifest"), head(&good)).unwrap();
-    wait_log("version 9.9.9 downloaded; the appliance installs it and restarts");
+    publish(&good, "9.9.9");
+    wait_log(
+        &s,
+        "version 9.9.9 downloaded; the appliance installs it and restarts",
+    );
     assert_eq!(std::fs::read(&ready).unwrap(), good);
+
+    // Init took it; a newer one is published and the owner asks at once
+    // (the server now asks by itself only every hour, first after 2
+    // minutes: only the button can bring it).
+    std::fs::remove_file(&ready).unwrap();
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, config.replace("\"10s\"", "\"1h\"")).unwrap();
+    s.restart();
+    let newer = bundle(&key, "pc-x86_64", "9.9.10");
+    publish(&newer, "9.9.10");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(CHECK_NOW)
+        .arg(format!("https://127.0.0.1:{}", s.listeners["https"].port()))
+        .arg(s.data().join("tls/self-signed.crt"))
+        .arg(PASSWORD)
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Asking the update URL now"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_log(&s, "version 9.9.10 downloaded");
+    assert_eq!(std::fs::read(&ready).unwrap(), newer);
     let _ = http.kill();
     let _ = http.wait();
 }

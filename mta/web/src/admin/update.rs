@@ -14,18 +14,51 @@ use axum::{Extension, Router};
 use maud::html;
 use mta_app::update::Status;
 
-use super::{admin_page, guard};
+use super::{admin_page, guard, guard_post};
 use crate::layout::notice;
 use crate::{Conn, Web, forms};
 
 const HERE: &str = "/update";
 
 pub fn routes() -> Router<Arc<Web>> {
-    Router::new().route(HERE, get(page)).route(
-        HERE,
-        // The bundle is larger than any form: the upload keeps its own limit.
-        post(upload).layer(DefaultBodyLimit::disable()),
-    )
+    Router::new()
+        .route(HERE, get(page))
+        .route(
+            HERE,
+            // The bundle is larger than any form: the upload keeps its own limit.
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/update/check", post(check_now))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct CsrfOnly {
+    csrf: String,
+}
+
+/// Asks the update URL now (in the background: a download takes a while);
+/// the page shows what it found once it is done.
+async fn check_now(
+    State(web): State<Arc<Web>>,
+    Extension(conn): Extension<Conn>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = guard_post(&web, &conn, &headers, HERE, &form.csrf) {
+        return r.into_response();
+    }
+    let Some(feed) = web.feed.clone() else {
+        return Redirect::to(HERE).into_response();
+    };
+    let text = if feed.checking() {
+        "The update URL is being asked already; reload this page in a minute.".to_string()
+    } else {
+        tokio::spawn(async move { feed.check_and_record().await });
+        "Asking the update URL now; reload this page to see what it found.".to_string()
+    };
+    web.sessions.flash(&headers, true, text);
+    Redirect::to(HERE).into_response()
 }
 
 async fn page(
@@ -70,6 +103,10 @@ async fn page(
                                 }
                             }
                         }
+                    }
+                    form method="post" action="/update/check" {
+                        input type="hidden" name="csrf" value=(session.csrf);
+                        button.secondary.small type="submit" disabled[feed.checking() || pending] { "Check now" }
                     }
                 }
                 @if let Some(Status::Failed { .. }) = &status {
