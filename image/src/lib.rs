@@ -16,6 +16,7 @@ pub mod bls;
 pub mod bundle;
 pub mod cpio;
 pub mod disk;
+pub mod fat;
 #[cfg(feature = "build")]
 pub mod initramfs;
 pub mod modules;

@@ -227,6 +227,7 @@ fn resize_fs(bytes: u64) {
 /// Mounts the ESP at /boot (read-write) for a short change.
 pub fn mount_esp() -> Option<PathBuf> {
     let part = find_partition(image::disk::ESP_NAME, Duration::from_secs(2))?;
+    check_esp(&part.device);
     let _ = std::fs::create_dir_all("/boot");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     match mount(
@@ -241,6 +242,31 @@ pub fn mount_esp() -> Option<PathBuf> {
             log!("cannot mount the ESP {}: {e}", part.device.display());
             None
         }
+    }
+}
+
+/// Puts right what an unclean shutdown left on the ESP (FAT has no
+/// journal; a power cut while it was mounted leaves it marked dirty, its
+/// free count stale, perhaps clusters of a file cut off), as fsck.fat
+/// would, before it is mounted.
+fn check_esp(device: &Path) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device);
+    let result = file.map_err(image::fat::FatError::from).and_then(|mut f| {
+        let report = image::fat::check(&mut f, true)?;
+        f.sync_all()?;
+        Ok(report)
+    });
+    match result {
+        Ok(report) if report.found() => log!(
+            "ESP {} put right before mounting: {}",
+            device.display(),
+            report.describe()
+        ),
+        Ok(_) => {}
+        Err(e) => log!("ESP {}: not checked: {e}", device.display()),
     }
 }
 

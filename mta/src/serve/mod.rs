@@ -144,6 +144,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         update: update.clone(),
         feed: feed.clone(),
     })?);
+    let stopping_queue = queue.clone();
     let shared = Arc::new(Shared {
         logins,
         intake: Intake::new(queue, config.limits.min_free_space),
@@ -217,6 +218,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while shared.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Delivery results wait up to half a second for a durable commit; an
+    // orderly stop makes them durable, so nothing is delivered again.
+    if !tokio::task::spawn_blocking(move || stopping_queue.sync(Duration::from_secs(5)))
+        .await
+        .unwrap_or(false)
+    {
+        tracing::warn!("the queue's last delivery results may not be on disk");
     }
     let _ = std::fs::remove_file(config.control_socket());
     if let Err(e) = stats.save() {

@@ -202,7 +202,7 @@ impl Maildirs {
             ));
         }
         let new_path = dir.join("new").join(name);
-        if check_previous && let Some(found) = find_in_cur(&dir, name)? {
+        if check_previous && let Some(found) = find_previous(&dir, name)? {
             return Ok(Delivered::AlreadyThere(found));
         }
         let tmp_path = dir.join("tmp").join(name);
@@ -357,18 +357,28 @@ impl LineEnds {
     }
 }
 
-fn find_in_cur(dir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
-    let cur = dir.join("cur");
-    for entry in fs::read_dir(&cur)? {
-        let entry = entry?;
-        let file = entry.file_name();
-        let file = file.to_string_lossy();
-        if file == name
+/// A copy delivered before (in `new/`, or moved to `cur/` by a client):
+/// the same `<arrival>.M<µs>Q<id>R<index>.` — what names the message and
+/// recipient — whatever follows (the host name may have changed since, the
+/// client added flags).
+fn find_previous(dir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
+    let identity = match name.match_indices('.').nth(1) {
+        Some((at, _)) => &name[..=at],
+        None => name,
+    };
+    let same = |file: &str| {
+        file == name
+            || (identity.len() < name.len() && file.starts_with(identity))
             || file
                 .strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with(':'))
-        {
-            return Ok(Some(entry.path()));
+    };
+    for sub in ["new", "cur"] {
+        for entry in fs::read_dir(dir.join(sub))? {
+            let entry = entry?;
+            if same(&entry.file_name().to_string_lossy()) {
+                return Ok(Some(entry.path()));
+            }
         }
     }
     Ok(None)
@@ -514,6 +524,52 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn a_copy_delivered_under_another_host_name_counts_as_delivered() {
+        // Delivered, then the owner named the host in the wizard and the
+        // server stopped before the result was durable.
+        let t = tempfile::tempdir().unwrap();
+        let body = Body::inline(b"x\r\n".to_vec());
+        let size = StoredSize { bytes: 2, crlf: 3 };
+        let before = Maildirs::new(t.path().to_path_buf(), "mailbox.local");
+        let name = before.file_name(1_795_988_179_066_600, "66171156F1EE0000", 0, size);
+        let Delivered::New(first) = before
+            .deliver("a@example.org", &name, b"", &body, false)
+            .unwrap()
+        else {
+            panic!()
+        };
+        let after = Maildirs::new(t.path().to_path_buf(), "mail.example.org");
+        let again = after.file_name(1_795_988_179_066_600, "66171156F1EE0000", 0, size);
+        assert_ne!(name, again);
+        assert_eq!(
+            after
+                .deliver("a@example.org", &again, b"", &body, true)
+                .unwrap(),
+            Delivered::AlreadyThere(first.clone())
+        );
+        // Also once a client moved it to cur/.
+        let seen = t
+            .path()
+            .join("example.org/a/cur")
+            .join(format!("{name}:2,S"));
+        fs::rename(&first, &seen).unwrap();
+        assert_eq!(
+            after
+                .deliver("a@example.org", &again, b"", &body, true)
+                .unwrap(),
+            Delivered::AlreadyThere(seen)
+        );
+        // Another recipient of the same message is another copy.
+        let other = after.file_name(1_795_988_179_066_600, "66171156F1EE0000", 1, size);
+        assert!(matches!(
+            after
+                .deliver("a@example.org", &other, b"", &body, true)
+                .unwrap(),
+            Delivered::New(_)
+        ));
     }
 
     #[test]

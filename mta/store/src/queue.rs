@@ -118,6 +118,8 @@ enum Op {
     /// Answered after the next commit: the writer is alive and the
     /// database takes writes (the health check).
     Ping(mpsc::Sender<()>),
+    /// Answered after a durable commit: everything before is on disk.
+    Sync(mpsc::Sender<()>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -356,6 +358,14 @@ impl Queue {
         self.ops.send(Op::Ping(done)).is_ok() && wait.recv_timeout(limit).is_ok()
     }
 
+    /// Makes everything written so far durable (the delivery results
+    /// that wait for a lazy commit), within `limit`; whether it did. Called
+    /// when the server stops, so an orderly stop never delivers twice.
+    pub fn sync(&self, limit: Duration) -> bool {
+        let (done, wait) = mpsc::channel();
+        self.ops.send(Op::Sync(done)).is_ok() && wait.recv_timeout(limit).is_ok()
+    }
+
     fn admin(&self, action: Admin) -> anyhow::Result<String> {
         let (done, wait) = mpsc::channel();
         self.ops
@@ -589,7 +599,7 @@ impl Writer {
                                 results_applied.push(id);
                             }
                         }
-                        Op::Ping(done) => pings.push(done),
+                        Op::Ping(done) | Op::Sync(done) => pings.push(done),
                         Op::Admin { action, done } => {
                             let r = self.apply_admin(
                                 action,
