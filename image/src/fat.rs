@@ -6,11 +6,15 @@
 //! cluster chain does not match its size, a second FAT that differs from
 //! the first.
 //!
-//! Memory is bounded: the first FAT (4 bytes per cluster: 2 MiB for the
-//! 256 MiB ESP), a bit per cluster, one cluster at a time; larger FATs
-//! are left alone. The fixes are written FAT first, directory entries
-//! next, the free count, and the clean flag last, so a repair cut off is
-//! done again at the next boot.
+//! It repairs only what it can explain: a first FAT whose first entry is
+//! not the media marker, directories nested deeper than it follows, or
+//! more clusters "of no file" than a cut-off write leaves, and it writes
+//! nothing and says why (a damaged volume is better left to a person
+//! than freed). Memory is bounded: the first FAT (4 bytes per cluster:
+//! 2 MiB for the 256 MiB ESP), a bit per cluster, one cluster at a time;
+//! larger FATs are left alone. The fixes are written FAT first, directory
+//! entries next, the free count, and the clean flag last, so a repair cut
+//! off is done again at the next boot.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -18,6 +22,10 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 const MAX_FAT: u64 = 32 << 20;
 /// How deep directories are followed.
 const MAX_DEPTH: usize = 16;
+/// The most clusters of no file a repair frees: a write cut off leaves
+/// what it had allocated (a kernel or an initramfs: a few thousand);
+/// more means the tree could not be read, and freeing would destroy.
+const MAX_LOST: u32 = 1 << 16;
 const EOC: u32 = 0x0FFF_FFFF;
 const BAD: u32 = 0x0FFF_FFF7;
 /// Linux's "not cleanly unmounted" bit in the boot sector's state byte.
@@ -30,6 +38,8 @@ pub enum FatError {
     NotFat32(&'static str),
     #[error("the FAT is too large to check here ({0} bytes)")]
     TooLarge(u64),
+    #[error("damaged beyond what a power cut leaves ({0}); nothing was changed")]
+    Implausible(String),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -162,7 +172,10 @@ struct Walk<'a, D> {
     fat: &'a mut [u32],
     used: Vec<u64>,
     report: &'a mut Report,
-    repair: bool,
+    /// Directory clusters changed (where, what), written after the FAT.
+    changed: Vec<(u64, Vec<u8>)>,
+    /// Why the tree could not be followed, if it could not.
+    broken: Option<String>,
 }
 
 impl<D: Read + Write + Seek> Walk<'_, D> {
@@ -180,10 +193,14 @@ impl<D: Read + Write + Seek> Walk<'_, D> {
 
     /// Follows the chain from `start`, marking it; at most `limit`
     /// clusters. Its clusters; a chain that runs into a free, invalid or
-    /// already used cluster ends (EOC) at the last good one.
-    fn chain(&mut self, start: u32, limit: u64) -> Vec<u32> {
+    /// already used cluster ends (EOC) at the last good one. A
+    /// directory's first cluster is its own even if the FAT lost it.
+    fn chain(&mut self, start: u32, limit: u64, directory: bool) -> Vec<u32> {
         let mut clusters = Vec::new();
         let mut c = start;
+        if directory && self.valid(c) && !self.is_used(c) && self.fat[c as usize] == 0 {
+            self.fat[c as usize] = EOC;
+        }
         loop {
             if !self.valid(c) || self.is_used(c) || self.fat[c as usize] == 0 {
                 if let Some(&last) = clusters.last() {
@@ -213,7 +230,13 @@ impl<D: Read + Write + Seek> Walk<'_, D> {
     }
 
     fn directory(&mut self, first: u32, path: &str, depth: usize) -> io::Result<()> {
-        let clusters = self.chain(first, u64::MAX);
+        if depth > MAX_DEPTH {
+            self.broken = Some(format!(
+                "{path}: directories nested deeper than {MAX_DEPTH}"
+            ));
+            return Ok(());
+        }
+        let clusters = self.chain(first, u64::MAX, true);
         let mut buf = vec![0u8; self.g.cluster as usize];
         let mut subdirs = Vec::new();
         for c in clusters {
@@ -233,7 +256,9 @@ impl<D: Read + Write + Seek> Walk<'_, D> {
                 let name = String::from_utf8_lossy(&e[..11]).trim().to_string();
                 let start = (u16_at(e, 20) << 16 | u16_at(e, 26)) as u32;
                 if attr & 0x10 != 0 {
-                    if self.valid(start) && !self.is_used(start) && depth < MAX_DEPTH {
+                    if !self.valid(start) {
+                        self.broken = Some(format!("{path}/{name}: no first cluster"));
+                    } else if !self.is_used(start) {
                         subdirs.push((start, format!("{path}/{name}")));
                     }
                     continue;
@@ -243,7 +268,7 @@ impl<D: Read + Write + Seek> Walk<'_, D> {
                 let chain = if start == 0 || wanted == 0 {
                     Vec::new()
                 } else {
-                    self.chain(start, wanted)
+                    self.chain(start, wanted, false)
                 };
                 let have = chain.len() as u64;
                 let fixed_start = if have == 0 { 0 } else { start };
@@ -261,9 +286,8 @@ impl<D: Read + Write + Seek> Walk<'_, D> {
                     changed = true;
                 }
             }
-            if changed && self.repair {
-                self.dev.seek(SeekFrom::Start(at))?;
-                self.dev.write_all(&buf)?;
+            if changed {
+                self.changed.push((at, buf.clone()));
             }
             if end {
                 break;
@@ -299,17 +323,29 @@ pub fn check<D: Read + Write + Seek>(dev: &mut D, repair: bool) -> Result<Report
         .map(|e| u32_at(e, 0) & 0x0FFF_FFFF)
         .collect();
     drop(raw);
+    // The first entry holds the media byte: a first FAT without it is not
+    // one to repair the volume from.
+    if fat[0] != 0x0FFF_FF00 | boot[21] as u32 {
+        return Err(FatError::Implausible(format!(
+            "the first FAT starts with {:#x}",
+            fat[0]
+        )));
+    }
     let before = fat.clone();
-    {
+    let changed = {
         let mut walk = Walk {
             dev: &mut *dev,
             g: &g,
             fat: &mut fat,
             used: vec![0u64; entries.div_ceil(64)],
             report: &mut report,
-            repair,
+            changed: Vec::new(),
+            broken: None,
         };
         walk.directory(g.root, "", 0)?;
+        if let Some(why) = walk.broken {
+            return Err(FatError::Implausible(why));
+        }
         // What no file holds is free.
         for c in 2..entries {
             let v = walk.fat[c];
@@ -318,6 +354,13 @@ pub fn check<D: Read + Write + Seek>(dev: &mut D, repair: bool) -> Result<Report
                 walk.report.lost += 1;
             }
         }
+        walk.changed
+    };
+    if report.lost > MAX_LOST {
+        return Err(FatError::Implausible(format!(
+            "{} clusters belong to no file",
+            report.lost
+        )));
     }
     report.free = fat[2..].iter().filter(|&&v| v == 0).count() as u32;
     // Which sectors of each FAT copy differ from the repaired table.
@@ -355,14 +398,22 @@ pub fn check<D: Read + Write + Seek>(dev: &mut D, repair: bool) -> Result<Report
             }
         }
     }
-    // The free count in FSInfo (when there is a valid one).
+    // Then the directory entries that name them.
+    if repair {
+        for (at, cluster) in &changed {
+            dev.seek(SeekFrom::Start(*at))?;
+            dev.write_all(cluster)?;
+        }
+    }
+    // The free count in FSInfo (when there is a valid one; "unknown" is
+    // valid too).
     if g.info > 0 && g.info + 512 <= g.reserved {
         let mut info = [0u8; 512];
         dev.seek(SeekFrom::Start(g.info))?;
         dev.read_exact(&mut info)?;
         let valid = u32_at(&info, 0) == 0x4161_5252 && u32_at(&info, 484) == 0x6141_7272;
         let recorded = u32_at(&info, 488);
-        if valid && recorded != report.free {
+        if valid && recorded != report.free && recorded != 0xFFFF_FFFF {
             report.free_recorded = Some(recorded);
             info[488..492].copy_from_slice(&report.free.to_le_bytes());
             let hint = u32_at(&info, 492);
@@ -517,6 +568,43 @@ mod tests {
         let image = dev.into_inner();
         assert_eq!(fsck(&image), None);
         assert_eq!(entry(&image, &g, start), EOC);
+    }
+
+    #[test]
+    fn a_torn_first_fat_is_not_repaired_from() {
+        // The first sector of the first FAT lost (the root's entry with
+        // it): repairing from it would free every file.
+        let mut image = esp();
+        let g = geometry_of(&image);
+        image[STATE as usize] |= DIRTY;
+        let at = g.reserved as usize;
+        image[at..at + g.sector as usize].fill(0);
+        let mut dev = Cursor::new(image.clone());
+        assert!(matches!(
+            check(&mut dev, true),
+            Err(FatError::Implausible(_))
+        ));
+        assert_eq!(dev.into_inner(), image, "nothing written");
+    }
+
+    #[test]
+    fn a_directory_whose_fat_entry_was_lost_keeps_its_files() {
+        let mut image = esp();
+        let g = geometry_of(&image);
+        let entries = (g.data as usize..image.len())
+            .step_by(32)
+            .find(|&at| image[at..].starts_with(b"ENTRIES    ") && image[at + 11] & 0x10 != 0)
+            .unwrap();
+        let start = (u16_at(&image, entries + 20) << 16 | u16_at(&image, entries + 26)) as u32;
+        set_entry(&mut image, &g, start, 0);
+        let mut dev = Cursor::new(image);
+        check(&mut dev, true).unwrap();
+        let image = dev.into_inner();
+        assert_eq!(fsck(&image), None);
+        assert_eq!(
+            fat_list(&image, "loader/entries").unwrap(),
+            ["mailbox-a.conf"]
+        );
     }
 
     #[test]

@@ -250,9 +250,13 @@ pub fn mount_esp() -> Option<PathBuf> {
 /// free count stale, perhaps clusters of a file cut off), as fsck.fat
 /// would, before it is mounted.
 fn check_esp(device: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_EXCL on a block device: refused while it is mounted (an unmount
+    // that failed), so nothing is written behind the kernel's back.
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(libc::O_EXCL)
         .open(device);
     let result = file.map_err(image::fat::FatError::from).and_then(|mut f| {
         let report = image::fat::check(&mut f, true)?;

@@ -88,6 +88,8 @@ fn os_release(name: &str) -> Option<String> {
 
 impl Receiver {
     pub fn new(config: &crate::config::Config) -> Receiver {
+        // What a transfer cut off by a crash or power cut left.
+        let _ = fs::remove_file(config.data_dir.join(INCOMING));
         let key = config.update.public_key.or_else(|| {
             crate::config::parse_key(&fs::read_to_string("/etc/mailbox/update-key.pub").ok()?)
         });
@@ -148,6 +150,12 @@ impl Receiver {
 
     /// Starts receiving a bundle (`force`: a downgrade is allowed).
     pub fn begin(&self, force: bool) -> Result<Upload, UpdateError> {
+        self.begin_expecting(force, None)
+    }
+
+    /// Starts receiving a bundle that must hold `expected` (the version
+    /// an update URL announced).
+    fn begin_expecting(&self, force: bool, expected: Option<&str>) -> Result<Upload, UpdateError> {
         let key = self.key.ok_or(UpdateError::NoKey)?;
         if self.data_dir.join(READY).exists()
             || self
@@ -167,6 +175,7 @@ impl Receiver {
             board: self.board.clone(),
             running: self.running.clone(),
             force,
+            expected: expected.map(str::to_string),
             data_dir: self.data_dir.clone(),
             min_free: self.min_free,
             head: Vec::new(),
@@ -194,6 +203,7 @@ pub struct Upload {
     board: String,
     running: String,
     force: bool,
+    expected: Option<String>,
     data_dir: PathBuf,
     min_free: u64,
     head: Vec<u8>,
@@ -229,6 +239,15 @@ impl Upload {
             }
             let manifest = image::bundle::read_manifest(&mut self.head.as_slice(), &self.key)?;
             manifest.check(&self.board, &self.running, self.force)?;
+            if let Some(expected) = &self.expected
+                && manifest.version != *expected
+            {
+                return Err(BundleError::Manifest(format!(
+                    "it holds version {}, not the {expected} announced",
+                    manifest.version
+                ))
+                .into());
+            }
             if let Some(free) = mta_store::queue::free_space(&self.data_dir)
                 && free < self.min_free + 12 + need as u64 + manifest.payload_len()
             {
@@ -275,9 +294,14 @@ impl Upload {
                 0o600,
             )
             .map_err(|e| UpdateError::Io(std::io::Error::other(format!("{e:#}"))))?;
+        } else {
+            let _ = fs::remove_file(self.data_dir.join(FORCE));
         }
         fs::rename(&self.path, self.data_dir.join(READY))?;
-        mta_store::fsutil::sync_dir(&self.data_dir.join(image::update::DIR))?;
+        // Handed over: init installs it even if this sync fails.
+        if let Err(e) = mta_store::fsutil::sync_dir(&self.data_dir.join(image::update::DIR)) {
+            tracing::warn!("update: the hand-off may not be durable yet: {e:#}");
+        }
         tracing::info!(
             "update to version {} received and checked; init installs it and restarts",
             manifest.version
@@ -304,9 +328,10 @@ impl Receiver {
     pub async fn receive<E: std::fmt::Display>(
         &self,
         force: bool,
+        expected: Option<&str>,
         body: impl Stream<Item = Result<Bytes, E>> + Unpin,
     ) -> Result<Manifest, ReceiveError> {
-        let upload = self.begin(force)?;
+        let upload = self.begin_expecting(force, expected)?;
         let upload = tokio::time::timeout(TRANSFER_TIMEOUT, store(upload, body))
             .await
             .map_err(|_| ReceiveError::TooSlow)??;

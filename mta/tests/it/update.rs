@@ -426,6 +426,29 @@ fn a_newer_version_at_the_update_url_is_downloaded_and_a_foreign_one_is_not() {
     );
     wait_log(&s, "version 9.9.10 downloaded");
     assert_eq!(std::fs::read(&ready).unwrap(), newer);
+
+    // A version that did not start here is not fetched again by itself.
+    std::fs::remove_file(&ready).unwrap();
+    std::fs::write(
+        s.data().join("update/status"),
+        "failed 9.9.11 version 9.9.11 did not start in its trial boots; 0.1.0 runs again\n",
+    )
+    .unwrap();
+    publish(&bundle(&key, "pc-x86_64", "9.9.11"), "9.9.11");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(CHECK_NOW)
+        .arg(format!("https://127.0.0.1:{}", s.listeners["https"].port()))
+        .arg(s.data().join("tls/self-signed.crt"))
+        .arg(PASSWORD)
+        .output()
+        .expect("python3");
+    assert!(out.status.success());
+    wait_log(
+        &s,
+        "version 9.9.11 is offered, but it failed here before; upload it on this page to try it again",
+    );
+    assert!(!ready.exists());
     let _ = http.kill();
     let _ = http.wait();
 }

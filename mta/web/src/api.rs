@@ -107,7 +107,11 @@ async fn update(
         }
     }
     let force = matches!(options.force.as_str(), "1" | "true" | "yes");
-    match web.update.receive(force, body.into_data_stream()).await {
+    match web
+        .update
+        .receive(force, None, body.into_data_stream())
+        .await
+    {
         Ok(manifest) => text(
             StatusCode::OK,
             format!(

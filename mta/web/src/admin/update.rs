@@ -202,7 +202,8 @@ async fn upload(
     // file; nothing of the file is read before the token is checked.
     let mut csrf_ok = false;
     let mut force = false;
-    loop {
+    // The form has three fields; a few more are tolerated, not many.
+    for _ in 0..8 {
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => {
@@ -231,7 +232,7 @@ async fn upload(
                 return answer(&web, &headers, StatusCode::BAD_REQUEST, line);
             }
             "bundle" => {
-                let (status, line) = match web.update.receive(force, field).await {
+                let (status, line) = match web.update.receive(force, None, field).await {
                     Ok(manifest) => {
                         tracing::info!(
                             "admin: update to version {} uploaded by {}",
@@ -256,4 +257,6 @@ async fn upload(
             }
         }
     }
+    let line = "this is not the Update page's form".to_string();
+    answer(&web, &headers, StatusCode::BAD_REQUEST, line)
 }
