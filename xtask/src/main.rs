@@ -33,6 +33,10 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use argh::FromArgs;
 
+/// The Rust target of the ARM boards' userland (linker and test runner in
+/// `.cargo/config.toml`).
+pub const ARM_TARGET: &str = "aarch64-unknown-linux-musl";
+
 /// Mailbox build, test and benchmark tasks.
 #[derive(FromArgs)]
 struct Args {
@@ -163,6 +167,27 @@ fn test(t: Test) -> anyhow::Result<()> {
         ]))?;
     }
     check(cargo().args(["test", "--workspace"]))?;
+    // The ARM boards' userland: init's and the mail server's unit tests,
+    // built for aarch64 and run under qemu-aarch64-static.
+    check(cargo().args([
+        "test",
+        "--target",
+        ARM_TARGET,
+        "-p",
+        "init",
+        "-p",
+        "mta-proto",
+        "-p",
+        "mta-store",
+        "-p",
+        "mta-app",
+        "-p",
+        "mta-web",
+        "-p",
+        "mta",
+        "--lib",
+        "--bins",
+    ]))?;
     e2e::run()?;
     Ok(())
 }

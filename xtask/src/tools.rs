@@ -238,15 +238,47 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
     }
     list.extend(for_image(board));
     list.extend(for_qemu(board));
+    list.extend(for_cross(crate::ARM_TARGET));
     list
 }
 
-/// What `cargo xtask image` needs: the board's Rust target, a C compiler
-/// for it (ring has C and assembly), e2fsprogs, strip, and apt/dpkg to fetch
-/// and unpack the kernel and boot loader packages.
-pub fn for_image(board: &board::Board) -> Vec<Prereq> {
-    let target = board.rust_target;
-    let mut list = vec![Prereq::new(
+/// Building for `target` (aarch64 musl) on this machine and running what
+/// was built: the Rust target, Debian's cross C compiler with its C
+/// library (ring has C and assembly; gcc drives the link, as
+/// `.cargo/config.toml` says), and qemu-user to run the tests. Checked by
+/// compiling a static C program and running it.
+pub fn for_cross(target: &'static str) -> Vec<Prereq> {
+    vec![
+        rust_target(target),
+        Prereq::new(
+            "aarch64-linux-gnu-gcc and qemu-aarch64-static (cross builds and their tests)",
+            Fix::Apt(&[
+                "gcc-aarch64-linux-gnu",
+                "libc6-dev-arm64-cross",
+                "qemu-user-static",
+            ]),
+            || {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let out = dir.path().join("probe");
+                run(
+                    "aarch64-linux-gnu-gcc",
+                    &["-static", "-x", "c", "-o", &out.to_string_lossy(), "-"],
+                    b"#include <stdio.h>\nint main(void) { return puts(\"aarch64\") < 0; }\n",
+                )?;
+                let said = run("qemu-aarch64-static", &[&out.to_string_lossy()], b"")?;
+                if said.contains("aarch64") {
+                    Ok(())
+                } else {
+                    Err(format!("qemu-aarch64-static did not run the probe: {said}"))
+                }
+            },
+        ),
+    ]
+}
+
+/// An installed Rust target.
+fn rust_target(target: &'static str) -> Prereq {
+    Prereq::new(
         format!("Rust target {target}"),
         Fix::RustupTarget(target),
         move || {
@@ -257,7 +289,15 @@ pub fn for_image(board: &board::Board) -> Vec<Prereq> {
                 Err(format!("{target} is not installed"))
             }
         },
-    )];
+    )
+}
+
+/// What `cargo xtask image` needs: the board's Rust target, a C compiler
+/// for it (ring has C and assembly), e2fsprogs, strip, and apt/dpkg to fetch
+/// and unpack the kernel and boot loader packages.
+pub fn for_image(board: &board::Board) -> Vec<Prereq> {
+    let target = board.rust_target;
+    let mut list = vec![rust_target(target)];
     if target.contains("musl") {
         list.push(Prereq::new("musl-gcc", Fix::Apt(&["musl-tools"]), || {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
