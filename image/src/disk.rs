@@ -307,12 +307,25 @@ mod build {
 }
 
 #[cfg(all(test, feature = "build"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// What dosfstools' `fsck.fat -n` (named in xtask's prerequisites)
+    /// says of `image` (None: clean).
+    pub(crate) fn fsck(image: &[u8]) -> Option<String> {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("esp.fat");
+        std::fs::write(&path, image).unwrap();
+        let out = std::process::Command::new("fsck.fat")
+            .arg("-n")
+            .arg(&path)
+            .output()
+            .expect("fsck.fat (dosfstools)");
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
 
     #[test]
     fn the_fat_image_passes_fsck() {
-        let t = tempfile::tempdir().unwrap();
         let esp = fat_image(
             64 << 20,
             "MAILBOX",
@@ -327,19 +340,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let path = t.path().join("esp.fat");
-        std::fs::write(&path, &esp).unwrap();
-        // dosfstools' checker (named in xtask's prerequisites).
-        let fsck = std::process::Command::new("fsck.fat")
-            .arg("-n")
-            .arg(&path)
-            .output()
-            .expect("fsck.fat (dosfstools)");
-        assert!(
-            fsck.status.success(),
-            "{}",
-            String::from_utf8_lossy(&fsck.stdout)
-        );
+        assert_eq!(fsck(&esp), None);
         assert_eq!(fat_list(&esp, "mailbox/a").unwrap(), ["vmlinuz"]);
     }
 

@@ -438,6 +438,7 @@ pub fn check<D: Read + Write + Seek>(dev: &mut D, repair: bool) -> Result<Report
 #[cfg(all(test, feature = "build"))]
 mod tests {
     use super::*;
+    use crate::disk::tests::fsck;
     use crate::disk::{fat_image, fat_list};
     use std::io::Cursor;
 
@@ -456,19 +457,6 @@ mod tests {
             ],
         )
         .unwrap()
-    }
-
-    /// What dosfstools' `fsck.fat -n` says of `image` (None: clean).
-    fn fsck(image: &[u8]) -> Option<String> {
-        let t = tempfile::tempdir().unwrap();
-        let path = t.path().join("esp.fat");
-        std::fs::write(&path, image).unwrap();
-        let out = std::process::Command::new("fsck.fat")
-            .arg("-n")
-            .arg(&path)
-            .output()
-            .expect("fsck.fat (dosfstools)");
-        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stdout).to_string())
     }
 
     fn geometry_of(image: &[u8]) -> Geometry {

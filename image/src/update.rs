@@ -15,6 +15,16 @@
 //!   version in the new slot is `updated`; the old one again means the
 //!   trial failed (the boot counter ran out) and the status says so.
 
+/// Field `name` of the running image's `/etc/os-release` (the image build
+/// writes it): its `VERSION` and `VARIANT_ID` (the board) are what an
+/// update is checked against.
+pub fn os_release(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.trim_matches('"').to_string())
+}
+
 /// Paths under the data partition's root.
 pub const DIR: &str = "update";
 pub const INCOMING: &str = "update/incoming.bundle";

@@ -110,14 +110,7 @@ fn static_addressing(net: &RawNetwork) -> Option<Addressing> {
 
 /// The running version (from os-release, written by the image build).
 pub fn version() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VERSION=")
-                .map(|v| v.trim_matches('"').to_string())
-        })
-        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+    image::update::os_release("VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
 }
 
 /// The boot slot this kernel came from (`mailbox.slot=` on the command line).

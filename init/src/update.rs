@@ -23,17 +23,9 @@ fn trusted_key() -> Option<[u8; 32]> {
     image::bundle::parse_public_key(&std::fs::read_to_string(UPDATE_KEY).ok()?)
 }
 
-/// This board's name (the image build writes it as os-release's
-/// VARIANT_ID).
+/// This board's name (os-release's VARIANT_ID).
 fn board() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VARIANT_ID=")
-                .map(|v| v.trim_matches('"').to_string())
-        })
-        .unwrap_or_default()
+    image::update::os_release("VARIANT_ID").unwrap_or_default()
 }
 
 /// Records `status` and says it.
@@ -96,15 +88,13 @@ pub fn install(version: &str, slot: &str) -> bool {
     let force = data(FORCE).exists();
     // An installation cut off (power cut, crash) is begun again, a few
     // times at most.
-    let attempt = match status() {
-        Some(Status::Installing { attempt, .. }) => attempt + 1,
-        _ => 1,
+    let (attempt, found) = match status() {
+        Some(Status::Installing {
+            attempt, version, ..
+        }) => (attempt + 1, version),
+        _ => (1, "?".to_string()),
     };
     let result = if attempt > MAX_ATTEMPTS {
-        let found = match status() {
-            Some(Status::Installing { version, .. }) => version,
-            _ => "?".to_string(),
-        };
         Err((
             found,
             format!(

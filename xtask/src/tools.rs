@@ -257,23 +257,31 @@ pub fn for_cross(target: &'static str) -> Vec<Prereq> {
                 "libc6-dev-arm64-cross",
                 "qemu-user-static",
             ]),
-            || {
-                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-                let out = dir.path().join("probe");
-                run(
-                    "aarch64-linux-gnu-gcc",
-                    &["-static", "-x", "c", "-o", &out.to_string_lossy(), "-"],
-                    b"#include <stdio.h>\nint main(void) { return puts(\"aarch64\") < 0; }\n",
-                )?;
-                let said = run("qemu-aarch64-static", &[&out.to_string_lossy()], b"")?;
-                if said.contains("aarch64") {
-                    Ok(())
-                } else {
-                    Err(format!("qemu-aarch64-static did not run the probe: {said}"))
-                }
-            },
+            || c_probe("aarch64-linux-gnu-gcc", Some("qemu-aarch64-static")),
         ),
     ]
+}
+
+/// A static C program compiled with `compiler` runs (under `runner`, for
+/// another architecture) and prints what it should.
+fn c_probe(compiler: &str, runner: Option<&str>) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let out = dir.path().join("probe");
+    let out = out.to_string_lossy();
+    run(
+        compiler,
+        &["-static", "-x", "c", "-o", &out, "-"],
+        b"#include <stdio.h>\nint main(void) { return puts(\"probe ran\") < 0; }\n",
+    )?;
+    let said = match runner {
+        Some(runner) => run(runner, &[&out], b"")?,
+        None => run(&out, &[], b"")?,
+    };
+    if said.contains("probe ran") {
+        Ok(())
+    } else {
+        Err(format!("the program {compiler} built did not run: {said}"))
+    }
 }
 
 /// An installed Rust target.
@@ -300,14 +308,7 @@ pub fn for_image(board: &board::Board) -> Vec<Prereq> {
     let mut list = vec![rust_target(target)];
     if target.contains("musl") {
         list.push(Prereq::new("musl-gcc", Fix::Apt(&["musl-tools"]), || {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let out = dir.path().join("probe");
-            run(
-                "musl-gcc",
-                &["-static", "-x", "c", "-o", &out.to_string_lossy(), "-"],
-                b"#include <stdio.h>\nint main(void) { return puts(\"\") < 0; }\n",
-            )?;
-            run(&out.to_string_lossy(), &[], b"").map(drop)
+            c_probe("musl-gcc", None)
         }));
     }
     list.push(Prereq::new(

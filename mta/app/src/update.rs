@@ -77,13 +77,8 @@ pub struct Receiver {
 /// The running image's os-release field `name` (none outside the
 /// appliance: another system's os-release says nothing of Mailbox).
 fn os_release(name: &str) -> Option<String> {
-    let text = fs::read_to_string("/etc/os-release").ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .map(|v| v.trim_matches('"').to_string())
-    };
-    (field("ID").as_deref() == Some("mailbox")).then(|| field(name))?
+    let ours = image::update::os_release("ID").as_deref() == Some("mailbox");
+    ours.then(|| image::update::os_release(name))?
 }
 
 impl Receiver {

@@ -82,9 +82,7 @@ fn a_new_owner_sets_up_the_appliance_in_a_browser() {
     // To HTTPS, to log in, to the DNS records.
     b.wait_url(|u| u.starts_with(&format!("{https}/login")));
     b.screenshot("07b-login");
-    b.fill("#f-address", "owner@example.org");
-    b.fill("#f-password", PASSWORD);
-    b.click("button[type=submit]");
+    b.log_in("owner@example.org", PASSWORD);
     b.wait_url(|u| u.ends_with("/dns"));
     for record in [
         "_dmarc.example.org",
@@ -201,10 +199,7 @@ fn the_certificate_page_tells_a_failed_request_and_then_the_new_certificate() {
     let site = format!("https://127.0.0.1:{https}");
     let b = Driver::start();
     b.go(&format!("{site}/certificate"));
-    b.wait_url(|u| u.contains("/login"));
-    b.fill("#f-address", "owner@example.org");
-    b.fill("#f-password", crate::common::PASSWORD);
-    b.click("button[type=submit]");
+    b.log_in("owner@example.org", crate::common::PASSWORD);
     b.wait_url(|u| u.ends_with("/certificate"));
     b.wait_text(
         ".notice.bad",

@@ -209,10 +209,7 @@ fn the_owner_uploads_a_bundle_on_the_update_page_and_sees_the_outcome() {
     let site = format!("https://127.0.0.1:{}", s.listeners["https"].port());
     let b = Driver::start();
     b.go(&format!("{site}/update"));
-    b.wait_url(|u| u.contains("/login"));
-    b.fill("#f-address", "owner@example.org");
-    b.fill("#f-password", PASSWORD);
-    b.click("button[type=submit]");
+    b.log_in("owner@example.org", PASSWORD);
     b.wait_url(|u| u.ends_with("/update"));
     b.wait_text(
         "dl.summary",
@@ -252,18 +249,44 @@ fn the_owner_uploads_a_bundle_on_the_update_page_and_sees_the_outcome() {
     b.wait_text(".card .notice.ok", "A bundle has been received");
 }
 
-/// Posts the Update page's form without a script, as a browser does:
-/// multipart, the session's cookie and CSRF token. The page's flash.
-const FORM_CLIENT: &str = r#"
+/// Logs the owner in over HTTPS (`base cafile password` are the first
+/// arguments) and reads the Update page: `web` (the session) and `page`.
+/// The scripts below go on from there.
+const AS_OWNER: &str = r#"
 import re, ssl, sys, urllib.request, urllib.parse, http.cookiejar, uuid
-base, cafile, password, path, csrf_override = sys.argv[1:6]
+base, cafile, password = sys.argv[1:4]
 ctx = ssl.create_default_context(cafile=cafile)
 ctx.check_hostname = False
-jar = http.cookiejar.CookieJar()
-web = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(jar))
-form = urllib.parse.urlencode({"address": "owner@example.org", "password": password, "next": "/update"}).encode()
-web.open(base + "/login", data=form)
+web = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+web.open(base + "/login", data=urllib.parse.urlencode({"address": "owner@example.org", "password": password, "next": "/update"}).encode())
 page = web.open(base + "/update").read().decode()
+"#;
+
+/// Runs `script` after [`AS_OWNER`] against `s`, with `args` after the
+/// owner's: what it printed.
+fn as_owner(s: &Server, script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{AS_OWNER}{script}"))
+        .arg(format!("https://127.0.0.1:{}", s.listeners["https"].port()))
+        .arg(s.data().join("tls/self-signed.crt"))
+        .arg(PASSWORD)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Posts the Update page's form without a script, as a browser does:
+/// multipart, the session's cookie and CSRF token (`path csrf_override`).
+/// The page's flash.
+const FORM_CLIENT: &str = r#"
+path, csrf_override = sys.argv[4:6]
 csrf = csrf_override or re.search(r'name="csrf" value="([^"]+)"', page).group(1)
 boundary = uuid.uuid4().hex
 body = b"".join([
@@ -284,24 +307,7 @@ fn the_update_form_works_without_a_script_and_only_with_the_sessions_token() {
     let ready = s.data().join("update/ready.bundle");
     let file = s.dir.path().join("u.bundle");
     std::fs::write(&file, bundle(&key, "pc-x86_64", "9.9.9")).unwrap();
-    let post = |csrf: &str| {
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(FORM_CLIENT)
-            .arg(format!("https://127.0.0.1:{}", s.listeners["https"].port()))
-            .arg(s.data().join("tls/self-signed.crt"))
-            .arg(PASSWORD)
-            .arg(&file)
-            .arg(csrf)
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let post = |csrf: &str| as_owner(&s, FORM_CLIENT, &[file.as_os_str(), csrf.as_ref()]);
     let forged = post("not-the-token");
     assert!(
         forged.contains("bad") && forged.contains("That form had expired"),
@@ -325,13 +331,6 @@ fn head(bundle: &[u8]) -> Vec<u8> {
 /// Logs in and presses the Update page's "Check now" (a form post with
 /// the session's token); the page's flash.
 const CHECK_NOW: &str = r#"
-import re, ssl, sys, urllib.request, urllib.parse, http.cookiejar
-base, cafile, password = sys.argv[1:4]
-ctx = ssl.create_default_context(cafile=cafile)
-ctx.check_hostname = False
-web = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-web.open(base + "/login", data=urllib.parse.urlencode({"address": "owner@example.org", "password": password, "next": "/update"}).encode())
-page = web.open(base + "/update").read().decode()
 csrf = re.search(r'action="/update/check"><input type="hidden" name="csrf" value="([^"]+)"', page).group(1)
 page = web.open(base + "/update/check", data=urllib.parse.urlencode({"csrf": csrf}).encode()).read().decode()
 print(re.search(r'<div class="notice (ok|bad)" role="status">([^<]*)</div>', page).group(2))
@@ -410,20 +409,8 @@ fn a_newer_version_at_the_update_url_is_downloaded_and_a_foreign_one_is_not() {
     s.restart();
     let newer = bundle(&key, "pc-x86_64", "9.9.10");
     publish(&newer, "9.9.10");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(CHECK_NOW)
-        .arg(format!("https://127.0.0.1:{}", s.listeners["https"].port()))
-        .arg(s.data().join("tls/self-signed.crt"))
-        .arg(PASSWORD)
-        .output()
-        .expect("python3");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("Asking the update URL now"),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = as_owner(&s, CHECK_NOW, &[]);
+    assert!(said.contains("Asking the update URL now"), "{said}");
     wait_log(&s, "version 9.9.10 downloaded");
     assert_eq!(std::fs::read(&ready).unwrap(), newer);
 
@@ -435,15 +422,7 @@ fn a_newer_version_at_the_update_url_is_downloaded_and_a_foreign_one_is_not() {
     )
     .unwrap();
     publish(&bundle(&key, "pc-x86_64", "9.9.11"), "9.9.11");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(CHECK_NOW)
-        .arg(format!("https://127.0.0.1:{}", s.listeners["https"].port()))
-        .arg(s.data().join("tls/self-signed.crt"))
-        .arg(PASSWORD)
-        .output()
-        .expect("python3");
-    assert!(out.status.success());
+    as_owner(&s, CHECK_NOW, &[]);
     wait_log(
         &s,
         "version 9.9.11 is offered, but it failed here before; upload it on this page to try it again",

@@ -4,6 +4,13 @@
 use axum::http::HeaderMap;
 use base64::Engine;
 
+/// A form that carries nothing but the session's CSRF token (a button).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
 /// A fresh random token (32 bytes, URL-safe base64).
 pub fn token() -> String {
     let bytes: [u8; 32] = rand::random();

@@ -214,17 +214,11 @@ async fn login_submit(
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct LogoutForm {
-    csrf: String,
-}
-
 async fn logout(
     State(web): State<Arc<Web>>,
     Extension(conn): Extension<Conn>,
     headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
+    Form(form): Form<forms::CsrfForm>,
 ) -> Response {
     if let Ok(session) = admin(&web, &conn, &headers, "/")
         && forms::same(&form.csrf, &session.csrf)

@@ -66,6 +66,14 @@ impl Running {
         }
     }
 
+    /// Presses the power button (ACPI) and waits for the orderly power-off:
+    /// the console's text.
+    fn power_down(&mut self) -> anyhow::Result<String> {
+        qemu::qmp(&self.qmp, "system_powerdown")?;
+        self.wait_exit(Duration::from_secs(90))?;
+        Ok(self.console_text())
+    }
+
     fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -209,17 +217,38 @@ typ, data = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
 print(" | ".join(d[1].decode().strip() for d in data if isinstance(d, tuple)))
 c.logout()
 "#;
+    python(
+        SCRIPT,
+        &[&port.to_string(), OWNER_PASSWORD, &count.to_string()],
+        "IMAP on the appliance",
+    )
+}
+
+/// The owner's INBOX over IMAP holds `subjects`, in order (`when`: for
+/// the message).
+fn expect_inbox(port: u16, subjects: &[&str], when: &str) -> anyhow::Result<()> {
+    let found = imap_subjects(port, subjects.len())?;
+    let expected = subjects
+        .iter()
+        .map(|s| format!("Subject: {s}"))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    ensure!(found == expected, "the owner's INBOX {when}: {found:?}");
+    Ok(())
+}
+
+/// Runs a Python client (`script` with `args`): what it printed; `what`
+/// names it when it fails.
+fn python(script: &str, args: &[&str], what: &str) -> anyhow::Result<String> {
     let out = Command::new("python3")
         .arg("-c")
-        .arg(SCRIPT)
-        .arg(port.to_string())
-        .arg(OWNER_PASSWORD)
-        .arg(count.to_string())
+        .arg(script)
+        .args(args)
         .output()
         .context("python3")?;
     ensure!(
         out.status.success(),
-        "IMAP on the appliance failed:\n{}",
+        "{what} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -417,9 +446,7 @@ pub fn run() -> anyhow::Result<()> {
     );
     println!("e2e: the owner reads it over IMAP (993): {subjects}");
     // Give delivery a moment, then press the power button.
-    qemu::qmp(&vm.qmp, "system_powerdown")?;
-    vm.wait_exit(Duration::from_secs(90))?;
-    let console = vm.console_text();
+    let console = vm.power_down()?;
     ensure!(
         console.contains("power button pressed"),
         "no power button event:\n{}",

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 
-use super::{OWNER_PASSWORD, Running, boot, extract, imap_subjects, smtp_send, tail, wait_smtp};
-use crate::{deploy, image, qemu};
+use super::{
+    OWNER_PASSWORD, Running, boot, expect_inbox, extract, python, smtp_send, tail, wait_smtp,
+};
+use crate::{deploy, image};
 
 const OWNER: &str = "owner@example.org";
 
@@ -60,6 +62,38 @@ fn slot(
     Ok(image::slot_files(board, true, version, variant)?.named())
 }
 
+/// Writes a bundle of `board`'s slot at `version` (`variant`) to `out`,
+/// signed with `key`.
+fn bundle_of(
+    board: &'static board::Board,
+    key: &[u8],
+    version: &str,
+    variant: image::Variant,
+    out: &Path,
+) -> anyhow::Result<()> {
+    write_bundle(
+        key,
+        board.name,
+        version,
+        &slot(board, version, variant)?,
+        out,
+    )
+}
+
+/// Boots `disk` again (a reboot inside the VM boots again) until the mta
+/// accepts connections: the VM and its console so far.
+fn boot_up(
+    board: &'static board::Board,
+    dir: &Path,
+    disk: &Path,
+    name: &str,
+) -> anyhow::Result<(Running, String)> {
+    let mut vm = boot(board, dir, disk, name, true)?;
+    wait_smtp(&mut vm)?;
+    let console = vm.wait_console("mta accepting connections", Duration::from_secs(60))?;
+    Ok((vm, console))
+}
+
 /// Writes a bundle of `files` for `board_name` at `version` to `out`,
 /// signed with `key` (PKCS#8).
 fn write_bundle(
@@ -106,20 +140,11 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code, e.read().decode().strip())
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(port.to_string())
-        .arg(path)
-        .arg(OWNER_PASSWORD)
-        .output()
-        .context("python3")?;
-    ensure!(
-        out.status.success(),
-        "the update upload failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    python(
+        SCRIPT,
+        &[&port.to_string(), &path.to_string_lossy(), OWNER_PASSWORD],
+        "the update upload",
+    )
 }
 
 /// Sends `bundle` as `cargo xtask deploy` does, pinning the appliance's
@@ -196,9 +221,7 @@ pub fn scenarios(
     // refused; then the update to the next version, sent as `cargo xtask
     // deploy` sends it, which the VM installs into slot b, reboots into,
     // and blesses.
-    let mut vm = boot(board, dir, disk, "2", true)?;
-    wait_smtp(&mut vm)?;
-    let console = vm.wait_console("mta accepting connections", Duration::from_secs(30))?;
+    let (mut vm, console) = boot_up(board, dir, disk, "2")?;
     ensure!(
         console.contains("reused (created"),
         "the data partition was not reused:\n{}",
@@ -287,13 +310,12 @@ pub fn scenarios(
         OWNER,
         "From: e2e@sender.example\r\nTo: owner@example.org\r\nSubject: after the update\r\n\r\nhello again\r\n",
     )?;
-    let subjects = imap_subjects(vm.imaps_port, 2)?;
-    ensure!(
-        subjects == "Subject: after the wizard | Subject: after the update",
-        "the owner's INBOX after the update: {subjects:?}"
-    );
-    qemu::qmp(&vm.qmp, "system_powerdown")?;
-    vm.wait_exit(Duration::from_secs(90))?;
+    expect_inbox(
+        vm.imaps_port,
+        &["after the wizard", "after the update"],
+        "after the update",
+    )?;
+    vm.power_down()?;
     drop(vm);
     // Both slots' entries blessed, and the ESP is a clean FAT.
     check_esp(
@@ -308,12 +330,14 @@ pub fn scenarios(
     // runs again by itself, saying the update failed.
     let broken = next_version(&next);
     let broken_bundle = dir.join("broken.bundle");
-    let files = slot(board, &broken, image::Variant::MtaExits)?;
-    write_bundle(&key, board.name, &broken, &files, &broken_bundle)?;
-    drop(files);
-    let mut vm = boot(board, dir, disk, "3", true)?;
-    wait_smtp(&mut vm)?;
-    vm.wait_console("mta accepting connections", Duration::from_secs(60))?;
+    bundle_of(
+        board,
+        &key,
+        &broken,
+        image::Variant::MtaExits,
+        &broken_bundle,
+    )?;
+    let (mut vm, _) = boot_up(board, dir, disk, "3")?;
     let sent = Instant::now();
     let answer = put_update(vm.https_port, &broken_bundle)?;
     ensure!(
@@ -332,13 +356,12 @@ pub fn scenarios(
         sent.elapsed().as_secs_f64()
     );
     ensure!(tries == 3, "expected 3 trial boots, saw {tries}");
-    let subjects = imap_subjects(vm.imaps_port, 2)?;
-    ensure!(
-        subjects == "Subject: after the wizard | Subject: after the update",
-        "the owner's INBOX after the failed update: {subjects:?}"
-    );
-    qemu::qmp(&vm.qmp, "system_powerdown")?;
-    vm.wait_exit(Duration::from_secs(90))?;
+    expect_inbox(
+        vm.imaps_port,
+        &["after the wizard", "after the update"],
+        "after the failed update",
+    )?;
+    vm.power_down()?;
     drop(vm);
     check_esp(
         disk,
@@ -365,12 +388,8 @@ fn power_cuts(
     let esp_image = dir.join("esp.fat");
     let version = next_version(after);
     let bundle = dir.join("power-cut.bundle");
-    let files = slot(board, &version, image::Variant::Normal)?;
-    write_bundle(key, board.name, &version, &files, &bundle)?;
-    drop(files);
-    let mut vm = boot(board, dir, disk, "4", true)?;
-    wait_smtp(&mut vm)?;
-    vm.wait_console("mta accepting connections", Duration::from_secs(60))?;
+    bundle_of(board, key, &version, image::Variant::Normal, &bundle)?;
+    let (mut vm, _) = boot_up(board, dir, disk, "4")?;
     let answer = put_update(vm.https_port, &bundle)?;
     ensure!(
         answer.starts_with(&format!("200 version {version} accepted")),
@@ -469,15 +488,17 @@ fn power_cuts(
         "the trial's second try was not the one blessed:\n{}",
         tail(&console)
     );
-    let subjects = imap_subjects(vm.imaps_port, 3)?;
-    ensure!(
-        subjects
-            == "Subject: after the wizard | Subject: after the update | Subject: before the power cut",
-        "the owner's INBOX after the power cuts: {subjects:?}"
-    );
+    expect_inbox(
+        vm.imaps_port,
+        &[
+            "after the wizard",
+            "after the update",
+            "before the power cut",
+        ],
+        "after the power cuts",
+    )?;
     println!("e2e: after two power cuts {version} runs, blessed; the mail is all there");
-    qemu::qmp(&vm.qmp, "system_powerdown")?;
-    vm.wait_exit(Duration::from_secs(90))?;
+    vm.power_down()?;
     drop(vm);
     check_esp(
         disk,

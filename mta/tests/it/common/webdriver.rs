@@ -221,6 +221,14 @@ impl Driver {
         );
     }
 
+    /// Logs in on the login page the browser is sent to (or is on).
+    pub fn log_in(&self, address: &str, password: &str) {
+        self.wait_url(|u| u.contains("/login"));
+        self.fill("#f-address", address);
+        self.fill("#f-password", password);
+        self.click("button[type=submit]");
+    }
+
     /// Chooses the file at `path` in the file input `css`.
     pub fn choose_file(&self, css: &str, path: &std::path::Path) {
         let id = self.find(css);

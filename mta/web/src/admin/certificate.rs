@@ -132,17 +132,11 @@ async fn page(
     )
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RenewForm {
-    csrf: String,
-}
-
 async fn renew(
     State(web): State<Arc<Web>>,
     Extension(conn): Extension<Conn>,
     headers: HeaderMap,
-    Form(f): Form<RenewForm>,
+    Form(f): Form<crate::forms::CsrfForm>,
 ) -> Response {
     if let Err(r) = guard_post(&web, &conn, &headers, HERE, &f.csrf) {
         return r.into_response();

@@ -31,19 +31,13 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/update/check", post(check_now))
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct CsrfOnly {
-    csrf: String,
-}
-
 /// Asks the update URL now (in the background: a download takes a while);
 /// the page shows what it found once it is done.
 async fn check_now(
     State(web): State<Arc<Web>>,
     Extension(conn): Extension<Conn>,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<CsrfOnly>,
+    axum::Form(form): axum::Form<forms::CsrfForm>,
 ) -> Response {
     if let Err(r) = guard_post(&web, &conn, &headers, HERE, &form.csrf) {
         return r.into_response();
