@@ -146,6 +146,14 @@ struct Scheduler {
     when: HashMap<QueueId, u64>,
     fresh: HashMap<QueueId, (Arc<Envelope>, Arc<Body>)>,
     fresh_bytes: usize,
+    /// Messages handed to a worker whose results the queue has not yet
+    /// scheduled (at most every message in the queue: each leaves with its
+    /// next `Due` or `Forget`).
+    working: HashSet<QueueId>,
+    /// Messages that were being worked on when a flush came: their next
+    /// attempt is now, whatever the backoff says, or the flush would miss
+    /// exactly the messages whose attempt had just failed.
+    flushed: HashSet<QueueId>,
 }
 
 impl Scheduler {
@@ -155,17 +163,8 @@ impl Scheduler {
         }
         loop {
             let now = now_secs();
-            while let Some(&(due, id)) = self.due.first() {
-                if due > now {
-                    break;
-                }
-                self.due.pop_first();
-                self.when.remove(&id);
-                let fresh = self.fresh.remove(&id);
-                if let Some((_, body)) = &fresh {
-                    self.fresh_bytes -= body.memory();
-                }
-                if jobs.send(Job { id, fresh }).is_err() {
+            while let Some(job) = self.next_due(now) {
+                if jobs.send(job).is_err() {
                     return;
                 }
             }
@@ -188,6 +187,22 @@ impl Scheduler {
         }
     }
 
+    /// The next message due at `now`, taken off the schedule.
+    fn next_due(&mut self, now: u64) -> Option<Job> {
+        let &(due, id) = self.due.first()?;
+        if due > now {
+            return None;
+        }
+        self.due.pop_first();
+        self.when.remove(&id);
+        let fresh = self.fresh.remove(&id);
+        if let Some((_, body)) = &fresh {
+            self.fresh_bytes -= body.memory();
+        }
+        self.working.insert(id);
+        Some(Job { id, fresh })
+    }
+
     fn handle(&mut self, msg: Schedule) {
         match msg {
             Schedule::Due { id, due, fresh } => {
@@ -197,9 +212,13 @@ impl Scheduler {
                     self.fresh_bytes += body.memory();
                     self.fresh.insert(id, (env, body));
                 }
+                self.working.remove(&id);
+                let due = if self.flushed.remove(&id) { 0 } else { due };
                 self.set(id, due);
             }
             Schedule::Forget(id) => {
+                self.working.remove(&id);
+                self.flushed.remove(&id);
                 if let Some(due) = self.when.remove(&id) {
                     self.due.remove(&(due, id));
                 }
@@ -212,6 +231,7 @@ impl Scheduler {
                 for id in all {
                     self.set(id, 0);
                 }
+                self.flushed.extend(self.working.iter().copied());
             }
         }
     }
@@ -561,5 +581,48 @@ fn log_attempt(envelope: &Envelope, a: &Attempt) {
             stats().count(Event::Bounced);
             summary!(warn)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(id: u64, due: u64) -> Schedule {
+        Schedule::Due {
+            id: QueueId(id),
+            due,
+            fresh: None,
+        }
+    }
+
+    fn ids(s: &mut Scheduler, now: u64) -> Vec<u64> {
+        std::iter::from_fn(|| s.next_due(now))
+            .map(|j| j.id.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_flush_also_covers_the_messages_being_attempted_when_it_comes() {
+        let mut s = Scheduler::default();
+        s.handle(due(1, 100));
+        s.handle(due(2, 100));
+        s.handle(due(3, 5000));
+        assert_eq!(ids(&mut s, 100), [1, 2], "due at 100");
+        // 1's attempt fails and is rescheduled before the flush; 2's
+        // attempt is still under way when the flush comes.
+        s.handle(due(1, 3700));
+        s.handle(Schedule::Flush);
+        s.handle(due(2, 3700));
+        assert_eq!(ids(&mut s, 101), [1, 2, 3], "all at once after the flush");
+        // Once only: the next failure waits its backoff again.
+        s.handle(due(2, 3800));
+        assert_eq!(ids(&mut s, 102), Vec::<u64>::new());
+        assert!(s.flushed.is_empty());
+        // A message forgotten while being attempted leaves nothing behind.
+        s.handle(Schedule::Flush);
+        s.handle(Schedule::Forget(QueueId(1)));
+        s.handle(Schedule::Forget(QueueId(3)));
+        assert!(s.working.is_empty() && s.flushed.is_empty());
     }
 }
