@@ -1,11 +1,13 @@
-//! The disk layout of a UEFI board: a GPT with the EFI system partition (boot
-//! slots A and B, systemd-boot) and the data partition (ext4, label
-//! `mailbox-data`), written without root or loop devices; and the data
-//! partition's growth to the whole disk on first boot.
+//! The disk layouts, written without root or loop devices: a UEFI board's
+//! GPT with the EFI system partition (boot slots A and B, systemd-boot) and
+//! the data partition (ext4, label `mailbox-data`); a Raspberry Pi's MBR
+//! with the boot selector, slots A and B and the data (see
+//! [`crate::tryboot`]). And the data partition's growth to the whole disk on
+//! first boot, on either.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use gpt::disk::LogicalBlockSize;
@@ -27,6 +29,10 @@ pub enum DiskError {
     Gpt(#[from] gpt::GptError),
     #[error("the disk has no partition named {0:?}")]
     NoDataPartition(&'static str),
+    #[error("MBR: {0}")]
+    Mbr(String),
+    #[error("the disk is too large for an MBR (2 TiB at most)")]
+    TooLarge,
 }
 
 /// Where the partitions are, in bytes from the start of the disk.
@@ -51,13 +57,7 @@ pub fn write_image(path: &Path, esp: &[u8], data: &Path) -> Result<Layout, DiskE
     };
     // One more MiB at the end holds the backup GPT.
     let total = layout.data_offset + data_len + ALIGN;
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
-    file.set_len(total)?;
+    let file = create_sized(path, total)?;
 
     let mut disk = gpt::GptConfig::new()
         .writable(true)
@@ -92,6 +92,18 @@ pub fn write_image(path: &Path, esp: &[u8], data: &Path) -> Result<Layout, DiskE
     io::copy(&mut File::open(data)?, &mut file)?;
     file.sync_all()?;
     Ok(layout)
+}
+
+/// A new disk image of `bytes` (sparse).
+fn create_sized(path: &Path, bytes: u64) -> io::Result<File> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.set_len(bytes)?;
+    Ok(file)
 }
 
 /// Reads the layout back from a disk image or device.
@@ -135,7 +147,15 @@ pub struct Grown {
 /// Extends the data partition (the last one) to the end of the disk and
 /// moves the backup GPT there. Returns `None` when it already fills the
 /// disk (within 1 MiB). `device` is the whole disk (`/dev/vda`) or an image.
-pub fn grow_data_partition<D: gpt::DiskDevice>(device: D) -> Result<Option<Grown>, DiskError> {
+pub fn grow_data_partition<D: gpt::DiskDevice>(mut device: D) -> Result<Option<Grown>, DiskError> {
+    // A GPT disk has a protective MBR: one partition of type 0xEE.
+    let mut mbr = [0u8; 512];
+    device.seek(SeekFrom::Start(0))?;
+    device.read_exact(&mut mbr)?;
+    if mbr[510..512] == [0x55, 0xAA] && mbr[446 + 4] != 0xEE {
+        return grow_mbr_data(device);
+    }
+    device.seek(SeekFrom::Start(0))?;
     let mut disk = gpt::GptConfig::new()
         .writable(true)
         .logical_block_size(LogicalBlockSize::Lb512)
@@ -167,6 +187,149 @@ pub fn grow_data_partition<D: gpt::DiskDevice>(device: D) -> Result<Option<Grown
         .map_err(|e| io::Error::other(e.to_string()))?;
     device.flush()?;
     Ok(Some(grown))
+}
+
+/// MBR partition types of a Raspberry Pi disk: the boot selector and the
+/// two slots are FAT32 (LBA), the data is Linux.
+pub const PI_PARTITIONS: [u8; 4] = [0x0c, 0x0c, 0x0c, 0x83];
+
+/// Where the partitions of a Raspberry Pi disk are: (offset, length) in
+/// bytes of the boot selector, slot A, slot B and the data; and their
+/// MBR types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PiLayout {
+    pub parts: [(u64, u64); 4],
+    pub types: [u8; 4],
+}
+
+/// Writes a Raspberry Pi disk image at `path`: an MBR, the three FAT
+/// partitions `fats` (selector, slot A, slot B) and the data partition from
+/// the file system image `data`.
+pub fn write_pi_image(
+    path: &Path,
+    fats: &[Vec<u8>; 3],
+    data: &Path,
+) -> Result<PiLayout, DiskError> {
+    let mut parts = [(0u64, 0u64); 4];
+    let mut at = ALIGN;
+    for (n, fat) in fats.iter().enumerate() {
+        let len = (fat.len() as u64).div_ceil(ALIGN) * ALIGN;
+        parts[n] = (at, len);
+        at += len;
+    }
+    let data_len = std::fs::metadata(data)?.len().div_ceil(ALIGN) * ALIGN;
+    parts[3] = (at, data_len);
+    let mut file = create_sized(path, at + data_len)?;
+    // The disk identifier (Linux's PARTUUID prefix): differs per build.
+    let id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u32 ^ (d.as_secs() as u32).rotate_left(16))
+        .unwrap_or(0x4d42_4f58);
+    let mut mbr =
+        mbrman::MBR::new_from(&mut file, SECTOR as u32, id.to_le_bytes()).map_err(mbr_error)?;
+    for (n, &(offset, len)) in parts.iter().enumerate() {
+        mbr[n + 1] = mbrman::MBRPartitionEntry {
+            boot: if n == 0 {
+                mbrman::BOOT_ACTIVE
+            } else {
+                mbrman::BOOT_INACTIVE
+            },
+            first_chs: mbrman::CHS::empty(),
+            sys: PI_PARTITIONS[n],
+            last_chs: mbrman::CHS::empty(),
+            starting_lba: sectors(offset)?,
+            sectors: sectors(len)?,
+        };
+    }
+    mbr.write_into(&mut file).map_err(mbr_error)?;
+    for (n, fat) in fats.iter().enumerate() {
+        file.seek(SeekFrom::Start(parts[n].0))?;
+        file.write_all(fat)?;
+    }
+    file.seek(SeekFrom::Start(parts[3].0))?;
+    io::copy(&mut File::open(data)?, &mut file)?;
+    file.sync_all()?;
+    Ok(PiLayout {
+        parts,
+        types: PI_PARTITIONS,
+    })
+}
+
+fn sectors(bytes: u64) -> Result<u32, DiskError> {
+    u32::try_from(bytes / SECTOR).map_err(|_| DiskError::TooLarge)
+}
+
+fn mbr_error(e: mbrman::Error) -> DiskError {
+    DiskError::Mbr(e.to_string())
+}
+
+/// Reads a Raspberry Pi disk's layout back (its first four MBR entries).
+pub fn read_pi_layout(path: &Path) -> Result<PiLayout, DiskError> {
+    let mut file = File::open(path)?;
+    let mbr = mbrman::MBR::read_from(&mut file, SECTOR as u32).map_err(mbr_error)?;
+    let mut layout = PiLayout {
+        parts: [(0, 0); 4],
+        types: [0; 4],
+    };
+    for n in 0..4 {
+        let p = &mbr[n + 1];
+        layout.parts[n] = (p.starting_lba as u64 * SECTOR, p.sectors as u64 * SECTOR);
+        layout.types[n] = p.sys;
+    }
+    Ok(layout)
+}
+
+/// Grows the last partition of an MBR disk (the Pi's data) to the end of
+/// the disk (MBR's limit: 2 TiB).
+fn grow_mbr_data<D: Read + Write + Seek>(mut device: D) -> Result<Option<Grown>, DiskError> {
+    device.seek(SeekFrom::Start(0))?;
+    let mut mbr = mbrman::MBR::read_from(&mut device, SECTOR as u32).map_err(mbr_error)?;
+    let disk_bytes = device.seek(SeekFrom::End(0))?;
+    let Some(number) = (1..=4usize)
+        .filter(|&n| mbr[n].is_used() && mbr[n].sys == 0x83)
+        .max_by_key(|&n| mbr[n].starting_lba)
+    else {
+        return Err(DiskError::NoDataPartition(DATA_NAME));
+    };
+    let start = mbr[number].starting_lba as u64;
+    let old_len = mbr[number].sectors as u64;
+    let usable_end = (disk_bytes / ALIGN * ALIGN / SECTOR).min(u32::MAX as u64);
+    if usable_end <= start + old_len + ALIGN / SECTOR {
+        return Ok(None);
+    }
+    let new_len = usable_end - start;
+    mbr[number].sectors = sectors(new_len * SECTOR)?;
+    device.seek(SeekFrom::Start(0))?;
+    mbr.write_into(&mut device).map_err(mbr_error)?;
+    device.flush()?;
+    Ok(Some(Grown {
+        number: number as u32,
+        start_bytes: start * SECTOR,
+        old_len_bytes: old_len * SECTOR,
+        new_len_bytes: new_len * SECTOR,
+    }))
+}
+
+/// The label of the ext4 or FAT file system whose first 2 KiB are `head`.
+pub fn fs_label(head: &[u8]) -> Option<String> {
+    let text = |bytes: &[u8]| {
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        String::from_utf8_lossy(&bytes[..end])
+            .trim_end()
+            .to_string()
+    };
+    // ext2/3/4: the superblock at 1024, magic 0xEF53 at +56, label at +120.
+    if head.get(1080..1082) == Some(&[0x53, 0xef]) {
+        return Some(text(head.get(1144..1160)?));
+    }
+    // FAT32: "FAT32   " at 82, the label at 71; FAT12/16: at 54 and 43.
+    if head.get(82..87) == Some(b"FAT32") {
+        return Some(text(head.get(71..82)?));
+    }
+    if head.get(54..57) == Some(b"FAT") {
+        return Some(text(head.get(43..54)?));
+    }
+    None
 }
 
 #[cfg(feature = "build")]
@@ -291,6 +454,23 @@ mod build {
         Some(())
     }
 
+    /// Reads a file of a FAT image (for tests and checks).
+    pub fn fat_read(image: &[u8], path: &str) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let fs = fatfs::FileSystem::new(Cursor::new(image.to_vec()), fatfs::FsOptions::new())?;
+        let mut out = Vec::new();
+        fs.root_dir()
+            .open_file(path.trim_start_matches('/'))?
+            .read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// The volume label of a FAT image.
+    pub fn fat_label(image: &[u8]) -> io::Result<String> {
+        let fs = fatfs::FileSystem::new(Cursor::new(image.to_vec()), fatfs::FsOptions::new())?;
+        Ok(fs.volume_label().trim_end().to_string())
+    }
+
     /// Lists the files of a directory in a FAT image (for tests and checks).
     pub fn fat_list(image: &[u8], dir: &str) -> io::Result<Vec<String>> {
         let fs = fatfs::FileSystem::new(Cursor::new(image.to_vec()), fatfs::FsOptions::new())?;
@@ -379,5 +559,61 @@ pub(crate) mod tests {
         let after = read_layout(&img).unwrap();
         assert_eq!(after.data_len, grown.new_len_bytes);
         assert_eq!(after.esp_len, layout.esp_len);
+    }
+
+    #[test]
+    fn a_pi_image_has_four_mbr_partitions_found_by_label_and_grows() {
+        let t = tempfile::tempdir().unwrap();
+        let fats = [
+            fat_image(
+                64 << 20,
+                "MBXBOOT",
+                &[("autoboot.txt".into(), b"x".to_vec())],
+            )
+            .unwrap(),
+            fat_image(40 << 20, "MBXSLOTA", &[]).unwrap(),
+            fat_image(40 << 20, "MBXSLOTB", &[]).unwrap(),
+        ];
+        assert_eq!(fs_label(&fats[0][..2048]).as_deref(), Some("MBXBOOT"));
+        // A real ext4 (e2fsprogs is a prerequisite of the image build).
+        let data = t.path().join("data.ext4");
+        let ok = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", DATA_NAME])
+            .arg(&data)
+            .arg("8M")
+            .status()
+            .expect("mkfs.ext4");
+        assert!(ok.success());
+        let img = t.path().join("pi.img");
+        let layout = write_pi_image(&img, &fats, &data).unwrap();
+        assert_eq!(read_pi_layout(&img).unwrap(), layout);
+        let bytes = std::fs::read(&img).unwrap();
+        // An MBR, not a GPT: no protective 0xEE entry.
+        assert_eq!(&bytes[510..512], &[0x55, 0xAA]);
+        assert_eq!(bytes[446 + 4], 0x0c);
+        assert_eq!(bytes[446], 0x80, "the selector is marked active");
+        let head = |n: usize| {
+            let at = layout.parts[n].0 as usize;
+            bytes[at..at + 2048].to_vec()
+        };
+        assert_eq!(fs_label(&head(1)).as_deref(), Some("MBXSLOTA"));
+        assert_eq!(fs_label(&head(3)).as_deref(), Some(DATA_NAME));
+        assert_eq!(fs_label(&[0u8; 2048]), None);
+        for n in 0..3 {
+            assert_eq!(layout.parts[n + 1].0, layout.parts[n].0 + layout.parts[n].1);
+        }
+
+        // Nothing to grow on an exact-size disk; on a bigger card the data
+        // partition takes the room and the boot partitions stay.
+        let open = || File::options().read(true).write(true).open(&img).unwrap();
+        assert_eq!(grow_data_partition(open()).unwrap(), None);
+        open().set_len(bytes.len() as u64 + (96 << 20)).unwrap();
+        let grown = grow_data_partition(open()).unwrap().unwrap();
+        assert_eq!(grown.number, 4);
+        assert_eq!(grown.new_len_bytes, layout.parts[3].1 + (96 << 20));
+        let after = read_pi_layout(&img).unwrap();
+        assert_eq!(after.parts[3].1, grown.new_len_bytes);
+        assert_eq!(after.parts[..3], layout.parts[..3]);
+        assert_eq!(grow_data_partition(open()).unwrap(), None);
     }
 }

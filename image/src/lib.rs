@@ -7,6 +7,7 @@
 //! - [`disk`]: the GPT disk layout (ESP + data) and its growth on first boot
 //! - [`bundle`]: the signed update bundle (format, signing, checking)
 //! - [`slot`]: installing a bundle into the inactive boot slot, power-cut safe
+//! - [`tryboot`]: the Raspberry Pi's A/B boot (`autoboot.txt`, tryboot, commit)
 //! - [`update`]: the hand-off of an update from the mta to init, and its status
 //!
 //! Parts only the build needs (FAT formatting, compression, ELF reading) are
@@ -21,4 +22,5 @@ pub mod fat;
 pub mod initramfs;
 pub mod modules;
 pub mod slot;
+pub mod tryboot;
 pub mod update;

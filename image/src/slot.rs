@@ -121,7 +121,7 @@ pub fn install(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::bundle::{generate_key, public_key, read_manifest, write};
 
@@ -156,7 +156,8 @@ mod tests {
         out
     }
 
-    fn listing(dir: &Path) -> Vec<String> {
+    /// The names in `dir`, sorted.
+    pub(crate) fn listing(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

@@ -1,8 +1,12 @@
 //! Blessing the boot, as `systemd-bless-boot` does: once the appliance is
 //! healthy, the boot entry systemd-boot is counting down is renamed without
-//! its `+LEFT-DONE` counter, so this slot is the default from now on.
+//! its `+LEFT-DONE` counter, so this slot is the default from now on. On a
+//! Raspberry Pi, a trial (a `tryboot`) is committed instead: `autoboot.txt`
+//! names this slot from now on (`image::tryboot`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use image::tryboot::{Booted, MountedDir, SELECTOR_LABEL};
 
 use crate::console::log;
 
@@ -26,6 +30,20 @@ pub fn counted_entry() -> Option<PathBuf> {
     ))
 }
 
+/// What the Raspberry Pi firmware says of this boot (`None`: not a Pi).
+pub fn pi_boot() -> Option<Booted> {
+    image::tryboot::booted(Path::new("/proc/device-tree"))
+}
+
+/// Whether this boot is a trial: systemd-boot counting its tries, or the
+/// Pi firmware's tryboot.
+pub fn is_trial() -> bool {
+    match pi_boot() {
+        Some(pi) => pi.trial,
+        None => counted_entry().is_some(),
+    }
+}
+
 /// Blesses the boot, and says it is committed.
 pub fn bless_boot() {
     if bless() {
@@ -35,6 +53,9 @@ pub fn bless_boot() {
 
 /// Whether the boot is committed now.
 fn bless() -> bool {
+    if let Some(pi) = pi_boot() {
+        return commit_tryboot(pi);
+    }
     let Some(entry) = counted_entry() else {
         log!("boot entry needs no blessing (no boot counting in progress)");
         return true;
@@ -61,6 +82,37 @@ fn bless() -> bool {
         }
         Err(e) => {
             log!("cannot bless {}: {e}", from.display());
+            false
+        }
+    };
+    crate::storage::unmount("/boot");
+    done
+}
+
+/// A Pi: a healthy trial becomes the slot `autoboot.txt` boots.
+fn commit_tryboot(pi: Booted) -> bool {
+    if !pi.trial {
+        log!("boot needs no blessing (not a tryboot)");
+        return true;
+    }
+    let Some(slot) = crate::settings::slot() else {
+        log!("cannot commit this tryboot: the command line names no slot");
+        return false;
+    };
+    let Some(boot) = crate::storage::mount_boot(SELECTOR_LABEL) else {
+        return false;
+    };
+    let done = match image::tryboot::commit(&mut MountedDir(&boot), &slot) {
+        Ok(true) => {
+            log!("boot committed: autoboot.txt now boots slot {slot}");
+            true
+        }
+        Ok(false) => {
+            log!("boot committed: autoboot.txt already boots slot {slot}");
+            true
+        }
+        Err(e) => {
+            log!("cannot commit slot {slot} in autoboot.txt: {e}");
             false
         }
     };

@@ -130,7 +130,7 @@ fn run(mask: &SigSet) {
     // A trial boot (systemd-boot counting its tries) that does not become
     // healthy reboots, so the counter runs out and the previous slot boots
     // again, with or without a hardware watchdog.
-    let trial = bless::counted_entry().is_some();
+    let trial = bless::is_trial();
     let mut healthy_once = false;
     let mut last_check = Instant::now() - Duration::from_secs(60);
     let mut last_clock_save = Instant::now();
@@ -192,7 +192,12 @@ fn run(mask: &SigSet) {
             && update::install(&version, &slot)
         {
             log!("rebooting into the update");
-            return shutdown(&mut mta, &mut watchdog, power::Action::Reboot);
+            let how = if bless::pi_boot().is_some() {
+                power::Action::Tryboot
+            } else {
+                power::Action::Reboot
+            };
+            return shutdown(&mut mta, &mut watchdog, how);
         }
         if healthy {
             watchdog.pet();

@@ -16,6 +16,9 @@ use crate::console::log;
 pub enum Action {
     PowerOff,
     Reboot,
+    /// A Raspberry Pi reboot into the other slot, once (`reboot "0 tryboot"`:
+    /// the firmware takes `autoboot.txt`'s `[tryboot]` section).
+    Tryboot,
 }
 
 /// ctrl-alt-del sends SIGINT to PID 1 instead of resetting the machine.
@@ -29,12 +32,29 @@ pub fn finish(action: Action) -> ! {
     match action {
         Action::PowerOff => log!("powering off"),
         Action::Reboot => log!("rebooting"),
+        Action::Tryboot => log!("rebooting into the other slot once (tryboot)"),
     }
-    let mode = match action {
-        Action::PowerOff => RebootMode::RB_POWER_OFF,
-        Action::Reboot => RebootMode::RB_AUTOBOOT,
-    };
-    let _ = reboot(mode);
+    match action {
+        Action::PowerOff => drop(reboot(RebootMode::RB_POWER_OFF)),
+        Action::Reboot => drop(reboot(RebootMode::RB_AUTOBOOT)),
+        Action::Tryboot => {
+            // LINUX_REBOOT_CMD_RESTART2 with an argument the Pi's firmware
+            // driver passes on: partition 0 (the selector) and the flag.
+            let arg = c"0 tryboot";
+            // SAFETY: the reboot syscall with its magic numbers and a
+            // NUL-terminated argument; it only returns on failure.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_reboot,
+                    libc::LINUX_REBOOT_MAGIC1,
+                    libc::LINUX_REBOOT_MAGIC2,
+                    libc::LINUX_REBOOT_CMD_RESTART2,
+                    arg.as_ptr(),
+                );
+            }
+            let _ = reboot(RebootMode::RB_AUTOBOOT);
+        }
+    }
     // reboot(2) only returns on error; PID 1 must not exit.
     loop {
         std::thread::sleep(Duration::from_secs(60));

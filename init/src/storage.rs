@@ -1,6 +1,7 @@
-//! The data partition: found by its GPT name, grown to fill the disk on
-//! first boot (partition entry, then an online ext4 resize), mounted at
-//! /data. And the ESP, mounted only while the boot entry is renamed.
+//! The data partition: found by its GPT name (or, on a Pi's MBR, its file
+//! system label), grown to fill the disk on first boot (partition entry,
+//! then an online ext4 resize), mounted at /data. And the boot partitions
+//! (the ESP; a Pi's selector and slots), mounted only while they change.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -21,7 +22,8 @@ pub struct Partition {
     pub disk: PathBuf,
 }
 
-/// Finds a partition by its GPT name, waiting for drivers to show it.
+/// Finds a partition by its GPT name or file system label, waiting for
+/// drivers to show it.
 pub fn find_partition(name: &str, wait: Duration) -> Option<Partition> {
     let deadline = Instant::now() + wait;
     loop {
@@ -44,12 +46,15 @@ fn scan(name: &str) -> Option<Partition> {
                 .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
                 .map(str::to_string)
         };
-        if field("DEVTYPE").as_deref() != Some("partition")
-            || field("PARTNAME").as_deref() != Some(name)
-        {
+        if field("DEVTYPE").as_deref() != Some("partition") {
             continue;
         }
-        let devname = field("DEVNAME")?;
+        let Some(devname) = field("DEVNAME") else {
+            continue;
+        };
+        if field("PARTNAME").as_deref() != Some(name) && label(&devname).as_deref() != Some(name) {
+            continue;
+        }
         // The parent directory in sysfs is the whole disk.
         let real = std::fs::canonicalize(entry.path()).ok()?;
         let disk = real.parent()?.file_name()?.to_string_lossy().to_string();
@@ -59,6 +64,18 @@ fn scan(name: &str) -> Option<Partition> {
         });
     }
     None
+}
+
+/// The label of the file system on `/dev/<devname>` (MBR partitions have
+/// no names).
+fn label(devname: &str) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 2048];
+    File::open(Path::new("/dev").join(devname))
+        .ok()?
+        .read_exact(&mut head)
+        .ok()?;
+    image::disk::fs_label(&head)
 }
 
 /// Mounts the data partition at /data, growing it first if the disk has
@@ -226,7 +243,16 @@ fn resize_fs(bytes: u64) {
 
 /// Mounts the ESP at /boot (read-write) for a short change.
 pub fn mount_esp() -> Option<PathBuf> {
-    let part = find_partition(image::disk::ESP_NAME, Duration::from_secs(2))?;
+    mount_boot(image::disk::ESP_NAME)
+}
+
+/// Mounts the FAT boot partition named (or labelled) `name` at /boot
+/// (read-write) for a short change, after checking it.
+pub fn mount_boot(name: &str) -> Option<PathBuf> {
+    let Some(part) = find_partition(name, Duration::from_secs(2)) else {
+        log!("no boot partition {name} found");
+        return None;
+    };
     check_esp(&part.device);
     let _ = std::fs::create_dir_all("/boot");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -239,7 +265,7 @@ pub fn mount_esp() -> Option<PathBuf> {
     ) {
         Ok(()) => Some(PathBuf::from("/boot")),
         Err(e) => {
-            log!("cannot mount the ESP {}: {e}", part.device.display());
+            log!("cannot mount {name} ({}): {e}", part.device.display());
             None
         }
     }

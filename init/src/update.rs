@@ -156,15 +156,26 @@ fn install_bundle(
         slot: target.to_string(),
         attempt,
     });
-    let esp = crate::storage::mount_esp().ok_or_else(|| {
-        (
-            found.clone(),
-            "the EFI system partition cannot be mounted".to_string(),
-        )
-    })?;
-    let installed = image::slot::install(&esp, target, &mut r, &manifest, &mut |step| {
-        log!("update: {step}")
-    });
+    let mut step = |step: String| log!("update: {step}");
+    let installed = if crate::bless::pi_boot().is_some() {
+        // A Pi: the slot is a partition of its own.
+        let label = image::tryboot::slot_label(target).unwrap_or_default();
+        let dir = crate::storage::mount_boot(label).ok_or_else(|| {
+            (
+                found.clone(),
+                format!("the partition of slot {target} ({label}) cannot be mounted"),
+            )
+        })?;
+        image::tryboot::install(&dir, target, &mut r, &manifest, &mut step)
+    } else {
+        let esp = crate::storage::mount_esp().ok_or_else(|| {
+            (
+                found.clone(),
+                "the EFI system partition cannot be mounted".to_string(),
+            )
+        })?;
+        image::slot::install(&esp, target, &mut r, &manifest, &mut step).map(drop)
+    };
     crate::storage::unmount("/boot");
     installed.map_err(|e| (found.clone(), e.to_string()))?;
     Ok(Status::Installed {

@@ -37,6 +37,11 @@ pub struct Built {
 
 /// The ESP's size: two slots of kernel + initramfs with room to spare.
 const ESP_BYTES: u64 = 256 << 20;
+/// A Pi's boot selector (only `autoboot.txt`; FAT32 wants 65,525 clusters).
+const PI_SELECTOR_BYTES: u64 = 64 << 20;
+/// A Pi's boot slot: kernel (33 MB uncompressed on arm64), initramfs,
+/// firmware and device trees, with room to spare.
+const PI_SLOT_BYTES: u64 = 128 << 20;
 /// The data partition as built; it grows to fill the disk on first boot.
 const DATA_BYTES: u64 = 128 << 20;
 /// The boot slot the first image boots from.
@@ -83,21 +88,41 @@ pub fn version() -> &'static str {
 pub struct SlotFiles {
     pub vmlinuz: Vec<u8>,
     pub initrd: Vec<u8>,
-    /// The boot entry, with `@SLOT@` where the slot's letter goes.
+    /// The board's firmware files besides (the Pi's: firmware, device
+    /// trees, `config.txt`).
+    pub firmware: Vec<(String, Vec<u8>)>,
+    /// The boot entry (the Pi's `cmdline.txt`), with `@SLOT@` where the
+    /// slot's letter goes.
     pub entry_template: String,
 }
 
 impl SlotFiles {
     /// As a bundle lists them.
     pub fn named(self) -> Vec<(String, Vec<u8>)> {
-        vec![
+        let mut files = vec![
             ("vmlinuz".into(), self.vmlinuz),
             ("initrd.zst".into(), self.initrd),
-            (
-                image::bundle::ENTRY.into(),
-                self.entry_template.into_bytes(),
-            ),
-        ]
+        ];
+        files.extend(self.firmware);
+        files.push((
+            image::bundle::ENTRY.into(),
+            self.entry_template.into_bytes(),
+        ));
+        files
+    }
+
+    /// As slot `slot`'s partition holds them (the Pi's).
+    fn in_pi_slot(&self, slot: &str) -> Vec<(String, Vec<u8>)> {
+        let mut files = vec![
+            ("vmlinuz".into(), self.vmlinuz.clone()),
+            ("initrd.zst".into(), self.initrd.clone()),
+        ];
+        files.extend(self.firmware.iter().cloned());
+        files.push((
+            image::tryboot::CMDLINE.into(),
+            image::bundle::entry_for(&self.entry_template, slot).into_bytes(),
+        ));
+        files
     }
 }
 
@@ -120,18 +145,12 @@ pub fn slot_files(
     version: &str,
     variant: Variant,
 ) -> anyhow::Result<SlotFiles> {
-    if board.boot != BootMethod::SystemdBoot {
-        bail!(
-            "board {} boots with {:?}, which this build cannot write yet",
-            board.name,
-            board.boot
-        );
-    }
     tools::ensure(&tools::for_image(board))?;
     let binaries = build_userland(board, release)?;
 
-    let kernel_package = debs::resolve(board.kernel_package)?;
-    let kernel_root = debs::unpacked(&kernel_package)?;
+    let archive = debs::Archive::of(board.debian_arch)?;
+    let kernel_package = archive.resolve(board.kernel_package)?;
+    let kernel_root = archive.unpacked(&kernel_package)?;
     let kernel_version = std::fs::read_dir(kernel_root.join("lib/modules"))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().to_string())
@@ -204,44 +223,81 @@ pub fn slot_files(
         add_tree(&mut rootfs, &overlay, &overlay)?;
     }
     let initrd = rootfs.compressed(12)?;
-    // `sort-key` makes systemd-boot order the slots by `version`, newest
-    // first: a freshly installed slot is the default (tried three times),
-    // whatever its letter.
-    let entry_template = format!(
-        "title Mailbox\nsort-key mailbox\nversion {v}\nlinux /mailbox/{s}/vmlinuz\ninitrd /mailbox/{s}/initrd.zst\noptions console=tty0 console={c} panic=10 mailbox.slot={s} mailbox.version={v} quiet\n",
+    let options = format!(
+        "console=tty0 console={c} panic=10 mailbox.slot={s} mailbox.version={v} quiet",
         v = version,
         s = image::bundle::SLOT_MARK,
         c = board.console
     );
+    let (entry_template, firmware) = match board.boot {
+        // `sort-key` makes systemd-boot order the slots by `version`,
+        // newest first: a freshly installed slot is the default (tried
+        // three times), whatever its letter.
+        BootMethod::SystemdBoot { .. } => (
+            format!(
+                "title Mailbox\nsort-key mailbox\nversion {version}\nlinux /mailbox/{s}/vmlinuz\ninitrd /mailbox/{s}/initrd.zst\noptions {options}\n",
+                s = image::bundle::SLOT_MARK,
+            ),
+            Vec::new(),
+        ),
+        BootMethod::PiTryboot(pi) => (
+            format!("{options}\n"),
+            pi_firmware(&archive, &kernel_root, &kernel_version, &pi)?,
+        ),
+    };
     Ok(SlotFiles {
         vmlinuz,
         initrd,
+        firmware,
         entry_template,
     })
 }
 
-pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
-    let SlotFiles {
-        vmlinuz,
-        initrd,
-        entry_template,
-    } = slot_files(board, release, version(), Variant::Normal)?;
-    let boot_root = debs::unpacked("systemd-boot-efi")?;
-    let systemd_boot = find_file(&boot_root, board.systemd_boot_binary)?.with_context(|| {
+/// A Pi slot's firmware files, device trees and `config.txt`.
+fn pi_firmware(
+    archive: &debs::Archive,
+    kernel_root: &Path,
+    kernel_version: &str,
+    pi: &board::PiFirmware,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let firmware = archive.unpacked(pi.package)?.join("usr/lib/raspi-firmware");
+    let dtbs = kernel_root.join(format!("usr/lib/linux-image-{kernel_version}/broadcom"));
+    let mut files = Vec::new();
+    for (dir, names) in [(&firmware, pi.files), (&dtbs, pi.dtbs)] {
+        for name in names {
+            let path = dir.join(name);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            files.push((name.to_string(), bytes));
+        }
+    }
+    files.push((
+        image::tryboot::CONFIG.into(),
         format!(
-            "{} not found in systemd-boot-efi",
-            board.systemd_boot_binary
+            "{}kernel=vmlinuz\ninitramfs initrd.zst followkernel\n",
+            pi.config
         )
-    })?;
-    let entry = image::bundle::entry_for(&entry_template, FIRST_SLOT);
-    let esp = image::disk::fat_image(
+        .into_bytes(),
+    ));
+    Ok(files)
+}
+
+/// The ESP of a UEFI board: systemd-boot and slot A as a trial entry.
+fn esp(
+    board: &Board,
+    slot: SlotFiles,
+    efi_boot_path: &str,
+    binary: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let boot_root = debs::Archive::of(board.debian_arch)?.unpacked("systemd-boot-efi")?;
+    let systemd_boot = find_file(&boot_root, binary)?
+        .with_context(|| format!("{binary} not found in systemd-boot-efi"))?;
+    let entry = image::bundle::entry_for(&slot.entry_template, FIRST_SLOT);
+    Ok(image::disk::fat_image(
         ESP_BYTES,
         "MAILBOX",
         &[
-            (
-                board.efi_boot_path.to_string(),
-                std::fs::read(systemd_boot)?,
-            ),
+            (efi_boot_path.to_string(), std::fs::read(systemd_boot)?),
             (
                 "loader/loader.conf".into(),
                 b"timeout 0\neditor no\nconsole-mode keep\n".to_vec(),
@@ -253,10 +309,34 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
                 ),
                 entry.into_bytes(),
             ),
-            (format!("mailbox/{FIRST_SLOT}/vmlinuz"), vmlinuz),
-            (format!("mailbox/{FIRST_SLOT}/initrd.zst"), initrd.clone()),
+            (format!("mailbox/{FIRST_SLOT}/vmlinuz"), slot.vmlinuz),
+            (format!("mailbox/{FIRST_SLOT}/initrd.zst"), slot.initrd),
         ],
+    )?)
+}
+
+/// A Pi's boot partitions: the selector with `autoboot.txt` (slot A
+/// committed), slot A with everything, slot B empty.
+pub fn pi_partitions(slot: &SlotFiles) -> anyhow::Result<[Vec<u8>; 3]> {
+    use image::tryboot::{AUTOBOOT, SELECTOR_LABEL, autoboot, slot_label};
+    let autoboot = autoboot(FIRST_SLOT).context("slot a")?;
+    let selector = image::disk::fat_image(
+        PI_SELECTOR_BYTES,
+        SELECTOR_LABEL,
+        &[(AUTOBOOT.into(), autoboot.into_bytes())],
     )?;
+    let a = image::disk::fat_image(
+        PI_SLOT_BYTES,
+        slot_label("a").context("slot a")?,
+        &slot.in_pi_slot(FIRST_SLOT),
+    )?;
+    let b = image::disk::fat_image(PI_SLOT_BYTES, slot_label("b").context("slot b")?, &[])?;
+    Ok([selector, a, b])
+}
+
+pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
+    let slot = slot_files(board, release, version(), Variant::Normal)?;
+    let initramfs_bytes = slot.initrd.len() as u64;
 
     let out_dir = root().join("target/images");
     std::fs::create_dir_all(&out_dir)?;
@@ -281,7 +361,24 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
     )?;
     let name = format!("mailbox-{}-{}", board.name, version());
     let img = out_dir.join(format!("{name}.img"));
-    image::disk::write_image(&img, &esp, &data)?;
+    match board.boot {
+        BootMethod::SystemdBoot {
+            efi_boot_path,
+            binary,
+        } => {
+            let esp = esp(board, slot, efi_boot_path, binary)?;
+            image::disk::write_image(&img, &esp, &data)?;
+        }
+        BootMethod::PiTryboot(pi) => {
+            let parts = pi_partitions(&slot)?;
+            image::disk::write_pi_image(&img, &parts, &data)?;
+            let files = crate::pi::check_image(&img, &pi)?;
+            println!(
+                "{}: checked the MBR, autoboot.txt, config.txt, cmdline.txt, the {files} files of slot a, an empty slot b, the data partition, and each FAT with fsck.fat",
+                board.name
+            );
+        }
+    }
 
     let zst = out_dir.join(format!("{name}.img.zst"));
     {
@@ -290,8 +387,15 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
         std::io::copy(&mut std::fs::File::open(&img)?, &mut encoder)?;
         encoder.finish()?.sync_all()?;
     }
+    let mut outputs = vec![img.clone(), zst.clone()];
+    // Raspberry Pi Imager's usual format besides.
+    if matches!(board.boot, BootMethod::PiTryboot(_)) {
+        let xz = out_dir.join(format!("{name}.img.xz"));
+        check(Command::new("xz").args(["-6", "-T2", "-k", "-f"]).arg(&img))?;
+        outputs.push(xz);
+    }
     let mut sums = String::new();
-    for f in [&img, &zst] {
+    for f in &outputs {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         std::io::copy(&mut std::fs::File::open(f)?, &mut hasher)?;
@@ -303,10 +407,13 @@ pub fn build(board: &Board, release: bool) -> anyhow::Result<Built> {
         ));
     }
     std::fs::File::create(out_dir.join(format!("{name}.sha256")))?.write_all(sums.as_bytes())?;
+    for f in &outputs[2..] {
+        println!("also:       {} ({})", f.display(), size(f));
+    }
     Ok(Built {
         image: img,
         compressed: zst,
-        initramfs_bytes: initrd.len() as u64,
+        initramfs_bytes,
     })
 }
 
@@ -341,7 +448,7 @@ fn build_userland(board: &Board, release: bool) -> anyhow::Result<Binaries> {
         let dest = stripped.join(name);
         std::fs::copy(dir.join(name), &dest)?;
         // Debug information stays in target/; the image carries code only.
-        check(Command::new("strip").arg(&dest))?;
+        check(Command::new(tools::strip_program(board.rust_target)).arg(&dest))?;
         out.push(dest);
     }
     Ok(Binaries {
@@ -361,7 +468,9 @@ fn os_release(board: &Board, version: &str) -> String {
 /// Debian's Mozilla CA certificates, concatenated as update-ca-certificates
 /// would.
 fn ca_bundle() -> anyhow::Result<Vec<u8>> {
-    let dir = debs::unpacked("ca-certificates")?.join("usr/share/ca-certificates/mozilla");
+    let dir = debs::Archive::host()
+        .unpacked("ca-certificates")?
+        .join("usr/share/ca-certificates/mozilla");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok())

@@ -262,6 +262,16 @@ pub fn for_cross(target: &'static str) -> Vec<Prereq> {
     ]
 }
 
+/// The `strip` that understands `target`'s binaries (Debian's cross
+/// binutils for ARM).
+pub fn strip_program(target: &str) -> &'static str {
+    if target == crate::ARM_TARGET {
+        "aarch64-linux-gnu-strip"
+    } else {
+        "strip"
+    }
+}
+
 /// A static C program compiled with `compiler` runs (under `runner`, for
 /// another architecture) and prints what it should.
 fn c_probe(compiler: &str, runner: Option<&str>) -> Result<(), String> {
@@ -306,7 +316,9 @@ fn rust_target(target: &'static str) -> Prereq {
 pub fn for_image(board: &board::Board) -> Vec<Prereq> {
     let target = board.rust_target;
     let mut list = vec![rust_target(target)];
-    if target.contains("musl") {
+    if target == crate::ARM_TARGET {
+        list.extend(for_cross(target).into_iter().skip(1));
+    } else if target.contains("musl") {
         list.push(Prereq::new("musl-gcc", Fix::Apt(&["musl-tools"]), || {
             c_probe("musl-gcc", None)
         }));
@@ -334,6 +346,16 @@ pub fn for_image(board: &board::Board) -> Vec<Prereq> {
     list.push(Prereq::new("strip", Fix::Apt(&["binutils"]), || {
         run("strip", &["--version"], b"").map(drop)
     }));
+    if matches!(board.boot, board::BootMethod::PiTryboot(_)) {
+        list.push(Prereq::new(
+            "xz and fsck.fat (a Pi image is also written as .img.xz, and its FATs are checked)",
+            Fix::Apt(&["xz-utils", "dosfstools"]),
+            || {
+                run("xz", &["--version"], b"")?;
+                run("fsck.fat", &["--help"], b"").map(drop)
+            },
+        ));
+    }
     list.push(Prereq::new(
         "apt-get and dpkg-deb",
         Fix::Apt(&["apt", "dpkg"]),
@@ -537,7 +559,7 @@ fn pip_install() -> anyhow::Result<()> {
 /// package without installing a second MTA. Returns the program and the
 /// library directory it needs in LD_LIBRARY_PATH.
 pub fn smtp_source() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let dir = match debs::unpacked("postfix") {
+    let dir = match debs::Archive::host().unpacked("postfix") {
         Ok(dir) => dir,
         Err(e) if run("apt-get", &["--version"], b"").is_err() => {
             bail!(
