@@ -37,6 +37,10 @@ pub const CMDLINE: &str = "cmdline.txt";
 /// Written last into a slot: without it the firmware does not start the
 /// slot's kernel.
 pub const CONFIG: &str = "config.txt";
+/// The kernel module (built with the image, `board/rpi/`) whose loading
+/// asks the firmware for a tryboot at the next reboot: what the Raspberry
+/// Pi kernel does for `reboot "0 tryboot"`, and Debian's does not.
+pub const MODULE: &str = "/lib/mailbox/mailbox_tryboot.ko";
 
 /// The MBR partition number of a slot.
 pub fn partition_of(slot: &str) -> Option<u32> {

@@ -114,6 +114,12 @@ impl Loader {
     }
 }
 
+/// Loads the module file at `path` (one that depends on nothing but the
+/// kernel itself).
+pub fn load_file(path: &Path) -> nix::Result<()> {
+    finit_module(path)
+}
+
 fn finit_module(path: &Path) -> nix::Result<()> {
     let file = std::fs::File::open(path)
         .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;

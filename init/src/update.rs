@@ -166,7 +166,16 @@ fn install_bundle(
                 format!("the partition of slot {target} ({label}) cannot be mounted"),
             )
         })?;
-        image::tryboot::install(&dir, target, &mut r, &manifest, &mut step)
+        image::tryboot::install(&dir, target, &mut r, &manifest, &mut step).and_then(|()| {
+            // The firmware must know the next boot is a trial, or it boots
+            // this slot again and the update is never tried.
+            crate::kmod::load_file(Path::new(image::tryboot::MODULE)).map_err(|e| {
+                image::bundle::BundleError::Io(std::io::Error::other(format!(
+                    "the Pi firmware cannot be asked for a tryboot ({}: {e})",
+                    image::tryboot::MODULE
+                )))
+            })
+        })
     } else {
         let esp = crate::storage::mount_esp().ok_or_else(|| {
             (

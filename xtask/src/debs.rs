@@ -124,13 +124,20 @@ impl Archive {
     /// Downloads (once) and unpacks a package; returns the directory it was
     /// unpacked into.
     pub fn unpacked(&self, package: &str) -> anyhow::Result<PathBuf> {
-        let cache = self.cache();
-        let dir = cache.join("root").join(package);
+        let dir = self.cache().join("root").join(package);
         if dir.join(".complete").exists() {
             return Ok(dir);
         }
+        let deb = self.deb(package)?;
+        unpack(&[deb], &dir)?;
+        Ok(dir)
+    }
+
+    /// Downloads a package once; the `.deb`.
+    pub fn deb(&self, package: &str) -> anyhow::Result<PathBuf> {
+        let cache = self.cache();
         std::fs::create_dir_all(&cache)?;
-        let deb = match find_deb(&cache, package)? {
+        Ok(match find_deb(&cache, package)? {
             Some(deb) => deb,
             None => {
                 self.ensure_lists()?;
@@ -151,13 +158,22 @@ impl Archive {
                 find_deb(&cache, package)?
                     .with_context(|| format!("apt-get download {package} left no .deb"))?
             }
-        };
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        check(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
-        std::fs::write(dir.join(".complete"), deb.to_string_lossy().as_bytes())?;
-        Ok(dir)
+        })
     }
+}
+
+/// Unpacks `debs` together into `dir` (made afresh; marked complete at
+/// the end, so an interrupted unpack is done again).
+pub fn unpack(debs: &[PathBuf], dir: &Path) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let mut names = String::new();
+    for deb in debs {
+        check(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir))?;
+        names.push_str(&format!("{}\n", deb.display()));
+    }
+    std::fs::write(dir.join(".complete"), names)?;
+    Ok(())
 }
 
 fn host_arch() -> String {

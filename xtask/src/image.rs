@@ -222,6 +222,13 @@ pub fn slot_files(
     ] {
         add_tree(&mut rootfs, &overlay, &overlay)?;
     }
+    if let BootMethod::PiTryboot(_) = board.boot {
+        rootfs.file(
+            image::tryboot::MODULE,
+            0o644,
+            crate::pi::tryboot_module(&archive, &kernel_version)?,
+        );
+    }
     let initrd = rootfs.compressed(12)?;
     let options = format!(
         "console=tty0 console={c} panic=10 mailbox.slot={s} mailbox.version={v} quiet",

@@ -105,6 +105,21 @@ pub fn check_image(path: &Path, pi: &board::PiFirmware) -> anyhow::Result<usize>
         initrd.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
         "initrd.zst is not zstd"
     );
+    // What init needs from the initramfs: itself, the server, and the
+    // module that asks the firmware for a tryboot.
+    let archive = zstd::decode_all(&initrd[..]).context("initrd.zst does not decompress")?;
+    for path in [
+        "init",
+        "bin/mta",
+        image::tryboot::MODULE.trim_start_matches('/'),
+    ] {
+        let mut name = path.as_bytes().to_vec();
+        name.push(0);
+        ensure!(
+            archive.windows(name.len()).any(|w| w == name),
+            "the initramfs has no /{path}"
+        );
+    }
     for dtb in pi.dtbs {
         let bytes = fat_read(a, dtb).with_context(|| format!("slot a has no {dtb}"))?;
         ensure!(
@@ -159,6 +174,187 @@ pub fn check_image(path: &Path, pi: &board::PiFirmware) -> anyhow::Result<usize>
     Ok(files_in_slot_a)
 }
 
+/// Builds the small kernel module (`board/rpi/mailbox_tryboot.c`) that
+/// asks the Pi firmware for a tryboot at the next reboot — what the
+/// Raspberry Pi kernel does for `reboot "0 tryboot"` and Debian's does not —
+/// against the kernel package's headers, with Debian's cross gcc (the one
+/// the kernel was built with) and the host's kbuild tools; returns the
+/// module, stripped of debug information.
+pub fn tryboot_module(
+    archive: &crate::debs::Archive,
+    kernel_version: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let (base, _flavour) = kernel_version
+        .rsplit_once('-')
+        .with_context(|| format!("kernel version {kernel_version}"))?;
+    let series: Vec<&str> = kernel_version.split('.').take(2).collect();
+    let kbuild = format!("linux-kbuild-{}", series.join("."));
+    let root = crate::root().join(format!("target/cache/kbuild-{kernel_version}"));
+    if !root.join(".complete").exists() {
+        let debs = vec![
+            archive.deb(&format!("linux-headers-{kernel_version}"))?,
+            archive.deb(&format!("linux-headers-{base}-common"))?,
+            // Its programs (fixdep, modpost) run here.
+            crate::debs::Archive::host().deb(&kbuild)?,
+        ];
+        crate::debs::unpack(&debs, &root)?;
+    }
+    let headers = root.join(format!("usr/src/linux-headers-{kernel_version}"));
+    // The flavour's Makefile includes the common one by its installed path.
+    let common = root.join(format!("usr/src/linux-headers-{base}-common/Makefile"));
+    std::fs::write(
+        headers.join("Makefile"),
+        format!(
+            "include {}
+",
+            common.display()
+        ),
+    )?;
+    let work = tempfile::tempdir_in(crate::root().join("target"))?;
+    for file in ["mailbox_tryboot.c", "Kbuild"] {
+        std::fs::copy(
+            crate::root().join("board/rpi").join(file),
+            work.path().join(file),
+        )?;
+    }
+    crate::check(
+        std::process::Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(&headers)
+            .arg(format!("M={}", work.path().display()))
+            .args(["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"])
+            // No BTF: it needs the kernel's vmlinux, which Debian does not ship.
+            .args(["CONFIG_DEBUG_INFO_BTF_MODULES=", "modules"]),
+    )?;
+    let module = work.path().join("mailbox_tryboot.ko");
+    crate::check(
+        std::process::Command::new(crate::tools::strip_program(crate::ARM_TARGET))
+            .arg("--strip-debug")
+            .arg(&module),
+    )?;
+    let bytes = std::fs::read(&module)?;
+    ensure!(
+        bytes
+            .windows(kernel_version.len())
+            .any(|w| w == kernel_version.as_bytes()),
+        "the tryboot module was not built for {kernel_version}"
+    );
+    Ok(bytes)
+}
+
+/// QEMU cannot emulate a Pi 4, nor the firmware's tryboot; its Pi 3
+/// (`-M raspi3b`) has the same firmware mailbox. Boots Debian's arm64
+/// kernel there with a two-file initramfs (a static program that loads
+/// the module, and the module) and checks that the kernel takes the module
+/// and that the module's request reached the firmware with the tryboot
+/// tag (QEMU's firmware logs it as one it does not implement).
+pub fn module_reaches_the_firmware() -> anyhow::Result<()> {
+    let archive = crate::debs::Archive::of("arm64")?;
+    let kernel_root = archive.unpacked(&archive.resolve(board::RPI4.kernel_package)?)?;
+    let kernel_version = std::fs::read_dir(kernel_root.join("lib/modules"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .next()
+        .context("the kernel package has no lib/modules/<version>")?;
+    let module = tryboot_module(&archive, &kernel_version)?;
+    let dir = tempfile::tempdir_in(crate::root().join("target"))?;
+    const LOADER: &str = r#"
+#include <stdio.h>
+#include <fcntl.h>
+#include <string.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/reboot.h>
+#include <sys/syscall.h>
+int main(void) {
+    int fd = open("/mailbox_tryboot.ko", O_RDONLY);
+    long r = syscall(SYS_finit_module, fd, "", 0);
+    printf("loader: finit_module %s\n", r == 0 ? "ok" : strerror(errno));
+    fflush(stdout);
+    reboot(RB_POWER_OFF);
+    return 0;
+}
+"#;
+    let loader = dir.path().join("init");
+    let mut cc = std::process::Command::new("aarch64-linux-gnu-gcc");
+    cc.args(["-static", "-O2", "-x", "c", "-o"])
+        .arg(&loader)
+        .arg("-")
+        .stdin(std::process::Stdio::piped());
+    let mut child = cc.spawn().context("aarch64-linux-gnu-gcc")?;
+    std::io::Write::write_all(&mut child.stdin.take().context("stdin")?, LOADER.as_bytes())?;
+    ensure!(child.wait()?.success(), "the loader did not compile");
+    let mut rootfs = image::initramfs::Initramfs::new();
+    rootfs.file("/init", 0o755, std::fs::read(&loader)?);
+    rootfs.file("/mailbox_tryboot.ko", 0o644, module);
+    let initrd = dir.path().join("initrd.zst");
+    std::fs::write(&initrd, rootfs.compressed(3)?)?;
+    let console = dir.path().join("console.txt");
+    let unimplemented = dir.path().join("unimplemented.txt");
+    // The Pi 3 cannot power off (it halts): QEMU is stopped once the
+    // loader has said what happened, or after three minutes.
+    let mut qemu = std::process::Command::new("qemu-system-aarch64")
+        .args(["-M", "raspi3b", "-m", "1G", "-kernel"])
+        .arg(kernel_root.join(format!("boot/vmlinuz-{kernel_version}")))
+        .arg("-dtb")
+        .arg(kernel_root.join(format!(
+            "usr/lib/linux-image-{kernel_version}/broadcom/bcm2837-rpi-3-b.dtb"
+        )))
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyAMA0,115200 rdinit=/init panic=-1"])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-serial",
+        ])
+        .arg(format!("file:{}", console.display()))
+        .args(["-d", "unimp", "-D"])
+        .arg(&unimplemented)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .context("qemu-system-aarch64")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let status = loop {
+        let said = std::fs::read(&console).unwrap_or_default();
+        if said.windows(19).any(|w| w == b"loader: finit_modul") {
+            // Its last lines reach the file a moment later.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            break "stopped after the loader spoke".to_string();
+        }
+        if let Some(status) = qemu.try_wait()? {
+            break format!("exited: {status}");
+        }
+        if std::time::Instant::now() > deadline {
+            break "stopped after 180 s".to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let said = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).to_string();
+    let tail: Vec<&str> = said.lines().rev().take(15).collect();
+    ensure!(
+        said.contains("loader: finit_module ok")
+            && said.contains("mailbox_tryboot: the next reboot is a tryboot"),
+        "the kernel did not take the tryboot module (QEMU {status}):\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    let asked = std::fs::read_to_string(&unimplemented).unwrap_or_default();
+    ensure!(
+        asked.contains("unhandled tag 0x00038064"),
+        "the firmware was not sent the tryboot tag 0x00038064"
+    );
+    println!(
+        "rpi4: the tryboot module loads into Debian's {kernel_version} kernel and reaches the firmware mailbox (QEMU raspi3b)"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +390,13 @@ mod tests {
         change(&mut firmware);
         let slot = SlotFiles {
             vmlinuz: kernel,
-            initrd: vec![0x28, 0xb5, 0x2f, 0xfd, 0],
+            initrd: {
+                let mut rootfs = image::initramfs::Initramfs::new();
+                for path in ["/init", "/bin/mta", image::tryboot::MODULE] {
+                    rootfs.file(path, 0o755, vec![1u8; 100]);
+                }
+                rootfs.compressed(3)?
+            },
             firmware,
             entry_template: "console=tty0 console=ttyS1,115200 panic=10 mailbox.slot=@SLOT@\n"
                 .into(),

@@ -348,10 +348,11 @@ pub fn for_image(board: &board::Board) -> Vec<Prereq> {
     }));
     if matches!(board.boot, board::BootMethod::PiTryboot(_)) {
         list.push(Prereq::new(
-            "xz and fsck.fat (a Pi image is also written as .img.xz, and its FATs are checked)",
-            Fix::Apt(&["xz-utils", "dosfstools"]),
+            "xz, fsck.fat and make (a Pi image is also written as .img.xz, its FATs are checked, a kernel module is built for it)",
+            Fix::Apt(&["xz-utils", "dosfstools", "make"]),
             || {
                 run("xz", &["--version"], b"")?;
+                run("make", &["--version"], b"")?;
                 run("fsck.fat", &["--help"], b"").map(drop)
             },
         ));
