@@ -62,7 +62,17 @@ def dnspython():
                         {root: zone.find_rrset(root, dns.rdatatype.DNSKEY)})
 
 
-PROBES = {"dkimpy": dkimpy, "aiosmtpd": aiosmtpd, "dnslib": dnslib, "dnspython": dnspython}
+def authres():
+    # Parsing an Authentication-Results field as the inbound tests do.
+    import authres as ar
+
+    h = ar.AuthenticationResultsHeader.parse(
+        "Authentication-Results: mx.test; dkim=pass header.d=a.test; spf=fail smtp.mailfrom=b@a.test")
+    assert h.authserv_id == "mx.test", h.authserv_id
+    assert [(r.method, r.result) for r in h.results] == [("dkim", "pass"), ("spf", "fail")], h.results
+
+
+PROBES = {"authres": authres, "dkimpy": dkimpy, "aiosmtpd": aiosmtpd, "dnslib": dnslib, "dnspython": dnspython}
 
 if __name__ == "__main__":
     try:

@@ -349,6 +349,8 @@ connections_per_ip = 1000
 connections = 1000
 [outbound]
 nameservers = ["127.0.0.1:9"]
+[inbound]
+authenticate = false
 {}[[listeners]]
 address = "127.0.0.1:0"
 role = "{}"

@@ -222,6 +222,7 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
             run("python3", &["-m", "pip", "--version"], b"").map(drop)
         }),
         python("dkimpy"),
+        python("authres"),
         python("aiosmtpd"),
         python("dnslib"),
         python("dnspython"),

@@ -41,6 +41,7 @@ pub struct Config {
     pub acme: Option<Acme>,
     pub network: Network,
     pub submission: SubmissionPolicy,
+    pub inbound: InboundPolicy,
     pub outbound: Outbound,
     pub update: UpdatePolicy,
 }
@@ -117,6 +118,20 @@ pub enum Transport {
     Relay(String),
     /// Deliver locally even if a broader rule says otherwise.
     Local,
+}
+
+/// What port 25 checks of mail from strangers (`crate::inbound`).
+#[derive(Debug, Clone)]
+pub struct InboundPolicy {
+    /// SPF, DKIM, ARC and DMARC, with an `Authentication-Results:` field
+    /// (on unless turned off, for a benchmark without them, say).
+    pub authenticate: bool,
+}
+
+impl Default for InboundPolicy {
+    fn default() -> Self {
+        InboundPolicy { authenticate: true }
+    }
 }
 
 /// How submitted (authenticated) mail is treated.
@@ -381,6 +396,9 @@ impl Config {
             network,
             submission: SubmissionPolicy {
                 trace_user: raw.submission.trace_user.unwrap_or(false),
+            },
+            inbound: InboundPolicy {
+                authenticate: raw.inbound.authenticate.unwrap_or(true),
             },
             outbound,
             update,

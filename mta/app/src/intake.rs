@@ -37,6 +37,10 @@ pub struct Intake {
     spool: Arc<Place>,
     /// DKIM signings at once.
     signings: tokio::sync::Semaphore,
+    /// The resolver the checks of mail from strangers ask.
+    dns: Option<Arc<crate::dns::Dns>>,
+    /// When the checks last ran out of time (the DNS not answering).
+    checks_timed_out: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Intake {
@@ -49,7 +53,15 @@ impl Intake {
             }),
             signings: tokio::sync::Semaphore::new(2),
             queue,
+            dns: None,
+            checks_timed_out: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Mail from strangers is checked (`crate::inbound`) through `dns`.
+    pub fn with_checks(mut self, dns: Arc<crate::dns::Dns>) -> Intake {
+        self.dns = Some(dns);
+        self
     }
 
     /// A place for the content of a new transaction, in memory within the
@@ -71,6 +83,7 @@ impl Intake {
             arrival,
             from,
             client,
+            helo,
             auth,
             recipients,
             size,
@@ -80,13 +93,22 @@ impl Intake {
             author_domain,
         } = submission;
         let id = QueueId(id);
+        let ours = prefix.len();
         let envelope = Envelope::new(id, from, arrival, client, auth, recipients, size);
         let outcome = match content.finish(prefix, rest).await {
             Ok(body) => {
                 let body = if envelope.auth.is_some() {
                     self.sign(settings, id, author_domain, body).await
                 } else {
-                    body
+                    let client = crate::inbound::auth::Client {
+                        ip: peer.ip(),
+                        helo: &helo,
+                        mail_from: &envelope.from,
+                    };
+                    match self.check(settings, id, &client, ours, body).await {
+                        Ok(body) => body,
+                        Err(e) => return Err(e),
+                    }
                 };
                 let from = mta_proto::logsafe::escape(&envelope.from).into_owned();
                 let size = body.len();
@@ -124,6 +146,107 @@ impl Intake {
             StoreError::DiskFull => IntakeError::DiskFull,
             StoreError::Failed => IntakeError::Failed,
         })
+    }
+
+    /// Checks mail from a stranger (SPF, DKIM, ARC, DMARC) and puts the
+    /// results in front of it, having removed fields that claim to be our
+    /// results; `Err` (`Rejected`, with the reason) when the sender's
+    /// domain asks for such mail to be refused (the message is then gone:
+    /// it was never acknowledged). `ours` is the length of our own fields
+    /// in front of the message as received.
+    async fn check(
+        &self,
+        settings: &Settings,
+        id: QueueId,
+        client: &crate::inbound::auth::Client<'_>,
+        ours: usize,
+        mut body: Body,
+    ) -> Result<Body, IntakeError> {
+        if !settings.config.inbound.authenticate {
+            return Ok(body);
+        }
+        let Some(authenticator) = self.dns.as_ref().and_then(|d| d.authenticator()) else {
+            return Ok(body);
+        };
+        let hostname = &settings.config.hostname;
+        let verdict = {
+            let mapped = match body.mapped() {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("{id}: the message cannot be read for its checks: {e}");
+                    return Ok(body);
+                }
+            };
+            let chunks = mapped.chunks();
+            let message = match chunks.as_slice() {
+                [_, file] => *file,
+                [head] => head.get(ours..).unwrap_or_default(),
+                _ => &[],
+            };
+            use crate::inbound::auth::{DEADLINE, SHORT_DEADLINE, SLOW_FOR};
+            let slow = self
+                .checks_timed_out
+                .lock()
+                .expect("checks")
+                .is_some_and(|at| at.elapsed() < SLOW_FOR);
+            let deadline = if slow { SHORT_DEADLINE } else { DEADLINE };
+            let started = std::time::Instant::now();
+            let verdict =
+                crate::inbound::auth::check(&authenticator, hostname, client, message, deadline)
+                    .await;
+            let mut timed_out = self.checks_timed_out.lock().expect("checks");
+            if started.elapsed() >= deadline {
+                if !slow {
+                    tracing::warn!(
+                        "the DNS did not answer the sender checks within {} s; until it does, they get {} s",
+                        DEADLINE.as_secs(),
+                        SHORT_DEADLINE.as_secs()
+                    );
+                }
+                *timed_out = Some(std::time::Instant::now());
+            } else {
+                *timed_out = None;
+            }
+            verdict
+        };
+        let from = mta_proto::logsafe::escape(client.mail_from);
+        match verdict.action {
+            crate::inbound::Action::Deliver => {
+                tracing::info!("{id}: from=<{from}>, ip={}: {}", client.ip, verdict.summary);
+                if !verdict.forged.is_empty() {
+                    let cut: Vec<_> = verdict
+                        .forged
+                        .iter()
+                        .map(|r| (r.start + ours) as u64..(r.end + ours) as u64)
+                        .collect();
+                    tracing::info!(
+                        "{id}: removed {} Authentication-Results field(s) that claimed to be ours",
+                        cut.len()
+                    );
+                    if let Err(e) = body.cut(&cut) {
+                        // Not safe to deliver as it is, and not acknowledged yet.
+                        tracing::error!("{id}: cannot remove forged fields: {e}");
+                        if let Some(path) = body.file() {
+                            let _ = std::fs::remove_file(path);
+                        }
+                        return Err(IntakeError::Failed);
+                    }
+                }
+                body.prepend(verdict.header.as_bytes());
+                Ok(body)
+            }
+            crate::inbound::Action::Reject(why) => {
+                tracing::warn!(
+                    "{id}: from=<{from}>, ip={}: rejected: {} ({why})",
+                    client.ip,
+                    verdict.summary
+                );
+                if let Some(path) = body.file() {
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(IntakeError::Rejected(why))
+            }
+        }
     }
 
     /// DKIM-signs submitted mail whose From domain (checked by the session

@@ -27,6 +27,7 @@ pub mod dsn;
 pub mod feed;
 #[cfg(test)]
 mod fuzz;
+pub mod inbound;
 pub mod intake;
 pub mod logring;
 pub mod mailstore;

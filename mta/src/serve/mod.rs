@@ -147,7 +147,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let stopping_queue = queue.clone();
     let shared = Arc::new(Shared {
         logins,
-        intake: Intake::new(queue, config.limits.min_free_space),
+        intake: Intake::new(queue, config.limits.min_free_space).with_checks(dns.clone()),
         settings,
         per_ip: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),

@@ -102,6 +102,55 @@ impl Body {
         self.head.splice(0..0, bytes.iter().copied());
     }
 
+    /// Leaves out the byte ranges `cut` (sorted, not overlapping, offsets
+    /// into the whole message): forged header fields. A spooled message's
+    /// file is written anew beside the old one, synced and renamed over
+    /// it, so the file stays whole whenever the power goes.
+    pub fn cut(&mut self, cut: &[std::ops::Range<u64>]) -> io::Result<()> {
+        if cut.is_empty() {
+            return Ok(());
+        }
+        let keep = |offset: u64| !cut.iter().any(|r| r.contains(&offset));
+        let head_len = self.head.len() as u64;
+        let mut n = 0u64;
+        self.head.retain(|_| {
+            let k = keep(n);
+            n += 1;
+            k
+        });
+        let Some((path, len)) = &mut self.file else {
+            return Ok(());
+        };
+        use std::io::{BufWriter, Write};
+        let fresh = path.with_extension("cut");
+        let mut out = BufWriter::new(File::create(&fresh)?);
+        let mut input = io::BufReader::new(File::open(&*path)?.take(*len));
+        let mut written = 0u64;
+        let mut at = head_len;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let got = input.read(&mut buf)?;
+            if got == 0 {
+                break;
+            }
+            for &b in &buf[..got] {
+                if keep(at) {
+                    out.write_all(&[b])?;
+                    written += 1;
+                }
+                at += 1;
+            }
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&fresh, &*path)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        *len = written;
+        Ok(())
+    }
+
     /// The whole message in memory (`mta queue show`, tests).
     pub fn to_vec(&self) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.len() as usize);
@@ -156,6 +205,34 @@ impl Mapped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_ranges_leave_the_message_in_memory_and_in_its_file() {
+        let mut inline = Body::inline(b"Ours: 1\r\nForged: x\r\nSubject: s\r\n\r\nbody".to_vec());
+        inline.cut(&[9..20, 40..40]).unwrap();
+        assert_eq!(
+            inline.to_vec().unwrap(),
+            b"Ours: 1\r\nSubject: s\r\n\r\nbody"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spooled");
+        let message = b"Forged: x\r\nSubject: s\r\nForged: y\r\n\r\nbody".to_vec();
+        std::fs::write(&path, &message).unwrap();
+        let mut spooled =
+            Body::spooled(b"Ours: 1\r\n".to_vec(), path.clone(), message.len() as u64);
+        // Offsets count the head (9 bytes) first.
+        spooled.cut(&[9..20, 32..43]).unwrap();
+        assert_eq!(
+            spooled.to_vec().unwrap(),
+            b"Ours: 1\r\nSubject: s\r\n\r\nbody"
+        );
+        assert_eq!(spooled.len(), 27);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing left aside"
+        );
+    }
 
     #[test]
     fn a_spooled_body_reads_as_head_then_file() {

@@ -241,7 +241,11 @@ print(json.dumps({"compared": len(set(mine) | set(theirs)), "differences": diffe
 
 #[test]
 fn dovecot_and_mailbox_answer_the_same_session_alike() {
-    let s = Server::start(LISTENERS);
+    // The corpus is compared as IMAP sees it, so it goes in without the
+    // sender checks: with them, 2 of 5 full runs here numbered some
+    // messages differently in the two servers (each numbers by its own
+    // order, which can differ under load; see "delivery order" above).
+    let s = Server::start(&format!("{LISTENERS}[inbound]\nauthenticate = false\n"));
     let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/imap_corpus");
     let mut files: Vec<_> = std::fs::read_dir(corpus)
         .unwrap()

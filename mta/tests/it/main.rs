@@ -12,6 +12,7 @@ mod imap;
 mod imap_clients;
 mod imap_crash;
 mod imap_dovecot;
+mod inbound;
 mod outbound;
 mod smtp;
 mod submission;

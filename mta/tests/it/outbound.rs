@@ -215,7 +215,8 @@ fn smarthost_with_implicit_tls_and_sasl_takes_all_outbound_mail() {
         ..Options::default()
     });
     let config = format!(
-        "[outbound]\nnameservers = [\"127.0.0.1:9\"]\nsmarthost = \"isp\"\n\n[[relays]]\nname = \"isp\"\nhost = \"127.0.0.1:{}\"\ntls = \"implicit\"\nusername = \"isp-user\"\npassword = \"isp-pass\"\nca = \"{}\"\n",
+        "[outbound]\nnameservers = [\"127.0.0.1:{}\"]\nsmarthost = \"isp\"\n\n[[relays]]\nname = \"isp\"\nhost = \"127.0.0.1:{}\"\ntls = \"implicit\"\nusername = \"isp-user\"\npassword = \"isp-pass\"\nca = \"{}\"\n",
+        crate::common::refusing_dns(),
         relay.smtp,
         relay.cert.as_ref().unwrap().display()
     );

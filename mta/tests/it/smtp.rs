@@ -20,7 +20,16 @@ fn message_lands_in_the_maildir_byte_for_byte_with_trace_headers() {
     let files = s.wait_for_mail("alice@example.org", 1);
     let stored = std::fs::read(&files[0]).unwrap();
     let text = String::from_utf8_lossy(&stored);
-    assert!(text.starts_with("Return-Path: <x@sender.example>\nDelivered-To: alice@example.org\nReceived: from client.example ([127.0.0.1])\n"), "{text}");
+    assert!(
+        text.starts_with(
+            "Return-Path: <x@sender.example>\nDelivered-To: alice@example.org\nAuthentication-Results: mx.example.org;"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nReceived: from client.example ([127.0.0.1])\n"),
+        "{text}"
+    );
     assert!(
         text.contains("by mx.example.org (Mailbox) with ESMTP id"),
         "{text}"
@@ -551,17 +560,9 @@ with smtplib.SMTP(host, port, timeout=20) as c:
     assert not refused, refused
 print("sent")
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(s.addr.ip().to_string())
-        .arg(s.addr.port().to_string())
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::common::python(
+        script,
+        &[s.addr.ip().to_string(), s.addr.port().to_string()],
     );
     let files = s.wait_for_mail("alice@example.org", 1);
     let stored = std::fs::read_to_string(&files[0]).unwrap();

@@ -265,21 +265,13 @@ page = web.open(base + "/update").read().decode()
 /// Runs `script` after [`AS_OWNER`] against `s`, with `args` after the
 /// owner's: what it printed.
 fn as_owner(s: &Server, script: &str, args: &[&std::ffi::OsStr]) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(format!("{AS_OWNER}{script}"))
-        .arg(format!("https://127.0.0.1:{}", s.listeners["https"].port()))
-        .arg(s.data().join("tls/self-signed.crt"))
-        .arg(PASSWORD)
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let base = format!("https://127.0.0.1:{}", s.listeners["https"].port());
+    let cafile = s.data().join("tls/self-signed.crt");
+    let mut all: Vec<&std::ffi::OsStr> = vec![base.as_ref(), cafile.as_ref(), PASSWORD.as_ref()];
+    all.extend(args);
+    crate::common::python(&format!("{AS_OWNER}{script}"), &all)
+        .trim()
+        .to_string()
 }
 
 /// Posts the Update page's form without a script, as a browser does:

@@ -596,8 +596,8 @@ fn first_boot(board: &'static board::Board) -> anyhow::Result<FirstBoot> {
     let added = &stored[..body_start];
     ensure!(
         added.starts_with(
-            "Return-Path: <e2e@sender.example>\nDelivered-To: postmaster@mailbox.local\nReceived: "
-        ),
+            "Return-Path: <e2e@sender.example>\nDelivered-To: postmaster@mailbox.local\nAuthentication-Results: mailbox.local;"
+        ) && added.contains("\nReceived: from e2e.example"),
         "trace headers: {added:?}"
     );
     ensure!(

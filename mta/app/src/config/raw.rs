@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) submission: RawSubmission,
     #[serde(default)]
+    pub(super) inbound: RawInbound,
+    #[serde(default)]
     pub(super) outbound: RawOutbound,
     #[serde(default)]
     pub(super) relays: Vec<RawRelay>,
@@ -78,6 +80,12 @@ pub(super) struct RawSenderRoute {
 pub(super) struct RawTransport {
     pub(super) recipient: Spanned<String>,
     pub(super) via: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInbound {
+    pub(super) authenticate: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

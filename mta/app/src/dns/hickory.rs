@@ -152,6 +152,10 @@ impl Resolver for System {
     fn lookup<'a>(&'a self, name: &'a str, kind: Kind, validate: bool) -> Answer<'a> {
         Box::pin(self.ask(name, kind, validate))
     }
+
+    fn hickory(&self) -> Option<Arc<TokioResolver>> {
+        self.resolver(false).ok()
+    }
 }
 
 fn name_text(name: &Name) -> String {

@@ -115,6 +115,12 @@ pub trait Resolver: Send + Sync {
     /// With `validate`, DNSSEC is checked and each record carries its
     /// proof; without, every record is [`Proof::Insecure`].
     fn lookup<'a>(&'a self, name: &'a str, kind: Kind, validate: bool) -> Answer<'a>;
+
+    /// The hickory resolver underneath, for code that must be handed one
+    /// (mail-auth's sender checks); `None` for a test zone.
+    fn hickory(&self) -> Option<Arc<hickory_resolver::TokioResolver>> {
+        None
+    }
 }
 
 /// `name` as an absolute name (one trailing dot).
@@ -185,6 +191,13 @@ impl Dns {
         validate: bool,
     ) -> Result<Vec<Record>, Error> {
         self.resolver.lookup(name, kind, validate).await
+    }
+
+    /// mail-auth's checker over the same resolver (and its cache); `None`
+    /// when there is no hickory resolver (a test zone, or none available).
+    pub fn authenticator(&self) -> Option<mail_auth::MessageAuthenticator> {
+        let resolver = self.resolver.hickory()?;
+        Some(mail_auth::MessageAuthenticator((*resolver).clone()))
     }
 
     /// Whether DNSSEC answers reach us: the root zone's DNSKEY validates

@@ -158,6 +158,8 @@ pub struct Submission<T> {
     pub from: String,
     /// `helo [ip]` of the client, for logs.
     pub client: String,
+    /// The client's EHLO/HELO argument.
+    pub helo: String,
     /// The account that logged in, for authenticated submission.
     pub auth: Option<String>,
     /// Each copy to make: the address as the client gave it in `RCPT TO`
@@ -186,6 +188,8 @@ pub enum IntakeError {
     DiskFull,
     /// Any other storage failure (`451`).
     Failed,
+    /// A check refused the message (`550 5.7.1` and this text).
+    Rejected(String),
 }
 
 #[derive(Debug)]
@@ -390,6 +394,7 @@ impl<D: Directory> Session<D> {
             Err(IntakeError::Failed) => {
                 self.reply(451, "4.3.0", "Error: queue file write error".into())
             }
+            Err(IntakeError::Rejected(why)) => self.reply(550, "5.7.1", why),
         }
     }
 

@@ -297,6 +297,7 @@ impl<D: Directory> Session<D> {
             arrival,
             from: tx.from.map(|a| a.to_string()).unwrap_or_default(),
             client: format!("{helo} [{}]", self.peer),
+            helo,
             auth: self.authenticated.clone(),
             recipients,
             size: prefix.len() as u64 + tx.size,

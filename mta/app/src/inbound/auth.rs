@@ -1,0 +1,299 @@
+//! Sender authentication of mail from strangers, with mail-auth (no RFC
+//! written by hand here): SPF for the HELO name and the MAIL FROM domain
+//! (RFC 7208; its limit of 10 DNS-querying terms is mail-auth's), DKIM
+//! (RFC 6376, Ed25519 RFC 8463), ARC (RFC 8617) and DMARC (RFC 7489; the
+//! organizational domain found as RFC 9989 does, by the DNS tree walk).
+//! Every lookup goes through the server's one resolver; all of it has one
+//! deadline. The result is one `Authentication-Results:` field (RFC 8601)
+//! with our host name as authserv-id, and what to do with the message.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dmarc::Policy;
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
+    SpfResult, dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
+};
+
+/// All the lookups of one message, at most (a sending server waits 10
+/// minutes for its answer to the end of DATA, RFC 5321 §4.5.3.2.6).
+pub const DEADLINE: Duration = Duration::from_secs(20);
+/// The same while the DNS is not answering (the last check timed out
+/// less than [`SLOW_FOR`] ago): mail is not held up by an outage.
+pub const SHORT_DEADLINE: Duration = Duration::from_secs(3);
+pub const SLOW_FOR: Duration = Duration::from_secs(60);
+/// DKIM signatures checked per message (each costs a DNS lookup and a
+/// hash of the body); more is not something honest mail carries.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// What becomes of the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Deliver,
+    /// The sender's domain asks for it to be refused (DMARC `p=reject`):
+    /// the text after `550 5.7.1`.
+    Reject(String),
+}
+
+/// The checks' outcome.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// `Authentication-Results: …\r\n`, to put in front of the message.
+    pub header: String,
+    pub action: Action,
+    /// One line for the log: `spf=pass dkim=pass dmarc=pass …`.
+    pub summary: String,
+    /// `Authentication-Results:` fields that claim our authserv-id (byte
+    /// ranges of the message): to remove.
+    pub forged: Vec<std::ops::Range<usize>>,
+}
+
+/// The identities the client gave.
+pub struct Client<'a> {
+    pub ip: IpAddr,
+    /// The EHLO/HELO argument.
+    pub helo: &'a str,
+    /// The reverse path; empty for the null sender.
+    pub mail_from: &'a str,
+}
+
+/// Checks `message` (as received, without our fields) from `client`;
+/// `hostname` is ours (the authserv-id, and SPF's `%{r}`).
+pub async fn check(
+    authenticator: &MessageAuthenticator,
+    hostname: &str,
+    client: &Client<'_>,
+    message: &[u8],
+    deadline: Duration,
+) -> Verdict {
+    match tokio::time::timeout(deadline, run(authenticator, hostname, client, message)).await {
+        Ok(verdict) => verdict,
+        Err(_) => Verdict {
+            header: format!(
+                "Authentication-Results: {hostname}; spf=temperror; dkim=temperror; dmarc=temperror (the DNS did not answer within {} s)\r\n",
+                deadline.as_secs()
+            ),
+            action: Action::Deliver,
+            summary: format!("timed out after {} s", deadline.as_secs()),
+            forged: forged_results(message, hostname),
+        },
+    }
+}
+
+async fn run(
+    ma: &MessageAuthenticator,
+    hostname: &str,
+    client: &Client<'_>,
+    message: &[u8],
+) -> Verdict {
+    let Client {
+        ip,
+        helo,
+        mail_from,
+    } = *client;
+    let helo_spf = ma
+        .verify_spf(SpfParameters::verify_ehlo(ip, helo, hostname))
+        .await;
+    let from_spf = ma
+        .verify_spf(SpfParameters::verify_mail_from(
+            ip, helo, hostname, mail_from,
+        ))
+        .await;
+    let mut results = AuthenticationResults::new(hostname)
+        .with_spf_ehlo_result(&helo_spf, ip, helo)
+        .with_spf_mailfrom_result(&from_spf, ip, mail_from, helo);
+    let mut summary = format!(
+        "spf(helo)={} spf(mailfrom)={}",
+        spf_word(helo_spf.result()),
+        spf_word(from_spf.result())
+    );
+    let Some(parsed) = AuthenticatedMessage::parse(message) else {
+        // Not a message mail-auth can read (no header section): SPF only.
+        return Verdict {
+            header: results.to_header(),
+            action: Action::Deliver,
+            summary: summary + " (the header section cannot be parsed)",
+            forged: forged_results(message, hostname),
+        };
+    };
+    let signatures = parsed.dkim_headers.len();
+    let dkim = if signatures > MAX_SIGNATURES {
+        Vec::new()
+    } else {
+        ma.verify_dkim(&parsed).await
+    };
+    results = results.with_dkim_results(&dkim, parsed.from());
+    let arc = ma.verify_arc(&parsed).await;
+    results = results.with_arc_result(&arc, ip);
+    // DMARC aligns with the MAIL FROM domain (the HELO name's for the null
+    // sender, as SPF checks it).
+    let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d).unwrap_or(helo);
+    let dmarc = ma
+        .verify_dmarc(DmarcParameters::new(
+            &parsed,
+            &dkim,
+            mail_from_domain,
+            &from_spf,
+        ))
+        .await;
+    results = results.with_dmarc_result(&dmarc);
+    let dkim_word = if signatures > MAX_SIGNATURES {
+        format!("permerror ({signatures} signatures, at most {MAX_SIGNATURES} are checked)")
+    } else if dkim.is_empty() {
+        "none".to_string()
+    } else if dkim.iter().any(|d| matches!(d.result(), DkimResult::Pass)) {
+        "pass".to_string()
+    } else {
+        "fail".to_string()
+    };
+    let outcome = dmarc.result();
+    summary.push_str(&format!(
+        " dkim={dkim_word} arc={} dmarc={}",
+        dkim_word_of(arc.result()),
+        dmarc_word(&outcome)
+    ));
+    // A record, and neither an aligned SPF pass nor an aligned DKIM pass.
+    let failed = matches!(outcome, DmarcResult::Fail(_));
+    let action = if failed && dmarc.policy() == Policy::Reject {
+        Action::Reject(format!(
+            "the DMARC policy of {} rejects this message: it is neither DKIM-signed nor SPF-authorised for that domain",
+            dmarc.domain()
+        ))
+    } else {
+        Action::Deliver
+    };
+    if failed {
+        summary.push_str(&format!(" policy={:?}", dmarc.policy()));
+    }
+    Verdict {
+        header: results.to_header(),
+        action,
+        summary,
+        forged: forged_results(message, hostname),
+    }
+}
+
+/// The `Authentication-Results:` fields of `message`'s header section that
+/// claim to be ours (authserv-id `hostname`, RFC 8601 §5): byte ranges,
+/// continuation lines included, to remove before ours is added. A stranger
+/// must not be able to say what our checks found.
+pub fn forged_results(message: &[u8], hostname: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < message.len() {
+        let end = message[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |p| at + p + 1);
+        let line = &message[at..end];
+        if line == b"\r\n" || line == b"\n" {
+            break; // the end of the header section
+        }
+        // The field runs on over lines that start with white space.
+        let mut field_end = end;
+        while field_end < message.len() && matches!(message[field_end], b' ' | b'\t') {
+            field_end = message[field_end..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(message.len(), |p| field_end + p + 1);
+        }
+        let field = &message[at..field_end];
+        let name = b"authentication-results:";
+        if field.len() > name.len() && field[..name.len()].eq_ignore_ascii_case(name) {
+            let value = String::from_utf8_lossy(&field[name.len()..]);
+            if authserv_id(&value).is_some_and(|id| id.eq_ignore_ascii_case(hostname)) {
+                out.push(at..field_end);
+            }
+        }
+        at = field_end;
+    }
+    out
+}
+
+/// The authserv-id of an `Authentication-Results:` value: the first word,
+/// comments (in parentheses) and folding left out.
+fn authserv_id(value: &str) -> Option<&str> {
+    let mut depth = 0usize;
+    let mut start = None;
+    for (i, c) in value.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            ';' | ' ' | '\t' | '\r' | '\n' => {
+                if let Some(s) = start {
+                    return Some(&value[s..i]);
+                }
+            }
+            _ => {
+                start.get_or_insert(i);
+            }
+        }
+    }
+    start.map(|s| value[s..].trim_end())
+}
+
+fn spf_word(r: SpfResult) -> &'static str {
+    match r {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}
+
+fn dkim_word_of(r: &DkimResult) -> &'static str {
+    match r {
+        DkimResult::Pass => "pass",
+        DkimResult::Neutral(_) => "neutral",
+        DkimResult::Fail(_) => "fail",
+        DkimResult::PermError(_) => "permerror",
+        DkimResult::TempError(_) => "temperror",
+        DkimResult::None => "none",
+    }
+}
+
+fn dmarc_word(r: &DmarcResult) -> &'static str {
+    match r {
+        DmarcResult::Pass => "pass",
+        DmarcResult::Fail(_) => "fail",
+        DmarcResult::TempError(_) => "temperror",
+        DmarcResult::PermError(_) => "permerror",
+        DmarcResult::None => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_that_claim_our_authserv_id_are_found_with_their_continuations() {
+        let message =
+            b"Authentication-Results: MX.example.org;\r\n\tdkim=pass header.d=bank.example\r\n\
+Authentication-Results: other.example; spf=pass\r\n\
+Subject: hi\r\n\
+authentication-results: (a comment) mx.example.org; spf=pass\r\n\
+Authentication-Results: mx.example.org.evil; spf=pass\r\n\
+\r\n\
+Authentication-Results: mx.example.org; in the body\r\n";
+        let found = forged_results(message, "mx.example.org");
+        let texts: Vec<String> = found
+            .iter()
+            .map(|r| String::from_utf8_lossy(&message[r.clone()]).to_string())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "Authentication-Results: MX.example.org;\r\n\tdkim=pass header.d=bank.example\r\n",
+                "authentication-results: (a comment) mx.example.org; spf=pass\r\n",
+            ]
+        );
+        assert!(forged_results(b"Subject: x\r\n\r\n", "mx.example.org").is_empty());
+    }
+}

@@ -1,0 +1,173 @@
+//! Mail from strangers on port 25 is authenticated (issue 16): messages
+//! signed by dkimpy (RSA and Ed25519) verified by us, a tampered one not;
+//! SPF and DMARC from a test DNS server (dnslib); the
+//! `Authentication-Results:` field read back with Python's `authres`; a
+//! domain whose DMARC policy is `reject` refused at the end of DATA.
+
+use crate::common::peer::{Options, Peer};
+use crate::common::{Server, python};
+
+/// Makes an RSA and an Ed25519 key with Python; (JSON with the private
+/// keys, the DKIM TXT values).
+const KEYGEN: &str = r#"
+import base64, json
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+import nacl.signing
+rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+pem = rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+der = rsa_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+ed = nacl.signing.SigningKey.generate()
+print(json.dumps({
+    "rsa_pem": pem.decode(),
+    "rsa_txt": "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode(),
+    "ed_seed": base64.b64encode(bytes(ed)).decode(),
+    "ed_txt": "v=DKIM1; k=ed25519; p=" + base64.b64encode(bytes(ed.verify_key)).decode(),
+}))
+"#;
+
+/// Signs messages with dkimpy and sends them with smtplib; prints one line
+/// per message: its subject and the server's reply code.
+const SEND: &str = r#"
+import base64, json, smtplib, sys
+import dkim
+port, keys = int(sys.argv[1]), json.loads(sys.argv[2])
+def message(sender, subject):
+    return ("From: %s\r\nTo: alice@example.org\r\nSubject: %s\r\nMessage-ID: <%s@example.net>\r\n\r\nHello from a stranger.\r\n" % (sender, subject, subject.replace(" ", "-"))).encode()
+def sign(msg, selector, key, algorithm):
+    sig = dkim.sign(msg, selector, b"example.net", key, signature_algorithm=algorithm,
+                    canonicalize=(b"relaxed", b"relaxed"), include_headers=[b"from", b"to", b"subject", b"message-id"])
+    return sig + msg
+rsa = sign(message("bob@example.net", "signed rsa"), b"rsa", keys["rsa_pem"].encode(), b"rsa-sha256")
+ed = sign(message("bob@example.net", "signed ed25519"), b"ed", base64.b64encode(base64.b64decode(keys["ed_seed"])), b"ed25519-sha256")
+# One bit of the body changed, and a signed header field changed.
+tampered = sign(message("bob@example.net", "tampered"), b"rsa", keys["rsa_pem"].encode(), b"rsa-sha256").replace(b"Hello from", b"Hullo from")
+retitled = sign(message("bob@example.net", "retitled"), b"ed", base64.b64encode(base64.b64decode(keys["ed_seed"])), b"ed25519-sha256").replace(b"Subject: retitled", b"Subject: retitlex")
+forged = message("ceo@strict.example", "forged")
+# A stranger's message that claims our checks passed it.
+claims = b"Authentication-Results: mx.example.org;\r\n\tdkim=pass header.d=bank.example\r\n" + message("bob@example.net", "claims")
+# Forwarded by fwd.example, which checked it and sealed an ARC set (dkimpy
+# seals with RSA only).
+forwarded = sign(message("bob@example.net", "forwarded"), b"rsa", keys["rsa_pem"].encode(), b"rsa-sha256")
+forwarded = b"Authentication-Results: fwd.example; dkim=pass header.d=example.net; spf=pass smtp.mailfrom=bob@example.net\r\n" + forwarded
+forwarded = b"".join(dkim.arc_sign(forwarded, b"arc", b"fwd.example", keys["rsa_pem"].encode(), b"fwd.example")) + forwarded
+for sender, msg, helo in [("bob@example.net", rsa, "mx.example.net"), ("bob@example.net", ed, "mx.example.net"),
+                          ("bob@example.net", tampered, "mx.example.net"), ("bob@example.net", retitled, "mx.example.net"),
+                          ("bob@example.net", forwarded, "mx.example.net"), ("bob@example.net", claims, "mx.example.net"), ("ceo@strict.example", forged, "mx.example.net")]:
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname=helo, timeout=60)
+    try:
+        s.sendmail(sender, ["alice@example.org"], msg)
+        code = 250
+    except smtplib.SMTPDataError as e:
+        code = e.smtp_code
+        print("refused", e.smtp_error.decode(), file=sys.stderr)
+    s.quit()
+    print(msg.split(b"Subject: ")[1].split(b"\r\n")[0].decode(), code)
+"#;
+
+/// Parses each stored message's `Authentication-Results:` fields with
+/// authres; the one of the authserv-id given first must be there once;
+/// prints `subject|authserv-id|method=result …` per message.
+const PARSE: &str = r#"
+import email, sys
+import authres
+for path in sys.argv[2:]:
+    msg = email.message_from_bytes(open(path, "rb").read())
+    fields = [authres.AuthenticationResultsHeader.parse("Authentication-Results: " + f)
+              for f in msg.get_all("Authentication-Results")]
+    ours = [h for h in fields if h.authserv_id == sys.argv[1]]
+    assert len(ours) == 1, [str(h) for h in fields]
+    header = ours[0]
+    results = " ".join("%s=%s" % (r.method, r.result) for r in header.results)
+    print("%s|%s|%s" % (msg["Subject"], header.authserv_id, results))
+"#;
+
+#[test]
+fn dkim_spf_and_dmarc_of_strangers_are_checked_and_reported() {
+    let keys = python::<&str>(KEYGEN, &[]);
+    let v: serde_json::Value = serde_json::from_str(&keys).unwrap();
+    let txt = |key: &str| {
+        // dnslib's zone syntax: long TXT values as several strings.
+        let value = v[key].as_str().unwrap();
+        value
+            .as_bytes()
+            .chunks(200)
+            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let zone = format!(
+        "example.net. 60 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n\
+         mx.example.net. 60 IN A 127.0.0.1\n\
+         mx.example.net. 60 IN TXT \"v=spf1 a -all\"\n\
+         _dmarc.example.net. 60 IN TXT \"v=DMARC1; p=quarantine\"\n\
+         rsa._domainkey.example.net. 60 IN TXT {}\n\
+         arc._domainkey.fwd.example. 60 IN TXT {}\n\
+         ed._domainkey.example.net. 60 IN TXT {}\n\
+         strict.example. 60 IN TXT \"v=spf1 ip4:192.0.2.1 -all\"\n\
+         _dmarc.strict.example. 60 IN TXT \"v=DMARC1; p=reject\"\n",
+        txt("rsa_txt"),
+        txt("rsa_txt"),
+        txt("ed_txt")
+    );
+    let zone: &'static str = Box::leak(zone.into_boxed_str());
+    let peer = Peer::with(Options {
+        zone: Some(zone),
+        ..Options::default()
+    });
+    let s = Server::start(&format!(
+        "[outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        peer.dns.unwrap()
+    ));
+    let sent = python(SEND, &[&s.addr.port().to_string(), keys.trim()]);
+    assert_eq!(
+        sent.lines().collect::<Vec<_>>(),
+        [
+            "signed rsa 250",
+            "signed ed25519 250",
+            "tampered 250",
+            "retitlex 250",
+            "forwarded 250",
+            "claims 250",
+            "forged 550"
+        ],
+        "the checks logged: {:#?}",
+        s.log_lines("spf(helo)=")
+    );
+    assert!(
+        s.log_contains("rejected: ") && s.log_contains("strict.example rejects this message"),
+        "the refusal is logged with its reason"
+    );
+    let files = s.wait_for_mail("alice@example.org", 6);
+    let paths: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    let parsed = python(PARSE, &[&["mx.example.org"], &paths[..]].concat());
+    let mut lines: Vec<&str> = parsed.lines().collect();
+    lines.sort();
+    // authres reads back what we wrote: our host as authserv-id, each
+    // method's result (SPF for HELO, then MAIL FROM); one field of ours
+    // only (the stranger's claim to be us is gone). A signed header
+    // changed fails; a body that no longer matches its hash is `neutral`
+    // (mail-auth's word for a signature it had to ignore, RFC 6376
+    // §6.1.3): neither is a pass, and DMARC passes on SPF alone.
+    assert_eq!(
+        lines,
+        [
+            "claims|mx.example.org|spf=pass spf=pass arc=none dmarc=pass",
+            "forwarded|mx.example.org|spf=pass spf=pass dkim=pass arc=pass dmarc=pass",
+            "retitlex|mx.example.org|spf=pass spf=pass dkim=fail arc=none dmarc=pass",
+            "signed ed25519|mx.example.org|spf=pass spf=pass dkim=pass arc=none dmarc=pass",
+            "signed rsa|mx.example.org|spf=pass spf=pass dkim=pass arc=none dmarc=pass",
+            "tampered|mx.example.org|spf=pass spf=pass dkim=neutral arc=none dmarc=pass",
+        ],
+        "{parsed}"
+    );
+}
+
+#[test]
+fn authenticated_submission_is_not_checked() {
+    let s = Server::start("");
+    s.submit(&["alice@example.org"], &["--header", "Subject: from us"]);
+    let files = s.wait_for_mail("alice@example.org", 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(!text.contains("Authentication-Results:"), "{text}");
+}
