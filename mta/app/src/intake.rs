@@ -165,9 +165,10 @@ impl Intake {
         if !settings.config.inbound.authenticate {
             return Ok(body);
         }
-        let Some(authenticator) = self.dns.as_ref().and_then(|d| d.authenticator()) else {
+        let Some(dns) = &self.dns else {
             return Ok(body);
         };
+        let authenticator = dns.authenticator();
         let hostname = &settings.config.hostname;
         let verdict = {
             let mapped = match body.mapped() {
@@ -183,31 +184,14 @@ impl Intake {
                 [head] => head.get(ours..).unwrap_or_default(),
                 _ => &[],
             };
-            use crate::inbound::auth::{DEADLINE, SHORT_DEADLINE, SLOW_FOR};
-            let slow = self
-                .checks_timed_out
-                .lock()
-                .expect("checks")
-                .is_some_and(|at| at.elapsed() < SLOW_FOR);
-            let deadline = if slow { SHORT_DEADLINE } else { DEADLINE };
-            let started = std::time::Instant::now();
-            let verdict =
-                crate::inbound::auth::check(&authenticator, hostname, client, message, deadline)
-                    .await;
-            let mut timed_out = self.checks_timed_out.lock().expect("checks");
-            if started.elapsed() >= deadline {
-                if !slow {
-                    tracing::warn!(
-                        "the DNS did not answer the sender checks within {} s; until it does, they get {} s",
-                        DEADLINE.as_secs(),
-                        SHORT_DEADLINE.as_secs()
-                    );
+            match authenticator {
+                // No resolver yet (no DNS server known).
+                None => crate::inbound::auth::unchecked(hostname, message, "no DNS resolver"),
+                Some(authenticator) => {
+                    self.timed_check(&authenticator, hostname, client, message)
+                        .await
                 }
-                *timed_out = Some(std::time::Instant::now());
-            } else {
-                *timed_out = None;
             }
-            verdict
         };
         let from = mta_proto::logsafe::escape(client.mail_from);
         match verdict.action {
@@ -247,6 +231,42 @@ impl Intake {
                 Err(IntakeError::Rejected(why))
             }
         }
+    }
+
+    /// The checks under their deadline: the full one, or the short one
+    /// while the DNS is not answering (the last check ran out of time less
+    /// than a minute ago).
+    async fn timed_check(
+        &self,
+        authenticator: &mail_auth::MessageAuthenticator,
+        hostname: &str,
+        client: &crate::inbound::auth::Client<'_>,
+        message: &[u8],
+    ) -> crate::inbound::Verdict {
+        use crate::inbound::auth::{DEADLINE, SHORT_DEADLINE, SLOW_FOR};
+        let slow = self
+            .checks_timed_out
+            .lock()
+            .expect("checks")
+            .is_some_and(|at| at.elapsed() < SLOW_FOR);
+        let deadline = if slow { SHORT_DEADLINE } else { DEADLINE };
+        let started = std::time::Instant::now();
+        let verdict =
+            crate::inbound::auth::check(authenticator, hostname, client, message, deadline).await;
+        let mut timed_out = self.checks_timed_out.lock().expect("checks");
+        if started.elapsed() >= deadline {
+            if !slow {
+                tracing::warn!(
+                    "the DNS did not answer the sender checks within {} s; until it does, they get {} s",
+                    DEADLINE.as_secs(),
+                    SHORT_DEADLINE.as_secs()
+                );
+            }
+            *timed_out = Some(std::time::Instant::now());
+        } else {
+            *timed_out = None;
+        }
+        verdict
     }
 
     /// DKIM-signs submitted mail whose From domain (checked by the session

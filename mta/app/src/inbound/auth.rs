@@ -70,15 +70,25 @@ pub async fn check(
 ) -> Verdict {
     match tokio::time::timeout(deadline, run(authenticator, hostname, client, message)).await {
         Ok(verdict) => verdict,
-        Err(_) => Verdict {
-            header: format!(
-                "Authentication-Results: {hostname}; spf=temperror; dkim=temperror; dmarc=temperror (the DNS did not answer within {} s)\r\n",
-                deadline.as_secs()
-            ),
-            action: Action::Deliver,
-            summary: format!("timed out after {} s", deadline.as_secs()),
-            forged: forged_results(message, hostname),
-        },
+        Err(_) => unchecked(
+            hostname,
+            message,
+            &format!("the DNS did not answer within {} s", deadline.as_secs()),
+        ),
+    }
+}
+
+/// The verdict when the checks cannot run (`why`): every method a
+/// temporary error, the message delivered, and fields claiming to be ours
+/// still removed.
+pub fn unchecked(hostname: &str, message: &[u8], why: &str) -> Verdict {
+    Verdict {
+        header: format!(
+            "Authentication-Results: {hostname}; spf=temperror; dkim=temperror; dmarc=temperror ({why})\r\n"
+        ),
+        action: Action::Deliver,
+        summary: format!("not checked: {why}"),
+        forged: forged_results(message, hostname),
     }
 }
 
@@ -295,5 +305,19 @@ Authentication-Results: mx.example.org; in the body\r\n";
             ]
         );
         assert!(forged_results(b"Subject: x\r\n\r\n", "mx.example.org").is_empty());
+    }
+
+    #[test]
+    fn without_dns_every_method_is_a_temporary_error_and_forgeries_still_go() {
+        let message =
+            b"Authentication-Results: mx.example.org; spf=pass\r\nSubject: x\r\n\r\nhi\r\n";
+        let v = unchecked("mx.example.org", message, "no DNS resolver");
+        assert_eq!(
+            v.header,
+            "Authentication-Results: mx.example.org; spf=temperror; dkim=temperror; dmarc=temperror (no DNS resolver)\r\n"
+        );
+        assert_eq!(v.action, Action::Deliver);
+        assert_eq!(v.forged.len(), 1);
+        assert_eq!(v.forged[0], 0..50);
     }
 }
