@@ -176,6 +176,19 @@ pub fn unpack(debs: &[PathBuf], dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The board's kernel package: its archive, where it is unpacked, and the
+/// kernel version (its `lib/modules/<version>`).
+pub fn kernel(board: &board::Board) -> anyhow::Result<(Archive, PathBuf, String)> {
+    let archive = Archive::of(board.debian_arch)?;
+    let kernel_root = archive.unpacked(&archive.resolve(board.kernel_package)?)?;
+    let version = std::fs::read_dir(kernel_root.join("lib/modules"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .next()
+        .context("the kernel package has no lib/modules/<version>")?;
+    Ok((archive, kernel_root, version))
+}
+
 fn host_arch() -> String {
     Command::new("dpkg")
         .arg("--print-architecture")

@@ -148,14 +148,7 @@ pub fn slot_files(
     tools::ensure(&tools::for_image(board))?;
     let binaries = build_userland(board, release)?;
 
-    let archive = debs::Archive::of(board.debian_arch)?;
-    let kernel_package = archive.resolve(board.kernel_package)?;
-    let kernel_root = archive.unpacked(&kernel_package)?;
-    let kernel_version = std::fs::read_dir(kernel_root.join("lib/modules"))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .next()
-        .context("the kernel package has no lib/modules/<version>")?;
+    let (archive, kernel_root, kernel_version) = debs::kernel(board)?;
     let vmlinuz = std::fs::read(kernel_root.join(format!("boot/vmlinuz-{kernel_version}")))?;
 
     let mut rootfs = Initramfs::new();

@@ -47,7 +47,9 @@ pub fn check_image(path: &Path, pi: &board::PiFirmware) -> anyhow::Result<usize>
     }
 
     // p1: the boot selector.
-    let selector = &part(0)?;
+    // The three FATs, read once (each is checked, then handed to fsck.fat).
+    let fats = [part(0)?, part(1)?, part(2)?];
+    let selector = &fats[0];
     ensure!(
         fat_label(selector)? == SELECTOR_LABEL,
         "partition 1 is labelled {:?}",
@@ -68,7 +70,7 @@ pub fn check_image(path: &Path, pi: &board::PiFirmware) -> anyhow::Result<usize>
     );
 
     // p2: slot A, everything the firmware loads.
-    let a = &part(1)?;
+    let a = &fats[1];
     ensure!(fat_label(a)? == slot_label("a").unwrap_or_default());
     let config = String::from_utf8(fat_read(a, CONFIG)?)?;
     for line in [
@@ -134,7 +136,7 @@ pub fn check_image(path: &Path, pi: &board::PiFirmware) -> anyhow::Result<usize>
     let files_in_slot_a = fat_list(a, "/")?.len();
 
     // p3: slot B, empty until the first update.
-    let b = &part(2)?;
+    let b = &fats[2];
     ensure!(fat_label(b)? == slot_label("b").unwrap_or_default());
     let in_b = fat_list(b, "/")?;
     ensure!(in_b.is_empty(), "slot b is not empty: {in_b:?}");
@@ -156,9 +158,9 @@ pub fn check_image(path: &Path, pi: &board::PiFirmware) -> anyhow::Result<usize>
     }
     // Each FAT as dosfstools sees it.
     let dir = tempfile::tempdir()?;
-    for n in 0..3 {
+    for (n, fat) in fats.iter().enumerate() {
         let file = dir.path().join(format!("p{}.fat", n + 1));
-        std::fs::write(&file, part(n)?)?;
+        std::fs::write(&file, fat)?;
         let out = std::process::Command::new("fsck.fat")
             .arg("-n")
             .arg(&file)
@@ -250,13 +252,7 @@ pub fn tryboot_module(
 /// and that the module's request reached the firmware with the tryboot
 /// tag (QEMU's firmware logs it as one it does not implement).
 pub fn module_reaches_the_firmware() -> anyhow::Result<()> {
-    let archive = crate::debs::Archive::of("arm64")?;
-    let kernel_root = archive.unpacked(&archive.resolve(board::RPI4.kernel_package)?)?;
-    let kernel_version = std::fs::read_dir(kernel_root.join("lib/modules"))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .next()
-        .context("the kernel package has no lib/modules/<version>")?;
+    let (archive, kernel_root, kernel_version) = crate::debs::kernel(&board::RPI4)?;
     let module = tryboot_module(&archive, &kernel_version)?;
     let dir = tempfile::tempdir_in(crate::root().join("target"))?;
     const LOADER: &str = r#"
