@@ -158,6 +158,27 @@ fn base_of(name: &str) -> &str {
     name.split_once(":2,").map_or(name, |(base, _)| base)
 }
 
+/// The order of two Maildir names by arrival: the leading seconds, then
+/// the microseconds of an `M` part, compared as numbers; the names
+/// themselves break ties (and order names not made that way).
+fn arrival_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn time_of(name: &str) -> (u64, u64) {
+        let digits = |s: &str| -> (u64, usize) {
+            let n = s.bytes().take_while(u8::is_ascii_digit).count();
+            (s[..n].parse().unwrap_or(u64::MAX), n)
+        };
+        let (secs, n) = digits(name);
+        if n == 0 {
+            return (u64::MAX, u64::MAX);
+        }
+        let micros = name[n..]
+            .strip_prefix(".M")
+            .map_or(0, |rest| digits(rest).0);
+        (secs, micros)
+    }
+    time_of(a).cmp(&time_of(b)).then_with(|| a.cmp(b))
+}
+
 /// Seconds since the epoch, as UIDVALIDITY (a new folder, or an index made
 /// anew, gets a value its clients have not seen).
 fn now_u32() -> u32 {
@@ -346,7 +367,12 @@ impl Mailbox {
                     changed = true;
                 }
             }
-            for (base, (file, in_new)) in &on_disk {
+            // New messages get their UIDs in the order they arrived, as
+            // their names tell (and as Dovecot numbers them), not in the
+            // names' string order: `M99000` came before `M123456`.
+            let mut in_order: Vec<_> = on_disk.iter().collect();
+            in_order.sort_by(|a, b| arrival_order(a.0, b.0));
+            for (base, (file, in_new)) in in_order {
                 let flags = Flags::of_file(file);
                 if let Some(m) = known.get(base)
                     && m.unseen_by_sessions

@@ -43,6 +43,33 @@ fn new_mail_gets_growing_uids_and_moves_to_cur_with_its_flags() {
 }
 
 #[test]
+fn mail_found_in_one_sync_is_numbered_in_the_order_it_arrived() {
+    let t = tempfile::tempdir().unwrap();
+    let m = Mailbox::open(t.path()).unwrap();
+    // In one second: 99,000 µs came before 123,456 µs, though its name
+    // sorts after it as a string; a name with no time goes last.
+    deliver(t.path(), "1700000001.M123456Q2R0.mx", "second");
+    deliver(t.path(), "1700000001.M99000Q1R0.mx", "first");
+    deliver(t.path(), "1699999999.M999999Q0R0.mx", "earliest");
+    deliver(t.path(), "appended-by-hand", "last");
+    let f = m.sync(INBOX).unwrap();
+    let order: Vec<(u32, &str)> = f
+        .messages
+        .iter()
+        .map(|m| (m.uid, m.base.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (1, "1699999999.M999999Q0R0.mx"),
+            (2, "1700000001.M99000Q1R0.mx"),
+            (3, "1700000001.M123456Q2R0.mx"),
+            (4, "appended-by-hand"),
+        ]
+    );
+}
+
+#[test]
 fn flags_live_in_the_file_name_and_change_the_modseq() {
     let t = tempfile::tempdir().unwrap();
     let m = Mailbox::open(t.path()).unwrap();
