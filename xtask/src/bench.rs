@@ -351,6 +351,7 @@ connections = 1000
 nameservers = ["127.0.0.1:9"]
 [inbound]
 authenticate = false
+pregreet = "0s"
 {}[[listeners]]
 address = "127.0.0.1:0"
 role = "{}"

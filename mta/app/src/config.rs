@@ -126,11 +126,23 @@ pub struct InboundPolicy {
     /// SPF, DKIM, ARC and DMARC, with an `Authentication-Results:` field
     /// (on unless turned off, for a benchmark without them, say).
     pub authenticate: bool,
+    /// postscreen's pregreet test: how long the greeting's last line waits
+    /// after its first (`220-`); a client that talks meanwhile is refused.
+    /// Zero: no test.
+    pub pregreet: Duration,
 }
+
+/// The default pregreet wait: spam engines that do not read multi-line
+/// replies talk at once; an MTA waits for the last line, and is not kept
+/// waiting again for a day (`crate::inbound::pregreet`).
+pub const PREGREET: Duration = Duration::from_secs(2);
 
 impl Default for InboundPolicy {
     fn default() -> Self {
-        InboundPolicy { authenticate: true }
+        InboundPolicy {
+            authenticate: true,
+            pregreet: PREGREET,
+        }
     }
 }
 
@@ -167,7 +179,6 @@ pub struct Limits {
     /// The longest a connection may last, however busy.
     pub session_time: Duration,
     pub max_errors: u32,
-    pub greeting_delay: Duration,
     pub min_free_space: u64,
     /// What each account's mail may take (bytes; 0: no limit) unless the
     /// account says otherwise.
@@ -399,6 +410,7 @@ impl Config {
             },
             inbound: InboundPolicy {
                 authenticate: raw.inbound.authenticate.unwrap_or(true),
+                pregreet: ck.pregreet(&raw.inbound, &raw.limits),
             },
             outbound,
             update,

@@ -41,6 +41,8 @@ struct Shared {
     settings: Live,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     active: AtomicUsize,
+    /// Clients that passed the pregreet test lately.
+    pregreeted: mta_app::inbound::pregreet::Passed,
 }
 
 impl Shared {
@@ -151,6 +153,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         settings,
         per_ip: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
+        pregreeted: Default::default(),
     });
 
     // What IMAP sessions read and change folders through.
@@ -469,7 +472,6 @@ async fn handle(
     // The content of the open transaction so far, with its number.
     let mut incoming: Option<(u64, mta_store::spool::Incoming)> = None;
     let write_limit = settings.mx.command_timeout;
-    let ends = tokio::time::Instant::now() + settings.session_time;
     let mut conn = if role == Role::Submissions {
         // RFC 8314: TLS from the first byte.
         match handshake(stream, peer, &settings, &settings.tls).await {
@@ -483,18 +485,32 @@ async fn handle(
         Conn::Plain(stream)
     };
 
-    if role == Role::Mx && !settings.greeting_delay.is_zero() {
-        // A client that talks before our greeting is a spam engine, not an MTA.
-        match tokio::time::timeout(settings.greeting_delay, conn.read(&mut buf)).await {
+    if role == Role::Mx && !settings.pregreet.is_zero() && !shared.pregreeted.knows(peer.ip()) {
+        // postscreen's pregreet test (`mta_app::inbound::pregreet`): a
+        // client that talks before our greeting's last line is a spam
+        // engine, not an MTA.
+        session.pregreet();
+        if conn
+            .write_all(&session.take_output(), write_limit)
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        match tokio::time::timeout(settings.pregreet, conn.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
             Ok(Ok(n)) => {
                 session.receive(&buf[..n]);
-                tracing::info!("{peer}: early talker rejected");
+                shared.pregreeted.forget(peer.ip());
+                tracing::info!(
+                    "{peer}: rejected: it talked before the greeting's last line (pregreet)"
+                );
             }
-            Err(_) => {}
+            Err(_) => shared.pregreeted.remember(peer.ip()),
         }
     }
     session.greet();
+    let ends = tokio::time::Instant::now() + settings.session_time;
 
     loop {
         // A reload applies to sessions already running at their next

@@ -322,16 +322,52 @@ fn too_many_recipients_is_452() {
 }
 
 #[test]
-fn early_talker_is_refused() {
-    let s = Server::start("[limits]\ngreeting_delay = \"500ms\"\n");
+fn pregreet_refuses_early_talkers_and_greets_patient_clients_at_once_after() {
+    // The default configuration: the test is on.
+    let s = Server::start("");
+    // A spam engine writes its commands as soon as the first line comes.
     let mut c = Client::connect(s.addr);
-    c.send(b"EHLO impatient.example\r\n");
+    let first = c.line();
+    assert!(first.starts_with("220-mx.example.org ESMTP"), "{first:?}");
+    c.send(b"EHLO impatient.example\r\nMAIL FROM:<spam@impatient.example>\r\n");
     let r = c.reply();
     assert!(r.text.starts_with("554 5.5.0"), "{r:?}");
     assert!(c.closed());
-    // A patient client is served.
-    let mut c = Client::greeted(s.addr);
+    s.wait_for_log("it talked before the greeting's last line (pregreet)");
+    // A patient client reads both lines of the greeting and is served.
+    let started = Instant::now();
+    let mut c = Client::connect(s.addr);
+    let r = c.reply();
+    let waited = started.elapsed();
+    assert_eq!(r.code, 220);
+    assert!(
+        r.text.starts_with("220-mx.example.org") && r.text.contains("\r\n220 mx.example.org"),
+        "{r:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "greeted after {waited:?}"
+    );
     assert_eq!(c.cmd("EHLO patient.example").code, 250);
+    // Having waited once, it is greeted at once, with one line.
+    let started = Instant::now();
+    let r = Client::connect(s.addr).reply();
+    assert!(r.text.starts_with("220 mx.example.org"), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn pregreet_can_be_turned_off() {
+    let s = Server::start("[inbound]\npregreet = \"0s\"\n");
+    let mut c = Client::connect(s.addr);
+    c.send(b"EHLO at-once.example\r\n");
+    let r = c.reply();
+    assert!(r.text.starts_with("220 mx.example.org"), "{r:?}");
+    assert_eq!(c.reply().code, 250);
 }
 
 #[test]
@@ -707,10 +743,12 @@ fn a_client_that_never_reads_is_dropped_at_the_write_deadline() {
     let s = Server::start("[limits]\ncommand_timeout = \"2s\"\nconnections_per_ip = 1\n");
     let stalled = TcpStream::connect(s.addr).unwrap();
     let mut greeting = String::new();
-    BufReader::new(stalled.try_clone().unwrap())
-        .read_line(&mut greeting)
-        .unwrap();
-    assert!(greeting.starts_with("220 "), "{greeting:?}");
+    let mut lines = BufReader::new(stalled.try_clone().unwrap());
+    while !greeting.starts_with("220 ") {
+        greeting.clear();
+        lines.read_line(&mut greeting).unwrap();
+        assert!(greeting.starts_with("220"), "{greeting:?}");
+    }
     // The address's one slot is taken.
     let r = Client::connect(s.addr).reply();
     assert!(r.text.starts_with("421 4.7.0"), "{r:?}");
@@ -743,7 +781,7 @@ fn a_client_that_never_reads_is_dropped_at_the_write_deadline() {
 
 #[test]
 fn the_health_check_answers_during_the_greeting_delay() {
-    let s = Server::start("[limits]\ngreeting_delay = \"5s\"\n");
+    let s = Server::start("[inbound]\npregreet = \"5s\"\n");
     // A client waits for its greeting meanwhile.
     let mut waiting = Client::connect(s.addr);
     let started = Instant::now();

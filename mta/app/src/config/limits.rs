@@ -18,10 +18,31 @@ impl Checker<'_> {
             data_timeout: self.duration(&l.data_timeout, Duration::from_secs(600), "data_timeout"),
             session_time: self.duration(&l.session_time, Duration::from_secs(3600), "session_time"),
             max_errors: self.count(&l.max_errors, 10, 1, "max_errors") as u32,
-            greeting_delay: self.duration(&l.greeting_delay, Duration::ZERO, "greeting_delay"),
             min_free_space: self.size(&l.min_free_space, 64 << 20, "min_free_space"),
             quota: self.size(&l.quota, 0, "quota"),
         }
+    }
+
+    /// `[inbound] pregreet`, or `[limits] greeting_delay` as it was called
+    /// before; at most a minute (clients wait five for a greeting, RFC 5321
+    /// §4.5.3.2, but a long wait only delays mail).
+    pub(super) fn pregreet(&mut self, i: &RawInbound, l: &RawLimits) -> Duration {
+        let (value, name) = match &i.pregreet {
+            Some(_) => (&i.pregreet, "pregreet"),
+            None => (&l.greeting_delay, "greeting_delay"),
+        };
+        let wait = self.duration(value, PREGREET, name);
+        if wait > Duration::from_secs(60)
+            && let Some(v) = value
+        {
+            self.report(
+                v.span(),
+                format!("`{name}` = {:?} is longer than a minute", v.get_ref()),
+                Some("a few seconds catch the clients that talk too early; \"0s\" turns the test off"),
+            );
+            return PREGREET;
+        }
+        wait
     }
 
     pub(super) fn queue(&mut self, q: &RawQueue) -> QueuePolicy {

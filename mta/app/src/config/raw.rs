@@ -86,6 +86,7 @@ pub(super) struct RawTransport {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInbound {
     pub(super) authenticate: Option<bool>,
+    pub(super) pregreet: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,6 +135,7 @@ pub(super) struct RawLimits {
     pub(super) data_timeout: Option<Spanned<String>>,
     pub(super) session_time: Option<Spanned<String>>,
     pub(super) max_errors: Option<Spanned<i64>>,
+    /// The old name of `[inbound] pregreet`, still read.
     pub(super) greeting_delay: Option<Spanned<String>>,
     pub(super) min_free_space: Option<Spanned<toml::Value>>,
     pub(super) quota: Option<Spanned<toml::Value>>,

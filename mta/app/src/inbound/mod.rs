@@ -4,5 +4,6 @@
 //! it. Authenticated submission skips all of this.
 
 pub mod auth;
+pub mod pregreet;
 
 pub use auth::{Action, Verdict};

@@ -307,6 +307,14 @@ impl<D: Directory> Session<D> {
     }
 
     /// Sends the `220` greeting, or refuses a client that did not wait for it.
+    /// The first line of a multi-line greeting (`220-`), for postscreen's
+    /// pregreet test: [`Session::greet`] writes the last one.
+    pub fn pregreet(&mut self) {
+        let text = format!("{} ESMTP Mailbox", self.cfg.hostname);
+        self.output
+            .extend_from_slice(format!("220-{text}\r\n").as_bytes());
+    }
+
     pub fn greet(&mut self) {
         self.greeted = true;
         if !self.input.is_empty() {

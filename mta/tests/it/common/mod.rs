@@ -542,6 +542,13 @@ impl Client {
         read_reply(&mut self.reader)
     }
 
+    /// One line from the server, as it comes (`""` once it has closed).
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        let _ = self.reader.read_line(&mut line);
+        line
+    }
+
     pub fn cmd(&mut self, line: &str) -> Reply {
         self.send(format!("{line}\r\n").as_bytes());
         self.reply()
