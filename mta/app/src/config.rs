@@ -532,6 +532,62 @@ address = "bob@example.net"
     }
 
     #[test]
+    fn an_allow_list_takes_addresses_and_domains_and_names_what_it_cannot() {
+        let text = GOOD.replace(
+            "address = \"bob@example.net\"",
+            "address = \"bob@example.net\"\nallow = [\"Friend@Example.COM\", \"*@a.example\", \"@b.example\", \"C.Example\"]",
+        );
+        let d = parse(&text).unwrap().directory();
+        for sender in [
+            "friend@example.com",
+            "x@a.example",
+            "Y@B.example",
+            "z@c.example",
+        ] {
+            assert!(d.allows("bob@example.net", &[sender]), "{sender}");
+        }
+        for sender in [
+            "other@example.com",
+            "x@sub.a.example",
+            "friend@example.com.evil",
+        ] {
+            assert!(!d.allows("bob@example.net", &[sender]), "{sender}");
+        }
+        // Any of the senders given (envelope and From field); no one else's list.
+        assert!(d.allows("bob@example.net", &["x@y.example", "friend@example.com"]));
+        assert!(!d.allows("alice@example.org", &["friend@example.com"]));
+        let e = parse(&GOOD.replace(
+            "address = \"bob@example.net\"",
+            "address = \"bob@example.net\"\nallow = [\"not an address\"]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("allow \"not an address\" is not an address or a domain"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let c = parse(include_str!("../../config.example.toml")).unwrap();
+        assert!(c.directory().allows("bob@example.org", &["x@club.example"]));
+    }
+
+    #[test]
+    fn pregreet_is_on_by_default_and_bounded() {
+        assert_eq!(parse(GOOD).unwrap().inbound.pregreet, PREGREET);
+        let off = parse(&format!("{GOOD}[inbound]\npregreet = \"0s\"\n")).unwrap();
+        assert!(off.inbound.pregreet.is_zero());
+        let old = parse(&format!("{GOOD}[limits]\ngreeting_delay = \"5s\"\n")).unwrap();
+        assert_eq!(old.inbound.pregreet, Duration::from_secs(5));
+        let e = parse(&format!("{GOOD}[inbound]\npregreet = \"5m\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("longer than a minute"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_its_line() {
         let text = GOOD.replace(
             "[[accounts]]\naddress = \"bob",

@@ -81,7 +81,7 @@ struct Job {
 /// the pair from [`channel`]).
 pub fn start(
     queue: Queue,
-    maildirs: Maildirs,
+    settings: crate::settings::Live,
     outbound: Arc<Outbound>,
     runtime: tokio::runtime::Handle,
     workers: usize,
@@ -90,10 +90,13 @@ pub fn start(
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let in_flight = Arc::new(InFlight::default());
+    // Shared by every settings snapshot.
+    let maildirs = settings.get().maildirs.clone();
     for n in 0..workers {
         let in_flight = in_flight.clone();
         let queue = queue.clone();
         let maildirs = maildirs.clone();
+        let settings = settings.clone();
         let job_rx = job_rx.clone();
         let outbound = outbound.clone();
         let runtime = runtime.clone();
@@ -120,6 +123,7 @@ pub fn start(
                     let ctx = Context {
                         queue: &queue,
                         maildirs: &maildirs,
+                        settings: &settings,
                         outbound: &outbound,
                         runtime: &runtime,
                         in_flight: &in_flight,
@@ -248,6 +252,8 @@ impl Scheduler {
 struct Context<'a> {
     queue: &'a Queue,
     maildirs: &'a Maildirs,
+    /// The accounts' allow-lists (Junk filing) as they are now.
+    settings: &'a crate::settings::Live,
     outbound: &'a Arc<Outbound>,
     runtime: &'a tokio::runtime::Handle,
     in_flight: &'a Arc<InFlight>,
@@ -262,28 +268,30 @@ fn deliver_batch(ctx: &Context, jobs: Vec<Job>) {
         }
     }
     // Nothing counts as delivered before its directory entry is durable.
-    let mut accounts: Vec<&str> = done
+    let mut folders: Vec<(&str, Option<&str>)> = done
         .iter()
         .flat_map(|(_, attempts, _)| attempts.iter())
         .filter(|a| matches!(a.outcome, Outcome::Delivered))
-        .filter_map(|a| a.account.as_deref())
+        .filter_map(|a| a.account.as_deref().map(|account| (account, a.folder)))
         .collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    let unsynced: Vec<(String, String)> = accounts
+    folders.sort_unstable();
+    folders.dedup();
+    let unsynced: Vec<(String, Option<&str>, String)> = folders
         .into_iter()
-        .filter_map(|account| {
+        .filter_map(|(account, folder)| {
             maildirs
-                .sync_new(account)
+                .sync_new(account, folder)
                 .err()
-                .map(|e| (account.to_string(), e.to_string()))
+                .map(|e| (account.to_string(), folder, e.to_string()))
         })
         .collect();
     for (envelope, attempts, remote_under_way) in done {
         let mut results = Vec::with_capacity(attempts.len());
         for mut a in attempts {
             if let (Some(account), Outcome::Delivered) = (&a.account, &a.outcome)
-                && let Some((_, why)) = unsynced.iter().find(|(acc, _)| acc == account)
+                && let Some((_, _, why)) = unsynced
+                    .iter()
+                    .find(|(acc, folder, _)| acc == account && *folder == a.folder)
             {
                 a.outcome =
                     Outcome::Deferred(format!("cannot sync the maildir of {account}: {why}"));
@@ -304,6 +312,8 @@ struct Attempt {
     index: usize,
     /// The account whose Maildir was written, for local deliveries.
     account: Option<String>,
+    /// The folder written, when not the INBOX.
+    folder: Option<&'static str>,
     relay: String,
     started: u64,
     outcome: Outcome,
@@ -346,6 +356,8 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
     }
     let mut attempts = Vec::new();
     let mut remote: Vec<(Route, Vec<(usize, String)>)> = Vec::new();
+    // Mail from a stranger marked for Junk, read once (local copies only).
+    let mut filing: Option<crate::inbound::junk::Filing> = None;
     for (index, rcpt) in envelope.pending() {
         let started = now_micros();
         let (address, local) = match &rcpt.target {
@@ -395,8 +407,11 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
                             index,
                             size,
                         );
+                        let filing = filing.get_or_insert_with(|| filing_of(&envelope, &body));
+                        let folder = junk_folder(ctx, account, &envelope.from, filing);
                         let outcome = match maildirs.deliver(
                             account,
+                            folder,
                             &name,
                             head.as_bytes(),
                             &body,
@@ -409,18 +424,26 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
                                 "cannot write to the maildir of {account}: {e}"
                             )),
                         };
+                        let detail = match (folder, &filing.junk) {
+                            (Some(folder), Some(why)) => {
+                                format!("delivered to maildir, folder {folder}: {why}")
+                            }
+                            _ => "delivered to maildir".into(),
+                        };
                         Attempt {
                             index,
                             account: Some(account.clone()),
+                            folder,
                             relay: "local".into(),
                             started,
                             outcome,
-                            detail: "delivered to maildir".into(),
+                            detail,
                         }
                     }
                     Target::Remote { address } => Attempt {
                         index,
                         account: None,
+                        folder: None,
                         relay: "local".into(),
                         started,
                         outcome: Outcome::Deferred(format!(
@@ -501,6 +524,7 @@ async fn deliver_remote(
             let attempt = Attempt {
                 index,
                 account: None,
+                folder: None,
                 relay: route.relay_name(),
                 started,
                 outcome,
@@ -530,6 +554,40 @@ async fn read_body(queue: &Queue, id: QueueId) -> Result<Body, String> {
         Ok(Err(e)) => Err(format!("cannot read the message from the queue: {e:#}")),
         Err(e) => Err(format!("cannot read the message from the queue: {e}")),
     }
+}
+
+/// What the intake's checks said of a message from a stranger (its Junk
+/// mark, read from its start) and who it says it is from; nothing for
+/// submitted mail and notices, which are not checked.
+fn filing_of(envelope: &Envelope, body: &Body) -> crate::inbound::junk::Filing {
+    if envelope.auth.is_some() {
+        return Default::default();
+    }
+    match body.start() {
+        Ok(start) => crate::inbound::junk::Filing::of(&start),
+        Err(e) => {
+            tracing::warn!(
+                "{}: cannot read the message's header section: {e}",
+                envelope.id
+            );
+            Default::default()
+        }
+    }
+}
+
+/// `Junk` for a marked message, unless `account` allows its sender (the
+/// envelope's or the `From:` field's address); `None` is the INBOX.
+fn junk_folder(
+    ctx: &Context,
+    account: &str,
+    mail_from: &str,
+    filing: &crate::inbound::junk::Filing,
+) -> Option<&'static str> {
+    filing.junk.as_ref()?;
+    let mut senders = vec![mail_from];
+    senders.extend(filing.from.as_deref());
+    let allowed = ctx.settings.get().directory.allows(account, &senders);
+    (!allowed).then_some(crate::inbound::junk::FOLDER)
 }
 
 /// The one log line per recipient, in Postfix's shape.

@@ -79,6 +79,9 @@ pub struct Account {
     /// Extra sender addresses this account may use when submitting:
     /// addresses, or `*@domain` for a whole domain.
     pub send_as: Vec<String>,
+    /// Senders whose mail is never put in Junk for this account: lower-case
+    /// addresses, and `@domain` for whole domains.
+    pub allow: Vec<String>,
     /// The owner: may log in to the admin web.
     pub admin: bool,
     /// What its mail may take, in bytes (0: no limit); `None`: the
@@ -232,6 +235,22 @@ impl Directory {
 
     /// Whether `account` may use `sender` as its envelope sender: its own
     /// address and plus-forms, aliases that deliver to it, and its `send_as`.
+    /// Whether `account` allow-lists one of `senders` (addresses, any
+    /// case): its mail then never goes to Junk.
+    pub fn allows(&self, account: &str, senders: &[&str]) -> bool {
+        let Some(a) = self.accounts.get(account) else {
+            return false;
+        };
+        senders.iter().any(|sender| {
+            let sender = sender.to_lowercase();
+            let domain = sender.rsplit_once('@').map(|(_, d)| d);
+            a.allow.iter().any(|entry| match entry.strip_prefix('@') {
+                Some(d) => domain == Some(d),
+                None => *entry == sender,
+            })
+        })
+    }
+
     pub fn may_send_as(&self, account: &str, sender: &Address) -> bool {
         let key = sender.key();
         if key == account {

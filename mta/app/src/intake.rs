@@ -195,8 +195,25 @@ impl Intake {
         };
         let from = mta_proto::logsafe::escape(client.mail_from);
         match verdict.action {
-            crate::inbound::Action::Deliver => {
-                tracing::info!("{id}: from=<{from}>, ip={}: {}", client.ip, verdict.summary);
+            crate::inbound::Action::Deliver | crate::inbound::Action::Junk(_) => {
+                let junk = match &verdict.action {
+                    crate::inbound::Action::Junk(why) => {
+                        tracing::info!(
+                            "{id}: from=<{from}>, ip={}: {}: for Junk ({why})",
+                            client.ip,
+                            verdict.summary
+                        );
+                        crate::inbound::junk::mark(why)
+                    }
+                    _ => {
+                        tracing::info!(
+                            "{id}: from=<{from}>, ip={}: {}",
+                            client.ip,
+                            verdict.summary
+                        );
+                        String::new()
+                    }
+                };
                 if !verdict.forged.is_empty() {
                     let cut: Vec<_> = verdict
                         .forged
@@ -204,7 +221,7 @@ impl Intake {
                         .map(|r| (r.start + ours) as u64..(r.end + ours) as u64)
                         .collect();
                     tracing::info!(
-                        "{id}: removed {} Authentication-Results field(s) that claimed to be ours",
+                        "{id}: removed {} field(s) that claimed to be ours (Authentication-Results, Junk marks)",
                         cut.len()
                     );
                     if let Err(e) = body.cut(&cut) {
@@ -216,6 +233,7 @@ impl Intake {
                         return Err(IntakeError::Failed);
                     }
                 }
+                body.prepend(junk.as_bytes());
                 body.prepend(verdict.header.as_bytes());
                 Ok(body)
             }

@@ -118,7 +118,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
     delivery::start(
         queue.clone(),
-        settings.get().maildirs.clone(),
+        settings.clone(),
         Arc::new(mta_app::outbound::Outbound::new(&config, dns.clone())?),
         tokio::runtime::Handle::current(),
         config.queue.delivery_workers,

@@ -150,6 +150,16 @@ impl Maildirs {
         self.root.join(domain).join(local)
     }
 
+    /// The Maildir of `account`'s `folder` (Maildir++: `.<name>` inside
+    /// the account's), or of its INBOX.
+    pub fn folder_path(&self, account: &str, folder: Option<&str>) -> PathBuf {
+        let inbox = self.path_of(account);
+        match folder {
+            Some(name) => inbox.join(format!(".{name}")),
+            None => inbox,
+        }
+    }
+
     /// The unique file name of one copy:
     /// `<arrival>.M<µs>Q<id>R<index>.<host>,S=<size>,W=<IMAP size>`.
     pub fn file_name(
@@ -172,7 +182,8 @@ impl Maildirs {
     }
 
     /// Delivers `head` (our added header lines, LF ends) followed by `body`
-    /// (CRLF ends, converted to LF) to `account` under `name`. The file is
+    /// (CRLF ends, converted to LF) to `account`'s `folder` (`None`: its
+    /// INBOX; a folder is made when missing) under `name`. The file is
     /// complete and synced; its name in `new/` is durable after
     /// [`Maildirs::sync_new`].
     ///
@@ -182,12 +193,13 @@ impl Maildirs {
     pub fn deliver(
         &self,
         account: &str,
+        folder: Option<&str>,
         name: &str,
         head: &[u8],
         body: &Body,
         check_previous: bool,
     ) -> io::Result<Delivered> {
-        let dir = self.path_of(account);
+        let dir = self.folder_path(account, folder);
         self.ensure(&dir)?;
         let needed = self.min_free_space + head.len() as u64 + body.len();
         if let Some(free) = crate::queue::free_space(&dir)
@@ -229,8 +241,8 @@ impl Maildirs {
     /// Makes the deliveries to `account` since the last call durable (fsync of
     /// `new/`). One call covers any number of deliveries, which is how a
     /// worker shares the cost across a batch.
-    pub fn sync_new(&self, account: &str) -> io::Result<()> {
-        sync_dir(&self.path_of(account).join("new"))
+    pub fn sync_new(&self, account: &str, folder: Option<&str>) -> io::Result<()> {
+        sync_dir(&self.folder_path(account, folder).join("new"))
     }
 
     fn ensure(&self, dir: &Path) -> io::Result<()> {
@@ -406,7 +418,7 @@ mod tests {
         );
         assert_eq!(crlf_size_in_name(&name), Some(size.bytes + 5));
         let Delivered::New(p) = m
-            .deliver("a@example.org", &name, head, body, false)
+            .deliver("a@example.org", None, &name, head, body, false)
             .unwrap()
         else {
             panic!()
@@ -430,8 +442,15 @@ mod tests {
         let body = &Body::inline(b"Subject: x\r\n\r\nhello\r\n".to_vec());
         let stored = stored_size(b"", body).unwrap();
         let size = stored.bytes;
-        m.deliver(account, &m.file_name(1, "Q", 0, stored), b"", body, false)
-            .unwrap();
+        m.deliver(
+            account,
+            None,
+            &m.file_name(1, "Q", 0, stored),
+            b"",
+            body,
+            false,
+        )
+        .unwrap();
         let sent = m.path_of(account).join(".Sent");
         for sub in ["cur", "new", "tmp"] {
             fs::create_dir_all(sent.join(sub)).unwrap();
@@ -447,8 +466,15 @@ mod tests {
                 messages: 3
             }
         );
-        m.deliver(account, &m.file_name(2, "Q", 0, stored), b"", body, false)
-            .unwrap();
+        m.deliver(
+            account,
+            None,
+            &m.file_name(2, "Q", 0, stored),
+            b"",
+            body,
+            false,
+        )
+        .unwrap();
         assert_eq!(m.clone().usage(account).unwrap().bytes, 2 * size + 1005);
         fs::remove_file(sent.join("cur/1.x.h,S=1000:2,S")).unwrap();
         m.forget_usage(account);
@@ -467,6 +493,7 @@ mod tests {
         let m = Maildirs::new(t.path().to_path_buf(), "h");
         m.deliver(
             "a@example.org",
+            None,
             "n1",
             b"",
             &Body::inline(b"x\r\n".to_vec()),
@@ -475,6 +502,7 @@ mod tests {
         .unwrap();
         m.deliver(
             "a@example.org",
+            None,
             "n1",
             b"",
             &Body::inline(b"x\r\n".to_vec()),
@@ -496,6 +524,7 @@ mod tests {
         let Delivered::New(p) = m
             .deliver(
                 "a@example.org",
+                None,
                 "n1",
                 b"",
                 &Body::inline(b"x\r\n".to_vec()),
@@ -510,6 +539,7 @@ mod tests {
         assert_eq!(
             m.deliver(
                 "a@example.org",
+                None,
                 "n1",
                 b"",
                 &Body::inline(b"x\r\n".to_vec()),
@@ -536,7 +566,7 @@ mod tests {
         let before = Maildirs::new(t.path().to_path_buf(), "mailbox.local");
         let name = before.file_name(1_795_988_179_066_600, "66171156F1EE0000", 0, size);
         let Delivered::New(first) = before
-            .deliver("a@example.org", &name, b"", &body, false)
+            .deliver("a@example.org", None, &name, b"", &body, false)
             .unwrap()
         else {
             panic!()
@@ -546,7 +576,7 @@ mod tests {
         assert_ne!(name, again);
         assert_eq!(
             after
-                .deliver("a@example.org", &again, b"", &body, true)
+                .deliver("a@example.org", None, &again, b"", &body, true)
                 .unwrap(),
             Delivered::AlreadyThere(first.clone())
         );
@@ -558,7 +588,7 @@ mod tests {
         fs::rename(&first, &seen).unwrap();
         assert_eq!(
             after
-                .deliver("a@example.org", &again, b"", &body, true)
+                .deliver("a@example.org", None, &again, b"", &body, true)
                 .unwrap(),
             Delivered::AlreadyThere(seen)
         );
@@ -566,7 +596,7 @@ mod tests {
         let other = after.file_name(1_795_988_179_066_600, "66171156F1EE0000", 1, size);
         assert!(matches!(
             after
-                .deliver("a@example.org", &other, b"", &body, true)
+                .deliver("a@example.org", None, &other, b"", &body, true)
                 .unwrap(),
             Delivered::New(_)
         ));
@@ -579,6 +609,7 @@ mod tests {
         let err = m
             .deliver(
                 "a@example.org",
+                None,
                 "1.M1Q1R0.h,S=3",
                 b"",
                 &Body::inline(b"x\r\n".to_vec()),
@@ -596,6 +627,7 @@ mod tests {
         assert!(
             m.deliver(
                 "a@example.org",
+                None,
                 "1.M1Q1R0.h,S=3",
                 b"",
                 &Body::inline(b"x\r\n".to_vec()),

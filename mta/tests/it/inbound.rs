@@ -2,7 +2,9 @@
 //! signed by dkimpy (RSA and Ed25519) verified by us, a tampered one not;
 //! SPF and DMARC from a test DNS server (dnslib); the
 //! `Authentication-Results:` field read back with Python's `authres`; a
-//! domain whose DMARC policy is `reject` refused at the end of DATA.
+//! domain whose DMARC policy is `reject` refused at the end of DATA;
+//! `quarantine` and SPF failures filed in Junk unless the account allows
+//! the sender.
 
 use crate::common::peer::{Options, Peer};
 use crate::common::{Server, python};
@@ -160,6 +162,151 @@ fn dkim_spf_and_dmarc_of_strangers_are_checked_and_reported() {
             "tampered|mx.example.org|spf=pass spf=pass dkim=neutral arc=none dmarc=pass",
         ],
         "{parsed}"
+    );
+}
+
+/// Sends plain messages with smtplib: argv[2] is a JSON list of
+/// [MAIL FROM, From field, subject, [recipients]]; prints `subject code`.
+const SEND_PLAIN: &str = r#"
+import json, smtplib, sys
+port = int(sys.argv[1])
+for sender, author, subject, rcpts in json.loads(sys.argv[2]):
+    msg = ("From: %s\r\nTo: %s\r\nSubject: %s\r\n" % (author, ", ".join(rcpts), subject)).encode()
+    if subject == "claims junk":
+        msg = b"X-Mailbox-Junk: yes, to hide in your spam folder\r\n" + msg
+    msg += b"\r\nHello.\r\n"
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname="mx.sender.example", timeout=60)
+    try:
+        s.sendmail(sender, rcpts, msg)
+        code = 250
+    except smtplib.SMTPDataError as e:
+        code = e.smtp_code
+    s.quit()
+    print(subject, code)
+"#;
+
+#[test]
+fn quarantine_and_spf_failures_go_to_junk_unless_the_account_allows_the_sender() {
+    // 127.0.0.1 sends for ok.example only.
+    let zone = "ok.example. 60 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n\
+                quarantine.example. 60 IN TXT \"v=spf1 ip4:192.0.2.1 -all\"\n\
+                _dmarc.quarantine.example. 60 IN TXT \"v=DMARC1; p=quarantine\"\n\
+                hardfail.example. 60 IN TXT \"v=spf1 ip4:192.0.2.1 -all\"\n\
+                softfail.example. 60 IN TXT \"v=spf1 ip4:192.0.2.1 ~all\"\n\
+                friend.example. 60 IN TXT \"v=spf1 ip4:192.0.2.1 -all\"\n\
+                _dmarc.friend.example. 60 IN TXT \"v=DMARC1; p=quarantine\"\n";
+    let peer = Peer::with(Options {
+        zone: Some(zone),
+        ..Options::default()
+    });
+    let s = Server::start(&format!(
+        "[[accounts]]\naddress = \"carol@example.org\"\nallow = [\"friend.example\", \"boss@hardfail.example\"]\n\
+         [outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        peer.dns.unwrap()
+    ));
+    let both = ["alice@example.org", "carol@example.org"];
+    let messages = serde_json::json!([
+        ["a@ok.example", "a@ok.example", "spf passes", both],
+        [
+            "a@quarantine.example",
+            "a@quarantine.example",
+            "dmarc quarantine",
+            both
+        ],
+        [
+            "a@hardfail.example",
+            "a@hardfail.example",
+            "spf fails",
+            both
+        ],
+        [
+            "a@softfail.example",
+            "a@softfail.example",
+            "spf softfails",
+            both
+        ],
+        [
+            "a@friend.example",
+            "Friend <a@friend.example>",
+            "from a friend",
+            both
+        ],
+        [
+            "boss@hardfail.example",
+            "boss@hardfail.example",
+            "from the boss",
+            both
+        ],
+        ["a@ok.example", "a@ok.example", "claims junk", both],
+    ]);
+    let sent = python(
+        SEND_PLAIN,
+        &[&s.addr.port().to_string(), &messages.to_string()],
+    );
+    assert!(sent.lines().all(|l| l.ends_with(" 250")), "{sent}");
+    let subjects = |files: Vec<std::path::PathBuf>| {
+        let mut found: Vec<String> = files
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(f).unwrap();
+                let subject = text
+                    .split("Subject: ")
+                    .nth(1)
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap();
+                let marks = text.matches("X-Mailbox-Junk:").count();
+                format!("{subject} ({marks} marks)")
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    // alice allows no one: the quarantined and the SPF failure go to Junk
+    // (a soft fail does not), marked with why; a stranger's own mark is
+    // removed and does not send its message there.
+    s.wait_for_mail("carol@example.org", 5);
+    crate::common::wait_until(
+        std::time::Duration::from_secs(20),
+        || format!("deliveries: {:#?}", s.log_lines("delivered to maildir")),
+        || (s.log_lines("delivered to maildir").len() >= 14).then_some(()),
+    );
+    assert_eq!(
+        subjects(s.maildir("alice@example.org")),
+        [
+            "claims junk (0 marks)",
+            "spf passes (0 marks)",
+            "spf softfails (0 marks)"
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        subjects(s.folder("alice@example.org", Some("Junk"))),
+        [
+            "dmarc quarantine (1 marks)",
+            "from a friend (1 marks)",
+            "from the boss (1 marks)",
+            "spf fails (1 marks)"
+        ]
+    );
+    // carol allows friend.example and the boss: theirs stay in her INBOX.
+    assert_eq!(
+        subjects(s.folder("carol@example.org", Some("Junk"))),
+        ["dmarc quarantine (1 marks)", "spf fails (1 marks)"]
+    );
+    assert_eq!(s.maildir("carol@example.org").len(), 5);
+    let junk = std::fs::read_to_string(&s.folder("alice@example.org", Some("Junk"))[0]).unwrap();
+    assert!(
+        junk.contains(
+            "X-Mailbox-Junk: the DMARC policy of quarantine.example quarantines this message"
+        ),
+        "{junk}"
+    );
+    assert!(
+        s.log_contains("folder Junk: the SPF record of hardfail.example does not allow 127.0.0.1")
     );
 }
 

@@ -207,6 +207,17 @@ impl Checker<'_> {
                     );
                 }
             }
+            let mut allow = Vec::new();
+            for sender in raw_account.allow.iter().flatten() {
+                match allowed_sender(sender.get_ref()) {
+                    Some(s) => allow.push(s),
+                    None => self.report(
+                        sender.span(),
+                        format!("allow {:?} is not an address or a domain", sender.get_ref()),
+                        Some("write friend@example.net, or example.net for all of that domain"),
+                    ),
+                }
+            }
             if raw_account.admin == Some(true) && password.is_none() {
                 self.report(
                     raw_account.address.span(),
@@ -222,6 +233,7 @@ impl Checker<'_> {
                 address,
                 password,
                 send_as,
+                allow,
                 admin: raw_account.admin.unwrap_or(false),
                 quota,
             });
@@ -307,4 +319,15 @@ impl Checker<'_> {
         }
         (aliases, alias_spans)
     }
+}
+
+/// An entry of an account's allow-list as kept: a lower-case address, or
+/// `@domain` for a whole domain (written `domain`, `@domain` or `*@domain`).
+pub fn allowed_sender(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.contains('@') && !text.starts_with('@') && !text.starts_with("*@") {
+        return Address::parse(text, true).ok().map(|a| a.key());
+    }
+    let domain = text.trim_start_matches('*').trim_start_matches('@');
+    normalise_domain(domain).ok().map(|d| format!("@{d}"))
 }

@@ -120,6 +120,7 @@ pub(super) struct RawAccount {
     pub(super) address: Spanned<String>,
     pub(super) password: Option<Spanned<String>>,
     pub(super) send_as: Option<Vec<Spanned<String>>>,
+    pub(super) allow: Option<Vec<Spanned<String>>>,
     pub(super) admin: Option<bool>,
     pub(super) quota: Option<Spanned<toml::Value>>,
 }

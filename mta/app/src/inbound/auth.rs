@@ -35,6 +35,10 @@ pub enum Action {
     /// The sender's domain asks for it to be refused (DMARC `p=reject`):
     /// the text after `550 5.7.1`.
     Reject(String),
+    /// Delivered into the recipients' Junk folders (unless they allow the
+    /// sender): DMARC `p=quarantine`, or an SPF `fail` (the domain lists
+    /// its servers and ends with `-all`) that DKIM does not make good.
+    Junk(String),
 }
 
 /// The checks' outcome.
@@ -171,6 +175,18 @@ async fn run(
             "the DMARC policy of {} rejects this message: it is neither DKIM-signed nor SPF-authorised for that domain",
             dmarc.domain()
         ))
+    } else if failed && dmarc.policy() == Policy::Quarantine {
+        Action::Junk(format!(
+            "the DMARC policy of {} quarantines this message: it is neither DKIM-signed nor SPF-authorised for that domain",
+            dmarc.domain()
+        ))
+    } else if from_spf.result() == SpfResult::Fail
+        && !matches!(outcome, DmarcResult::Pass)
+        && !dkim.iter().any(|d| matches!(d.result(), DkimResult::Pass))
+    {
+        Action::Junk(format!(
+            "the SPF record of {mail_from_domain} does not allow {ip} to send its mail, and no DKIM signature vouches for it"
+        ))
     } else {
         Action::Deliver
     };
@@ -186,40 +202,22 @@ async fn run(
 }
 
 /// The `Authentication-Results:` fields of `message`'s header section that
-/// claim to be ours (authserv-id `hostname`, RFC 8601 §5): byte ranges,
-/// continuation lines included, to remove before ours is added. A stranger
-/// must not be able to say what our checks found.
+/// claim to be ours (authserv-id `hostname`, RFC 8601 §5), and Junk marks
+/// (`junk::FIELD`): byte ranges, continuation lines included, to remove
+/// before ours are added. A stranger must not be able to say what our
+/// checks found.
 pub fn forged_results(message: &[u8], hostname: &str) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < message.len() {
-        let end = message[at..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(message.len(), |p| at + p + 1);
-        let line = &message[at..end];
-        if line == b"\r\n" || line == b"\n" {
-            break; // the end of the header section
-        }
-        // The field runs on over lines that start with white space.
-        let mut field_end = end;
-        while field_end < message.len() && matches!(message[field_end], b' ' | b'\t') {
-            field_end = message[field_end..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(message.len(), |p| field_end + p + 1);
-        }
-        let field = &message[at..field_end];
-        let name = b"authentication-results:";
-        if field.len() > name.len() && field[..name.len()].eq_ignore_ascii_case(name) {
-            let value = String::from_utf8_lossy(&field[name.len()..]);
-            if authserv_id(&value).is_some_and(|id| id.eq_ignore_ascii_case(hostname)) {
-                out.push(at..field_end);
-            }
-        }
-        at = field_end;
-    }
-    out
+    super::junk::fields(message)
+        .filter(|range| {
+            let field = &message[range.clone()];
+            // Our Junk mark is ours alone too.
+            super::junk::value_of(field, super::junk::FIELD).is_some()
+                || super::junk::value_of(field, "Authentication-Results").is_some_and(|value| {
+                    authserv_id(&String::from_utf8_lossy(value))
+                        .is_some_and(|id| id.eq_ignore_ascii_case(hostname))
+                })
+        })
+        .collect()
 }
 
 /// The authserv-id of an `Authentication-Results:` value: the first word,

@@ -4,6 +4,7 @@
 //! it. Authenticated submission skips all of this.
 
 pub mod auth;
+pub mod junk;
 pub mod pregreet;
 
 pub use auth::{Action, Verdict};

@@ -265,11 +265,21 @@ impl Session {
         match outcome {
             AuthOutcome::Accepted(account) => {
                 // The special folders, made once (RFC 6154); a failure
-                // here is the store's to log, not the login's.
+                // here is the store's to log, not the login's. Junk may
+                // have been made by a delivery before the first login: an
+                // account that has never subscribed to anything gets them
+                // all subscribed.
                 let folders = self.mailboxes.folders(&account).unwrap_or_default();
+                let first = !matches!(
+                    self.mailboxes.subscriptions(&account),
+                    Ok(s) if !s.is_empty()
+                );
                 for (name, _) in crate::imap::store::SPECIAL {
-                    if !folders.iter().any(|f| f == name) {
+                    let missing = !folders.iter().any(|f| f == name);
+                    if missing {
                         let _ = self.mailboxes.create(&account, name);
+                    }
+                    if missing || first {
                         let _ = self.mailboxes.subscribe(&account, name, true);
                     }
                 }

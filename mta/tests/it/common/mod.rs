@@ -178,13 +178,17 @@ impl Server {
 
     /// Files in `new/` of an account's Maildir.
     pub fn maildir(&self, account: &str) -> Vec<PathBuf> {
+        self.folder(account, None)
+    }
+
+    /// The files in `new/` of `account`'s `folder` (`None`: the INBOX).
+    pub fn folder(&self, account: &str, folder: Option<&str>) -> Vec<PathBuf> {
         let (local, domain) = account.split_once('@').unwrap();
-        let dir = self
-            .data()
-            .join("mail")
-            .join(domain)
-            .join(local)
-            .join("new");
+        let mut dir = self.data().join("mail").join(domain).join(local);
+        if let Some(name) = folder {
+            dir = dir.join(format!(".{name}"));
+        }
+        let dir = dir.join("new");
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
             Err(_) => Vec::new(),
