@@ -130,7 +130,34 @@ pub struct InboundPolicy {
     /// after its first (`220-`); a client that talks meanwhile is refused.
     /// Zero: no test.
     pub pregreet: Duration,
+    /// How long a new (network, sender, recipient) triplet is greylisted
+    /// (`crate::inbound::greylist`); zero: no greylisting.
+    pub greylist: Duration,
+    /// Clients that skip the pregreet test and greylisting (Postfix's
+    /// `mynetworks`): loopback and the private ranges by default — the
+    /// printer on the LAN, not the internet behind the router's port
+    /// forward.
+    pub trusted_networks: Vec<ipnet::IpNet>,
 }
+
+impl InboundPolicy {
+    /// Whether `ip` is one of [`InboundPolicy::trusted_networks`].
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// The default [`InboundPolicy::trusted_networks`].
+pub const TRUSTED_NETWORKS: [&str; 7] = [
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
 
 /// The default pregreet wait: spam engines that do not read multi-line
 /// replies talk at once; an MTA waits for the last line, and is not kept
@@ -142,6 +169,11 @@ impl Default for InboundPolicy {
         InboundPolicy {
             authenticate: true,
             pregreet: PREGREET,
+            greylist: Duration::from_secs(300),
+            trusted_networks: TRUSTED_NETWORKS
+                .iter()
+                .map(|n| n.parse().expect("a network"))
+                .collect(),
         }
     }
 }
@@ -411,6 +443,8 @@ impl Config {
             inbound: InboundPolicy {
                 authenticate: raw.inbound.authenticate.unwrap_or(true),
                 pregreet: ck.pregreet(&raw.inbound, &raw.limits),
+                greylist: ck.greylist(&raw.inbound),
+                trusted_networks: ck.trusted_networks(&raw.inbound),
             },
             outbound,
             update,
@@ -585,6 +619,43 @@ address = "bob@example.net"
             .unwrap_err()
             .to_string();
         assert!(e.contains("longer than a minute"), "{e}");
+    }
+
+    #[test]
+    fn trusted_networks_and_greylisting_have_defaults_and_are_checked() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.inbound.greylist, Duration::from_secs(300));
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "192.168.1.20",
+            "10.0.2.2",
+            "::ffff:172.16.0.1",
+            "fd00::1",
+        ] {
+            assert!(c.inbound.trusts(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["192.0.2.1", "2001:db8::1", "100.64.0.1"] {
+            assert!(!c.inbound.trusts(ip.parse().unwrap()), "{ip}");
+        }
+        let c = parse(&format!(
+            "{GOOD}[inbound]\ntrusted_networks = [\"203.0.113.7\", \"2001:db8::/32\"]\ngreylist = \"0s\"\n"
+        ))
+        .unwrap();
+        assert!(c.inbound.trusts("203.0.113.7".parse().unwrap()));
+        assert!(c.inbound.trusts("2001:db8:1::1".parse().unwrap()));
+        assert!(!c.inbound.trusts("127.0.0.1".parse().unwrap()));
+        assert!(c.inbound.greylist.is_zero());
+        let e = parse(&format!(
+            "{GOOD}[inbound]\ntrusted_networks = [\"the lan\"]\ngreylist = \"2d\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("\"the lan\" is not an address or a network"),
+            "{e}"
+        );
+        assert!(e.contains("longer than a day"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Intake {
     signings: tokio::sync::Semaphore,
     /// The resolver the checks of mail from strangers ask.
     dns: Option<Arc<crate::dns::Dns>>,
+    /// Greylisting's triplets (none: no greylisting).
+    greylist: Option<Arc<crate::inbound::greylist::Greylist>>,
     /// When the checks last ran out of time (the DNS not answering).
     checks_timed_out: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -55,12 +57,20 @@ impl Intake {
             queue,
             dns: None,
             checks_timed_out: std::sync::Mutex::new(None),
+            greylist: None,
         }
     }
 
     /// Mail from strangers is checked (`crate::inbound`) through `dns`.
     pub fn with_checks(mut self, dns: Arc<crate::dns::Dns>) -> Intake {
         self.dns = Some(dns);
+        self
+    }
+
+    /// Mail from strangers is greylisted with `greylist` (when
+    /// `[inbound] greylist` is not zero).
+    pub fn with_greylist(mut self, greylist: Arc<crate::inbound::greylist::Greylist>) -> Intake {
+        self.greylist = Some(greylist);
         self
     }
 
@@ -105,10 +115,23 @@ impl Intake {
                         helo: &helo,
                         mail_from: &envelope.from,
                     };
-                    match self.check(settings, id, &client, ours, body).await {
-                        Ok(body) => body,
-                        Err(e) => return Err(e),
+                    let (body, authenticated) =
+                        self.check(settings, id, &client, ours, body).await?;
+                    let recipients: Vec<&str> = envelope
+                        .recipients
+                        .iter()
+                        .map(|r| r.original.as_str())
+                        .collect();
+                    if let Err(e) = self
+                        .greylist(settings, id, &client, &recipients, authenticated)
+                        .await
+                    {
+                        if let Some(path) = body.file() {
+                            let _ = std::fs::remove_file(path);
+                        }
+                        return Err(e);
                     }
+                    body
                 };
                 let from = mta_proto::logsafe::escape(&envelope.from).into_owned();
                 let size = body.len();
@@ -148,12 +171,79 @@ impl Intake {
         })
     }
 
+    /// Greylisting (`crate::inbound::greylist`) of a message from a
+    /// stranger: `Err(Deferred)` for a triplet not seen long enough ago.
+    /// Trusted networks are not greylisted; a database that fails lets the
+    /// mail through (logged).
+    async fn greylist(
+        &self,
+        settings: &Settings,
+        id: QueueId,
+        client: &crate::inbound::auth::Client<'_>,
+        recipients: &[&str],
+        authenticated: Option<String>,
+    ) -> Result<(), IntakeError> {
+        let inbound = &settings.config.inbound;
+        let Some(greylist) = &self.greylist else {
+            return Ok(());
+        };
+        if inbound.greylist.is_zero() || inbound.trusts(client.ip) {
+            return Ok(());
+        }
+        let policy = crate::inbound::greylist::Policy {
+            delay: inbound.greylist,
+            ..Default::default()
+        };
+        let (greylist, ip) = (greylist.clone(), client.ip);
+        let sender = client.mail_from.to_string();
+        let rcpts: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+        let decided = tokio::task::spawn_blocking(move || {
+            let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+            greylist.check(
+                &policy,
+                ip,
+                &sender,
+                &rcpts,
+                authenticated.as_deref(),
+                mta_store::envelope::now_secs(),
+            )
+        })
+        .await;
+        let from = mta_proto::logsafe::escape(client.mail_from);
+        match decided {
+            Ok(Ok(crate::inbound::greylist::Decision::Pass(why))) => {
+                tracing::debug!("{id}: greylist: {why}");
+                Ok(())
+            }
+            Ok(Ok(crate::inbound::greylist::Decision::Wait(wait))) => {
+                tracing::info!(
+                    "{id}: from=<{from}>, ip={ip}: greylisted for {} s (nrcpt={})",
+                    wait.as_secs(),
+                    recipients.len()
+                );
+                Err(IntakeError::Deferred(format!(
+                    "Greylisted: mail from this network, sender and recipient is new here; please try again in {}",
+                    crate::inbound::greylist::in_words(wait)
+                )))
+            }
+            Ok(Err(e)) => {
+                tracing::error!("{id}: greylist: {e:#}; the message passes");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("{id}: greylist: {e}; the message passes");
+                Ok(())
+            }
+        }
+    }
+
     /// Checks mail from a stranger (SPF, DKIM, ARC, DMARC) and puts the
     /// results in front of it, having removed fields that claim to be our
     /// results; `Err` (`Rejected`, with the reason) when the sender's
     /// domain asks for such mail to be refused (the message is then gone:
     /// it was never acknowledged). `ours` is the length of our own fields
-    /// in front of the message as received.
+    /// in front of the message as received. With the body, the domain SPF
+    /// or DKIM vouched for.
     async fn check(
         &self,
         settings: &Settings,
@@ -161,12 +251,12 @@ impl Intake {
         client: &crate::inbound::auth::Client<'_>,
         ours: usize,
         mut body: Body,
-    ) -> Result<Body, IntakeError> {
+    ) -> Result<(Body, Option<String>), IntakeError> {
         if !settings.config.inbound.authenticate {
-            return Ok(body);
+            return Ok((body, None));
         }
         let Some(dns) = &self.dns else {
-            return Ok(body);
+            return Ok((body, None));
         };
         let authenticator = dns.authenticator();
         let hostname = &settings.config.hostname;
@@ -175,7 +265,7 @@ impl Intake {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!("{id}: the message cannot be read for its checks: {e}");
-                    return Ok(body);
+                    return Ok((body, None));
                 }
             };
             let chunks = mapped.chunks();
@@ -235,7 +325,7 @@ impl Intake {
                 }
                 body.prepend(junk.as_bytes());
                 body.prepend(verdict.header.as_bytes());
-                Ok(body)
+                Ok((body, verdict.authenticated))
             }
             crate::inbound::Action::Reject(why) => {
                 tracing::warn!(

@@ -147,9 +147,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         feed: feed.clone(),
     })?);
     let stopping_queue = queue.clone();
+    let mut intake = Intake::new(queue, config.limits.min_free_space).with_checks(dns.clone());
+    // Greylisting's triplets; without them mail is not greylisted (logged).
+    let greylist_path = config.data_dir.join("greylist.redb");
+    match mta_app::inbound::greylist::Greylist::open(&greylist_path) {
+        Ok(g) => intake = intake.with_greylist(Arc::new(g)),
+        Err(e) => tracing::error!(
+            "greylisting is off: {} cannot be opened: {e:#}",
+            greylist_path.display()
+        ),
+    }
     let shared = Arc::new(Shared {
         logins,
-        intake: Intake::new(queue, config.limits.min_free_space).with_checks(dns.clone()),
+        intake,
         settings,
         per_ip: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
@@ -485,7 +495,11 @@ async fn handle(
         Conn::Plain(stream)
     };
 
-    if role == Role::Mx && !settings.pregreet.is_zero() && !shared.pregreeted.knows(peer.ip()) {
+    if role == Role::Mx
+        && !settings.pregreet.is_zero()
+        && !settings.config.inbound.trusts(peer.ip())
+        && !shared.pregreeted.knows(peer.ip())
+    {
         // postscreen's pregreet test (`mta_app::inbound::pregreet`): a
         // client that talks before our greeting's last line is a spam
         // engine, not an MTA.

@@ -13,14 +13,10 @@ use std::time::Duration;
 
 use crate::common::{Client, Server};
 
-// The server is killed every second or so and forgets whom its pregreet
-// test passed each time: without the wait, the load is the test.
 const LISTENERS: &str = "\
 [[listeners]]
 address = \"127.0.0.1:0\"
 role = \"imaps\"
-[inbound]
-pregreet = \"0s\"
 ";
 const ROUNDS: usize = 4;
 

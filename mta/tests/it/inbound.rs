@@ -4,10 +4,10 @@
 //! `Authentication-Results:` field read back with Python's `authres`; a
 //! domain whose DMARC policy is `reject` refused at the end of DATA;
 //! `quarantine` and SPF failures filed in Junk unless the account allows
-//! the sender.
+//! the sender; greylisting.
 
 use crate::common::peer::{Options, Peer};
-use crate::common::{Server, python};
+use crate::common::{Client, Server, python};
 
 /// Makes an RSA and an Ed25519 key with Python; (JSON with the private
 /// keys, the DKIM TXT values).
@@ -308,6 +308,39 @@ fn quarantine_and_spf_failures_go_to_junk_unless_the_account_allows_the_sender()
     assert!(
         s.log_contains("folder Junk: the SPF record of hardfail.example does not allow 127.0.0.1")
     );
+}
+
+#[test]
+fn greylisting_defers_a_new_triplet_and_takes_the_retry_after_the_delay_across_a_restart() {
+    // Loopback, where the tests come from, is trusted by default.
+    let mut s = Server::start("[inbound]\ntrusted_networks = []\ngreylist = \"3s\"\n");
+    let text = "From: a@sender.example\r\nSubject: grey\r\n\r\nHello.\r\n";
+    let send = |s: &Server, from: &str, to: &str| {
+        let mut c = Client::greeted(s.addr);
+        assert_eq!(c.cmd("EHLO mx.sender.example").code, 250);
+        c.send_mail(from, &[to], text)
+    };
+    let r = send(&s, "a@sender.example", "alice@example.org");
+    let first = std::time::Instant::now();
+    assert!(r.text.starts_with("451 4.7.1 Greylisted"), "{r:?}");
+    assert!(r.text.contains("try again in 3 seconds"), "{r:?}");
+    s.wait_for_log("greylisted for 3 s");
+    // The triplet is remembered across a restart: too soon is still too soon.
+    s.restart();
+    let r = send(&s, "a@sender.example", "alice@example.org");
+    assert_eq!(r.code, 451, "{r:?}");
+    // The delay, and a second for the whole seconds the server counts in.
+    std::thread::sleep(std::time::Duration::from_secs(4).saturating_sub(first.elapsed()));
+    // The retry after the delay is taken, and delivered.
+    let r = send(&s, "A@Sender.example", "alice@example.org");
+    assert_eq!(r.code, 250, "{r:?}");
+    s.wait_for_mail("alice@example.org", 1);
+    // Known now: at once. Another recipient is another triplet.
+    assert_eq!(send(&s, "a@sender.example", "alice@example.org").code, 250);
+    assert_eq!(send(&s, "a@sender.example", "bob@example.org").code, 451);
+    // Nothing of a deferred attempt was kept.
+    assert_eq!(s.wait_for_mail("alice@example.org", 2).len(), 2);
+    assert!(s.maildir("bob@example.org").is_empty());
 }
 
 #[test]

@@ -323,8 +323,9 @@ fn too_many_recipients_is_452() {
 
 #[test]
 fn pregreet_refuses_early_talkers_and_greets_patient_clients_at_once_after() {
-    // The default configuration: the test is on.
-    let s = Server::start("");
+    // The default configuration, but for the loopback address the tests
+    // come from, which is trusted by default (as Postfix's mynetworks).
+    let s = Server::start("[inbound]\ntrusted_networks = []\n");
     // A spam engine writes its commands as soon as the first line comes.
     let mut c = Client::connect(s.addr);
     let first = c.line();
@@ -361,8 +362,22 @@ fn pregreet_refuses_early_talkers_and_greets_patient_clients_at_once_after() {
 }
 
 #[test]
+fn trusted_networks_skip_the_pregreet_test() {
+    // The default: loopback and the private ranges are trusted.
+    let s = Server::start("");
+    let started = Instant::now();
+    let r = Client::connect(s.addr).reply();
+    assert!(r.text.starts_with("220 mx.example.org"), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn pregreet_can_be_turned_off() {
-    let s = Server::start("[inbound]\npregreet = \"0s\"\n");
+    let s = Server::start("[inbound]\npregreet = \"0s\"\ntrusted_networks = []\n");
     let mut c = Client::connect(s.addr);
     c.send(b"EHLO at-once.example\r\n");
     let r = c.reply();
@@ -781,7 +796,7 @@ fn a_client_that_never_reads_is_dropped_at_the_write_deadline() {
 
 #[test]
 fn the_health_check_answers_during_the_greeting_delay() {
-    let s = Server::start("[inbound]\npregreet = \"5s\"\n");
+    let s = Server::start("[inbound]\npregreet = \"5s\"\ntrusted_networks = []\n");
     // A client waits for its greeting meanwhile.
     let mut waiting = Client::connect(s.addr);
     let started = Instant::now();

@@ -45,6 +45,47 @@ impl Checker<'_> {
         wait
     }
 
+    /// `[inbound] greylist`: the delay, at most a day (senders give up
+    /// after a few days; a long delay only loses them).
+    pub(super) fn greylist(&mut self, i: &RawInbound) -> Duration {
+        let default = InboundPolicy::default().greylist;
+        let delay = self.duration(&i.greylist, default, "greylist");
+        if delay > Duration::from_secs(24 * 3600)
+            && let Some(v) = &i.greylist
+        {
+            self.report(
+                v.span(),
+                format!("`greylist` = {:?} is longer than a day", v.get_ref()),
+                Some("postgrey waits 5 minutes (\"5m\"); \"0s\" turns greylisting off"),
+            );
+            return default;
+        }
+        delay
+    }
+
+    /// `[inbound] trusted_networks`: addresses and networks (CIDR).
+    pub(super) fn trusted_networks(&mut self, i: &RawInbound) -> Vec<ipnet::IpNet> {
+        let Some(list) = &i.trusted_networks else {
+            return InboundPolicy::default().trusted_networks;
+        };
+        let mut out = Vec::new();
+        for item in list {
+            let text = item.get_ref().trim();
+            let parsed = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => out.push(net.trunc()),
+                Err(_) => self.report(
+                    item.span(),
+                    format!("trusted_networks: {text:?} is not an address or a network"),
+                    Some("write 192.168.1.0/24, 2001:db8::/64 or one address"),
+                ),
+            }
+        }
+        out
+    }
+
     pub(super) fn queue(&mut self, q: &RawQueue) -> QueuePolicy {
         QueuePolicy {
             retry_min: self.duration(&q.retry_min, Duration::from_secs(60), "retry_min"),

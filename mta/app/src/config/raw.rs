@@ -87,6 +87,8 @@ pub(super) struct RawTransport {
 pub(super) struct RawInbound {
     pub(super) authenticate: Option<bool>,
     pub(super) pregreet: Option<Spanned<String>>,
+    pub(super) greylist: Option<Spanned<String>>,
+    pub(super) trusted_networks: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]

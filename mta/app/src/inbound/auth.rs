@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use mail_auth::common::headers::HeaderWriter;
+use mail_auth::common::verify::VerifySignature;
 use mail_auth::dmarc::Policy;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
@@ -52,6 +53,8 @@ pub struct Verdict {
     /// `Authentication-Results:` fields that claim our authserv-id (byte
     /// ranges of the message): to remove.
     pub forged: Vec<std::ops::Range<usize>>,
+    /// The domain SPF (for MAIL FROM) or a DKIM signature vouches for.
+    pub authenticated: Option<String>,
 }
 
 /// The identities the client gave.
@@ -93,6 +96,7 @@ pub fn unchecked(hostname: &str, message: &[u8], why: &str) -> Verdict {
         action: Action::Deliver,
         summary: format!("not checked: {why}"),
         forged: forged_results(message, hostname),
+        authenticated: None,
     }
 }
 
@@ -130,6 +134,7 @@ async fn run(
             action: Action::Deliver,
             summary: summary + " (the header section cannot be parsed)",
             forged: forged_results(message, hostname),
+            authenticated: None,
         };
     };
     let signatures = parsed.dkim_headers.len();
@@ -193,11 +198,20 @@ async fn run(
     if failed {
         summary.push_str(&format!(" policy={:?}", dmarc.policy()));
     }
+    let authenticated = if from_spf.result() == SpfResult::Pass && mail_from.contains('@') {
+        Some(mail_from_domain.to_lowercase())
+    } else {
+        dkim.iter()
+            .filter(|d| matches!(d.result(), DkimResult::Pass))
+            .find_map(|d| d.signature())
+            .map(|s| s.domain().to_lowercase())
+    };
     Verdict {
         header: results.to_header(),
         action,
         summary,
         forged: forged_results(message, hostname),
+        authenticated,
     }
 }
 

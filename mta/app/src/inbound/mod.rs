@@ -4,6 +4,7 @@
 //! it. Authenticated submission skips all of this.
 
 pub mod auth;
+pub mod greylist;
 pub mod junk;
 pub mod pregreet;
 

@@ -190,6 +190,9 @@ pub enum IntakeError {
     Failed,
     /// A check refused the message (`550 5.7.1` and this text).
     Rejected(String),
+    /// A check asks the client to come back later (`451 4.7.1` and this
+    /// text): greylisting.
+    Deferred(String),
 }
 
 #[derive(Debug)]
@@ -403,6 +406,7 @@ impl<D: Directory> Session<D> {
                 self.reply(451, "4.3.0", "Error: queue file write error".into())
             }
             Err(IntakeError::Rejected(why)) => self.reply(550, "5.7.1", why),
+            Err(IntakeError::Deferred(why)) => self.reply(451, "4.7.1", why),
         }
     }
 
