@@ -138,6 +138,13 @@ pub struct InboundPolicy {
     /// printer on the LAN, not the internet behind the router's port
     /// forward.
     pub trusted_networks: Vec<ipnet::IpNet>,
+    /// DNS blocklists with their weights (`crate::inbound::dnsbl`).
+    pub dnsbl: Vec<crate::inbound::dnsbl::Zone>,
+    /// The score at which a client may not send mail.
+    pub dnsbl_threshold: i32,
+    /// Clients never refused for a listing (a friend's server on a shared
+    /// address), besides the trusted networks.
+    pub dnsbl_allow: Vec<ipnet::IpNet>,
 }
 
 impl InboundPolicy {
@@ -146,7 +153,19 @@ impl InboundPolicy {
         let ip = ip.to_canonical();
         self.trusted_networks.iter().any(|n| n.contains(&ip))
     }
+
+    /// Whether `ip`'s listings are looked up at all.
+    pub fn checks_dnsbl(&self, ip: std::net::IpAddr) -> bool {
+        let canonical = ip.to_canonical();
+        !self.dnsbl.is_empty()
+            && !self.trusts(ip)
+            && !self.dnsbl_allow.iter().any(|n| n.contains(&canonical))
+    }
 }
+
+/// The default DNS blocklists, as postscreen's documentation has them:
+/// Spamhaus ZEN alone refuses a client, SpamCop alone does not.
+pub const DNSBL: [&str; 2] = ["zen.spamhaus.org*3", "bl.spamcop.net*2"];
 
 /// The default [`InboundPolicy::trusted_networks`].
 pub const TRUSTED_NETWORKS: [&str; 7] = [
@@ -174,6 +193,9 @@ impl Default for InboundPolicy {
                 .iter()
                 .map(|n| n.parse().expect("a network"))
                 .collect(),
+            dnsbl: DNSBL.iter().map(|z| z.parse().expect("a zone")).collect(),
+            dnsbl_threshold: 3,
+            dnsbl_allow: Vec::new(),
         }
     }
 }
@@ -444,7 +466,15 @@ impl Config {
                 authenticate: raw.inbound.authenticate.unwrap_or(true),
                 pregreet: ck.pregreet(&raw.inbound, &raw.limits),
                 greylist: ck.greylist(&raw.inbound),
-                trusted_networks: ck.trusted_networks(&raw.inbound),
+                trusted_networks: ck
+                    .networks(&raw.inbound.trusted_networks, "trusted_networks")
+                    .unwrap_or_else(|| InboundPolicy::default().trusted_networks),
+                dnsbl: ck.dnsbl(&raw.inbound),
+                dnsbl_threshold: ck.count(&raw.inbound.dnsbl_threshold, 3, 1, "dnsbl_threshold")
+                    as i32,
+                dnsbl_allow: ck
+                    .networks(&raw.inbound.dnsbl_allow, "dnsbl_allow")
+                    .unwrap_or_default(),
             },
             outbound,
             update,
@@ -656,6 +686,17 @@ address = "bob@example.net"
             "{e}"
         );
         assert!(e.contains("longer than a day"), "{e}");
+        assert_eq!(
+            parse(GOOD).unwrap().inbound.dnsbl.len(),
+            2,
+            "Spamhaus ZEN and SpamCop by default"
+        );
+        let e = parse(&format!(
+            "{GOOD}[inbound]\ndnsbl = [\"zen.spamhaus.org*lots\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not a number from -100 to 100"), "{e}");
     }
 
     #[test]

@@ -43,6 +43,10 @@ struct Shared {
     active: AtomicUsize,
     /// Clients that passed the pregreet test lately.
     pregreeted: mta_app::inbound::pregreet::Passed,
+    /// The DNSBL cache (none: no DNSBL checks).
+    dnsbl: Option<Arc<mta_app::inbound::dnsbl::Dnsbl>>,
+    /// The one resolver.
+    dns: Arc<mta_app::dns::Dns>,
 }
 
 impl Shared {
@@ -148,13 +152,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     })?);
     let stopping_queue = queue.clone();
     let mut intake = Intake::new(queue, config.limits.min_free_space).with_checks(dns.clone());
-    // Greylisting's triplets; without them mail is not greylisted (logged).
-    let greylist_path = config.data_dir.join("greylist.redb");
-    match mta_app::inbound::greylist::Greylist::open(&greylist_path) {
-        Ok(g) => intake = intake.with_greylist(Arc::new(g)),
+    // Greylisting's triplets and the DNSBL cache; without them neither
+    // check runs (logged).
+    let inbound_path = config.data_dir.join("inbound.redb");
+    let mut dnsbl = None;
+    match mta_app::inbound::open_db(&inbound_path) {
+        Ok(db) => {
+            match mta_app::inbound::greylist::Greylist::new(db.clone()) {
+                Ok(g) => intake = intake.with_greylist(Arc::new(g)),
+                Err(e) => tracing::error!("greylisting is off: {e:#}"),
+            }
+            match mta_app::inbound::dnsbl::Dnsbl::new(db) {
+                Ok(d) => dnsbl = Some(Arc::new(d)),
+                Err(e) => tracing::error!("DNSBL checks are off: {e:#}"),
+            }
+        }
         Err(e) => tracing::error!(
-            "greylisting is off: {} cannot be opened: {e:#}",
-            greylist_path.display()
+            "greylisting and DNSBL checks are off: {} cannot be opened: {e:#}",
+            inbound_path.display()
         ),
     }
     let shared = Arc::new(Shared {
@@ -164,6 +179,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         per_ip: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
         pregreeted: Default::default(),
+        dnsbl,
+        dns: dns.clone(),
     });
 
     // What IMAP sessions read and change folders through.
@@ -495,6 +512,18 @@ async fn handle(
         Conn::Plain(stream)
     };
 
+    // The blocklists are asked at once, while the pregreet test waits.
+    let inbound = &settings.config.inbound;
+    let listing = match &shared.dnsbl {
+        Some(dnsbl) if role == Role::Mx && inbound.checks_dnsbl(peer.ip()) => {
+            let (dnsbl, dns, zones) = (dnsbl.clone(), shared.dns.clone(), inbound.dnsbl.clone());
+            let ip = peer.ip();
+            Some(tokio::spawn(
+                async move { dnsbl.score(&dns, ip, &zones).await },
+            ))
+        }
+        _ => None,
+    };
     if role == Role::Mx
         && !settings.pregreet.is_zero()
         && !settings.config.inbound.trusts(peer.ip())
@@ -522,6 +551,21 @@ async fn handle(
             }
             Err(_) => shared.pregreeted.remember(peer.ip()),
         }
+    }
+    if let Some(task) = listing
+        && let Ok(listing) = task.await
+        && listing.score >= inbound.dnsbl_threshold
+    {
+        let zones = listing.zones.join(", ");
+        tracing::info!(
+            "{peer}: listed by {zones} (score {}, threshold {}): its mail is refused",
+            listing.score,
+            inbound.dnsbl_threshold
+        );
+        session.block(format!(
+            "Service unavailable; client [{}] blocked using {zones}",
+            peer.ip()
+        ));
     }
     session.greet();
     let ends = tokio::time::Instant::now() + settings.session_time;

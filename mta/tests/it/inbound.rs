@@ -4,7 +4,7 @@
 //! `Authentication-Results:` field read back with Python's `authres`; a
 //! domain whose DMARC policy is `reject` refused at the end of DATA;
 //! `quarantine` and SPF failures filed in Junk unless the account allows
-//! the sender; greylisting.
+//! the sender; greylisting; DNSBL scoring.
 
 use crate::common::peer::{Options, Peer};
 use crate::common::{Client, Server, python};
@@ -341,6 +341,60 @@ fn greylisting_defers_a_new_triplet_and_takes_the_retry_after_the_delay_across_a
     // Nothing of a deferred attempt was kept.
     assert_eq!(s.wait_for_mail("alice@example.org", 2).len(), 2);
     assert!(s.maildir("bob@example.org").is_empty());
+}
+
+#[test]
+fn a_client_listed_by_dnsbls_over_the_threshold_may_not_send_mail() {
+    // 127.0.0.1 is listed by two zones of three; a third lists no one.
+    let zone = "1.0.0.127.big.example. 60 IN A 127.0.0.2\n\
+                1.0.0.127.small.example. 60 IN A 127.0.0.4\n\
+                1.0.0.127.refusing.example. 60 IN A 127.255.255.254\n";
+    let peer = Peer::with(Options {
+        zone: Some(zone),
+        ..Options::default()
+    });
+    let config = |extra: &str| {
+        format!(
+            "[inbound]\ntrusted_networks = []\npregreet = \"0s\"\ngreylist = \"0s\"\n{extra}\n\
+             [outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+            peer.dns.unwrap()
+        )
+    };
+    let text = "From: a@sender.example\r\nSubject: listed\r\n\r\nHello.\r\n";
+    let s = Server::start(&config(
+        "dnsbl = [\"big.example*2\", \"small.example\", \"refusing.example*5\", \"silent.example*5\"]",
+    ));
+    let mut c = Client::greeted(s.addr);
+    assert_eq!(c.cmd("EHLO mx.sender.example").code, 250);
+    let r = c.cmd("MAIL FROM:<a@sender.example>");
+    assert!(
+        r.text.starts_with("550 5.7.1 Service unavailable; client [127.0.0.1] blocked using big.example, small.example"),
+        "{r:?}"
+    );
+    s.wait_for_log("127.0.0.1");
+    s.wait_for_log(
+        "listed by big.example, small.example (score 3, threshold 3): its mail is refused",
+    );
+    // Below the threshold: served.
+    let s = Server::start(&config("dnsbl = [\"big.example*2\"]"));
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO mx.sender.example");
+    assert_eq!(
+        c.send_mail("a@sender.example", &["alice@example.org"], text)
+            .code,
+        250
+    );
+    // On the allow-list: served however listed.
+    let s = Server::start(&config(
+        "dnsbl = [\"big.example*5\"]\ndnsbl_allow = [\"127.0.0.0/30\"]",
+    ));
+    let mut c = Client::greeted(s.addr);
+    c.cmd("EHLO mx.sender.example");
+    assert_eq!(
+        c.send_mail("a@sender.example", &["alice@example.org"], text)
+            .code,
+        250
+    );
 }
 
 #[test]

@@ -63,11 +63,14 @@ impl Checker<'_> {
         delay
     }
 
-    /// `[inbound] trusted_networks`: addresses and networks (CIDR).
-    pub(super) fn trusted_networks(&mut self, i: &RawInbound) -> Vec<ipnet::IpNet> {
-        let Some(list) = &i.trusted_networks else {
-            return InboundPolicy::default().trusted_networks;
-        };
+    /// A list of addresses and networks (CIDR), such as `[inbound]
+    /// trusted_networks`; `None` when not given.
+    pub(super) fn networks(
+        &mut self,
+        list: &Option<Vec<Spanned<String>>>,
+        name: &str,
+    ) -> Option<Vec<ipnet::IpNet>> {
+        let list = list.as_ref()?;
         let mut out = Vec::new();
         for item in list {
             let text = item.get_ref().trim();
@@ -78,8 +81,27 @@ impl Checker<'_> {
                 Ok(net) => out.push(net.trunc()),
                 Err(_) => self.report(
                     item.span(),
-                    format!("trusted_networks: {text:?} is not an address or a network"),
+                    format!("{name}: {text:?} is not an address or a network"),
                     Some("write 192.168.1.0/24, 2001:db8::/64 or one address"),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    /// `[inbound] dnsbl`: `zone[=answer][*weight]` each.
+    pub(super) fn dnsbl(&mut self, i: &RawInbound) -> Vec<crate::inbound::dnsbl::Zone> {
+        let Some(list) = &i.dnsbl else {
+            return InboundPolicy::default().dnsbl;
+        };
+        let mut out = Vec::new();
+        for item in list {
+            match item.get_ref().parse() {
+                Ok(zone) => out.push(zone),
+                Err(e) => self.report(
+                    item.span(),
+                    format!("dnsbl {:?}: {e}", item.get_ref()),
+                    Some("write zone, zone*weight or zone=127.0.0.2*weight, as postscreen_dnsbl_sites"),
                 ),
             }
         }

@@ -89,6 +89,9 @@ pub(super) struct RawInbound {
     pub(super) pregreet: Option<Spanned<String>>,
     pub(super) greylist: Option<Spanned<String>>,
     pub(super) trusted_networks: Option<Vec<Spanned<String>>>,
+    pub(super) dnsbl: Option<Vec<Spanned<String>>>,
+    pub(super) dnsbl_threshold: Option<Spanned<i64>>,
+    pub(super) dnsbl_allow: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]

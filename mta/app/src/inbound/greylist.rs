@@ -7,17 +7,15 @@
 //! that has passed before is not delayed, nor is a network that has passed
 //! [`Policy::allow_after`] times (postgrey's auto-whitelist).
 //!
-//! Kept in `<data>/greylist.redb` (a restart forgets nothing); entries
+//! Kept in `<data>/inbound.redb` (a restart forgets nothing); entries
 //! expire (a triplet never retried after [`Policy::retry_window`], any
 //! unused one after [`Policy::max_age`]), and the table is bounded
 //! ([`MAX_TRIPLETS`]): past it new triplets pass rather than be recorded.
 
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 /// `net \0 sender \0 recipient` → (first seen, last seen, passed).
@@ -68,7 +66,7 @@ pub enum Decision {
 }
 
 pub struct Greylist {
-    db: Database,
+    db: Arc<Database>,
     last_sweep: Mutex<u64>,
 }
 
@@ -131,24 +129,8 @@ pub fn in_words(wait: Duration) -> String {
 }
 
 impl Greylist {
-    /// Opens (or makes) the database at `path`; one that cannot be read is
-    /// set aside (`.damaged`) and made anew: greylisting starts over, no
-    /// mail is lost.
-    pub fn open(path: &Path) -> anyhow::Result<Greylist> {
-        let db = match Database::create(path) {
-            Ok(db) => db,
-            Err(e) => {
-                let aside = path.with_extension("redb.damaged");
-                tracing::warn!(
-                    "the greylist {} cannot be read ({e}); set aside as {} and started anew",
-                    path.display(),
-                    aside.display()
-                );
-                std::fs::rename(path, &aside)
-                    .with_context(|| format!("setting {} aside", path.display()))?;
-                Database::create(path).with_context(|| format!("making {}", path.display()))?
-            }
-        };
+    /// Greylisting in `db` (`super::open_db`), its tables made.
+    pub fn new(db: Arc<Database>) -> anyhow::Result<Greylist> {
         let w = db.begin_write()?;
         w.open_table(TRIPLETS)?;
         w.open_table(NETS)?;
@@ -317,6 +299,7 @@ impl Greylist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const T: u64 = 1_800_000_000;
     const P: Policy = Policy {
@@ -331,7 +314,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Greylist {
-        Greylist::open(&dir.join("greylist.redb")).unwrap()
+        Greylist::new(super::super::open_db(&dir.join("inbound.redb")).unwrap()).unwrap()
     }
 
     #[test]
@@ -544,7 +527,7 @@ mod tests {
     #[test]
     fn a_damaged_database_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("greylist.redb"), b"not a database at all").unwrap();
+        std::fs::write(dir.path().join("inbound.redb"), b"not a database at all").unwrap();
         let g = open(dir.path());
         assert!(matches!(
             g.check(
@@ -558,6 +541,6 @@ mod tests {
             .unwrap(),
             Decision::Wait(_)
         ));
-        assert!(dir.path().join("greylist.redb.damaged").exists());
+        assert!(dir.path().join("inbound.redb.damaged").exists());
     }
 }

@@ -262,6 +262,9 @@ pub struct Session<D: Directory> {
     credential: Option<String>,
     /// Transactions started so far.
     transactions: u64,
+    /// Why this client may not send mail (a DNSBL listing): every MAIL
+    /// is refused with it.
+    blocked: Option<String>,
 }
 
 impl<D: Directory> Session<D> {
@@ -288,7 +291,15 @@ impl<D: Directory> Session<D> {
             authenticated: None,
             credential: None,
             transactions: 0,
+            blocked: None,
         }
+    }
+
+    /// Refuses every `MAIL` of this client with `550 5.7.1 <why>` (as
+    /// postscreen's `enforce`: the session goes on, so what it wanted to
+    /// send is logged).
+    pub fn block(&mut self, why: String) {
+        self.blocked = Some(why);
     }
 
     /// The configuration was reloaded: later commands see the new

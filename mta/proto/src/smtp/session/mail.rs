@@ -12,6 +12,11 @@ impl<D: Directory> Session<D> {
         if self.tx.is_some() {
             return self.reply(503, "5.5.1", "Error: nested MAIL command".into());
         }
+        if let Some(why) = &self.blocked
+            && self.authenticated.is_none()
+        {
+            return self.reply(550, "5.7.1", why.clone());
+        }
         if self.cfg.role != Role::Mx {
             if self.tls.is_none() {
                 return self.reply(530, "5.7.0", "Must issue a STARTTLS command first".into());

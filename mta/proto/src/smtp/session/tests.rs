@@ -284,6 +284,24 @@ fn starttls_discards_pipelined_commands() {
 }
 
 #[test]
+fn a_blocked_client_may_not_send_mail_but_the_session_goes_on() {
+    let mut h = harness();
+    h.talk("");
+    h.s.block("Service unavailable; client [192.0.2.7] blocked using bl.example".into());
+    assert_eq!(h.codes("EHLO c.example\r\n"), vec![250]);
+    let (out, _) = h.talk("MAIL FROM:<x@sender.example>\r\n");
+    assert!(
+        out.starts_with(
+            "550 5.7.1 Service unavailable; client [192.0.2.7] blocked using bl.example"
+        ),
+        "{out}"
+    );
+    assert_eq!(h.codes("RCPT TO:<alice@example.org>\r\n"), vec![503]);
+    assert_eq!(h.codes("QUIT\r\n"), vec![221]);
+    assert!(h.submitted.is_empty());
+}
+
+#[test]
 fn early_talker_is_refused() {
     let cfg = SessionConfig {
         hostname: "mx.example.org".into(),
