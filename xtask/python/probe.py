@@ -72,7 +72,15 @@ def authres():
     assert [(r.method, r.result) for r in h.results] == [("dkim", "pass"), ("spf", "fail")], h.results
 
 
-PROBES = {"authres": authres, "dkimpy": dkimpy, "aiosmtpd": aiosmtpd, "dnslib": dnslib, "dnspython": dnspython}
+def yaml():
+    # Loading YAML documents as the SPF test suite's server does.
+    import yaml as y
+
+    docs = list(y.safe_load_all('a: "\\xEF"\n---\nb: [1, "two"]\n'))
+    assert docs == [{"a": "\xef"}, {"b": [1, "two"]}], docs
+
+
+PROBES = {"yaml": yaml, "authres": authres, "dkimpy": dkimpy, "aiosmtpd": aiosmtpd, "dnslib": dnslib, "dnspython": dnspython}
 
 if __name__ == "__main__":
     try:

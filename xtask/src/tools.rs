@@ -25,6 +25,8 @@ enum Fix {
     Pip,
     RustupTarget(&'static str),
     RustupComponent(&'static str),
+    /// The RFC 7208 test suite, from pyspf's source package on PyPI.
+    SpfSuite,
 }
 
 impl Fix {
@@ -34,6 +36,10 @@ impl Fix {
             Fix::Pip => format!("python3 -m pip install -r {}", requirements().display()),
             Fix::RustupTarget(t) => format!("rustup target add {t}"),
             Fix::RustupComponent(c) => format!("rustup component add {c}"),
+            Fix::SpfSuite => format!(
+                "python3 -m pip download {PYSPF} --no-deps --no-binary :all: -d {}",
+                spf_suite_dir().display()
+            ),
         }
     }
 }
@@ -108,6 +114,83 @@ fn python(module: &'static str) -> Prereq {
         let probe = root().join("xtask/python/probe.py");
         run("python3", &[&probe.to_string_lossy(), module], b"").map(drop)
     })
+}
+
+/// The source package that carries the RFC 7208 test suite, and the
+/// SHA-256 of the package and of the suite (a changed file is not used).
+const PYSPF: &str = "pyspf==2.0.14";
+const PYSPF_TARBALL: &str = "pyspf-2.0.14.tar.gz";
+const PYSPF_SHA256: &str = "57a7ef01bda090173aafb6af0106251686ed73f03db4e911fcd34c57fc347186";
+const SPF_SUITE_SHA256: &str = "901f561a6e2b1c1590a40a61b1ac7601226fd7045a7aae591a4d25421358d6f9";
+
+/// Where the suite is kept (`mta/tests/it/spf_suite.rs` reads it there).
+fn spf_suite_dir() -> PathBuf {
+    root().join("target/cache/pyspf")
+}
+
+fn sha256_of(path: &std::path::Path) -> Result<String, String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!("{:x}", sha2::Sha256::digest(bytes)))
+}
+
+/// The openspf RFC 7208 test suite as pyspf 2.0.14 ships it (its
+/// `test/rfc7208-tests.yml`, BSD-licensed, with its licence beside it).
+fn spf_suite() -> Prereq {
+    Prereq::new(
+        "the RFC 7208 SPF test suite (pyspf 2.0.14's test/rfc7208-tests.yml)",
+        Fix::SpfSuite,
+        || {
+            let suite = spf_suite_dir().join("rfc7208-tests.yml");
+            let sha = sha256_of(&suite)?;
+            if sha != SPF_SUITE_SHA256 {
+                return Err(format!("{} has SHA-256 {sha}", suite.display()));
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Fetches pyspf's source package from PyPI, checks it and takes the suite
+/// and its licence out of it.
+fn fetch_spf_suite() -> anyhow::Result<()> {
+    let dir = spf_suite_dir();
+    std::fs::create_dir_all(&dir)?;
+    let tarball = dir.join(PYSPF_TARBALL);
+    if sha256_of(&tarball).ok().as_deref() != Some(PYSPF_SHA256) {
+        let _ = std::fs::remove_file(&tarball);
+        check(
+            Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args([PYSPF, "--no-deps", "--no-binary", ":all:", "-d"])
+                .arg(&dir),
+        )?;
+    }
+    let sha = sha256_of(&tarball).map_err(anyhow::Error::msg)?;
+    if sha != PYSPF_SHA256 {
+        bail!(
+            "{} has SHA-256 {sha}, not {PYSPF_SHA256}",
+            tarball.display()
+        );
+    }
+    check(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&dir)
+            .args(["--strip-components=2"])
+            .args([
+                "pyspf-2.0.14/test/rfc7208-tests.yml",
+                "pyspf-2.0.14/test/rfc7208-tests.LICENSE",
+            ]),
+    )
 }
 
 /// Dovecot's IMAP server: the reference the IMAP tests and benchmark
@@ -226,6 +309,8 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
         python("aiosmtpd"),
         python("dnslib"),
         python("dnspython"),
+        python("yaml"),
+        spf_suite(),
     ];
     for (component, subcommand) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
         list.push(Prereq::new(
@@ -447,10 +532,15 @@ pub fn ensure(list: &[Prereq]) -> anyhow::Result<()> {
             Fix::Pip => {}
             Fix::RustupTarget(t) => check(Command::new("rustup").args(["target", "add", t]))?,
             Fix::RustupComponent(c) => check(Command::new("rustup").args(["component", "add", c]))?,
+            Fix::SpfSuite => {}
         }
     }
     if missing.iter().any(|p| p.fix == Fix::Pip) {
         pip_install()?;
+    }
+    // After pip: the download needs it.
+    if missing.iter().any(|p| p.fix == Fix::SpfSuite) {
+        fetch_spf_suite()?;
     }
     if report(list) > 0 {
         bail!("prerequisites are missing (listed above)");

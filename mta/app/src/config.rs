@@ -139,7 +139,7 @@ pub struct InboundPolicy {
     /// forward.
     pub trusted_networks: Vec<ipnet::IpNet>,
     /// DNS blocklists with their weights (`crate::inbound::dnsbl`).
-    pub dnsbl: Vec<crate::inbound::dnsbl::Zone>,
+    pub dnsbl: Vec<DnsblZone>,
     /// The score at which a client may not send mail.
     pub dnsbl_threshold: i32,
     /// Clients never refused for a listing (a friend's server on a shared
@@ -160,6 +160,64 @@ impl InboundPolicy {
         !self.dnsbl.is_empty()
             && !self.trusts(ip)
             && !self.dnsbl_allow.iter().any(|n| n.contains(&canonical))
+    }
+}
+
+/// One DNS blocklist of `[inbound] dnsbl`: `zone[=answer][*weight]`
+/// (`crate::inbound::dnsbl` asks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsblZone {
+    pub name: String,
+    /// The one answer that counts, if not any.
+    pub answer: Option<std::net::Ipv4Addr>,
+    pub weight: i32,
+}
+
+impl std::str::FromStr for DnsblZone {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<DnsblZone, String> {
+        let text = text.trim();
+        let (rest, weight) = match text.rsplit_once('*') {
+            Some((rest, w)) => (
+                rest,
+                w.trim()
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|w| (-100..=100).contains(w))
+                    .ok_or_else(|| format!("the weight {w:?} is not a number from -100 to 100"))?,
+            ),
+            None => (text, 1),
+        };
+        let (name, answer) = match rest.split_once('=') {
+            Some((name, answer)) => (
+                name,
+                Some(
+                    answer
+                        .trim()
+                        .parse::<std::net::Ipv4Addr>()
+                        .map_err(|_| format!("the answer {answer:?} is not an IPv4 address"))?,
+                ),
+            ),
+            None => (rest, None),
+        };
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        let valid = name.contains('.')
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(format!("{name:?} is not a DNS zone"));
+        }
+        Ok(DnsblZone {
+            name,
+            answer,
+            weight,
+        })
     }
 }
 

@@ -15,6 +15,7 @@ mod imap_dovecot;
 mod inbound;
 mod outbound;
 mod smtp;
+mod spf_suite;
 mod submission;
 mod update;
 mod web;

@@ -90,7 +90,7 @@ impl Checker<'_> {
     }
 
     /// `[inbound] dnsbl`: `zone[=answer][*weight]` each.
-    pub(super) fn dnsbl(&mut self, i: &RawInbound) -> Vec<crate::inbound::dnsbl::Zone> {
+    pub(super) fn dnsbl(&mut self, i: &RawInbound) -> Vec<DnsblZone> {
         let Some(list) = &i.dnsbl else {
             return InboundPolicy::default().dnsbl;
         };

@@ -27,62 +27,7 @@ pub const MAX_CACHED: u64 = 100_000;
 /// All of a client's lookups, at most.
 pub const DEADLINE: Duration = Duration::from_secs(5);
 
-/// One blocklist: `zone[=answer][*weight]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Zone {
-    pub name: String,
-    /// The one answer that counts, if not any.
-    pub answer: Option<Ipv4Addr>,
-    pub weight: i32,
-}
-
-impl std::str::FromStr for Zone {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Zone, String> {
-        let text = text.trim();
-        let (rest, weight) = match text.rsplit_once('*') {
-            Some((rest, w)) => (
-                rest,
-                w.trim()
-                    .parse::<i32>()
-                    .ok()
-                    .filter(|w| (-100..=100).contains(w))
-                    .ok_or_else(|| format!("the weight {w:?} is not a number from -100 to 100"))?,
-            ),
-            None => (text, 1),
-        };
-        let (name, answer) = match rest.split_once('=') {
-            Some((name, answer)) => (
-                name,
-                Some(
-                    answer
-                        .trim()
-                        .parse::<Ipv4Addr>()
-                        .map_err(|_| format!("the answer {answer:?} is not an IPv4 address"))?,
-                ),
-            ),
-            None => (rest, None),
-        };
-        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-        let valid = name.contains('.')
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !valid {
-            return Err(format!("{name:?} is not a DNS zone"));
-        }
-        Ok(Zone {
-            name,
-            answer,
-            weight,
-        })
-    }
-}
+pub use crate::config::DnsblZone as Zone;
 
 /// The name to ask: the address's labels reversed, under the zone.
 pub fn query_name(ip: IpAddr, zone: &str) -> String {
