@@ -21,6 +21,7 @@ use argh::FromArgs;
 use crate::smtp::expect;
 use crate::{cargo, check, root};
 
+mod checks;
 mod imap;
 
 /// measure SMTP throughput, latency and memory
@@ -66,6 +67,9 @@ pub struct Bench {
     /// measure IMAP instead, beside Dovecot: SELECT, FETCH 1:* (FLAGS ENVELOPE) and UID SEARCH of one folder, and memory (see bench/imap.rs)
     #[argh(switch)]
     imap: bool,
+    /// measure the inbound checks: the same load with SPF, DKIM (a signed message), DMARC and a DNSBL answered by a local DNS server, beside the same load without them (see bench/checks.rs)
+    #[argh(switch)]
+    checks: bool,
     /// with --imap: the messages in the folder (default 10000)
     #[argh(option, default = "10000")]
     folder_size: usize,
@@ -99,6 +103,9 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
     }
     if b.imap {
         return imap::imap(b);
+    }
+    if b.checks {
+        return checks::checks(b);
     }
     if let Some(peer) = &b.compare {
         if peer != "postfix" {
@@ -155,7 +162,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
         check(&mut smtp_source(&program, &libs, &b, total, &rcpt, addr))?;
         Vec::new()
     } else {
-        generate(addr, None, &rcpt, b.connections, b.messages, b.size)?
+        generate(addr, None, &rcpt, b.connections, b.messages, b.size, None)?
     };
     report_accepted(total, started.elapsed(), latencies, true);
     if let Some(dir) = &new_dir {
@@ -323,6 +330,16 @@ fn web(b: Bench) -> anyhow::Result<()> {
 }
 
 fn start_ours(b: &Bench, sink: Option<u16>) -> anyhow::Result<Ours> {
+    start_ours_with(b, sink, None)
+}
+
+/// [`start_ours`], with `inbound` (the `[inbound]` section's lines and the
+/// port of the DNS server to ask) instead of the checks off.
+fn start_ours_with(
+    b: &Bench,
+    sink: Option<u16>,
+    inbound: Option<(&str, u16)>,
+) -> anyhow::Result<Ours> {
     let binary = match &b.mta {
         Some(path) => path.clone(),
         None => {
@@ -348,15 +365,18 @@ password = "{BENCH_HASH}"
 connections_per_ip = 1000
 connections = 1000
 [outbound]
-nameservers = ["127.0.0.1:9"]
+nameservers = ["127.0.0.1:{}"]
 [inbound]
-authenticate = false
-pregreet = "0s"
+{}
 {}[[listeners]]
 address = "127.0.0.1:0"
 role = "{}"
 "#,
             dir.join("data").display(),
+            inbound.map_or(9, |(_, port)| port),
+            inbound.map_or("authenticate = false\npregreet = \"0s\"", |(lines, _)| {
+                lines
+            }),
             match sink {
                 Some(port) => format!(
                     "[[transports]]\nrecipient = \"sink.example\"\nvia = \"smtp:127.0.0.1:{port}\"\n"
@@ -419,6 +439,7 @@ fn generate(
     connections: usize,
     messages: usize,
     size: usize,
+    fixed: Option<Arc<Vec<u8>>>,
 ) -> anyhow::Result<Vec<Duration>> {
     let barrier = Arc::new(Barrier::new(connections));
     let tls = login.map(|(_, _, cert)| trusting(cert)).transpose()?;
@@ -433,6 +454,7 @@ fn generate(
             let login = login.clone();
             let tls = tls.clone();
             let from = from.clone();
+            let fixed = fixed.clone();
             std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
                 let tcp = TcpStream::connect(addr)?;
                 tcp.set_nodelay(true)?;
@@ -466,7 +488,15 @@ fn generate(
                     expect(&mut io, 250)?;
                     expect(&mut io, 250)?;
                     expect(&mut io, 354)?;
-                    write_message(io.get_mut(), &from, &rcpt, n, m, size)?;
+                    match &fixed {
+                        // One message for all (DKIM-signed), dot-stuffed and
+                        // ending in CRLF.
+                        Some(message) => {
+                            io.get_mut().write_all(message)?;
+                            io.get_mut().write_all(b".\r\n")?;
+                        }
+                        None => write_message(io.get_mut(), &from, &rcpt, n, m, size)?,
+                    }
                     expect(&mut io, 250)?;
                     latencies.push(t.elapsed());
                 }
@@ -581,6 +611,7 @@ fn outbound(b: Bench) -> anyhow::Result<()> {
         b.connections,
         b.messages,
         b.size,
+        None,
     )?;
     report_accepted(total, started.elapsed(), latencies, false);
     wait_arrival(

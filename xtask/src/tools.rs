@@ -193,6 +193,11 @@ fn fetch_spf_suite() -> anyhow::Result<()> {
     )
 }
 
+/// What `cargo xtask bench --checks` needs: its DNS server and signer.
+pub fn for_checks_bench() -> Vec<Prereq> {
+    vec![python("dnslib"), python("dkimpy")]
+}
+
 /// Dovecot's IMAP server: the reference the IMAP tests and benchmark
 /// compare with (a test peer, never on the appliance).
 pub fn dovecot() -> Prereq {
