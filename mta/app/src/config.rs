@@ -145,6 +145,8 @@ pub struct InboundPolicy {
     /// Clients never refused for a listing (a friend's server on a shared
     /// address), besides the trusted networks.
     pub dnsbl_allow: Vec<ipnet::IpNet>,
+    /// HELO and sender sanity (`crate::inbound::sanity`).
+    pub sender_sanity: bool,
 }
 
 impl InboundPolicy {
@@ -254,6 +256,7 @@ impl Default for InboundPolicy {
             dnsbl: DNSBL.iter().map(|z| z.parse().expect("a zone")).collect(),
             dnsbl_threshold: 3,
             dnsbl_allow: Vec::new(),
+            sender_sanity: true,
         }
     }
 }
@@ -533,6 +536,7 @@ impl Config {
                 dnsbl_allow: ck
                     .networks(&raw.inbound.dnsbl_allow, "dnsbl_allow")
                     .unwrap_or_default(),
+                sender_sanity: raw.inbound.sender_sanity.unwrap_or(true),
             },
             outbound,
             update,

@@ -115,6 +115,12 @@ impl Intake {
                         helo: &helo,
                         mail_from: &envelope.from,
                     };
+                    if let Err(e) = self.sanity(settings, id, &client).await {
+                        if let Some(path) = body.file() {
+                            let _ = std::fs::remove_file(path);
+                        }
+                        return Err(e);
+                    }
                     let (body, authenticated) =
                         self.check(settings, id, &client, ours, body).await?;
                     let recipients: Vec<&str> = envelope
@@ -169,6 +175,45 @@ impl Intake {
             StoreError::DiskFull => IntakeError::DiskFull,
             StoreError::Failed => IntakeError::Failed,
         })
+    }
+
+    /// HELO and sender sanity (`crate::inbound::sanity`) of a message from
+    /// a stranger: `Rejected` for a bad HELO name or a sender domain that
+    /// cannot receive mail, `Deferred` when the DNS does not say.
+    async fn sanity(
+        &self,
+        settings: &Settings,
+        id: QueueId,
+        client: &crate::inbound::auth::Client<'_>,
+    ) -> Result<(), IntakeError> {
+        use crate::inbound::sanity::{Domain, helo_problem, sender_domain};
+        let config = &settings.config;
+        if !config.inbound.sender_sanity || config.inbound.trusts(client.ip) {
+            return Ok(());
+        }
+        let from = mta_proto::logsafe::escape(client.mail_from);
+        let ip = client.ip;
+        let mut ours = vec![config.hostname.as_str()];
+        ours.extend(config.domains.iter().map(String::as_str));
+        if let Some(why) = helo_problem(client.helo, &ours) {
+            let helo = mta_proto::logsafe::escape(client.helo);
+            tracing::info!("{id}: from=<{from}>, ip={ip}, helo={helo}: rejected: {why}");
+            return Err(IntakeError::Rejected(why));
+        }
+        let (Some((_, domain)), Some(dns)) = (client.mail_from.rsplit_once('@'), &self.dns) else {
+            return Ok(()); // the null sender (a bounce), or no resolver yet
+        };
+        match sender_domain(dns, domain).await {
+            Domain::Exists => Ok(()),
+            Domain::Unknown(why) => {
+                tracing::info!("{id}: from=<{from}>, ip={ip}: rejected: {why}");
+                Err(IntakeError::Rejected(why))
+            }
+            Domain::Unsure(why) => {
+                tracing::info!("{id}: from=<{from}>, ip={ip}: deferred: {why}");
+                Err(IntakeError::Deferred(why))
+            }
+        }
     }
 
     /// Greylisting (`crate::inbound::greylist`) of a message from a

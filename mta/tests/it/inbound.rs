@@ -4,7 +4,7 @@
 //! `Authentication-Results:` field read back with Python's `authres`; a
 //! domain whose DMARC policy is `reject` refused at the end of DATA;
 //! `quarantine` and SPF failures filed in Junk unless the account allows
-//! the sender; greylisting; DNSBL scoring.
+//! the sender; greylisting; DNSBL scoring; HELO and sender sanity.
 
 use crate::common::peer::{Options, Peer};
 use crate::common::{Client, Server, python};
@@ -313,7 +313,15 @@ fn quarantine_and_spf_failures_go_to_junk_unless_the_account_allows_the_sender()
 #[test]
 fn greylisting_defers_a_new_triplet_and_takes_the_retry_after_the_delay_across_a_restart() {
     // Loopback, where the tests come from, is trusted by default.
-    let mut s = Server::start("[inbound]\ntrusted_networks = []\ngreylist = \"3s\"\n");
+    // The sender's domain exists (the sanity check asks).
+    let peer = Peer::with(Options {
+        zone: Some("sender.example. 60 IN A 127.0.0.1\n"),
+        ..Options::default()
+    });
+    let mut s = Server::start(&format!(
+        "[inbound]\ntrusted_networks = []\ngreylist = \"3s\"\n[outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        peer.dns.unwrap()
+    ));
     let text = "From: a@sender.example\r\nSubject: grey\r\n\r\nHello.\r\n";
     let send = |s: &Server, from: &str, to: &str| {
         let mut c = Client::greeted(s.addr);
@@ -348,7 +356,8 @@ fn a_client_listed_by_dnsbls_over_the_threshold_may_not_send_mail() {
     // 127.0.0.1 is listed by two zones of three; a third lists no one.
     let zone = "1.0.0.127.big.example. 60 IN A 127.0.0.2\n\
                 1.0.0.127.small.example. 60 IN A 127.0.0.4\n\
-                1.0.0.127.refusing.example. 60 IN A 127.255.255.254\n";
+                1.0.0.127.refusing.example. 60 IN A 127.255.255.254\n\
+                sender.example. 60 IN A 127.0.0.1\n";
     let peer = Peer::with(Options {
         zone: Some(zone),
         ..Options::default()
@@ -395,6 +404,73 @@ fn a_client_listed_by_dnsbls_over_the_threshold_may_not_send_mail() {
             .code,
         250
     );
+}
+
+#[test]
+fn a_stranger_needs_a_proper_helo_name_and_a_sender_domain_that_takes_mail() {
+    let zone = "exists.example. 60 IN MX 10 mx.exists.example.\n\
+                mx.exists.example. 60 IN A 127.0.0.1\n\
+                address.example. 60 IN A 127.0.0.1\n\
+                null.example. 60 IN MX 0 .\n";
+    let peer = Peer::with(Options {
+        zone: Some(zone),
+        ..Options::default()
+    });
+    let s = Server::start(&format!(
+        "[inbound]\ntrusted_networks = []\npregreet = \"0s\"\ngreylist = \"0s\"\ndnsbl = []\n\
+         [outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        peer.dns.unwrap()
+    ));
+    let text = "From: a@exists.example\r\nSubject: sanity\r\n\r\nHello.\r\n";
+    let send = |helo: &str, from: &str| {
+        let mut c = Client::greeted(s.addr);
+        assert_eq!(c.cmd(&format!("EHLO {helo}")).code, 250);
+        c.send_mail(from, &["alice@example.org"], text)
+    };
+    for (helo, from, code, says) in [
+        (
+            "localhost",
+            "a@exists.example",
+            550,
+            "localhost is not a fully-qualified host name",
+        ),
+        (
+            "mx.example.org",
+            "a@exists.example",
+            550,
+            "the HELO name mx.example.org is ours",
+        ),
+        (
+            "bad_helo!.example",
+            "a@exists.example",
+            550,
+            "is not a valid host name",
+        ),
+        (
+            "mail.sender.example",
+            "a@gone.example",
+            550,
+            "the sender domain gone.example",
+        ),
+        (
+            "mail.sender.example",
+            "a@null.example",
+            550,
+            "accepts no mail (null MX)",
+        ),
+        ("mail.sender.example", "a@exists.example", 250, ""),
+        ("mail.sender.example", "a@address.example", 250, ""),
+        ("[127.0.0.1]", "", 250, ""),
+    ] {
+        let r = send(helo, from);
+        assert_eq!(r.code, code, "{helo} <{from}>: {r:?}");
+        assert!(r.text.contains(says), "{helo} <{from}>: {r:?}");
+        if code == 550 {
+            assert!(r.text.starts_with("550 5.7.1"), "{r:?}");
+        }
+    }
+    s.wait_for_mail("alice@example.org", 3);
+    s.wait_for_log("rejected: the sender domain gone.example");
 }
 
 #[test]

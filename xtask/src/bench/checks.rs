@@ -2,7 +2,8 @@
 //! DKIM-signed message (dkimpy, RSA 2048, `bench.example`) is sent by
 //! every connection over and over to our server twice, one run after the
 //! other on the same machine: first with the checks off, then with SPF
-//! (HELO and MAIL FROM), DKIM, ARC, DMARC (`p=reject`) and one DNSBL zone,
+//! (HELO and MAIL FROM), DKIM, ARC, DMARC (`p=reject`), one DNSBL zone and
+//! the HELO and sender-domain sanity checks,
 //! all answered by a local dnslib server (its answers pass: the cost, not
 //! a refusal, is measured). Greylisting and the pregreet test are off in
 //! both runs: they delay a client's first message, they do not cost per
@@ -43,6 +44,8 @@ sig = dkim.sign(msg, b"bench", b"bench.example", pem, canonicalize=(b"relaxed", 
                 include_headers=[b"from", b"to", b"subject", b"message-id"])
 chunks = " ".join('"%s"' % txt[i:i + 200] for i in range(0, len(txt), 200))
 zone = ("bench.example. 60 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n"
+        "bench.example. 60 IN MX 10 bench.example.\n"
+        "bench.example. 60 IN A 127.0.0.1\n"
         "_dmarc.bench.example. 60 IN TXT \"v=DMARC1; p=reject\"\n"
         "bench._domainkey.bench.example. 60 IN TXT %s\n" % chunks)
 quiet = DNSLogger(log="-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)

@@ -92,6 +92,7 @@ pub(super) struct RawInbound {
     pub(super) dnsbl: Option<Vec<Spanned<String>>>,
     pub(super) dnsbl_threshold: Option<Spanned<i64>>,
     pub(super) dnsbl_allow: Option<Vec<Spanned<String>>>,
+    pub(super) sender_sanity: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
