@@ -133,10 +133,10 @@ pub struct InboundPolicy {
     /// How long a new (network, sender, recipient) triplet is greylisted
     /// (`crate::inbound::greylist`); zero: no greylisting.
     pub greylist: Duration,
-    /// Clients that skip the pregreet test and greylisting (Postfix's
-    /// `mynetworks`): loopback and the private ranges by default — the
-    /// printer on the LAN, not the internet behind the router's port
-    /// forward.
+    /// Clients that skip the pregreet test, DNSBLs, the sanity checks and
+    /// greylisting (Postfix's `mynetworks`): loopback and the private
+    /// ranges by default — the printer on the LAN, not the internet behind
+    /// the router's port forward.
     pub trusted_networks: Vec<ipnet::IpNet>,
     /// DNS blocklists with their weights (`crate::inbound::dnsbl`).
     pub dnsbl: Vec<DnsblZone>,
