@@ -67,9 +67,23 @@ pub fn helo_problem(helo: &str, ours: &[&str]) -> Option<String> {
     None
 }
 
+/// How long the sender domain's lookups may take in all; past it, the
+/// DNS did not answer.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Whether the sender domain `domain` can receive mail: an MX that is not
-/// the null MX, or (without MX) an address.
+/// the null MX, or (without MX) an address; within [`DEADLINE`].
 pub async fn sender_domain(dns: &Dns, domain: &str) -> Domain {
+    match tokio::time::timeout(DEADLINE, lookups(dns, domain)).await {
+        Ok(found) => found,
+        Err(_) => Domain::Unsure(format!(
+            "the DNS did not answer for the sender domain {domain} within {} s; please try again later",
+            DEADLINE.as_secs()
+        )),
+    }
+}
+
+async fn lookups(dns: &Dns, domain: &str) -> Domain {
     let name = crate::dns::absolute(domain);
     let unsure = |e: &Error| {
         Domain::Unsure(format!(
