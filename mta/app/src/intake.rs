@@ -116,9 +116,7 @@ impl Intake {
                         mail_from: &envelope.from,
                     };
                     if let Err(e) = self.sanity(settings, id, &client).await {
-                        if let Some(path) = body.file() {
-                            let _ = std::fs::remove_file(path);
-                        }
+                        discard(&body);
                         return Err(e);
                     }
                     let (body, authenticated) =
@@ -132,9 +130,7 @@ impl Intake {
                         .greylist(settings, id, &client, &recipients, authenticated)
                         .await
                     {
-                        if let Some(path) = body.file() {
-                            let _ = std::fs::remove_file(path);
-                        }
+                        discard(&body);
                         return Err(e);
                     }
                     body
@@ -362,9 +358,7 @@ impl Intake {
                     if let Err(e) = body.cut(&cut) {
                         // Not safe to deliver as it is, and not acknowledged yet.
                         tracing::error!("{id}: cannot remove forged fields: {e}");
-                        if let Some(path) = body.file() {
-                            let _ = std::fs::remove_file(path);
-                        }
+                        discard(&body);
                         return Err(IntakeError::Failed);
                     }
                 }
@@ -378,9 +372,7 @@ impl Intake {
                     client.ip,
                     verdict.summary
                 );
-                if let Some(path) = body.file() {
-                    let _ = std::fs::remove_file(path);
-                }
+                discard(&body);
                 Err(IntakeError::Rejected(why))
             }
         }
@@ -456,5 +448,13 @@ impl Intake {
         })
         .await
         .expect("the signing task does not panic")
+    }
+}
+
+/// Removes the spool file of a message that will not be queued (refused,
+/// deferred, or not safe to keep); one in memory just goes.
+fn discard(body: &Body) {
+    if let Some(path) = body.file() {
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -28,8 +28,6 @@ pub struct Settings {
     /// The accounts' Maildirs, shared by every snapshot, the delivery
     /// workers and the IMAP server (what they know of usage with them).
     pub maildirs: mta_store::maildir::Maildirs,
-    /// The pregreet wait on port 25 (zero: none).
-    pub pregreet: Duration,
     pub session_time: Duration,
     pub per_ip_limit: usize,
     pub limit: usize,
@@ -77,7 +75,6 @@ impl Settings {
             tls: tokio_rustls::TlsAcceptor::from(certs.smtp_config()?),
             https: tokio_rustls::TlsAcceptor::from(certs.https_config()?),
             certs,
-            pregreet: config.inbound.pregreet,
             session_time: config.limits.session_time,
             per_ip_limit: config.limits.connections_per_ip,
             limit: config.limits.connections,

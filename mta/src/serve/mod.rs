@@ -525,7 +525,7 @@ async fn handle(
         _ => None,
     };
     if role == Role::Mx
-        && !settings.pregreet.is_zero()
+        && !inbound.pregreet.is_zero()
         && !settings.config.inbound.trusts(peer.ip())
         && !shared.pregreeted.knows(peer.ip())
     {
@@ -540,7 +540,7 @@ async fn handle(
         {
             return Ok(());
         }
-        match tokio::time::timeout(settings.pregreet, conn.read(&mut buf)).await {
+        match tokio::time::timeout(inbound.pregreet, conn.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
             Ok(Ok(n)) => {
                 session.receive(&buf[..n]);
