@@ -125,9 +125,19 @@ class Zone(BaseResolver):
 def serve(path, n):
     doc = scenarios(path)[n]
     quiet = DNSLogger(log="-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)
-    udp = DNSServer(Zone(doc.get("zonedata")), port=0, address="127.0.0.1", logger=quiet)
-    port = udp.server.server_address[1]
-    tcp = DNSServer(Zone(doc.get("zonedata")), port=port, address="127.0.0.1", tcp=True, logger=quiet)
+    zone = Zone(doc.get("zonedata"))
+    # UDP picks a free port; TCP needs the same number, which another
+    # program may hold (tests run in parallel): then both try again.
+    for attempt in range(100):
+        udp = DNSServer(zone, port=0, address="127.0.0.1", logger=quiet)
+        port = udp.server.server_address[1]
+        try:
+            tcp = DNSServer(zone, port=port, address="127.0.0.1", tcp=True, logger=quiet)
+            break
+        except OSError:
+            udp.server.server_close()
+    else:
+        sys.exit("no port free for both UDP and TCP after 100 tries")
     udp.start_thread()
     tcp.start_thread()
     print(port, flush=True)
