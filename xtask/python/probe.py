@@ -80,7 +80,18 @@ def yaml():
     assert docs == [{"a": "\xef"}, {"b": [1, "two"]}], docs
 
 
-PROBES = {"yaml": yaml, "authres": authres, "dkimpy": dkimpy, "aiosmtpd": aiosmtpd, "dnslib": dnslib, "dnspython": dnspython}
+def srslib():
+    # Rewriting a sender and reading it back with a secret, as the
+    # forwarding tests check our SRS addresses.
+    import srslib as s
+
+    srs = s.SRS("secret")
+    out = srs.forward("alice@sender.example", "our.example")
+    assert out.startswith("SRS0=") and out.endswith("=sender.example=alice@our.example"), out
+    assert srs.reverse(out) == "alice@sender.example"
+
+
+PROBES = {"srslib": srslib, "yaml": yaml, "authres": authres, "dkimpy": dkimpy, "aiosmtpd": aiosmtpd, "dnslib": dnslib, "dnspython": dnspython}
 
 if __name__ == "__main__":
     try:

@@ -363,7 +363,10 @@ address = "alice@example.org"
 password = "{BENCH_HASH}"
 [limits]
 connections_per_ip = 1000
+connections_per_network = 1000
 connections = 1000
+connection_rate = 0
+message_rate = 0
 [outbound]
 nameservers = ["127.0.0.1:{}"]
 [inbound]

@@ -315,6 +315,7 @@ pub fn for_tests(board: &'static board::Board) -> Vec<Prereq> {
         python("dnslib"),
         python("dnspython"),
         python("yaml"),
+        python("srslib"),
         spf_suite(),
     ];
     for (component, subcommand) in [("rustfmt", "fmt"), ("clippy", "clippy")] {

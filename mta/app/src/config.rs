@@ -288,12 +288,24 @@ pub struct Limits {
     pub message_size: u64,
     pub recipients: usize,
     pub connections_per_ip: usize,
+    /// Simultaneous connections from one client network (/24, /64).
+    pub connections_per_network: usize,
     pub connections: usize,
+    /// New SMTP connections per minute from one client network (0: no
+    /// limit); trusted networks are not counted.
+    pub connection_rate: usize,
+    /// Messages (`MAIL` commands) per minute from one client network on
+    /// port 25 (0: no limit); trusted networks are not counted.
+    pub message_rate: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     /// The longest a connection may last, however busy.
     pub session_time: Duration,
     pub max_errors: u32,
+    /// Errors after which each reply waits `error_delay` (tarpitting, as
+    /// Postfix's `smtpd_soft_error_limit` and `smtpd_error_sleep_time`).
+    pub soft_errors: u32,
+    pub error_delay: Duration,
     pub min_free_space: u64,
     /// What each account's mail may take (bytes; 0: no limit) unless the
     /// account says otherwise.

@@ -355,7 +355,7 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
         return None;
     }
     let mut attempts = Vec::new();
-    let mut remote: Vec<(Route, Vec<(usize, String)>)> = Vec::new();
+    let mut remote: Vec<Remote> = Vec::new();
     // Mail from a stranger marked for Junk, read once (local copies only).
     let mut filing: Option<crate::inbound::junk::Filing> = None;
     for (index, rcpt) in envelope.pending() {
@@ -454,10 +454,20 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
                 };
                 attempts.push(attempt);
             }
-            route => match remote.iter_mut().find(|(r, _)| *r == route) {
-                Some((_, list)) => list.push((index, address.to_string())),
-                None => remote.push((route, vec![(index, address.to_string())])),
-            },
+            route => {
+                let from = sender_for(ctx, &envelope, &rcpt.original, address);
+                match remote
+                    .iter_mut()
+                    .find(|r| r.route == route && r.from == from)
+                {
+                    Some(r) => r.recipients.push((index, address.to_string())),
+                    None => remote.push(Remote {
+                        route,
+                        from,
+                        recipients: vec![(index, address.to_string())],
+                    }),
+                }
+            }
         }
     }
     if remote.is_empty() {
@@ -482,6 +492,38 @@ fn deliver(ctx: &Context, job: Job) -> Option<(Arc<Envelope>, Vec<Attempt>, bool
     Some((envelope, attempts, true))
 }
 
+/// The recipients of one message that go over one connection, from one
+/// envelope sender.
+struct Remote {
+    route: Route,
+    /// The envelope sender (rewritten when the copy is forwarded).
+    from: String,
+    /// Each recipient's index in the envelope, and its address.
+    recipients: Vec<(usize, String)>,
+}
+
+/// The envelope sender of the copy for `address`: the message's own, or,
+/// for a stranger's mail that an alias (`original`, one of ours) forwards
+/// to another domain, the sender rewritten into the alias's domain (SRS),
+/// so that it passes SPF where it arrives and bounces come back here.
+fn sender_for(ctx: &Context, envelope: &Envelope, original: &str, address: &str) -> String {
+    let from = &envelope.from;
+    let forwarded = envelope.auth.is_none() && !original.eq_ignore_ascii_case(address);
+    let sender_domain = from.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    let alias_domain = original
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase());
+    let settings = ctx.settings.get();
+    let ours = |d: &str| settings.directory.is_local_domain(d);
+    match (sender_domain, alias_domain) {
+        (Some(sender), Some(alias)) if forwarded && !ours(&sender) && ours(&alias) => settings
+            .srs
+            .forward(from, &alias, mta_store::envelope::now_secs())
+            .unwrap_or_else(|| from.clone()),
+        _ => from.clone(),
+    }
+}
+
 /// The remote part of one message: each route's hand-over is recorded
 /// durably as soon as it is done (a crash after a remote `250` must not
 /// send the message again); the last record schedules what is pending.
@@ -489,19 +531,36 @@ async fn deliver_remote(
     queue: Queue,
     outbound: Arc<Outbound>,
     envelope: Arc<Envelope>,
-    routes: Vec<(Route, Vec<(usize, String)>)>,
+    routes: Vec<Remote>,
     guard: InFlightGuard,
 ) {
     let count = routes.len();
     let mut guard = Some(guard);
-    for (n, (route, recipients)) in routes.into_iter().enumerate() {
+    for (
+        n,
+        Remote {
+            route,
+            from,
+            recipients,
+        },
+    ) in routes.into_iter().enumerate()
+    {
         let addresses: Vec<String> = recipients.iter().map(|(_, a)| a.clone()).collect();
+        if from != envelope.from {
+            tracing::info!(
+                "{}: forwarded to {} from <{}> (sender <{}> rewritten)",
+                envelope.id,
+                addresses.join(", "),
+                mta_proto::logsafe::escape(&from),
+                mta_proto::logsafe::escape(&envelope.from),
+            );
+        }
         let turn = outbound.turn(&route).await;
         let started = now_micros();
         let results = match read_body(&queue, envelope.id).await {
             Ok(body) => tokio::time::timeout(
                 ATTEMPT_DEADLINE,
-                outbound.deliver(&turn, &route, &envelope.from, &addresses, &body),
+                outbound.deliver(&turn, &route, &from, &addresses, &body),
             )
             .await
             .unwrap_or_else(|_| {

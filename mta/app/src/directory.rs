@@ -9,7 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::Arc;
+
 use crate::password::PasswordHash;
+use crate::srs::Srs;
 use mta_proto::address::Address;
 use mta_store::maildir::Maildirs;
 
@@ -106,6 +109,9 @@ pub struct Directory {
     default_quota: u64,
     /// Where the accounts' usage is known (quota checks; none: no checks).
     maildirs: Option<Maildirs>,
+    /// What reads bounce addresses of forwarded mail (none: nothing is
+    /// rewritten, and `SRS0=…` is an ordinary local part).
+    srs: Option<Arc<Srs>>,
 }
 
 /// What a directory is made of (the checked configuration's addressing
@@ -142,6 +148,7 @@ impl Directory {
             routed: parts.routed.into_iter().collect(),
             default_quota: parts.quota,
             maildirs: None,
+            srs: None,
         }
     }
 
@@ -149,6 +156,15 @@ impl Directory {
     pub fn with_usage(self, maildirs: Maildirs) -> Directory {
         Directory {
             maildirs: Some(maildirs),
+            ..self
+        }
+    }
+
+    /// The directory, sending bounces to the senders `srs` rewrote back to
+    /// them.
+    pub fn with_srs(self, srs: Arc<Srs>) -> Directory {
+        Directory {
+            srs: Some(srs),
             ..self
         }
     }
@@ -284,11 +300,37 @@ impl Directory {
         if !self.is_local_domain(rcpt.domain()) {
             return Ok(Lookup::NotLocal);
         }
+        if let Some(srs) = &self.srs {
+            match srs.reverse(rcpt.local(), mta_store::envelope::now_secs()) {
+                Ok(None) => {}
+                Ok(Some(sender)) => return Ok(self.bounce_to(&sender)),
+                Err(e) => return Ok(Lookup::Refused(e.to_string())),
+            }
+        }
         let mut out = Vec::new();
         if !self.resolve(rcpt, 0, false, &mut out)? {
             return Ok(Lookup::Unknown);
         }
         Ok(Lookup::Deliver(dedupe(out)))
+    }
+
+    /// Where a bounce to a rewritten sender goes: the sender it was (or,
+    /// for an address rewritten twice, the first forwarder), which may be
+    /// one of ours when an account's mail was forwarded by another server.
+    fn bounce_to(&self, sender: &str) -> Lookup {
+        let Ok(address) = Address::parse(sender, true) else {
+            return Lookup::Refused(format!("{sender:?} is not an address to bounce to"));
+        };
+        if !self.is_local_domain(address.domain()) {
+            return Lookup::Deliver(vec![Target::Remote {
+                address: address.to_string(),
+            }]);
+        }
+        let mut out = Vec::new();
+        match self.resolve(&address, 1, false, &mut out) {
+            Ok(true) => Lookup::Deliver(dedupe(out)),
+            _ => Lookup::Unknown,
+        }
     }
 
     /// Resolves an alias target (configuration check and expansion).

@@ -6,7 +6,9 @@
 //! `YYYYMM` and a letter (`202611a`, `202611b`, …), so a rotation adds new
 //! selectors while the old records keep verifying mail already sent.
 //! Messages are signed with the newest key of each kind (dual signing),
-//! relaxed/relaxed, with From oversigned.
+//! relaxed/relaxed, with From oversigned. Mail forwarded to another
+//! domain is ARC-sealed (RFC 8617) with the domain's RSA key: ARC defines
+//! RSA-SHA256 only.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -174,6 +176,35 @@ impl Keys {
             out.extend_from_slice(header.as_bytes());
         }
         Ok(out)
+    }
+
+    /// The ARC set (`ARC-Seal`, `ARC-Message-Signature`,
+    /// `ARC-Authentication-Results` fields) with which `domain` forwards
+    /// `message`, whose checks found `results` and its chain `arc`.
+    pub fn arc_set(
+        &self,
+        domain: &str,
+        message: &mail_auth::AuthenticatedMessage<'_>,
+        results: &mail_auth::AuthenticationResults,
+        arc: &mail_auth::ArcOutput<'_>,
+    ) -> anyhow::Result<String> {
+        let keys = self.of(domain)?;
+        let key = keys
+            .iter()
+            .rev()
+            .find(|k| k.algorithm == Algorithm::Rsa)
+            .with_context(|| format!("{domain} has no RSA key to seal with"))?;
+        let der = rustls::pki_types::PrivateKeyDer::Pkcs1(key.private_der.clone().into());
+        let rsa = RsaKey::<Sha256>::from_key_der(der).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let set = mail_auth::arc::ArcSealer::from_key(rsa)
+            .domain(domain)
+            .selector(&key.selector)
+            .headers(SIGNED_HEADERS.iter().copied())
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
+            .seal(message, results, arc)
+            .map_err(|e| anyhow::anyhow!("ARC sealing failed: {e}"))?;
+        Ok(set.to_header())
     }
 
     /// `message` with its `DKIM-Signature:` header fields in front.

@@ -116,11 +116,14 @@ impl Intake {
                         mail_from: &envelope.from,
                     };
                     if let Err(e) = self.sanity(settings, id, &client).await {
+                        count(crate::stats::Event::Sanity);
                         discard(&body);
                         return Err(e);
                     }
-                    let (body, authenticated) =
-                        self.check(settings, id, &client, ours, body).await?;
+                    let forwarded_from = forwarded_from(&envelope);
+                    let (body, authenticated) = self
+                        .check(settings, id, &client, ours, forwarded_from.as_deref(), body)
+                        .await?;
                     let recipients: Vec<&str> = envelope
                         .recipients
                         .iter()
@@ -130,8 +133,12 @@ impl Intake {
                         .greylist(settings, id, &client, &recipients, authenticated)
                         .await
                     {
+                        count(crate::stats::Event::Greylisted);
                         discard(&body);
                         return Err(e);
+                    }
+                    if forwarded_from.is_some() {
+                        count(crate::stats::Event::Forwarded);
                     }
                     body
                 };
@@ -141,7 +148,7 @@ impl Intake {
                 let spooled = body.file().map(|p| p.to_path_buf());
                 let outcome = self.queue.intake(envelope, body).await;
                 if outcome.is_ok() {
-                    crate::stats::stats().count(crate::stats::Event::Received);
+                    count(crate::stats::Event::Received);
                 }
                 match &outcome {
                     Ok(()) => tracing::info!(
@@ -291,6 +298,7 @@ impl Intake {
         id: QueueId,
         client: &crate::inbound::auth::Client<'_>,
         ours: usize,
+        forwarded_from: Option<&str>,
         mut body: Body,
     ) -> Result<(Body, Option<String>), IntakeError> {
         if !settings.config.inbound.authenticate {
@@ -319,7 +327,11 @@ impl Intake {
                 // No resolver yet (no DNS server known).
                 None => crate::inbound::auth::unchecked(hostname, message, "no DNS resolver"),
                 Some(authenticator) => {
-                    self.timed_check(&authenticator, hostname, client, message)
+                    let sealer = forwarded_from.map(|domain| crate::inbound::auth::Sealer {
+                        domain,
+                        keys: &settings.dkim,
+                    });
+                    self.timed_check(&authenticator, hostname, client, message, sealer)
                         .await
                 }
             }
@@ -334,6 +346,7 @@ impl Intake {
                             client.ip,
                             verdict.summary
                         );
+                        count(crate::stats::Event::Junk);
                         crate::inbound::junk::mark(why)
                     }
                     _ => {
@@ -372,6 +385,7 @@ impl Intake {
                     client.ip,
                     verdict.summary
                 );
+                count(crate::stats::Event::DmarcReject);
                 discard(&body);
                 Err(IntakeError::Rejected(why))
             }
@@ -387,6 +401,7 @@ impl Intake {
         hostname: &str,
         client: &crate::inbound::auth::Client<'_>,
         message: &[u8],
+        sealer: Option<crate::inbound::auth::Sealer<'_>>,
     ) -> crate::inbound::Verdict {
         use crate::inbound::auth::{DEADLINE, SHORT_DEADLINE, SLOW_FOR};
         let slow = self
@@ -397,7 +412,8 @@ impl Intake {
         let deadline = if slow { SHORT_DEADLINE } else { DEADLINE };
         let started = std::time::Instant::now();
         let verdict =
-            crate::inbound::auth::check(authenticator, hostname, client, message, deadline).await;
+            crate::inbound::auth::check(authenticator, hostname, client, message, deadline, sealer)
+                .await;
         let mut timed_out = self.checks_timed_out.lock().expect("checks");
         if started.elapsed() >= deadline {
             if !slow {
@@ -453,6 +469,22 @@ impl Intake {
 
 /// Removes the spool file of a message that will not be queued (refused,
 /// deferred, or not safe to keep); one in memory just goes.
+/// The domain of the first alias that forwards this message to another
+/// domain (it ARC-seals the message), if one does.
+fn forwarded_from(envelope: &Envelope) -> Option<String> {
+    envelope.recipients.iter().find_map(|r| match &r.target {
+        Target::Remote { address } if !address.eq_ignore_ascii_case(&r.original) => r
+            .original
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase()),
+        _ => None,
+    })
+}
+
+fn count(event: crate::stats::Event) {
+    crate::stats::stats().count(event);
+}
+
 fn discard(body: &Body) {
     if let Some(path) = body.file() {
         let _ = std::fs::remove_file(path);

@@ -36,6 +36,7 @@ pub mod password;
 pub mod records;
 pub mod relays;
 pub mod settings;
+pub mod srs;
 pub mod stats;
 pub mod tls;
 pub mod update;

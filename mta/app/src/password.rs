@@ -96,6 +96,16 @@ impl PasswordHash {
     }
 }
 
+/// Equal, in time that does not depend on where they differ (secrets:
+/// tokens, codes, hashes).
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

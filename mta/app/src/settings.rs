@@ -28,6 +28,9 @@ pub struct Settings {
     /// The accounts' Maildirs, shared by every snapshot, the delivery
     /// workers and the IMAP server (what they know of usage with them).
     pub maildirs: mta_store::maildir::Maildirs,
+    /// Rewrites the senders of forwarded mail and reads bounces to them
+    /// (its secret kept in the data directory; shared by every snapshot).
+    pub srs: Arc<crate::srs::Srs>,
     pub session_time: Duration,
     pub per_ip_limit: usize,
     pub limit: usize,
@@ -43,6 +46,10 @@ impl Settings {
             Some(p) => p.maildirs.clone(),
             None => mta_store::maildir::Maildirs::new(config.mail_dir(), &config.hostname)
                 .with_min_free_space(config.limits.min_free_space),
+        };
+        let srs = match previous {
+            Some(p) => p.srs.clone(),
+            None => Arc::new(crate::srs::Srs::open(&config.data_dir)?),
         };
         let session = |role| SessionConfig {
             hostname: config.hostname.clone(),
@@ -70,8 +77,14 @@ impl Settings {
             dkim: Arc::new(crate::dkim::Keys::new(&config.data_dir)),
             mx: Arc::new(session(Role::Mx)),
             submission: Arc::new(session(Role::Submission)),
-            directory: Arc::new(config.directory().with_usage(maildirs.clone())),
+            directory: Arc::new(
+                config
+                    .directory()
+                    .with_usage(maildirs.clone())
+                    .with_srs(srs.clone()),
+            ),
             maildirs,
+            srs,
             tls: tokio_rustls::TlsAcceptor::from(certs.smtp_config()?),
             https: tokio_rustls::TlsAcceptor::from(certs.https_config()?),
             certs,

@@ -1,8 +1,13 @@
 //! Message counts per hour for the last week (what Mailgraph draws):
 //! received, sent (delivered, here or elsewhere), deferred, bounced and
-//! rejected (5xx replies to clients). Counted in memory by whoever sees the
-//! event, kept on disk (`<data>/stats`, written atomically every few
-//! minutes and at shutdown) so a restart keeps the graph.
+//! rejected (5xx replies to clients); and what the inbound checks did
+//! (refused early talkers, DNSBL listings, bad HELO names or sender
+//! domains, DMARC rejections, copies for Junk, greylisted attempts,
+//! clients over a rate limit, forwarded messages with a rewritten sender).
+//! Counted in memory by whoever sees the event, kept on disk
+//! (`<data>/stats`, written atomically every few minutes and at shutdown)
+//! so a restart keeps the graph; a file from before the checks were counted
+//! reads as zeros for them.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -18,18 +23,39 @@ pub enum Event {
     Deferred = 2,
     Bounced = 3,
     Rejected = 4,
+    Pregreet = 5,
+    Dnsbl = 6,
+    Sanity = 7,
+    DmarcReject = 8,
+    Junk = 9,
+    Greylisted = 10,
+    RateLimited = 11,
+    Forwarded = 12,
 }
 
-pub const EVENTS: [(Event, &str); 5] = [
+/// Every event with its name; the first [`MAIL`] are the mail's flow, the
+/// rest what the inbound checks did.
+pub const EVENTS: [(Event, &str); N] = [
     (Event::Received, "received"),
     (Event::Sent, "sent"),
     (Event::Deferred, "deferred"),
     (Event::Bounced, "bounced"),
     (Event::Rejected, "rejected"),
+    (Event::Pregreet, "talked too early"),
+    (Event::Dnsbl, "on DNSBLs"),
+    (Event::Sanity, "bad HELO or sender domain"),
+    (Event::DmarcReject, "refused by DMARC"),
+    (Event::Junk, "to Junk"),
+    (Event::Greylisted, "greylisted"),
+    (Event::RateLimited, "over a limit"),
+    (Event::Forwarded, "forwarded (SRS)"),
 ];
+pub const N: usize = 13;
+/// The events of the mail's flow (the rest are the checks').
+pub const MAIL: usize = 5;
 
 /// One hour: its number (hours since the epoch) and the counts.
-pub type Bucket = (u64, [u32; 5]);
+pub type Bucket = (u64, [u32; N]);
 
 #[derive(Default)]
 pub struct Stats {
@@ -57,7 +83,7 @@ impl Stats {
         match hours.back_mut() {
             Some((h, counts)) if *h == hour => counts[event as usize] += 1,
             _ => {
-                let mut counts = [0; 5];
+                let mut counts = [0; N];
                 counts[event as usize] = 1;
                 hours.push_back((hour, counts));
             }
@@ -82,7 +108,7 @@ impl Stats {
                 let counts = hours
                     .iter()
                     .find(|(x, _)| *x == h)
-                    .map_or([0; 5], |(_, c)| *c);
+                    .map_or([0; N], |(_, c)| *c);
                 (h, counts)
             })
             .collect()
@@ -98,9 +124,14 @@ impl Stats {
             .filter_map(|line| {
                 let mut n = line.split_whitespace().map(|w| w.parse::<u64>().ok());
                 let hour = n.next()??;
-                let mut counts = [0u32; 5];
-                for c in &mut counts {
-                    *c = u32::try_from(n.next()??).ok()?;
+                let mut counts = [0u32; N];
+                for (i, c) in counts.iter_mut().enumerate() {
+                    *c = match n.next() {
+                        Some(v) => u32::try_from(v?).ok()?,
+                        // Written before the checks were counted.
+                        None if i >= MAIL => 0,
+                        None => return None,
+                    };
                 }
                 Some((hour, counts))
             })
@@ -121,7 +152,10 @@ impl Stats {
             .lock()
             .expect("stats")
             .iter()
-            .map(|(h, c)| format!("{h} {} {} {} {} {}\n", c[0], c[1], c[2], c[3], c[4]))
+            .map(|(h, c)| {
+                let counts: Vec<String> = c.iter().map(u32::to_string).collect();
+                format!("{h} {}\n", counts.join(" "))
+            })
             .collect();
         mta_store::fsutil::write_atomically(&path, text.as_bytes(), 0o600)
     }
@@ -147,9 +181,14 @@ mod tests {
         again.load(&path);
         let last = again.last(3);
         assert_eq!(last.len(), 3);
-        assert_eq!(last[0], (now - 2, [1, 0, 0, 0, 0]));
-        assert_eq!(last[1], (now - 1, [0; 5]));
-        assert_eq!(last[2], (now, [2, 0, 0, 0, 1]));
+        let counts = |c: &[u32]| {
+            let mut all = [0; N];
+            all[..c.len()].copy_from_slice(c);
+            all
+        };
+        assert_eq!(last[0], (now - 2, counts(&[1])));
+        assert_eq!(last[1], (now - 1, [0; N]));
+        assert_eq!(last[2], (now, counts(&[2, 0, 0, 0, 1])));
         // An hour a week later pushes the oldest out.
         again.count_at(Event::Sent, now - 2 + HOURS as u64);
         assert!(
@@ -163,6 +202,14 @@ mod tests {
         std::fs::write(&path, "garbage\n1 2\n").unwrap();
         let damaged = Stats::default();
         damaged.load(&path);
-        assert_eq!(damaged.last(1)[0].1, [0; 5]);
+        assert_eq!(damaged.last(1)[0].1, [0; N]);
+        // A file from before the checks were counted: five counts a line.
+        std::fs::write(&path, format!("{now} 3 2 1 0 4\n")).unwrap();
+        let older = Stats::default();
+        older.load(&path);
+        older.count(Event::Greylisted);
+        let mut expected = counts(&[3, 2, 1, 0, 4]);
+        expected[Event::Greylisted as usize] = 1;
+        assert_eq!(older.last(1)[0].1, expected);
     }
 }

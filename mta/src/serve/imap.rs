@@ -34,8 +34,9 @@ pub(super) async fn accept_loop(
         let shared = shared.clone();
         let mailstore = mailstore.clone();
         tokio::spawn(async move {
-            let Some(_slot) = Slot::take(&shared, peer.ip()) else {
-                tracing::info!("refused {peer}: too many connections");
+            let Ok(_slot) = Slot::take(&shared, peer.ip()).map_err(|why| {
+                tracing::info!("refused {peer}: {why}");
+            }) else {
                 return;
             };
             if let Err(e) = serve(stream, peer, implicit_tls, &shared, mailstore).await {

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use mta_app::auth::Logins;
 use mta_app::config::{Config, Role, Service};
 use mta_app::delivery;
+use mta_app::inbound::rate::{Event, Rates};
 use mta_app::intake::{Intake, SystemClock};
 use mta_app::settings::{Live, Settings};
 use mta_proto::smtp::session::{Session, Step};
@@ -40,6 +41,10 @@ struct Shared {
     intake: Intake,
     settings: Live,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections per client network (/24, /64) of clients not trusted.
+    per_network: Mutex<HashMap<String, usize>>,
+    /// Connection and message rates per client network.
+    rates: Arc<Rates>,
     active: AtomicUsize,
     /// Clients that passed the pregreet test lately.
     pregreeted: mta_app::inbound::pregreet::Passed,
@@ -177,6 +182,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         intake,
         settings,
         per_ip: Mutex::new(HashMap::new()),
+        per_network: Mutex::new(HashMap::new()),
+        rates: Arc::new(Rates::default()),
         active: AtomicUsize::new(0),
         pregreeted: Default::default(),
         dnsbl,
@@ -323,17 +330,37 @@ async fn accept_loop(
         let shared = shared.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let Some(_slot) = Slot::take(&shared, peer.ip()) else {
-                let mut stream = stream;
-                let text = format!(
-                    "421 4.7.0 {} Error: too many connections\r\n",
-                    shared.settings().mx.hostname
-                );
-                let _ =
-                    tokio::time::timeout(CLOSE_TIMEOUT, stream.write_all(text.as_bytes())).await;
-                tracing::info!("refused {peer}: too many connections");
-                return;
+            let settings = shared.settings();
+            // New connections per minute of clients not trusted (every
+            // attempt counts), then a slot.
+            let limit = settings.config.limits.connection_rate;
+            let rate = match settings.config.inbound.trusts(peer.ip()) {
+                true => Ok(()),
+                false => {
+                    let now = std::time::Instant::now();
+                    shared.rates.hit(Event::Connection, peer.ip(), limit, now)
+                }
             };
+            let slot = match rate {
+                Ok(()) => Slot::take(&shared, peer.ip()),
+                Err(over) => Err(format!(
+                    "Error: more than {} connections a minute from {}; try again later",
+                    over.limit, over.network
+                )),
+            };
+            let _slot = match slot {
+                Ok(slot) => slot,
+                Err(why) => {
+                    count(mta_app::stats::Event::RateLimited);
+                    let mut stream = stream;
+                    let text = format!("421 4.7.0 {} {why}\r\n", settings.mx.hostname);
+                    let write = stream.write_all(text.as_bytes());
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, write).await;
+                    tracing::info!("refused {peer}: {why}");
+                    return;
+                }
+            };
+            drop(settings);
             tracing::debug!("connect from {peer}");
             if let Err(e) = handle(stream, peer, role, &shared, stop).await {
                 tracing::debug!("{peer}: {e}");
@@ -360,34 +387,72 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// A connection slot, counted globally and per client address.
+/// A connection slot, counted globally, per client address and (for
+/// clients outside the trusted networks) per client network.
 struct Slot<'a> {
     shared: &'a Shared,
     ip: IpAddr,
+    network: Option<String>,
+}
+
+/// Why a connection gets no slot: the text after `421 4.7.0 <host>`.
+fn refusal(why: &str) -> String {
+    format!("Error: too many connections{why}; try again later")
 }
 
 impl<'a> Slot<'a> {
-    fn take(shared: &'a Shared, ip: IpAddr) -> Option<Slot<'a>> {
+    fn take(shared: &'a Shared, ip: IpAddr) -> Result<Slot<'a>, String> {
         let settings = shared.settings();
+        let network =
+            (!settings.config.inbound.trusts(ip)).then(|| mta_app::inbound::greylist::network(ip));
         let mut per_ip = shared.per_ip.lock().expect("per-ip map");
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= settings.per_ip_limit || shared.active.load(Ordering::SeqCst) >= settings.limit {
-            return None;
+        let mut per_network = shared.per_network.lock().expect("per-network map");
+        let n = per_ip.get(&ip).copied().unwrap_or(0);
+        if n >= settings.per_ip_limit {
+            return Err(refusal(&format!(" from {ip}")));
         }
-        *n += 1;
+        if let Some(net) = &network
+            && per_network.get(net).copied().unwrap_or(0)
+                >= settings.config.limits.connections_per_network
+        {
+            return Err(refusal(&format!(" from {net}")));
+        }
+        if shared.active.load(Ordering::SeqCst) >= settings.limit {
+            return Err(refusal(""));
+        }
+        *per_ip.entry(ip).or_insert(0) += 1;
+        if let Some(net) = &network {
+            *per_network.entry(net.clone()).or_insert(0) += 1;
+        }
         shared.active.fetch_add(1, Ordering::SeqCst);
-        Some(Slot { shared, ip })
+        Ok(Slot {
+            shared,
+            ip,
+            network,
+        })
+    }
+}
+
+fn count(event: mta_app::stats::Event) {
+    mta_app::stats::stats().count(event);
+}
+
+/// One less of `key` in `map`, which forgets keys that reach 0.
+fn release<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, usize>>, key: &K) {
+    let mut map = map.lock().expect("connection counts");
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let mut per_ip = self.shared.per_ip.lock().expect("per-ip map");
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
-            }
+        release(&self.shared.per_ip, &self.ip);
+        if let Some(net) = &self.network {
+            release(&self.shared.per_network, net);
         }
         self.shared.active.fetch_sub(1, Ordering::SeqCst);
     }
@@ -545,6 +610,7 @@ async fn handle(
             Ok(Ok(n)) => {
                 session.receive(&buf[..n]);
                 shared.pregreeted.forget(peer.ip());
+                count(mta_app::stats::Event::Pregreet);
                 tracing::info!(
                     "{peer}: rejected: it talked before the greeting's last line (pregreet)"
                 );
@@ -562,11 +628,36 @@ async fn handle(
             listing.score,
             inbound.dnsbl_threshold
         );
+        count(mta_app::stats::Event::Dnsbl);
         session.block(format!(
             "Service unavailable; client [{}] blocked using {zones}",
             peer.ip()
         ));
     }
+    let trusted = settings.config.inbound.trusts(peer.ip());
+    let limits = &settings.config.limits;
+    if role == Role::Mx && !trusted && limits.message_rate > 0 {
+        let (rates, ip, limit) = (shared.rates.clone(), peer.ip(), limits.message_rate);
+        session.gate(Box::new(move || {
+            let now = std::time::Instant::now();
+            let over = rates.hit(Event::Message, ip, limit, now).err()?;
+            count(mta_app::stats::Event::RateLimited);
+            tracing::info!(
+                "{ip}: deferred: more than {limit} messages a minute from {}",
+                over.network
+            );
+            Some(format!(
+                "Error: more than {limit} messages a minute from {}; try again later",
+                over.network
+            ))
+        }));
+    }
+    // Tarpitting: past a few errors, each reply waits (not for trusted
+    // networks).
+    let error_delay = (!trusted)
+        .then_some(limits.error_delay)
+        .filter(|d| !d.is_zero());
+    let soft_errors = limits.soft_errors;
     session.greet();
     let ends = tokio::time::Instant::now() + settings.session_time;
 
@@ -610,6 +701,11 @@ async fn handle(
                 .count();
             for _ in 0..refused {
                 mta_app::stats::stats().count(mta_app::stats::Event::Rejected);
+            }
+            if let Some(delay) = error_delay
+                && session.errors() > soft_errors
+            {
+                tokio::time::sleep(delay).await;
             }
             if let Err(e) = conn.write_all(&out, write_limit).await {
                 tracing::info!("{peer}: cannot write to the client: {e}");

@@ -31,8 +31,9 @@ pub(super) async fn accept_loop(
         let shared = shared.clone();
         let web = web.clone();
         tokio::spawn(async move {
-            let Some(_slot) = Slot::take(&shared, peer.ip()) else {
-                tracing::info!("refused {peer}: too many connections");
+            let Ok(_slot) = Slot::take(&shared, peer.ip()).map_err(|why| {
+                tracing::info!("refused {peer}: {why}");
+            }) else {
                 return;
             };
             let conn = mta_web::Conn { peer, secure };

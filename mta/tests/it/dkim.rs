@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::common::Server;
 
 /// `mta dkim show` output as (DNS name, TXT value).
-fn records(s: &Server) -> Vec<(String, String)> {
+pub fn records(s: &Server) -> Vec<(String, String)> {
     let out = s.mta("dkim", &["show", "example.org"]);
     assert!(
         out.status.success(),

@@ -39,14 +39,7 @@ pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: u64) -> String
     c
 }
 
-/// Equal, in time that does not depend on where they differ.
-pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
+pub use mta_app::password::same;
 
 /// The longest text a field accepts (an address is at most 256).
 pub const MAX_FIELD: usize = 1024;

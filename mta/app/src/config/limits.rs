@@ -9,7 +9,15 @@ impl Checker<'_> {
             message_size: self.size(&l.message_size, 50 << 20, "message_size"),
             recipients: self.count(&l.recipients, 1000, 1, "recipients"),
             connections_per_ip: self.count(&l.connections_per_ip, 20, 1, "connections_per_ip"),
+            connections_per_network: self.count(
+                &l.connections_per_network,
+                50,
+                1,
+                "connections_per_network",
+            ),
             connections: self.count(&l.connections, 500, 1, "connections"),
+            connection_rate: self.count(&l.connection_rate, 60, 0, "connection_rate"),
+            message_rate: self.count(&l.message_rate, 120, 0, "message_rate"),
             command_timeout: self.duration(
                 &l.command_timeout,
                 Duration::from_secs(300),
@@ -18,9 +26,32 @@ impl Checker<'_> {
             data_timeout: self.duration(&l.data_timeout, Duration::from_secs(600), "data_timeout"),
             session_time: self.duration(&l.session_time, Duration::from_secs(3600), "session_time"),
             max_errors: self.count(&l.max_errors, 10, 1, "max_errors") as u32,
+            soft_errors: self.count(&l.soft_errors, 3, 1, "soft_errors") as u32,
+            error_delay: self.error_delay(l),
             min_free_space: self.size(&l.min_free_space, 64 << 20, "min_free_space"),
             quota: self.size(&l.quota, 0, "quota"),
         }
+    }
+
+    /// `[limits] error_delay`: at most 30 s (a client waits 5 minutes for
+    /// a reply, RFC 5321 §4.5.3.2; ten delayed replies must fit).
+    fn error_delay(&mut self, l: &RawLimits) -> Duration {
+        const DEFAULT: Duration = Duration::from_secs(1);
+        let delay = self.duration(&l.error_delay, DEFAULT, "error_delay");
+        if delay > Duration::from_secs(30)
+            && let Some(v) = &l.error_delay
+        {
+            self.report(
+                v.span(),
+                format!(
+                    "`error_delay` = {:?} is longer than 30 seconds",
+                    v.get_ref()
+                ),
+                Some("Postfix waits \"1s\"; \"0s\" turns tarpitting off"),
+            );
+            return DEFAULT;
+        }
+        delay
     }
 
     /// `[inbound] pregreet`, or `[limits] greeting_delay` as it was called

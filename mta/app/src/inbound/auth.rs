@@ -66,16 +66,27 @@ pub struct Client<'a> {
     pub mail_from: &'a str,
 }
 
+/// Who seals a message that is forwarded: the alias's domain, with its
+/// keys.
+pub struct Sealer<'a> {
+    pub domain: &'a str,
+    pub keys: &'a crate::dkim::Keys,
+}
+
 /// Checks `message` (as received, without our fields) from `client`;
-/// `hostname` is ours (the authserv-id, and SPF's `%{r}`).
+/// `hostname` is ours (the authserv-id, and SPF's `%{r}`). With `sealer`,
+/// the results are ARC-sealed too (in front of ours in the verdict's
+/// header), unless the chain the message came with has failed.
 pub async fn check(
     authenticator: &MessageAuthenticator,
     hostname: &str,
     client: &Client<'_>,
     message: &[u8],
     deadline: Duration,
+    sealer: Option<Sealer<'_>>,
 ) -> Verdict {
-    match tokio::time::timeout(deadline, run(authenticator, hostname, client, message)).await {
+    let checks = run(authenticator, hostname, client, message, sealer);
+    match tokio::time::timeout(deadline, checks).await {
         Ok(verdict) => verdict,
         Err(_) => unchecked(
             hostname,
@@ -105,6 +116,7 @@ async fn run(
     hostname: &str,
     client: &Client<'_>,
     message: &[u8],
+    sealer: Option<Sealer<'_>>,
 ) -> Verdict {
     let Client {
         ip,
@@ -206,8 +218,25 @@ async fn run(
             .find_map(|d| d.signature())
             .map(|s| s.domain().to_lowercase())
     };
+    let mut header = String::new();
+    if let Some(Sealer { domain, keys }) = sealer {
+        if !arc.can_be_sealed() {
+            summary.push_str(" (not ARC-sealed: its ARC chain failed)");
+        } else {
+            match keys.arc_set(domain, &parsed, &results, &arc) {
+                Ok(set) => {
+                    header = set;
+                    summary.push_str(&format!(" arc-sealed-by={domain}"));
+                }
+                Err(e) => {
+                    tracing::warn!("cannot ARC-seal a message forwarded from {domain}: {e:#}")
+                }
+            }
+        }
+    }
+    header.push_str(&results.to_header());
     Verdict {
-        header: results.to_header(),
+        header,
         action,
         summary,
         forged: forged_results(message, hostname),

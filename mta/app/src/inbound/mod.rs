@@ -8,6 +8,7 @@ pub mod dnsbl;
 pub mod greylist;
 pub mod junk;
 pub mod pregreet;
+pub mod rate;
 pub mod sanity;
 
 pub use auth::{Action, Verdict};

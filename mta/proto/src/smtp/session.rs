@@ -72,6 +72,9 @@ pub enum Lookup<T> {
     NotLocal,
     /// One of our domains, but no such address.
     Unknown,
+    /// One of our domains, and an address we refuse, for this reason (a
+    /// bounce address that was not made here or has expired).
+    Refused(String),
 }
 
 /// Which service a listener offers.
@@ -265,7 +268,13 @@ pub struct Session<D: Directory> {
     /// Why this client may not send mail (a DNSBL listing): every MAIL
     /// is refused with it.
     blocked: Option<String>,
+    /// Asked at each `MAIL` of a client that has not logged in: why it
+    /// must wait (a rate limit), or nothing.
+    gate: Option<Gate>,
 }
+
+/// See [`Session::gate`].
+pub type Gate = Box<dyn FnMut() -> Option<String> + Send>;
 
 impl<D: Directory> Session<D> {
     pub fn new(
@@ -292,6 +301,7 @@ impl<D: Directory> Session<D> {
             credential: None,
             transactions: 0,
             blocked: None,
+            gate: None,
         }
     }
 
@@ -300,6 +310,18 @@ impl<D: Directory> Session<D> {
     /// send is logged).
     pub fn block(&mut self, why: String) {
         self.blocked = Some(why);
+    }
+
+    /// Asks `gate` at every `MAIL` of a client that has not logged in; an
+    /// answer refuses that `MAIL` with `450 4.7.1 <answer>` (the client
+    /// tries again later), as Postfix's message rate limit does.
+    pub fn gate(&mut self, gate: Gate) {
+        self.gate = Some(gate);
+    }
+
+    /// Replies that were errors so far (tarpitting counts them).
+    pub fn errors(&self) -> u32 {
+        self.errors
     }
 
     /// The configuration was reloaded: later commands see the new

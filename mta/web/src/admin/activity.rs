@@ -1,6 +1,7 @@
 //! Activity: messages received, sent, deferred, bounced and rejected over
 //! the last day and week, drawn on the server as SVG (Mailgraph's job in
-//! the seed setups), and the last log lines with a filter.
+//! the seed setups), what the inbound checks did in the same way, and the
+//! last log lines with a filter.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use maud::{Markup, html};
-use mta_app::stats::{Bucket, EVENTS, HOURS, stats};
+use mta_app::stats::{Bucket, EVENTS, HOURS, MAIL, N, stats};
 use serde::Deserialize;
 
 use super::{admin_page, guard};
@@ -22,14 +23,18 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/log", get(log))
 }
 
-const COLOURS: [&str; 5] = ["#2458d6", "#1b7f45", "#d98a00", "#b42318", "#7a8496"];
+/// One colour per event: the mail's flow, then the checks.
+const COLOURS: [&str; N] = [
+    "#2458d6", "#1b7f45", "#d98a00", "#b42318", "#7a8496", // flow
+    "#8e44ad", "#b42318", "#d98a00", "#5b2c06", "#7a8496", "#2458d6", "#0f8b8d", "#1b7f45",
+];
 
 /// `buckets` summed `per` at a time (the week in 6-hour steps).
-fn binned(buckets: &[Bucket], per: usize) -> Vec<[u32; 5]> {
+fn binned(buckets: &[Bucket], per: usize) -> Vec<[u32; N]> {
     buckets
         .chunks(per)
         .map(|c| {
-            let mut sum = [0u32; 5];
+            let mut sum = [0u32; N];
             for (_, counts) in c {
                 for (s, n) in sum.iter_mut().zip(counts) {
                     *s = s.saturating_add(*n);
@@ -40,12 +45,12 @@ fn binned(buckets: &[Bucket], per: usize) -> Vec<[u32; 5]> {
         .collect()
 }
 
-/// A line chart of the five series; `step` names one point's span.
-fn chart(points: &[[u32; 5]], title: &str, step: &str) -> Markup {
+/// A line chart of the events `series`; `step` names one point's span.
+fn chart(points: &[[u32; N]], series: std::ops::Range<usize>, title: &str, step: &str) -> Markup {
     let (w, h, left, bottom) = (640.0f64, 200.0f64, 40.0f64, 20.0f64);
     let max = points
         .iter()
-        .flat_map(|p| p.iter())
+        .flat_map(|p| p[series.clone()].iter())
         .copied()
         .max()
         .unwrap_or(0)
@@ -62,9 +67,9 @@ fn chart(points: &[[u32; 5]], title: &str, step: &str) -> Markup {
                 text x=(left - 6.0) y=(y(0)) text-anchor="end" font-size="11" fill="#5b6577" { "0" }
                 text x=(w - 10.0) y=(h - 4.0) text-anchor="end" font-size="11" fill="#5b6577" { "now" }
                 text x=(left) y=(h - 4.0) font-size="11" fill="#5b6577" { (step) }
-                @for (series, colour) in COLOURS.iter().enumerate() {
-                    @let line: Vec<String> = points.iter().enumerate().map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p[series]))).collect();
-                    polyline points=(line.join(" ")) fill="none" stroke=(colour) stroke-width="2" stroke-linejoin="round" {}
+                @for event in series {
+                    @let line: Vec<String> = points.iter().enumerate().map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p[event]))).collect();
+                    polyline points=(line.join(" ")) fill="none" stroke=(COLOURS[event]) stroke-width="2" stroke-linejoin="round" {}
                 }
             }
         }
@@ -81,10 +86,10 @@ async fn activity(
         Err(r) => return r.into_response(),
     };
     let week = stats().last(HOURS);
-    let day: Vec<[u32; 5]> = week[HOURS - 24..].iter().map(|(_, c)| *c).collect();
+    let day: Vec<[u32; N]> = week[HOURS - 24..].iter().map(|(_, c)| *c).collect();
     let weekly = binned(&week, 6);
-    let totals = |points: &[[u32; 5]]| {
-        let mut t = [0u64; 5];
+    let totals = |points: &[[u32; N]]| {
+        let mut t = [0u64; N];
         for p in points {
             for (s, n) in t.iter_mut().zip(p) {
                 *s += u64::from(*n);
@@ -99,19 +104,22 @@ async fn activity(
         &session,
         html! {
             h1 { "Activity" }
-            div.card {
-                ul.legend {
-                    @for ((_, name), colour) in EVENTS.iter().zip(COLOURS) {
-                        li { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" fill=(colour) {} } " " (name) }
+            @for (heading, series) in [("Mail", 0..MAIL), ("Inbound checks", MAIL..N)] {
+                h2 { (heading) }
+                div.card {
+                    ul.legend {
+                        @for event in series.clone() {
+                            li { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" fill=(COLOURS[event]) {} } " " (EVENTS[event].1) }
+                        }
                     }
-                }
-                (chart(&day, "The last day (per hour)", "24 h ago"))
-                (chart(&weekly, "The last week (per 6 hours)", "7 days ago"))
-                table.stack {
-                    thead { tr { th {} @for (_, name) in EVENTS { th { (name) } } } }
-                    tbody {
-                        tr { td { "last day" } @for n in day_totals { td { (n) } } }
-                        tr { td { "last week" } @for n in week_totals { td { (n) } } }
+                    (chart(&day, series.clone(), "The last day (per hour)", "24 h ago"))
+                    (chart(&weekly, series.clone(), "The last week (per 6 hours)", "7 days ago"))
+                    table.stack {
+                        thead { tr { th {} @for event in series.clone() { th { (EVENTS[event].1) } } } }
+                        tbody {
+                            tr { td { "last day" } @for n in &day_totals[series.clone()] { td { (n) } } }
+                            tr { td { "last week" } @for n in &week_totals[series.clone()] { td { (n) } } }
+                        }
                     }
                 }
             }

@@ -17,6 +17,12 @@ impl<D: Directory> Session<D> {
         {
             return self.reply(550, "5.7.1", why.clone());
         }
+        if self.authenticated.is_none()
+            && let Some(gate) = &mut self.gate
+            && let Some(why) = gate()
+        {
+            return self.reply(450, "4.7.1", why);
+        }
         if self.cfg.role != Role::Mx {
             if self.tls.is_none() {
                 return self.reply(530, "5.7.0", "Must issue a STARTTLS command first".into());

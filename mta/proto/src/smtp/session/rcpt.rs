@@ -87,6 +87,13 @@ impl<D: Directory> Session<D> {
                     format!("<{address}>: Recipient address rejected: User unknown"),
                 );
             }
+            Ok(Lookup::Refused(why)) => {
+                return self.reply(
+                    550,
+                    "5.1.1",
+                    format!("<{address}>: Recipient address rejected: {why}"),
+                );
+            }
             Err(e) => {
                 tracing::error!(recipient = %address, "configuration error: {e}");
                 return self.reply(

@@ -302,6 +302,31 @@ fn a_blocked_client_may_not_send_mail_but_the_session_goes_on() {
 }
 
 #[test]
+fn a_gate_defers_mail_while_it_says_so_and_the_errors_are_counted() {
+    let mut h = harness();
+    h.talk("");
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (o, a) = (open.clone(), asked.clone());
+    h.s.gate(Box::new(move || {
+        a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (!o.load(std::sync::atomic::Ordering::SeqCst))
+            .then(|| "Error: more than 1 messages a minute from 192.0.2.0/24".to_string())
+    }));
+    assert_eq!(h.codes("EHLO c.example\r\n"), vec![250]);
+    assert_eq!(h.s.errors(), 0);
+    let (out, _) = h.talk("MAIL FROM:<x@sender.example>\r\n");
+    assert_eq!(
+        out,
+        "450 4.7.1 Error: more than 1 messages a minute from 192.0.2.0/24\r\n"
+    );
+    assert_eq!(h.s.errors(), 1);
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(h.codes("MAIL FROM:<x@sender.example>\r\n"), vec![250]);
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
 fn early_talker_is_refused() {
     let cfg = SessionConfig {
         hostname: "mx.example.org".into(),
