@@ -31,7 +31,20 @@ enum Command {
     Dkim(DkimCmd),
     Dns(DnsCmd),
     Cert(CertCmd),
+    Reports(ReportsCmd),
     HashPassword(HashPassword),
+}
+
+/// DMARC and TLS reports: send (the DMARC reports gathered so far, today's too; the server sends each day's the day after by itself), list (the reports received about our domains)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "reports")]
+struct ReportsCmd {
+    /// configuration file (default /data/mailbox.toml)
+    #[argh(option, default = "DEFAULT_CONFIG.into()")]
+    config: PathBuf,
+    /// send or list
+    #[argh(positional)]
+    action: String,
 }
 
 /// the TLS certificate: status (names, issuer, expiry, the last ACME attempt and its error), renew (ask the CA now)
@@ -282,6 +295,21 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 None => anyhow::bail!(
                     "the server is not running; once it runs it asks for a certificate when one is due"
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reports(r) => {
+            let config = Config::load(&r.config)?;
+            let command = match r.action.as_str() {
+                "send" => admin::Command::ReportsSend,
+                "list" => admin::Command::ReportsList,
+                other => anyhow::bail!("unknown action {other:?}: use send or list"),
+            };
+            match serve::control::request(&config.control_socket(), command) {
+                Some(answer) => print!("{}", answer?),
+                None => anyhow::bail!(
+                    "the server is not running: the reports are the running server's (it sends each day's the day after)"
                 ),
             }
             Ok(ExitCode::SUCCESS)

@@ -34,9 +34,13 @@ pub enum Command {
     CertStatus,
     /// Ask the CA for a certificate now.
     CertRenew,
+    /// Send the DMARC aggregate reports gathered so far, today's too.
+    ReportsSend,
+    /// The DMARC and TLS reports received about our domains.
+    ReportsList,
 }
 
-const VERBS: &str = "list, show ID, hold ID, release ID, delete ID, retry ID, flush, reload, health, cert-status, cert-renew";
+const VERBS: &str = "list, show ID, hold ID, release ID, delete ID, retry ID, flush, reload, health, cert-status, cert-renew, reports-send, reports-list";
 
 impl std::str::FromStr for Command {
     type Err = anyhow::Error;
@@ -62,6 +66,8 @@ impl std::str::FromStr for Command {
             "health" => Command::Health,
             "cert-status" => Command::CertStatus,
             "cert-renew" => Command::CertRenew,
+            "reports-send" => Command::ReportsSend,
+            "reports-list" => Command::ReportsList,
             "" => bail!("empty command"),
             other => bail!("unknown command {other:?} ({VERBS})"),
         };
@@ -86,6 +92,8 @@ impl std::fmt::Display for Command {
             Command::Health => write!(f, "health"),
             Command::CertStatus => write!(f, "cert-status"),
             Command::CertRenew => write!(f, "cert-renew"),
+            Command::ReportsSend => write!(f, "reports-send"),
+            Command::ReportsList => write!(f, "reports-list"),
         }
     }
 }
@@ -176,6 +184,9 @@ pub fn execute(
         Command::CertStatus | Command::CertRenew => {
             bail!("the server is not running; it asks for certificates when it starts")
         }
+        Command::ReportsSend | Command::ReportsList => {
+            bail!("the server is not running; it keeps the reports in inbound.redb")
+        }
     }
 }
 
@@ -236,6 +247,8 @@ mod tests {
             Command::Health,
             Command::CertStatus,
             Command::CertRenew,
+            Command::ReportsSend,
+            Command::ReportsList,
         ] {
             assert_eq!(c.to_string().parse::<Command>().unwrap(), c);
         }

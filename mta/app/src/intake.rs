@@ -41,6 +41,10 @@ pub struct Intake {
     dns: Option<Arc<crate::dns::Dns>>,
     /// Greylisting's triplets (none: no greylisting).
     greylist: Option<Arc<crate::inbound::greylist::Greylist>>,
+    /// The DMARC aggregate reports gathered (none: none are).
+    reports: Option<Arc<crate::inbound::reports::Reports>>,
+    /// The reports received about our domains (none: not kept).
+    received: Option<Arc<crate::inbound::received::Received>>,
     /// When the checks last ran out of time (the DNS not answering).
     checks_timed_out: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -58,6 +62,8 @@ impl Intake {
             dns: None,
             checks_timed_out: std::sync::Mutex::new(None),
             greylist: None,
+            reports: None,
+            received: None,
         }
     }
 
@@ -71,6 +77,20 @@ impl Intake {
     /// `[inbound] greylist` is not zero).
     pub fn with_greylist(mut self, greylist: Arc<crate::inbound::greylist::Greylist>) -> Intake {
         self.greylist = Some(greylist);
+        self
+    }
+
+    /// The checks' results go into the DMARC aggregate reports of the
+    /// senders' domains that ask for them.
+    pub fn with_reports(mut self, reports: Arc<crate::inbound::reports::Reports>) -> Intake {
+        self.reports = Some(reports);
+        self
+    }
+
+    /// DMARC and TLS reports that strangers send about our domains are
+    /// read and kept in `received`.
+    pub fn with_received(mut self, received: Arc<crate::inbound::received::Received>) -> Intake {
+        self.received = Some(received);
         self
     }
 
@@ -323,6 +343,7 @@ impl Intake {
                 [head] => head.get(ours..).unwrap_or_default(),
                 _ => &[],
             };
+            self.read_report(settings, id, message);
             match authenticator {
                 // No resolver yet (no DNS server known).
                 None => crate::inbound::auth::unchecked(hostname, message, "no DNS resolver"),
@@ -337,6 +358,11 @@ impl Intake {
             }
         };
         let from = mta_proto::logsafe::escape(client.mail_from);
+        if let (Some(reports), Some(row)) = (&self.reports, verdict.report.clone())
+            && !settings.directory.is_local_domain(&row.domain)
+        {
+            reports.add(row, mta_store::envelope::now_secs());
+        }
         match verdict.action {
             crate::inbound::Action::Deliver | crate::inbound::Action::Junk(_) => {
                 let junk = match &verdict.action {
@@ -390,6 +416,43 @@ impl Intake {
                 Err(IntakeError::Rejected(why))
             }
         }
+    }
+
+    /// Reads a report about our domains in `message`, if it looks like
+    /// one, and keeps its summary (in the background: the client does not
+    /// wait for it).
+    fn read_report(&self, settings: &Settings, id: QueueId, message: &[u8]) {
+        use crate::inbound::received::{MAX_MESSAGE, looks_like_a_report, read};
+        let Some(received) = &self.received else {
+            return;
+        };
+        if message.len() > MAX_MESSAGE || !looks_like_a_report(message) {
+            return;
+        }
+        let (received, message) = (received.clone(), message.to_vec());
+        let directory = settings.directory.clone();
+        tokio::task::spawn_blocking(move || {
+            match read(&message, |d| directory.is_local_domain(d)) {
+                Ok(Some(s)) => {
+                    tracing::info!(
+                        "{id}: a {} report from {} about {}: {} passed, {} failed",
+                        s.kind.name(),
+                        mta_proto::logsafe::escape(&s.org),
+                        s.domain,
+                        s.passed,
+                        s.failed
+                    );
+                    let at = mta_store::envelope::now_micros();
+                    if let Err(e) = received.keep(&s, at) {
+                        tracing::warn!("{id}: the report is not kept: {e:#}");
+                    }
+                }
+                Ok(None) => {
+                    tracing::info!("{id}: a report about a domain that is not ours: not kept")
+                }
+                Err(e) => tracing::info!("{id}: looks like a report but is not read: {e:#}"),
+            }
+        });
     }
 
     /// The checks under their deadline: the full one, or the short one

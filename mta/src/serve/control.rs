@@ -22,6 +22,7 @@ pub async fn listen(
     queue: Queue,
     schedule: Sender<Schedule>,
     acme: Arc<Acme>,
+    reporter: Option<Arc<mta_app::inbound::reports::Reporter>>,
 ) -> anyhow::Result<()> {
     // A socket left by a killed server would make bind fail.
     let _ = std::fs::remove_file(path);
@@ -36,6 +37,8 @@ pub async fn listen(
             let queue = queue.clone();
             let schedule = schedule.clone();
             let acme = acme.clone();
+            let reporter = reporter.clone();
+            let runtime = tokio::runtime::Handle::current();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
@@ -60,6 +63,17 @@ pub async fn listen(
                             Asked::Off => Err(anyhow::anyhow!("ACME is off: set [acme] in the configuration first")),
                         },
                         Command::CertStatus => Ok(acme.report().text()),
+                        Command::ReportsSend => match &reporter {
+                            Some(r) => runtime.block_on(r.send(true)).map(|lines| match lines.is_empty() {
+                                true => "no DMARC report to send\n".to_string(),
+                                false => lines.join("\n") + "\n",
+                            }),
+                            None => Err(anyhow::anyhow!("DMARC reports are off: inbound.redb could not be opened (see the log)")),
+                        },
+                        Command::ReportsList => match &reporter {
+                            Some(r) => r.list_received(),
+                            None => Err(anyhow::anyhow!("reports are off: inbound.redb could not be opened (see the log)")),
+                        },
                         command => execute(&queue, Some(&schedule), command),
                     }
                 })

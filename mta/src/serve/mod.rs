@@ -145,24 +145,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(feed) = &feed {
         tokio::spawn(feed.clone().run());
     }
-    let web = Arc::new(mta_web::Web::new(mta_web::Parts {
-        settings: settings.clone(),
-        logins: logins.clone(),
-        dns: dns.clone(),
-        queue: queue.clone(),
-        schedule: schedule_tx.clone(),
-        acme: acme.clone(),
-        update: update.clone(),
-        feed: feed.clone(),
-    })?);
     let stopping_queue = queue.clone();
     let mut intake = Intake::new(queue, config.limits.min_free_space).with_checks(dns.clone());
     // Greylisting's triplets and the DNSBL cache; without them neither
     // check runs (logged).
     let inbound_path = config.data_dir.join("inbound.redb");
     let mut dnsbl = None;
+    let mut reports = None;
+    let mut received = None;
     match mta_app::inbound::open_db(&inbound_path) {
         Ok(db) => {
+            match mta_app::inbound::received::Received::open(db.clone()) {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    intake = intake.with_received(r.clone());
+                    received = Some(r);
+                }
+                Err(e) => tracing::error!("received reports are not kept: {e:#}"),
+            }
+            match mta_app::inbound::reports::Reports::open(db.clone()) {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    intake = intake.with_reports(r.clone());
+                    reports = Some(r);
+                }
+                Err(e) => tracing::error!("DMARC reports are off: {e:#}"),
+            }
             match mta_app::inbound::greylist::Greylist::new(db.clone()) {
                 Ok(g) => intake = intake.with_greylist(Arc::new(g)),
                 Err(e) => tracing::error!("greylisting is off: {e:#}"),
@@ -177,6 +185,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             inbound_path.display()
         ),
     }
+    let web = Arc::new(mta_web::Web::new(mta_web::Parts {
+        settings: settings.clone(),
+        logins: logins.clone(),
+        dns: dns.clone(),
+        queue: stopping_queue.clone(),
+        schedule: schedule_tx.clone(),
+        acme: acme.clone(),
+        update: update.clone(),
+        feed: feed.clone(),
+        received: received.clone(),
+    })?);
     let shared = Arc::new(Shared {
         logins,
         intake,
@@ -231,11 +250,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Last: an answer on the control socket (init's health check) means
     // every listener is bound.
+    let reporter = reports.map(|reports| {
+        Arc::new(mta_app::inbound::reports::Reporter {
+            reports,
+            queue: shared.intake.queue.clone(),
+            live: shared.settings.clone(),
+            dns: shared.dns.clone(),
+            received: received.clone(),
+        })
+    });
+    if let Some(r) = &reporter {
+        tokio::spawn(r.clone().run());
+    }
     control::listen(
         &config.control_socket(),
         shared.intake.queue.clone(),
         schedule_tx,
         acme.clone(),
+        reporter.clone(),
     )
     .await?;
     // After the listeners: the CA checks them as soon as we ask.
@@ -265,6 +297,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("the queue's last delivery results may not be on disk");
     }
     let _ = std::fs::remove_file(config.control_socket());
+    if let Some(r) = &reporter {
+        r.flush().await;
+    }
     if let Err(e) = stats.save() {
         tracing::warn!("message counts not saved: {e:#}");
     }

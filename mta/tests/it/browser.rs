@@ -155,6 +155,12 @@ fn a_new_owner_sets_up_the_appliance_in_a_browser() {
     // deferred 1; bounced and rejected none.
     assert_eq!(last_day, "last day 1 2 1 0 0");
     b.screenshot("14-activity");
+    // What the inbound checks did: nothing here (loopback is trusted).
+    let checks = b.text("main");
+    assert!(checks.contains("Inbound checks"), "{checks}");
+    b.go(&format!("{https}/reports"));
+    b.wait_text("main", "No report has arrived yet");
+    b.screenshot("14b-reports");
     b.go(&format!("{https}/log?q=status%3Ddeferred"));
     b.wait_text("pre.log", "defer-me@elsewhere.example");
     assert!(

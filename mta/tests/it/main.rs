@@ -16,6 +16,7 @@ mod imap_dovecot;
 mod inbound;
 mod limits;
 mod outbound;
+mod reports;
 mod smtp;
 mod spf_suite;
 mod submission;

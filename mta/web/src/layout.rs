@@ -22,6 +22,7 @@ const MENU: &[(&str, &str)] = &[
     ("/certificate", "Certificate"),
     ("/queue", "Queue"),
     ("/activity", "Activity"),
+    ("/reports", "Reports"),
     ("/log", "Log"),
     ("/update", "Update"),
 ];

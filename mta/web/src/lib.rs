@@ -48,6 +48,9 @@ pub struct Parts {
     pub update: Arc<mta_app::update::Receiver>,
     /// The update URL checked, if any.
     pub feed: Option<Arc<mta_app::feed::Feed>>,
+    /// The DMARC and TLS reports received about our domains (none: not
+    /// kept).
+    pub received: Option<Arc<mta_app::inbound::received::Received>>,
 }
 
 /// Everything the pages share.
@@ -61,6 +64,7 @@ pub struct Web {
     acme: Arc<mta_app::acme::Acme>,
     update: Arc<mta_app::update::Receiver>,
     feed: Option<Arc<mta_app::feed::Feed>>,
+    received: Option<Arc<mta_app::inbound::received::Received>>,
     setup: setup::Setup,
     sessions: session::Sessions,
     /// The port the HTTPS listener is bound to (0: none), for redirects.
@@ -81,6 +85,7 @@ impl Web {
             acme,
             update,
             feed,
+            received,
         } = parts;
         let config = settings.get().config.clone();
         let setup = setup::Setup::open(&config.data_dir, config.owner().is_none())?;
@@ -93,6 +98,7 @@ impl Web {
             acme,
             update,
             feed,
+            received,
             setup,
             sessions: session::Sessions::default(),
             https_port: std::sync::atomic::AtomicU16::new(0),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::common::verify::VerifySignature;
 use mail_auth::dmarc::Policy;
+use mail_auth::report::{ActionDisposition, PolicyPublished, Record, SPFDomainScope};
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
     SpfResult, dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
@@ -55,6 +56,9 @@ pub struct Verdict {
     pub forged: Vec<std::ops::Range<usize>>,
     /// The domain SPF (for MAIL FROM) or a DKIM signature vouches for.
     pub authenticated: Option<String>,
+    /// The row for the From domain's DMARC aggregate report, when its
+    /// policy asks for reports (`rua`).
+    pub report: Option<super::reports::Row>,
 }
 
 /// The identities the client gave.
@@ -108,6 +112,7 @@ pub fn unchecked(hostname: &str, message: &[u8], why: &str) -> Verdict {
         summary: format!("not checked: {why}"),
         forged: forged_results(message, hostname),
         authenticated: None,
+        report: None,
     }
 }
 
@@ -147,6 +152,7 @@ async fn run(
             summary: summary + " (the header section cannot be parsed)",
             forged: forged_results(message, hostname),
             authenticated: None,
+            report: None,
         };
     };
     let signatures = parsed.dkim_headers.len();
@@ -235,12 +241,48 @@ async fn run(
         }
     }
     header.push_str(&results.to_header());
+    let report = dmarc
+        .dmarc_record()
+        .filter(|record| !record.rua().is_empty())
+        .map(|record| {
+            let mut row = Record::new()
+                .with_source_ip(ip.to_canonical())
+                .with_header_from(
+                    parsed
+                        .from()
+                        .rsplit_once('@')
+                        .map_or(parsed.from(), |(_, d)| d)
+                        .to_lowercase(),
+                )
+                .with_envelope_from(mail_from_domain.to_lowercase())
+                .with_dkim_output(&dkim)
+                .with_spf_output(&from_spf, SPFDomainScope::MailFrom)
+                .with_dmarc_output(&dmarc)
+                .with_arc_output(&arc);
+            // The policy applied: RFC 7489 knows none, quarantine and
+            // reject (a pass is "none").
+            if row.action_disposition() == ActionDisposition::Pass {
+                row = row.with_action_disposition(ActionDisposition::None);
+            }
+            (record, row)
+        })
+        .map(|(record, row)| super::reports::Row {
+            domain: dmarc.domain().to_lowercase(),
+            policy: PolicyPublished::from_record(dmarc.domain().to_lowercase(), record),
+            rua: record
+                .rua()
+                .iter()
+                .map(|u| (u.uri().to_string(), u.max_size()))
+                .collect(),
+            record: row,
+        });
     Verdict {
         header,
         action,
         summary,
         forged: forged_results(message, hostname),
         authenticated,
+        report,
     }
 }
 

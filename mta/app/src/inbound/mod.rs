@@ -9,6 +9,8 @@ pub mod greylist;
 pub mod junk;
 pub mod pregreet;
 pub mod rate;
+pub mod received;
+pub mod reports;
 pub mod sanity;
 
 pub use auth::{Action, Verdict};

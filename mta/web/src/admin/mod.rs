@@ -24,6 +24,7 @@ mod certificate;
 mod domains;
 mod queue;
 mod relays;
+mod reports;
 mod update;
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -35,6 +36,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .merge(domains::routes())
         .merge(queue::routes())
         .merge(relays::routes())
+        .merge(reports::routes())
         .merge(update::routes())
 }
 
