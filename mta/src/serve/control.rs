@@ -22,7 +22,7 @@ pub async fn listen(
     queue: Queue,
     schedule: Sender<Schedule>,
     acme: Arc<Acme>,
-    reporter: Option<Arc<mta_app::inbound::reports::Reporter>>,
+    reporter: Option<Arc<mta_app::reporter::Reporter>>,
 ) -> anyhow::Result<()> {
     // A socket left by a killed server would make bind fail.
     let _ = std::fs::remove_file(path);

@@ -125,10 +125,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.hostname.clone(),
         )),
     )?;
+    let outbound = Arc::new(mta_app::outbound::Outbound::new(&config, dns.clone())?);
     delivery::start(
         queue.clone(),
         settings.clone(),
-        Arc::new(mta_app::outbound::Outbound::new(&config, dns.clone())?),
+        outbound.clone(),
         tokio::runtime::Handle::current(),
         config.queue.delivery_workers,
         schedule_rx,
@@ -153,6 +154,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut dnsbl = None;
     let mut reports = None;
     let mut received = None;
+    let mut tls_reports = None;
     match mta_app::inbound::open_db(&inbound_path) {
         Ok(db) => {
             match mta_app::inbound::received::Received::open(db.clone()) {
@@ -162,6 +164,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     received = Some(r);
                 }
                 Err(e) => tracing::error!("received reports are not kept: {e:#}"),
+            }
+            match mta_app::outbound::tlsrpt::TlsReports::open(db.clone()) {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    outbound.report_tls_to(r.clone());
+                    tls_reports = Some(r);
+                }
+                Err(e) => tracing::error!("TLS reports are off: {e:#}"),
             }
             match mta_app::inbound::reports::Reports::open(db.clone()) {
                 Ok(r) => {
@@ -251,8 +261,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Last: an answer on the control socket (init's health check) means
     // every listener is bound.
     let reporter = reports.map(|reports| {
-        Arc::new(mta_app::inbound::reports::Reporter {
+        Arc::new(mta_app::reporter::Reporter {
             reports,
+            tls: tls_reports,
             queue: shared.intake.queue.clone(),
             live: shared.settings.clone(),
             dns: shared.dns.clone(),

@@ -372,6 +372,7 @@ rogue.example.net. 60 IN A 127.0.0.1
 mx.example.net. 60 IN A 127.0.0.1
 _mta-sts.example.net. 60 IN TXT \"v=STSv1; id=2026112101\"
 mta-sts.example.net. 60 IN A 127.0.0.1
+_smtp._tls.example.net. 60 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@example.net,https://tlsrpt.example.net/v1\"
 ";
 
 const STS_POLICY: &str =
@@ -451,6 +452,94 @@ fn mta_sts_enforce_delivers_over_verified_tls_to_listed_hosts() {
     assert!(!s.log_contains("status=deferred"));
     // The second message used the cached policy.
     assert_eq!(peer.sts_fetches(), 1);
+}
+
+/// The TLS report in the message argv[1] (RFC 8460 §5.3), read with
+/// Python's email, gzip and json: its headers and the JSON.
+const READ_TLS_REPORT: &str = r#"
+import email, email.policy, gzip, json, sys
+msg = email.message_from_string(open(sys.argv[1]).read(), policy=email.policy.default)
+part = next(p for p in msg.walk() if p.get_content_type() == "application/tlsrpt+gzip")
+print(json.dumps({
+    "type": msg.get_content_type(),
+    "report-type": msg.get_param("report-type"),
+    "domain": str(msg["TLS-Report-Domain"]),
+    "submitter": str(msg["TLS-Report-Submitter"]),
+    "report": json.loads(gzip.decompress(part.get_payload(decode=True))),
+}))
+"#;
+
+#[test]
+fn a_tls_report_counts_the_sessions_under_the_policy_and_goes_to_the_domain() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["mx.example.net", "rogue.example.net"]);
+    let peer = sts_peer(
+        &ca,
+        Options {
+            tls_files: Some((cert, key)),
+            ..Options::default()
+        },
+    );
+    let s = Server::start(&sts_config(&peer, &ca));
+    submit(&s, &["one@example.net"], "first");
+    peer.wait_for(1);
+    wait_queue_empty(&s);
+    // rogue.example.net, not in the policy, was skipped (a failure); the
+    // session with mx.example.net succeeded.
+    let out = s.mta("reports", &["send"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("the TLS report of example.net for")
+            && said.contains("(2 sessions) sent to tlsrpt@example.net"),
+        "{said}"
+    );
+    let got = peer.wait_for(2);
+    assert_eq!(got[1].envelope["mail_from"], "postmaster@example.org");
+    assert_eq!(
+        got[1].envelope["rcpt_tos"],
+        serde_json::json!(["tlsrpt@example.net"])
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &got[1].message).unwrap();
+    let read: serde_json::Value =
+        serde_json::from_str(&crate::common::python(READ_TLS_REPORT, &[file.path()])).unwrap();
+    assert_eq!(read["type"], "multipart/report", "{read}");
+    assert_eq!(read["report-type"], "tlsrpt", "{read}");
+    assert_eq!(read["domain"], "example.net");
+    assert_eq!(read["submitter"], "mx.example.org");
+    let report = &read["report"];
+    assert_eq!(report["organization-name"], "mx.example.org");
+    assert_eq!(report["contact-info"], "postmaster@example.org");
+    let policy = &report["policies"][0];
+    assert_eq!(policy["policy"]["policy-type"], "sts", "{report}");
+    assert_eq!(policy["policy"]["policy-domain"], "example.net");
+    assert_eq!(
+        policy["policy"]["mx-host"],
+        serde_json::json!(["mx.example.net"])
+    );
+    assert!(
+        policy["policy"]["policy-string"]
+            .as_array()
+            .unwrap()
+            .contains(&"mode: enforce".into()),
+        "{report}"
+    );
+    assert_eq!(
+        policy["summary"]["total-successful-session-count"], 1,
+        "{report}"
+    );
+    assert_eq!(
+        policy["summary"]["total-failure-session-count"], 1,
+        "{report}"
+    );
+    let failure = &policy["failure-details"][0];
+    assert_eq!(failure["result-type"], "validation-failure");
+    assert_eq!(failure["receiving-mx-hostname"], "rogue.example.net");
 }
 
 /// A signed root zone in which example.net's MX host publishes a DANE-EE

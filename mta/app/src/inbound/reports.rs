@@ -12,25 +12,20 @@
 //!
 //! Rows are gathered in memory and written to `inbound.redb` every minute
 //! and at shutdown (a crash loses at most a minute of counts: a report is
-//! a statistic, not mail). Memory is bounded: at most [`MAX_DOMAINS`]
+//! a statistic, not mail). Memory is bounded: at most `daily::MAX_DOMAINS`
 //! domains a day and [`MAX_ROWS`] distinct rows a domain (more are counted
 //! as omitted); days that could not be sent for a week are dropped.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
 use mail_auth::report::{PolicyPublished, Record, Report};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::Database;
 use serde::{Deserialize, Serialize};
 
-pub const MAX_DOMAINS: usize = 500;
-pub const MAX_ROWS: usize = 50;
-/// Days a report waits to be sent before it is dropped.
-pub const KEEP_DAYS: u32 = 7;
-const DAY: u64 = 86_400;
+use crate::daily::{DAY, Daily};
 
-const TABLE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("dmarc_reports");
+pub const MAX_ROWS: usize = 50;
 
 /// What one message adds to the report of its From domain.
 #[derive(Debug, Clone)]
@@ -46,188 +41,86 @@ pub struct Row {
 
 /// One domain's report of one day, as gathered so far.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct DomainDay {
+pub struct DomainDay {
     policy: PolicyPublished,
     rua: Vec<(String, usize)>,
     rows: Vec<(Record, u32)>,
     /// Rows past [`MAX_ROWS`], counted only.
     omitted: u32,
-    /// Changed since it was last written.
-    #[serde(skip)]
-    dirty: bool,
 }
 
-/// A report ready to go: its message and where.
+/// A report ready to go: its day, its domain, what was gathered.
 pub struct Outgoing {
     pub day: u32,
     pub domain: String,
-    /// The policy's `rua` addresses with their size limits.
-    pub rua: Vec<(String, usize)>,
-    pub report: Report,
-    /// Rows past the limit, left out of the report.
-    pub omitted: u32,
+    pub data: DomainDay,
 }
 
+/// The DMARC aggregate reports being gathered.
 pub struct Reports {
-    db: Arc<Database>,
-    days: Mutex<BTreeMap<(u32, String), DomainDay>>,
-}
-
-fn day_of(now: u64) -> u32 {
-    (now / DAY) as u32
+    daily: Daily<DomainDay>,
 }
 
 impl Reports {
     /// The reports not sent yet, as `inbound.redb` keeps them.
     pub fn open(db: Arc<Database>) -> anyhow::Result<Reports> {
-        let tx = db.begin_write()?;
-        tx.open_table(TABLE)?;
-        tx.commit()?;
-        let mut days = BTreeMap::new();
-        let tx = db.begin_read()?;
-        let table = tx.open_table(TABLE)?;
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            let (day, domain) = key.value();
-            match serde_json::from_slice::<DomainDay>(value.value()) {
-                Ok(d) => {
-                    days.insert((day, domain.to_string()), d);
-                }
-                Err(e) => tracing::warn!("a stored DMARC report of {domain} is unreadable: {e}"),
-            }
-        }
         Ok(Reports {
-            db,
-            days: Mutex::new(days),
+            daily: Daily::open(db, "dmarc_reports")?,
         })
     }
 
     /// Counts `row` in its domain's report of the day of `now`.
     pub fn add(&self, row: Row, now: u64) {
-        let day = day_of(now);
-        let mut days = self.days.lock().expect("reports");
-        let key = (day, row.domain);
-        if !days.contains_key(&key) {
-            let today = days.range((day, String::new())..).count();
-            if today >= MAX_DOMAINS {
-                tracing::debug!(
-                    "DMARC report of {} not kept: {MAX_DOMAINS} domains today",
-                    key.1
-                );
-                return;
+        let Row {
+            domain,
+            policy,
+            rua,
+            record,
+        } = row;
+        let new = {
+            let (policy, rua) = (policy.clone(), rua.clone());
+            || DomainDay {
+                policy,
+                rua,
+                rows: Vec::new(),
+                omitted: 0,
             }
-        }
-        let entry = days.entry(key).or_insert_with(|| DomainDay {
-            policy: row.policy.clone(),
-            rua: row.rua.clone(),
-            rows: Vec::new(),
-            omitted: 0,
-            dirty: true,
+        };
+        let kept = self.daily.update(now, domain, new, |d| {
+            // The policy as it was last seen.
+            d.policy = policy;
+            d.rua = rua;
+            let full = d.rows.len() >= MAX_ROWS;
+            match d.rows.iter_mut().find(|(r, _)| *r == record) {
+                Some((_, n)) => *n = n.saturating_add(1),
+                None if !full => d.rows.push((record, 1)),
+                None => d.omitted = d.omitted.saturating_add(1),
+            }
         });
-        // The policy as it was last seen.
-        entry.policy = row.policy;
-        entry.rua = row.rua;
-        entry.dirty = true;
-        let full = entry.rows.len() >= MAX_ROWS;
-        match entry.rows.iter_mut().find(|(r, _)| *r == row.record) {
-            Some((_, n)) => *n = n.saturating_add(1),
-            None if !full => entry.rows.push((row.record, 1)),
-            None => entry.omitted = entry.omitted.saturating_add(1),
+        if !kept {
+            tracing::debug!("a DMARC report row not kept: too many domains today");
         }
     }
 
     /// Writes what changed since the last time.
     pub fn flush(&self) -> anyhow::Result<()> {
-        let changed: Vec<((u32, String), Vec<u8>)> = {
-            let mut days = self.days.lock().expect("reports");
-            days.iter_mut()
-                .filter(|(_, d)| d.dirty)
-                .map(|(k, d)| {
-                    d.dirty = false;
-                    Ok((k.clone(), serde_json::to_vec(d)?))
-                })
-                .collect::<anyhow::Result<_>>()?
-        };
-        if changed.is_empty() {
-            return Ok(());
-        }
-        let tx = self.db.begin_write()?;
-        {
-            let mut table = tx.open_table(TABLE)?;
-            for ((day, domain), bytes) in &changed {
-                table.insert((*day, domain.as_str()), bytes.as_slice())?;
-            }
-        }
-        tx.commit().context("writing the DMARC reports")?;
-        Ok(())
+        self.daily.flush()
     }
 
-    /// Puts back a report that could not be sent now (the DNS did not
-    /// answer): it is tried again later, as long as it is kept.
-    pub fn restore(&self, out: Outgoing) {
-        let d = DomainDay {
-            policy: out.report.policy_published.clone(),
-            rua: out.rua,
-            rows: out
-                .report
-                .records()
-                .iter()
-                .map(|r| (r.clone().with_count(0), r.count()))
-                .collect(),
-            omitted: out.omitted,
-            dirty: true,
-        };
-        self.days
-            .lock()
-            .expect("reports")
-            .insert((out.day, out.domain), d);
-    }
-
-    /// The reports of the days before `through` (or of every day, today's
-    /// too, with `through` past today), taken out of the store: the
-    /// caller sends them. Reports older than [`KEEP_DAYS`] are dropped.
+    /// The reports of the days before today (and today's with
+    /// `include_today`), taken out of the store: the caller sends them.
     pub fn take_due(&self, now: u64, include_today: bool) -> anyhow::Result<Vec<Outgoing>> {
-        let today = day_of(now);
-        let through = if include_today { today + 1 } else { today };
-        let taken: Vec<((u32, String), DomainDay)> = {
-            let mut days = self.days.lock().expect("reports");
-            let keys: Vec<(u32, String)> = days
-                .keys()
-                .filter(|(day, _)| *day < through)
-                .cloned()
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| days.remove(&k).map(|d| (k, d)))
-                .collect()
-        };
-        if taken.is_empty() {
-            return Ok(Vec::new());
-        }
-        let tx = self.db.begin_write()?;
-        {
-            let mut table = tx.open_table(TABLE)?;
-            for ((day, domain), _) in &taken {
-                table.remove((*day, domain.as_str()))?;
-            }
-        }
-        tx.commit().context("removing the DMARC reports taken")?;
-        Ok(taken
+        Ok(self
+            .daily
+            .take_due(now, include_today)?
             .into_iter()
-            .filter(|((day, domain), _)| {
-                let fresh = day + KEEP_DAYS >= today;
-                if !fresh {
-                    tracing::warn!("the DMARC report of {domain} for day {day} was not sent in {KEEP_DAYS} days: dropped");
-                }
-                fresh
-            })
-            .map(|((day, domain), d)| Outgoing {
-                day,
-                report: report_of(&domain, day, &d),
-                domain,
-                rua: d.rua,
-                omitted: d.omitted,
-            })
+            .map(|(day, domain, data)| Outgoing { day, domain, data })
             .collect())
+    }
+
+    /// Puts back a report that could not be sent now.
+    pub fn restore(&self, out: Outgoing) {
+        self.daily.restore(out.day, out.domain, out.data);
     }
 }
 
@@ -257,8 +150,7 @@ impl Outgoing {
     /// `to`: the report gzip-compressed as an attachment.
     pub fn message(&self, hostname: &str, from: &str, to: &[&str]) -> anyhow::Result<Vec<u8>> {
         let report = self
-            .report
-            .clone()
+            .report()
             .with_org_name(hostname)
             .with_email(from)
             .with_report_id(format!("{}.{}@{hostname}", self.day, self.domain));
@@ -274,182 +166,25 @@ impl Outgoing {
         Ok(out)
     }
 
+    /// The report (without the sender's name, address and report id).
+    pub fn report(&self) -> Report {
+        report_of(&self.domain, self.day, &self.data)
+    }
+
+    /// The policy's `rua` addresses with their size limits.
+    pub fn rua(&self) -> &[(String, usize)] {
+        &self.data.rua
+    }
+
     /// Messages it counts.
     pub fn messages(&self) -> u64 {
-        self.report
-            .records()
+        self.data
+            .rows
             .iter()
-            .map(|r| u64::from(r.count()))
+            .map(|(_, n)| u64::from(*n))
             .sum::<u64>()
-            + u64::from(self.omitted)
+            + u64::from(self.data.omitted)
     }
-}
-
-/// What sends the reports: the store, and the queue they go through.
-pub struct Reporter {
-    pub reports: Arc<Reports>,
-    pub queue: mta_store::queue::Queue,
-    pub live: crate::settings::Live,
-    pub dns: Arc<crate::dns::Dns>,
-    /// The reports received (for `mta reports list`).
-    pub received: Option<Arc<super::received::Received>>,
-}
-
-/// How often the gathered rows are written, and the due reports sent.
-const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-const SEND_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
-
-impl Reporter {
-    /// Writes the rows every minute and sends each day's reports once the
-    /// day is over (checked every ten minutes), until the server stops.
-    pub async fn run(self: Arc<Self>) {
-        let mut flush = tokio::time::interval(FLUSH_EVERY);
-        let mut send = tokio::time::interval(SEND_EVERY);
-        loop {
-            tokio::select! {
-                _ = flush.tick() => self.flush().await,
-                _ = send.tick() => {
-                    if let Err(e) = self.send(false).await {
-                        tracing::warn!("DMARC reports not sent: {e:#}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// The reports received, newest first, a line each.
-    pub fn list_received(&self) -> anyhow::Result<String> {
-        let Some(received) = &self.received else {
-            anyhow::bail!(
-                "received reports are not kept: inbound.redb could not be opened (see the log)"
-            );
-        };
-        let list = received.list()?;
-        if list.is_empty() {
-            return Ok("no report received yet\n".into());
-        }
-        Ok(list.iter().map(|(_, s)| s.line() + "\n").collect())
-    }
-
-    /// Writes the rows gathered (off the runtime's threads).
-    pub async fn flush(&self) {
-        let reports = self.reports.clone();
-        match tokio::task::spawn_blocking(move || reports.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("DMARC report rows not written: {e:#}"),
-            Err(e) => tracing::warn!("DMARC report rows not written: {e}"),
-        }
-    }
-
-    /// Sends the reports due (with `include_today`, today's too: `mta
-    /// reports send`), from our postmaster (the first domain), DKIM-signed;
-    /// one line per report for the log and the command.
-    pub async fn send(&self, include_today: bool) -> anyhow::Result<Vec<String>> {
-        let reports = self.reports.clone();
-        let now = mta_store::envelope::now_secs();
-        let due =
-            tokio::task::spawn_blocking(move || reports.take_due(now, include_today)).await??;
-        send(due, &self.reports, &self.queue, &self.live, &self.dns).await
-    }
-}
-
-async fn send(
-    due: Vec<Outgoing>,
-    reports: &Reports,
-    queue: &mta_store::queue::Queue,
-    live: &crate::settings::Live,
-    dns: &crate::dns::Dns,
-) -> anyhow::Result<Vec<String>> {
-    use mta_store::envelope::{Envelope, QueueId, now_micros};
-    if due.is_empty() {
-        return Ok(Vec::new());
-    }
-    let settings = live.get();
-    let hostname = &settings.config.hostname;
-    let Some(ours) = settings.directory.primary_domain().map(str::to_string) else {
-        anyhow::bail!("no domain to send DMARC reports from");
-    };
-    let from = format!("postmaster@{ours}");
-    let authenticator = dns.authenticator();
-    let no_cache: Option<&mail_auth::common::cache::NoCache<Box<str>, mail_auth::Txt>> = None;
-    let mut lines = Vec::new();
-    for out in due {
-        let date = super::received::day(u64::from(out.day) * DAY);
-        let what = format!(
-            "the DMARC report of {} for {date} ({} messages)",
-            out.domain,
-            out.messages()
-        );
-        let addresses: Vec<&str> = out.rua.iter().map(|(a, _)| a.as_str()).collect();
-        // An address outside the domain must accept its reports (§7.1).
-        let allowed = match &authenticator {
-            Some(a) => {
-                a.verify_dmarc_report_address(&out.domain, &addresses, no_cache)
-                    .await
-            }
-            None => None,
-        };
-        let Some(allowed) = allowed else {
-            lines.push(format!("{what} not sent yet: the DNS did not answer"));
-            reports.restore(out);
-            continue;
-        };
-        let allowed: Vec<&str> = allowed.into_iter().copied().collect();
-        let message = out.message(hostname, &from, &allowed)?;
-        let to: Vec<&str> = out
-            .rua
-            .iter()
-            .filter(|(a, max)| {
-                allowed.contains(&a.as_str()) && (*max == 0 || message.len() <= *max)
-            })
-            .map(|(a, _)| a.as_str())
-            .collect();
-        if to.is_empty() {
-            lines.push(format!(
-                "{what} not sent: none of its addresses ({}) takes it (outside the domain without its authorisation, or a size limit)",
-                addresses.join(", ")
-            ));
-            continue;
-        }
-        let message = match settings.dkim.signed(&ours, &message) {
-            Ok(signed) => signed,
-            Err(e) => {
-                tracing::warn!("{what}: not DKIM-signed: {e:#}");
-                message
-            }
-        };
-        let recipients = to
-            .iter()
-            .map(|a| {
-                let target = crate::directory::Target::Remote {
-                    address: a.to_string(),
-                };
-                (a.to_string(), target)
-            })
-            .collect();
-        let id = QueueId::generate();
-        let size = message.len() as u64;
-        let envelope = Envelope::new(
-            id,
-            from.clone(),
-            now_micros(),
-            "dmarc-report".into(),
-            None,
-            recipients,
-            size,
-        );
-        match queue
-            .intake(envelope, mta_store::body::Body::inline(message))
-            .await
-        {
-            Ok(()) => lines.push(format!("{id}: {what} sent to {}", to.join(", "))),
-            Err(e) => lines.push(format!("{what} not sent: the queue refused it ({e:?})")),
-        }
-    }
-    for line in &lines {
-        tracing::info!("{line}");
-    }
-    Ok(lines)
 }
 
 #[cfg(test)]
@@ -509,9 +244,9 @@ mod tests {
         assert_eq!(due.len(), 2);
         let a = due.iter().find(|o| o.domain == "a.example").unwrap();
         assert_eq!(a.messages(), 4);
-        assert_eq!(a.report.records().len(), 2);
-        assert_eq!(a.report.date_range_begin(), NOW);
-        assert_eq!(a.report.date_range_end(), NOW + DAY - 1);
+        assert_eq!(a.report().records().len(), 2);
+        assert_eq!(a.report().date_range_begin(), NOW);
+        assert_eq!(a.report().date_range_end(), NOW + DAY - 1);
         // Taken once: not again; today's when asked for.
         assert!(reports.take_due(NOW + DAY + 100, false).unwrap().is_empty());
         let today = reports.take_due(NOW + DAY + 100, true).unwrap();
@@ -532,7 +267,7 @@ mod tests {
         let due = reports.take_due(NOW + DAY + 100, true).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].messages(), 1);
-        assert_eq!(due[0].report.records()[0].count(), 1);
+        assert_eq!(due[0].report().records()[0].count(), 1);
     }
 
     #[test]
@@ -544,7 +279,7 @@ mod tests {
             let ip = format!("192.0.2.{n}");
             reports.add(row("a.example", &ip, ActionDisposition::Pass), NOW);
         }
-        for n in 0..MAX_DOMAINS + 5 {
+        for n in 0..crate::daily::MAX_DOMAINS + 5 {
             reports.add(
                 row(
                     &format!("d{n}.example"),
@@ -555,11 +290,11 @@ mod tests {
             );
         }
         let due = reports.take_due(NOW, true).unwrap();
-        assert_eq!(due.len(), MAX_DOMAINS);
+        assert_eq!(due.len(), crate::daily::MAX_DOMAINS);
         let a = due.iter().find(|o| o.domain == "a.example").unwrap();
-        assert_eq!(a.report.records().len(), MAX_ROWS);
-        assert_eq!(a.omitted, 5);
+        assert_eq!(a.report().records().len(), MAX_ROWS);
+        assert_eq!(a.data.omitted, 5);
         assert_eq!(a.messages(), MAX_ROWS as u64 + 5);
-        assert!(a.report.error()[0].contains("5 messages"));
+        assert!(a.report().error()[0].contains("5 messages"));
     }
 }

@@ -18,6 +18,8 @@ pub struct Failure {
     /// 5xx (or an equivalent, such as a required extension missing).
     pub permanent: bool,
     pub message: String,
+    /// A failure of TLS, as a TLS report names it (RFC 8460 §4.3).
+    pub tls: Option<mail_auth::report::tlsrpt::ResultType>,
 }
 
 impl Failure {
@@ -25,6 +27,7 @@ impl Failure {
         Failure {
             permanent: false,
             message: message.into(),
+            tls: None,
         }
     }
 
@@ -32,6 +35,15 @@ impl Failure {
         Failure {
             permanent: true,
             message: message.into(),
+            tls: None,
+        }
+    }
+
+    /// A temporary failure of TLS of this kind.
+    fn tls(message: impl Into<String>, kind: mail_auth::report::tlsrpt::ResultType) -> Failure {
+        Failure {
+            tls: Some(kind),
+            ..Failure::temporary(message)
         }
     }
 
@@ -39,6 +51,7 @@ impl Failure {
         Failure {
             permanent: reply.code >= 500,
             message: format!("{context}: {}", reply.text()),
+            tls: None,
         }
     }
 }
@@ -150,20 +163,20 @@ impl Connection {
                         // Temporary whatever the code: TLS is our
                         // requirement, another MX host or a later try may
                         // meet it (RFC 7672 §2.2, RFC 8461 §5).
-                        return Err(Failure::temporary(format!(
-                            "STARTTLS, which is required: {}",
-                            r.text()
-                        )));
+                        return Err(Failure::tls(
+                            format!("STARTTLS, which is required: {}", r.text()),
+                            mail_auth::report::tlsrpt::ResultType::StartTlsNotSupported,
+                        ));
                     }
                 } else {
                     c = c.upgrade(config, server_name).await?;
                     c.hello(helo).await?;
                 }
             } else if required {
-                return Err(Failure::temporary(format!(
-                    "{} does not offer STARTTLS, which is required",
-                    c.peer
-                )));
+                return Err(Failure::tls(
+                    format!("{} does not offer STARTTLS, which is required", c.peer),
+                    mail_auth::report::tlsrpt::ResultType::StartTlsNotSupported,
+                ));
             }
         }
         Ok(c)
@@ -478,7 +491,14 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static
     )
     .await
     .map_err(|_| Failure::temporary(format!("TLS with {server_name}: timed out")))?
-    .map_err(|e| Failure::temporary(format!("TLS with {server_name}: {e}")))
+    .map_err(|e| {
+        let kind = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(super::tlsrpt::result_of)
+            .unwrap_or(mail_auth::report::tlsrpt::ResultType::ValidationFailure);
+        Failure::tls(format!("TLS with {server_name}: {e}"), kind)
+    })
 }
 
 /// The message for DATA: CRLF line ends (a bare LF or a bare CR becomes

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::config::{Config, Outbound as Settings, Relay, Transport};
 use crate::dns::Dns;
 use client::{Connection, Failure, Tls};
+use mail_auth::report::tlsrpt::PolicyDetails;
 use policy::{Dane, Decision, Policy, decide};
 
 /// Where a recipient's copy goes.
@@ -96,6 +97,9 @@ pub struct Outbound {
         std::collections::HashMap<String, std::result::Result<Arc<rustls::ClientConfig>, String>>,
     sts: sts::Cache,
     pool: Arc<pool::Pool>,
+    /// Where the sessions under MTA-STS and DANE policies are counted for
+    /// TLS reports (set once the store is open).
+    tls_reports: std::sync::OnceLock<Arc<tlsrpt::TlsReports>>,
 }
 
 impl Outbound {
@@ -128,6 +132,7 @@ impl Outbound {
                 .collect(),
             sts: sts::Cache::open(&config.data_dir.join("cache"))?,
             pool: Arc::new(pool::Pool::default()),
+            tls_reports: std::sync::OnceLock::new(),
         })
     }
 
@@ -251,9 +256,46 @@ impl Outbound {
             } else {
                 Dane::None
             };
+            // The policy a TLS report counts this host's session under.
+            let reported = match (&dane, &sts) {
+                (Dane::Required(records), _) => Some(tlsrpt::tlsa_policy(
+                    domain,
+                    &host,
+                    records
+                        .iter()
+                        .map(|t| {
+                            let data: String = t.data.iter().map(|b| format!("{b:02x}")).collect();
+                            format!("{} {} {} {data}", t.usage, t.selector, t.matching)
+                        })
+                        .collect(),
+                )),
+                (_, Some(p)) if p.mode != sts::Mode::None => Some(tlsrpt::sts_policy(
+                    domain,
+                    if p.mode == sts::Mode::Enforce {
+                        "enforce"
+                    } else {
+                        "testing"
+                    },
+                    &p.mx,
+                    p.max_age,
+                )),
+                _ => None,
+            };
             let (policy, note) = match decide(dane.state(), sts.as_ref(), &host, domain) {
                 Decision::Skip(why) => {
                     tracing::warn!("{why}: skipped");
+                    if let Some(details) = reported {
+                        self.report_tls(
+                            domain,
+                            details,
+                            tlsrpt::Outcome::Failure {
+                                result: mail_auth::report::tlsrpt::ResultType::ValidationFailure,
+                                mx: host.clone(),
+                                ip: None,
+                                why: "the MX host is not in the MTA-STS policy".into(),
+                            },
+                        );
+                    }
                     last = Failure::temporary(why);
                     continue;
                 }
@@ -278,13 +320,46 @@ impl Outbound {
                 policy,
                 credentials: None,
             };
-            match self.try_addresses(&hop, addresses, message).await {
+            let attempt = self.try_addresses(&hop, addresses, message).await;
+            if let Some(details) = reported {
+                match &attempt {
+                    Ok(_) => self.report_tls(domain, details, tlsrpt::Outcome::Success),
+                    Err(Failure {
+                        tls: Some(kind),
+                        message,
+                        ..
+                    }) => self.report_tls(
+                        domain,
+                        details,
+                        tlsrpt::Outcome::Failure {
+                            result: *kind,
+                            mx: host.clone(),
+                            ip: None,
+                            why: message.clone(),
+                        },
+                    ),
+                    // Not a matter of TLS (refused, timed out, a 4xx).
+                    Err(_) => {}
+                }
+            }
+            match attempt {
                 Ok(results) => return Ok(results),
                 Err(f) if f.permanent => return Err(f),
                 Err(f) => last = f,
             }
         }
         Err(last)
+    }
+
+    /// TLS reports are gathered in `reports` from now on.
+    pub fn report_tls_to(&self, reports: Arc<tlsrpt::TlsReports>) {
+        let _ = self.tls_reports.set(reports);
+    }
+
+    fn report_tls(&self, domain: &str, details: PolicyDetails, outcome: tlsrpt::Outcome) {
+        if let Some(r) = self.tls_reports.get() {
+            r.record(mta_store::envelope::now_secs(), domain, details, outcome);
+        }
     }
 
     async fn via_relay(&self, relay: &Relay, message: &Message<'_>) -> Attempted {
@@ -490,3 +565,4 @@ mod mx;
 mod policy;
 mod pool;
 pub mod tls;
+pub mod tlsrpt;
