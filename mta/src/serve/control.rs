@@ -68,7 +68,7 @@ pub async fn listen(
                                 true => "no DMARC report to send\n".to_string(),
                                 false => lines.join("\n") + "\n",
                             }),
-                            None => Err(anyhow::anyhow!("DMARC reports are off: inbound.redb could not be opened (see the log)")),
+                            None => Err(anyhow::anyhow!("reports are off: inbound.redb could not be opened (see the log)")),
                         },
                         Command::ReportsList => match &reporter {
                             Some(r) => r.list_received(),

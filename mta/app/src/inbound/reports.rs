@@ -8,13 +8,12 @@
 //! goes to the `rua` addresses that may receive it (an address outside the
 //! domain must be authorised by the `<domain>._report._dmarc.<its domain>`
 //! record, §7.1; a report larger than an address's `!size` is not sent
-//! there). The XML and the message are mail-auth's.
+//! there; `crate::reporter` sends). The XML and the message are
+//! mail-auth's.
 //!
-//! Rows are gathered in memory and written to `inbound.redb` every minute
-//! and at shutdown (a crash loses at most a minute of counts: a report is
-//! a statistic, not mail). Memory is bounded: at most `daily::MAX_DOMAINS`
-//! domains a day and [`MAX_ROWS`] distinct rows a domain (more are counted
-//! as omitted); days that could not be sent for a week are dropped.
+//! Rows are gathered in `crate::daily`'s store (in memory, written to
+//! `inbound.redb` every minute); at most [`MAX_ROWS`] distinct rows a
+//! domain and day (more are counted as omitted).
 
 use std::sync::Arc;
 
