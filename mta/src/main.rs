@@ -35,7 +35,7 @@ enum Command {
     HashPassword(HashPassword),
 }
 
-/// DMARC and TLS reports: send (the DMARC reports gathered so far, today's too; the server sends each day's the day after by itself), list (the reports received about our domains)
+/// DMARC and TLS reports: send (the reports gathered so far, today's too; the server sends each day's the day after by itself), list (the reports received about our domains)
 #[derive(FromArgs)]
 #[argh(subcommand, name = "reports")]
 struct ReportsCmd {

@@ -34,7 +34,7 @@ pub enum Command {
     CertStatus,
     /// Ask the CA for a certificate now.
     CertRenew,
-    /// Send the DMARC aggregate reports gathered so far, today's too.
+    /// Send the DMARC and TLS reports gathered so far, today's too.
     ReportsSend,
     /// The DMARC and TLS reports received about our domains.
     ReportsList,

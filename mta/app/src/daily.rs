@@ -29,9 +29,23 @@ pub struct Daily<T> {
     table: TableDefinition<'static, (u32, &'static str), &'static [u8]>,
     /// (day, domain) → the value, and whether it changed since written.
     days: Mutex<BTreeMap<(u32, String), (T, bool)>>,
+    /// Held by a flush and by a take, each from its look at `days` to its
+    /// commit: a flush cannot write back what a take just removed.
+    io: Mutex<()>,
 }
 
-impl<T: Serialize + DeserializeOwned> Daily<T> {
+/// Values put back after more was counted meanwhile are added together.
+pub trait Merge {
+    fn merge(&mut self, other: Self);
+}
+
+impl Merge for u32 {
+    fn merge(&mut self, other: u32) {
+        *self = self.saturating_add(other);
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Merge> Daily<T> {
     /// The values the table `name` of `db` keeps.
     pub fn open(db: Arc<Database>, name: &'static str) -> anyhow::Result<Daily<T>> {
         let table = TableDefinition::new(name);
@@ -55,6 +69,7 @@ impl<T: Serialize + DeserializeOwned> Daily<T> {
             db,
             table,
             days: Mutex::new(days),
+            io: Mutex::new(()),
         })
     }
 
@@ -84,6 +99,7 @@ impl<T: Serialize + DeserializeOwned> Daily<T> {
 
     /// Writes what changed since the last time.
     pub fn flush(&self) -> anyhow::Result<()> {
+        let _io = self.io.lock().expect("daily io");
         let changed: Vec<((u32, String), Vec<u8>)> = {
             let mut days = self.days.lock().expect("daily");
             days.iter_mut()
@@ -114,6 +130,7 @@ impl<T: Serialize + DeserializeOwned> Daily<T> {
     pub fn take_due(&self, now: u64, include_today: bool) -> anyhow::Result<Vec<(u32, String, T)>> {
         let today = day_of(now);
         let through = if include_today { today + 1 } else { today };
+        let _io = self.io.lock().expect("daily io");
         let taken: Vec<((u32, String), T)> = {
             let mut days = self.days.lock().expect("daily");
             let keys: Vec<(u32, String)> = days
@@ -152,10 +169,17 @@ impl<T: Serialize + DeserializeOwned> Daily<T> {
     /// Puts back a value taken that could not be sent now (the DNS did not
     /// answer): it is tried again later, as long as it is kept.
     pub fn restore(&self, day: u32, domain: String, value: T) {
-        self.days
-            .lock()
-            .expect("daily")
-            .insert((day, domain), (value, true));
+        let mut days = self.days.lock().expect("daily");
+        match days.get_mut(&(day, domain.clone())) {
+            // Counted again meanwhile (today's, taken by `mta reports send`).
+            Some((v, dirty)) => {
+                v.merge(value);
+                *dirty = true;
+            }
+            None => {
+                days.insert((day, domain), (value, true));
+            }
+        }
     }
 }
 
@@ -186,7 +210,11 @@ mod tests {
         let today = daily.take_due(NOW + DAY, true).unwrap();
         assert_eq!(today, [(day_of(NOW) + 1, "a".into(), 1)]);
         daily.restore(today[0].0, "a".into(), 1);
-        assert_eq!(daily.take_due(NOW + DAY, true).unwrap().len(), 1);
+        // Counted again before it is put back: both count.
+        daily.update(NOW + DAY, "a".into(), || 0, |n| *n += 1);
+        daily.restore(today[0].0, "a".into(), 1);
+        let again = daily.take_due(NOW + DAY, true).unwrap();
+        assert_eq!(again, [(day_of(NOW) + 1, "a".into(), 3)]);
         // A week unsent: dropped.
         daily.restore(day_of(NOW), "a".into(), 1);
         let late = NOW + u64::from(KEEP_DAYS + 1) * DAY;

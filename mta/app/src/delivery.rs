@@ -508,14 +508,14 @@ struct Remote {
 /// so that it passes SPF where it arrives and bounces come back here.
 fn sender_for(ctx: &Context, envelope: &Envelope, original: &str, address: &str) -> String {
     let from = &envelope.from;
-    let forwarded = envelope.auth.is_none() && !original.eq_ignore_ascii_case(address);
-    let sender_domain = from.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
-    let alias_domain = original
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_ascii_lowercase());
+    let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
     let settings = ctx.settings.get();
     let ours = |d: &str| settings.directory.is_local_domain(d);
-    match (sender_domain, alias_domain) {
+    // To another domain: a transport's address in ours is not forwarded.
+    let forwarded = envelope.auth.is_none()
+        && !original.eq_ignore_ascii_case(address)
+        && domain_of(address).is_some_and(|d| !ours(&d));
+    match (domain_of(from), domain_of(original)) {
         (Some(sender), Some(alias)) if forwarded && !ours(&sender) && ours(&alias) => settings
             .srs
             .forward(from, &alias, mta_store::envelope::now_secs())

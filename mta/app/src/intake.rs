@@ -45,6 +45,8 @@ pub struct Intake {
     reports: Option<Arc<crate::inbound::reports::Reports>>,
     /// The reports received about our domains (none: not kept).
     received: Option<Arc<crate::inbound::received::Received>>,
+    /// Permits to read received reports ([`REPORT_READS`]).
+    report_reads: Arc<tokio::sync::Semaphore>,
     /// When the checks last ran out of time (the DNS not answering).
     checks_timed_out: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -64,6 +66,7 @@ impl Intake {
             greylist: None,
             reports: None,
             received: None,
+            report_reads: Arc::new(tokio::sync::Semaphore::new(REPORT_READS)),
         }
     }
 
@@ -125,6 +128,8 @@ impl Intake {
         let id = QueueId(id);
         let ours = prefix.len();
         let envelope = Envelope::new(id, from, arrival, client, auth, recipients, size);
+        // What the checks found, for once the message is queued.
+        let mut checked: Option<Checked> = None;
         let outcome = match content.finish(prefix, rest).await {
             Ok(body) => {
                 let body = if envelope.auth.is_some() {
@@ -140,10 +145,12 @@ impl Intake {
                         discard(&body);
                         return Err(e);
                     }
-                    let forwarded_from = forwarded_from(&envelope);
-                    let (body, authenticated) = self
+                    let forwarded_from = forwarded_from(&envelope, settings);
+                    let (body, c) = self
                         .check(settings, id, &client, ours, forwarded_from.as_deref(), body)
                         .await?;
+                    let authenticated = c.authenticated.clone();
+                    checked = Some(c);
                     let recipients: Vec<&str> = envelope
                         .recipients
                         .iter()
@@ -169,6 +176,9 @@ impl Intake {
                 let outcome = self.queue.intake(envelope, body).await;
                 if outcome.is_ok() {
                     count(crate::stats::Event::Received);
+                    if let Some(checked) = checked.take() {
+                        self.after_queued(settings, id, checked).await;
+                    }
                 }
                 match &outcome {
                     Ok(()) => tracing::info!(
@@ -320,21 +330,22 @@ impl Intake {
         ours: usize,
         forwarded_from: Option<&str>,
         mut body: Body,
-    ) -> Result<(Body, Option<String>), IntakeError> {
+    ) -> Result<(Body, Checked), IntakeError> {
         if !settings.config.inbound.authenticate {
-            return Ok((body, None));
+            return Ok((body, Checked::default()));
         }
         let Some(dns) = &self.dns else {
-            return Ok((body, None));
+            return Ok((body, Checked::default()));
         };
         let authenticator = dns.authenticator();
         let hostname = &settings.config.hostname;
+        let report_mail;
         let verdict = {
             let mapped = match body.mapped() {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!("{id}: the message cannot be read for its checks: {e}");
-                    return Ok((body, None));
+                    return Ok((body, Checked::default()));
                 }
             };
             let chunks = mapped.chunks();
@@ -343,7 +354,11 @@ impl Intake {
                 [head] => head.get(ours..).unwrap_or_default(),
                 _ => &[],
             };
-            self.read_report(settings, id, message);
+            // A report about our domains, read once the message is queued.
+            report_mail = (self.received.is_some()
+                && message.len() <= crate::inbound::received::MAX_MESSAGE
+                && crate::inbound::received::looks_like_a_report(message))
+            .then(|| message.to_vec());
             match authenticator {
                 // No resolver yet (no DNS server known).
                 None => crate::inbound::auth::unchecked(hostname, message, "no DNS resolver"),
@@ -358,11 +373,12 @@ impl Intake {
             }
         };
         let from = mta_proto::logsafe::escape(client.mail_from);
-        if let (Some(reports), Some(row)) = (&self.reports, verdict.report.clone())
-            && !settings.directory.is_local_domain(&row.domain)
-        {
-            reports.add(row, mta_store::envelope::now_secs());
-        }
+        // The row of the sender domain's DMARC report: now for a message
+        // refused here, once queued for the others.
+        let row = verdict
+            .report
+            .clone()
+            .filter(|row| !settings.directory.is_local_domain(&row.domain));
         match verdict.action {
             crate::inbound::Action::Deliver | crate::inbound::Action::Junk(_) => {
                 let junk = match &verdict.action {
@@ -403,7 +419,12 @@ impl Intake {
                 }
                 body.prepend(junk.as_bytes());
                 body.prepend(verdict.header.as_bytes());
-                Ok((body, verdict.authenticated))
+                let checked = Checked {
+                    authenticated: verdict.authenticated,
+                    row,
+                    report_mail,
+                };
+                Ok((body, checked))
             }
             crate::inbound::Action::Reject(why) => {
                 tracing::warn!(
@@ -412,26 +433,40 @@ impl Intake {
                     verdict.summary
                 );
                 count(crate::stats::Event::DmarcReject);
+                if let (Some(reports), Some(row)) = (&self.reports, row) {
+                    reports.add(row, mta_store::envelope::now_secs());
+                }
                 discard(&body);
                 Err(IntakeError::Rejected(why))
             }
         }
     }
 
-    /// Reads a report about our domains in `message`, if it looks like
-    /// one, and keeps its summary (in the background: the client does not
-    /// wait for it).
-    fn read_report(&self, settings: &Settings, id: QueueId, message: &[u8]) {
-        use crate::inbound::received::{MAX_MESSAGE, looks_like_a_report, read};
-        let Some(received) = &self.received else {
+    /// What the checks of a queued message add: its DMARC report row, and
+    /// the report it carries about our domains (read in the background, at
+    /// most [`REPORT_READS`] at once; only when SPF or DKIM vouched for
+    /// the sender: anyone can write a report).
+    async fn after_queued(&self, settings: &Settings, id: QueueId, checked: Checked) {
+        if let (Some(reports), Some(row)) = (&self.reports, checked.row) {
+            reports.add(row, mta_store::envelope::now_secs());
+        }
+        let (Some(received), Some(message)) = (&self.received, checked.report_mail) else {
             return;
         };
-        if message.len() > MAX_MESSAGE || !looks_like_a_report(message) {
+        if checked.authenticated.is_none() {
+            tracing::info!(
+                "{id}: looks like a report, but its sender is not authenticated: not read"
+            );
             return;
         }
-        let (received, message) = (received.clone(), message.to_vec());
+        use crate::inbound::received::read;
+        let Ok(permit) = self.report_reads.clone().acquire_owned().await else {
+            return;
+        };
+        let received = received.clone();
         let directory = settings.directory.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             match read(&message, |d| directory.is_local_domain(d)) {
                 Ok(Some(s)) => {
                     tracing::info!(
@@ -443,8 +478,10 @@ impl Intake {
                         s.failed
                     );
                     let at = mta_store::envelope::now_micros();
-                    if let Err(e) = received.keep(&s, at) {
-                        tracing::warn!("{id}: the report is not kept: {e:#}");
+                    match received.keep(&s, at) {
+                        Ok(true) => {}
+                        Ok(false) => tracing::info!("{id}: the same report was received before"),
+                        Err(e) => tracing::warn!("{id}: the report is not kept: {e:#}"),
                     }
                 }
                 Ok(None) => {
@@ -530,16 +567,33 @@ impl Intake {
     }
 }
 
-/// Removes the spool file of a message that will not be queued (refused,
-/// deferred, or not safe to keep); one in memory just goes.
+/// Parses of received reports at once (each may hold 10 MB of message and
+/// 50 MB uncompressed).
+const REPORT_READS: usize = 2;
+
+/// What the checks of a stranger's message found that counts once it is
+/// queued.
+#[derive(Default)]
+struct Checked {
+    /// The domain SPF or DKIM vouched for.
+    authenticated: Option<String>,
+    /// Its row in the sender domain's DMARC report.
+    row: Option<crate::inbound::reports::Row>,
+    /// The message, when it looks like a report about our domains.
+    report_mail: Option<Vec<u8>>,
+}
+
 /// The domain of the first alias that forwards this message to another
 /// domain (it ARC-seals the message), if one does.
-fn forwarded_from(envelope: &Envelope) -> Option<String> {
+fn forwarded_from(envelope: &Envelope, settings: &Settings) -> Option<String> {
+    let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    let elsewhere = |a: &str| domain_of(a).is_some_and(|d| !settings.directory.is_local_domain(&d));
     envelope.recipients.iter().find_map(|r| match &r.target {
-        Target::Remote { address } if !address.eq_ignore_ascii_case(&r.original) => r
-            .original
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase()),
+        Target::Remote { address }
+            if !address.eq_ignore_ascii_case(&r.original) && elsewhere(address) =>
+        {
+            domain_of(&r.original)
+        }
         _ => None,
     })
 }
@@ -548,6 +602,8 @@ fn count(event: crate::stats::Event) {
     crate::stats::stats().count(event);
 }
 
+/// Removes the spool file of a message that will not be queued (refused,
+/// deferred, or not safe to keep); one in memory just goes.
 fn discard(body: &Body) {
     if let Some(path) = body.file() {
         let _ = std::fs::remove_file(path);

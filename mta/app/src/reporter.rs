@@ -98,7 +98,15 @@ impl Reporter {
         }
         let settings = self.live.get();
         let Some(ours) = settings.directory.primary_domain().map(str::to_string) else {
-            anyhow::bail!("no domain to send reports from");
+            for out in dmarc {
+                self.reports.restore(out);
+            }
+            if let Some(tls) = &self.tls {
+                for (d, domain, data) in tls_due {
+                    tls.restore(d, domain, data);
+                }
+            }
+            anyhow::bail!("no domain to send reports from (no account yet)");
         };
         let from = format!("postmaster@{ours}");
         let sender = Sender {
@@ -107,11 +115,12 @@ impl Reporter {
             from: &from,
             ours: &ours,
         };
+        // Each on its own: one that fails is put back, the others go.
         for out in dmarc {
-            lines.push(self.send_dmarc(&sender, out).await?);
+            lines.push(self.send_dmarc(&sender, out).await);
         }
         for (d, domain, data) in tls_due {
-            lines.push(self.send_tls(&sender, d, domain, data).await?);
+            lines.push(self.send_tls(&sender, d, domain, data).await);
         }
         for line in &lines {
             tracing::info!("{line}");
@@ -119,14 +128,17 @@ impl Reporter {
         Ok(lines)
     }
 
-    async fn send_dmarc(&self, sender: &Sender<'_>, out: Outgoing) -> anyhow::Result<String> {
+    async fn send_dmarc(&self, sender: &Sender<'_>, out: Outgoing) -> String {
         let what = format!(
             "the DMARC report of {} for {} ({} messages)",
             out.domain,
             day(u64::from(out.day) * DAY),
             out.messages()
         );
-        let addresses: Vec<&str> = out.rua().iter().map(|(a, _)| a.as_str()).collect();
+        let addresses = valid(out.rua().iter().map(|(a, _)| a.as_str()));
+        if addresses.is_empty() {
+            return format!("{what} not sent: its policy names no address to send it to");
+        }
         // An address outside the domain must accept its reports (§7.1).
         let no_cache: Option<&mail_auth::common::cache::NoCache<Box<str>, mail_auth::Txt>> = None;
         let allowed = match self.dns.authenticator() {
@@ -138,10 +150,16 @@ impl Reporter {
         };
         let Some(allowed) = allowed else {
             self.reports.restore(out);
-            return Ok(format!("{what} not sent yet: the DNS did not answer"));
+            return format!("{what} not sent yet: the DNS did not answer");
         };
         let allowed: Vec<&str> = allowed.into_iter().copied().collect();
-        let message = out.message(&sender.settings.config.hostname, sender.from, &allowed)?;
+        let message = match out.message(&sender.settings.config.hostname, sender.from, &allowed) {
+            Ok(m) => m,
+            Err(e) => {
+                self.reports.restore(out);
+                return format!("{what} not sent yet: {e:#}");
+            }
+        };
         let to: Vec<&str> = out
             .rua()
             .iter()
@@ -151,21 +169,15 @@ impl Reporter {
             .map(|(a, _)| a.as_str())
             .collect();
         if to.is_empty() {
-            return Ok(format!(
+            return format!(
                 "{what} not sent: none of its addresses ({}) takes it (outside the domain without its authorisation, or a size limit)",
                 addresses.join(", ")
-            ));
+            );
         }
-        Ok(sender.enqueue(&what, &to, message, "dmarc-report").await)
+        sender.enqueue(&what, &to, message, "dmarc-report").await
     }
 
-    async fn send_tls(
-        &self,
-        sender: &Sender<'_>,
-        d: u32,
-        domain: String,
-        data: TlsDay,
-    ) -> anyhow::Result<String> {
+    async fn send_tls(&self, sender: &Sender<'_>, d: u32, domain: String, data: TlsDay) -> String {
         use mail_auth::common::parse::TxtRecordParser;
         use mail_auth::mta_sts::{ReportUri, TlsRpt};
         let what = format!(
@@ -181,7 +193,7 @@ impl Reporter {
                 if let Some(tls) = &self.tls {
                     tls.restore(d, domain, data);
                 }
-                return Ok(format!("{what} not sent yet: the DNS did not answer ({e})"));
+                return format!("{what} not sent yet: the DNS did not answer ({e})");
             }
         };
         let rua: Vec<String> = records
@@ -197,24 +209,44 @@ impl Reporter {
                 ReportUri::Http(_) => None,
             })
             .collect();
-        if rua.is_empty() {
-            return Ok(format!(
+        let to = valid(rua.iter().map(String::as_str));
+        if to.is_empty() {
+            return format!(
                 "{what} not sent: {domain} publishes no mailto: address for TLS reports"
-            ));
+            );
         }
-        let to: Vec<&str> = rua.iter().map(String::as_str).collect();
         let hostname = &sender.settings.config.hostname;
         let report = data.report(d, &domain, hostname, sender.from);
         let mut message = Vec::new();
-        report.write_rfc5322(
+        if let Err(e) = report.write_rfc5322(
             &domain,
             hostname,
             ("Mailbox TLS reports", sender.from),
             to.iter().copied(),
             &mut message,
-        )?;
-        Ok(sender.enqueue(&what, &to, message, "tls-report").await)
+        ) {
+            return format!("{what} not sent: {e}");
+        }
+        sender.enqueue(&what, &to, message, "tls-report").await
     }
+}
+
+/// Report addresses at most (RFC 7489 §7.1 asks for two at least).
+const MAX_ADDRESSES: usize = 5;
+
+/// The addresses of `list` that are addresses: a DNS record is anyone's
+/// text, and an address with a line end (a `=0D=0A` in a TLS-RPT record
+/// reads as one) must not become part of an SMTP command or a header.
+fn valid<'a>(list: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for a in list {
+        let ok = !a.chars().any(char::is_control)
+            && mta_proto::address::Address::parse(a, false).is_ok();
+        if ok && !out.contains(&a) && out.len() < MAX_ADDRESSES {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// Where the reports come from.
@@ -264,5 +296,35 @@ impl Sender<'_> {
             Ok(()) => format!("{id}: {what} sent to {}", to.join(", ")),
             Err(e) => format!("{what} not sent: the queue refused it ({e:?})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_become_recipients() {
+        let list = [
+            "dmarc@example.net",
+            "a\r\nRSET\r\nMAIL FROM:<ceo@example.org>\r\nRCPT TO:<x@example.com",
+            "no at sign",
+            "dmarc@example.net",
+            "b@example.net",
+            "c@example.net",
+            "d@example.net",
+            "e@example.net",
+            "f@example.net",
+        ];
+        assert_eq!(
+            valid(list.into_iter()),
+            [
+                "dmarc@example.net",
+                "b@example.net",
+                "c@example.net",
+                "d@example.net",
+                "e@example.net"
+            ]
+        );
     }
 }

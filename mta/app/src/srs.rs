@@ -9,8 +9,10 @@
 //! keyed with the secret, of the lower-cased timestamp, domain and user;
 //! `TT` the day (base32, modulo 1,024). A bounce to such an address comes
 //! back here and goes on to `user@sender.example` only if the hash is ours
-//! and the day no more than [`MAX_AGE_DAYS`] ago: nobody else can make us
-//! send mail to an address of their choosing.
+//! and the day no more than [`MAX_AGE_DAYS`] ago: an address nobody made
+//! with our secret is refused. (The hash is 24 bits, as libsrs2's; SRS1
+//! addresses carry no day, as in libsrs2: they lead only back to the first
+//! forwarder.)
 //!
 //! An address that is already `SRS0` (another forwarder's) becomes
 //! `SRS1=HHHH=their.domain==HHHH=TT=…@our.domain`, and an `SRS1` keeps its
@@ -112,8 +114,15 @@ impl Srs {
 
     /// The envelope sender for `sender` (`user@domain`) forwarded from
     /// `domain` (one of ours) at `now` (unix seconds); `None` for the null
-    /// sender or an address without a domain, which stay as they are.
+    /// sender, an address without a domain, or one whose rewriting would
+    /// pass the 256 octets of a path (RFC 5321 §4.5.3.1.3): they stay as
+    /// they are.
     pub fn forward(&self, sender: &str, domain: &str, now: u64) -> Option<String> {
+        self.rewrite(sender, domain, now)
+            .filter(|a| a.len() <= mta_proto::address::MAX_PATH - 2)
+    }
+
+    fn rewrite(&self, sender: &str, domain: &str, now: u64) -> Option<String> {
         let (user, host) = sender.rsplit_once('@')?;
         if user.is_empty() || host.is_empty() {
             return None;
@@ -188,12 +197,14 @@ impl Srs {
     }
 }
 
-/// What follows `tag` and one separator (`=`, `+` or `-`, as libsrs2
-/// reads them), the tag's case ignored; the separator is kept.
+/// What follows `tag` and its separator, `=` (the one we write: a local
+/// part such as `srs0-list` stays an ordinary name), the tag's case
+/// ignored; the separator is kept. Another forwarder's `+` and `-` are
+/// read inside the opaque part, not here.
 fn tagged<'a>(local: &'a str, tag: &str) -> Option<&'a str> {
     let head = local.get(..tag.len())?;
     let sep = local[tag.len()..].chars().next()?;
-    (head.eq_ignore_ascii_case(tag) && matches!(sep, '=' | '+' | '-')).then(|| &local[tag.len()..])
+    (head.eq_ignore_ascii_case(tag) && sep == '=').then(|| &local[tag.len()..])
 }
 
 /// `=a=b=rest` → (a, b, rest): the separator first, then two fields.
@@ -293,6 +304,7 @@ mod tests {
         assert_eq!(srs.reverse("alice", NOW), Ok(None));
         assert_eq!(srs.reverse("srs0", NOW), Ok(None));
         assert_eq!(srs.reverse("SRS0x=a=b=c=d", NOW), Ok(None));
+        assert_eq!(srs.reverse("srs0-list", NOW), Ok(None));
     }
 
     #[test]
@@ -338,10 +350,12 @@ mod tests {
     }
 
     #[test]
-    fn the_null_sender_and_bare_names_stay() {
+    fn the_null_sender_bare_names_and_addresses_too_long_to_rewrite_stay() {
         let srs = Srs::new(&["secret"]);
         assert_eq!(srs.forward("", "our.example", NOW), None);
         assert_eq!(srs.forward("postmaster", "our.example", NOW), None);
+        let long = format!("{}@{}.example", "a".repeat(64), "b".repeat(180));
+        assert_eq!(srs.forward(&long, "our.example", NOW), None);
     }
 
     #[test]

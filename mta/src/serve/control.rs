@@ -65,7 +65,7 @@ pub async fn listen(
                         Command::CertStatus => Ok(acme.report().text()),
                         Command::ReportsSend => match &reporter {
                             Some(r) => runtime.block_on(r.send(true)).map(|lines| match lines.is_empty() {
-                                true => "no DMARC report to send\n".to_string(),
+                                true => "no report to send\n".to_string(),
                                 false => lines.join("\n") + "\n",
                             }),
                             None => Err(anyhow::anyhow!("reports are off: inbound.redb could not be opened (see the log)")),

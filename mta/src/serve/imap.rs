@@ -34,7 +34,7 @@ pub(super) async fn accept_loop(
         let shared = shared.clone();
         let mailstore = mailstore.clone();
         tokio::spawn(async move {
-            let Ok(_slot) = Slot::take(&shared, peer.ip()).map_err(|why| {
+            let Ok(_slot) = Slot::take(&shared, peer.ip(), false).map_err(|why| {
                 tracing::info!("refused {peer}: {why}");
             }) else {
                 return;

@@ -388,7 +388,7 @@ async fn accept_loop(
                 }
             };
             let slot = match rate {
-                Ok(()) => Slot::take(&shared, peer.ip()),
+                Ok(()) => Slot::take(&shared, peer.ip(), true),
                 Err(over) => Err(format!(
                     "Error: more than {} connections a minute from {}; try again later",
                     over.limit, over.network
@@ -433,8 +433,9 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// A connection slot, counted globally, per client address and (for
-/// clients outside the trusted networks) per client network.
+/// A connection slot, counted globally, per client address and (for SMTP
+/// clients outside the trusted networks) per client network: an office
+/// behind one address reads its mail over many IMAP connections.
 struct Slot<'a> {
     shared: &'a Shared,
     ip: IpAddr,
@@ -447,10 +448,10 @@ fn refusal(why: &str) -> String {
 }
 
 impl<'a> Slot<'a> {
-    fn take(shared: &'a Shared, ip: IpAddr) -> Result<Slot<'a>, String> {
+    fn take(shared: &'a Shared, ip: IpAddr, smtp: bool) -> Result<Slot<'a>, String> {
         let settings = shared.settings();
-        let network =
-            (!settings.config.inbound.trusts(ip)).then(|| mta_app::inbound::greylist::network(ip));
+        let network = (smtp && !settings.config.inbound.trusts(ip))
+            .then(|| mta_app::inbound::greylist::network(ip));
         let mut per_ip = shared.per_ip.lock().expect("per-ip map");
         let mut per_network = shared.per_network.lock().expect("per-network map");
         let n = per_ip.get(&ip).copied().unwrap_or(0);
@@ -751,7 +752,13 @@ async fn handle(
             if let Some(delay) = error_delay
                 && session.errors() > soft_errors
             {
-                tokio::time::sleep(delay).await;
+                // Each reply waits: pipelined commands are no way around.
+                let replies = out
+                    .split(|b| *b == b'\n')
+                    .filter(|l| l.len() > 3 && l[3] == b' ')
+                    .count()
+                    .clamp(1, 10);
+                tokio::time::sleep(delay * replies as u32).await;
             }
             if let Err(e) = conn.write_all(&out, write_limit).await {
                 tracing::info!("{peer}: cannot write to the client: {e}");

@@ -127,7 +127,14 @@ fn forwarded_mail_leaves_with_an_srs_sender_and_its_bounce_comes_back_to_the_sen
     let hash = &local[5..9];
     let flipped: String = hash
         .chars()
-        .map(|ch| if ch == 'A' { 'B' } else { 'A' })
+        // Another hash even read without case, as the check reads it.
+        .map(|ch| {
+            if ch.eq_ignore_ascii_case(&'a') {
+                'B'
+            } else {
+                'A'
+            }
+        })
         .collect();
     let forged = srs_sender.replacen(hash, &flipped, 1);
     let changed = srs_sender.replace("=dave@", "=mallory@");

@@ -146,7 +146,7 @@ fn a_domain_that_asks_for_dmarc_reports_gets_one_at_its_addresses() {
     let again = s.mta("reports", &["send"]);
     assert_eq!(
         String::from_utf8_lossy(&again.stdout),
-        "no DMARC report to send\n"
+        "no report to send\n"
     );
 }
 
@@ -215,6 +215,11 @@ s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="mx.google.exampl
 for m in [dmarc("example.org"), tls(), dmarc("elsewhere.example")]:
     s.send_message(m, "noreply@google.example", ["alice@example.org"])
     print(250)
+# Anyone can write a report: one whose sender nothing vouches for.
+forged = dmarc("example.org")
+forged.replace_header("From", "noreply@nospf.example")
+s.send_message(forged, "noreply@nospf.example", ["alice@example.org"])
+print(250)
 s.quit()
 "#;
 
@@ -222,7 +227,8 @@ s.quit()
 fn reports_about_our_domains_are_read_and_listed() {
     let zone = "google.example. 60 IN MX 10 mx.google.example.\n\
                 google.example. 60 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n\
-                mx.google.example. 60 IN A 127.0.0.1\n";
+                mx.google.example. 60 IN A 127.0.0.1\n\
+                nospf.example. 60 IN MX 10 mx.google.example.\n";
     let peer = Peer::with(Options {
         zone: Some(zone),
         ..Options::default()
@@ -235,9 +241,10 @@ fn reports_about_our_domains_are_read_and_listed() {
     let list = || String::from_utf8_lossy(&s.mta("reports", &["list"]).stdout).to_string();
     assert_eq!(list(), "no report received yet\n");
     let sent = python(SEND_REPORTS, &[s.addr.port().to_string()]);
-    assert_eq!(sent.lines().count(), 3, "{sent}");
+    assert_eq!(sent.lines().count(), 4, "{sent}");
     // Delivered as any mail, and read in the background.
-    s.wait_for_mail("alice@example.org", 3);
+    s.wait_for_mail("alice@example.org", 4);
+    s.wait_for_log("looks like a report, but its sender is not authenticated: not read");
     s.wait_for_log("a TLS report from google.example about example.org: 40 passed, 2 failed");
     s.wait_for_log("a DMARC report from google.example about example.org: 7 passed, 3 failed");
     s.wait_for_log("a report about a domain that is not ours: not kept");

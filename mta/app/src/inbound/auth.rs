@@ -257,8 +257,7 @@ async fn run(
                 .with_envelope_from(mail_from_domain.to_lowercase())
                 .with_dkim_output(&dkim)
                 .with_spf_output(&from_spf, SPFDomainScope::MailFrom)
-                .with_dmarc_output(&dmarc)
-                .with_arc_output(&arc);
+                .with_dmarc_output(&dmarc);
             // The policy applied: RFC 7489 knows none, quarantine and
             // reject (a pass is "none").
             if row.action_disposition() == ActionDisposition::Pass {

@@ -174,17 +174,19 @@ impl Summary {
     /// One line for a person: `2025-11-30 google.com DMARC example.org: 7
     /// passed, 3 failed (203.0.113.5 (quarantined): 3)`.
     pub fn line(&self) -> String {
+        use mta_proto::logsafe::escape;
         let date = day(self.begin);
+        // The sender's words, escaped: this goes to a terminal and a log.
         let mut line = format!(
             "{date} {} {} {}: {} passed, {} failed",
-            self.org,
+            escape(&self.org),
             self.kind.name(),
-            self.domain,
+            escape(&self.domain),
             self.passed,
             self.failed
         );
         if !self.problems.is_empty() {
-            line.push_str(&format!(" ({})", self.problems.join("; ")));
+            line.push_str(&format!(" ({})", escape(&self.problems.join("; "))));
         }
         line
     }
@@ -225,13 +227,28 @@ impl Received {
         Ok(Received { db })
     }
 
-    /// Keeps `summary`, received at `at` (µs); the oldest go past the
-    /// limits.
-    pub fn keep(&self, summary: &Summary, at: u64) -> anyhow::Result<()> {
+    /// Keeps `summary`, received at `at` (µs), unless the same report
+    /// (its kind, sender, id and domain) is kept already (false); the
+    /// oldest go past the limits.
+    pub fn keep(&self, summary: &Summary, at: u64) -> anyhow::Result<bool> {
         let bytes = serde_json::to_vec(summary)?;
         let tx = self.db.begin_write()?;
         {
             let mut table = tx.open_table(TABLE)?;
+            for entry in table.iter()? {
+                let (_, v) = entry?;
+                if let Ok(s) = serde_json::from_slice::<Summary>(v.value())
+                    && (s.kind, &s.org, &s.report_id, &s.domain)
+                        == (
+                            summary.kind,
+                            &summary.org,
+                            &summary.report_id,
+                            &summary.domain,
+                        )
+                {
+                    return Ok(false);
+                }
+            }
             let mut key = at;
             while table.get(key)?.is_some() {
                 key += 1;
@@ -253,7 +270,7 @@ impl Received {
             }
         }
         tx.commit().context("keeping a received report")?;
-        Ok(())
+        Ok(true)
     }
 
     /// The reports kept, newest first, with when they came (µs).
@@ -335,15 +352,28 @@ mod tests {
         let store = Received::open(db).unwrap();
         let s = read(&dmarc_message(DMARC_XML), |_| true).unwrap().unwrap();
         let now = 1_764_547_200_000_000u64;
+        let numbered = |n: u64| Summary {
+            report_id: format!("r{n}"),
+            ..s.clone()
+        };
         for n in 0..MAX_KEPT + 3 {
-            store.keep(&s, now + n).unwrap();
+            assert!(store.keep(&numbered(n), now + n).unwrap());
         }
-        // Too old by then: goes with the next one kept.
+        // The same report again (a sender's retry): kept once.
+        assert!(
+            !store
+                .keep(&numbered(MAX_KEPT + 2), now + MAX_KEPT + 9)
+                .unwrap()
+        );
         let list = store.list().unwrap();
         assert_eq!(list.len() as u64, MAX_KEPT);
         assert_eq!(list[0].0, now + MAX_KEPT + 2);
+        // Too old by then: goes with the next one kept.
         store
-            .keep(&s, now + KEEP_DAYS * 86_400 * 1_000_000 + 10_000_000)
+            .keep(
+                &numbered(0),
+                now + KEEP_DAYS * 86_400 * 1_000_000 + 10_000_000,
+            )
             .unwrap();
         assert_eq!(store.list().unwrap().len(), 1);
     }

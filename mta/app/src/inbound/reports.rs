@@ -48,6 +48,20 @@ pub struct DomainDay {
     omitted: u32,
 }
 
+impl crate::daily::Merge for DomainDay {
+    fn merge(&mut self, other: DomainDay) {
+        for (record, n) in other.rows {
+            let full = self.rows.len() >= MAX_ROWS;
+            match self.rows.iter_mut().find(|(r, _)| *r == record) {
+                Some((_, m)) => *m = m.saturating_add(n),
+                None if !full => self.rows.push((record, n)),
+                None => self.omitted = self.omitted.saturating_add(n),
+            }
+        }
+        self.omitted = self.omitted.saturating_add(other.omitted);
+    }
+}
+
 /// A report ready to go: its day, its domain, what was gathered.
 pub struct Outgoing {
     pub day: u32,
@@ -152,7 +166,13 @@ impl Outgoing {
             .report()
             .with_org_name(hostname)
             .with_email(from)
-            .with_report_id(format!("{}.{}@{hostname}", self.day, self.domain));
+            // Unique even when a day is sent in parts (`mta reports send`).
+            .with_report_id(format!(
+                "{}.{}.{}@{hostname}",
+                self.day,
+                self.domain,
+                mta_store::envelope::now_secs()
+            ));
         let mut out = Vec::new();
         report
             .write_rfc5322(

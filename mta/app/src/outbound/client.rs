@@ -379,6 +379,16 @@ impl Connection {
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
+        // One command, whatever an address from outside held: a line end
+        // inside would let it speak for us (a second guard, addresses are
+        // checked before they are queued).
+        if line.contains(['\r', '\n']) {
+            return Err(Failure::permanent(format!(
+                "{}: not sent: a line end inside the command {:?}",
+                self.peer,
+                mta_proto::logsafe::escape(line)
+            )));
+        }
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.reply().await
     }

@@ -269,16 +269,12 @@ impl Outbound {
                         })
                         .collect(),
                 )),
-                (_, Some(p)) if p.mode != sts::Mode::None => Some(tlsrpt::sts_policy(
-                    domain,
-                    if p.mode == sts::Mode::Enforce {
-                        "enforce"
-                    } else {
-                        "testing"
-                    },
-                    &p.mx,
-                    p.max_age,
-                )),
+                // Enforce only: in testing mode the certificate is not
+                // checked (the delivery is opportunistic), so a session's
+                // success would say nothing.
+                (_, Some(p)) if p.mode == sts::Mode::Enforce => {
+                    Some(tlsrpt::sts_policy(domain, "enforce", &p.mx, p.max_age))
+                }
                 _ => None,
             };
             let (policy, note) = match decide(dane.state(), sts.as_ref(), &host, domain) {

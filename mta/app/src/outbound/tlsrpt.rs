@@ -1,13 +1,15 @@
 //! TLS reports (RFC 8460) of the mail we send: each delivery to a domain
-//! with an MTA-STS or DANE policy counts, per UTC day, a successful TLS
+//! with an MTA-STS policy in enforce mode or a DANE policy counts, per UTC
+//! day, a successful TLS
 //! session or a failure with its RFC 8460 result type
 //! (`certificate-expired`, `certificate-host-mismatch`,
 //! `certificate-not-trusted`, `starttls-not-supported`,
 //! `validation-failure`) and the MX host. After the day, a domain whose
 //! `_smtp._tls` record names `mailto:` addresses gets the JSON report,
 //! gzip-compressed in mail-auth's message (the sending is
-//! `inbound::reports::Reporter`'s, with the DMARC reports). Deliveries
-//! without a policy are not counted. Bounded as the DMARC reports are
+//! `crate::reporter`'s, with the DMARC reports). Deliveries without a
+//! policy are not counted, nor those under a policy in testing mode (the
+//! certificate is then not checked, so a success would say nothing). Bounded as the DMARC reports are
 //! (`crate::daily`), and at most [`MAX_DETAILS`] kinds of failure per
 //! domain and day.
 
@@ -62,6 +64,31 @@ pub fn tlsa_policy(domain: &str, host: &str, records: Vec<String>) -> PolicyDeta
         policy_string: records,
         policy_domain: domain.to_string(),
         mx_host: vec![host.to_string()],
+    }
+}
+
+impl crate::daily::Merge for TlsDay {
+    fn merge(&mut self, other: TlsDay) {
+        for p in other.policies {
+            match self.policies.iter_mut().find(|q| q.policy == p.policy) {
+                Some(q) => {
+                    q.summary.total_success = q
+                        .summary
+                        .total_success
+                        .saturating_add(p.summary.total_success);
+                    q.summary.total_failure = q
+                        .summary
+                        .total_failure
+                        .saturating_add(p.summary.total_failure);
+                    for f in p.failure_details {
+                        if q.failure_details.len() < MAX_DETAILS {
+                            q.failure_details.push(f);
+                        }
+                    }
+                }
+                None => self.policies.push(p),
+            }
+        }
     }
 }
 
@@ -170,7 +197,11 @@ impl TlsDay {
                 end_datetime: mail_parser::DateTime::from_timestamp((begin + DAY - 1) as i64),
             },
             contact_info: Some(contact.to_string()),
-            report_id: format!("{day}.{domain}@{hostname}"),
+            // Unique even when a day is sent in parts (`mta reports send`).
+            report_id: format!(
+                "{day}.{domain}.{}@{hostname}",
+                mta_store::envelope::now_secs()
+            ),
             policies: self.policies.clone(),
         }
     }
