@@ -14,9 +14,23 @@ use mta_proto::address::Address;
 
 /// A change to the accounts.
 pub enum Change<'a> {
-    Add { address: &'a str, password: &'a str },
-    Password { address: &'a str, password: &'a str },
-    Delete { address: &'a str },
+    Add {
+        address: &'a str,
+        password: &'a str,
+    },
+    Password {
+        address: &'a str,
+        password: &'a str,
+    },
+    Delete {
+        address: &'a str,
+    },
+    /// The senders whose mail never goes to the account's Junk folder
+    /// (addresses or domains; empty: none), replacing the list.
+    Allow {
+        address: &'a str,
+        senders: &'a [String],
+    },
 }
 
 /// The accounts as `mta user list` shows them.
@@ -80,6 +94,25 @@ fn change_accounts(doc: &mut DocumentMut, change: Change) -> anyhow::Result<Stri
             let i = position(accounts, &k).with_context(|| format!("no account {address}"))?;
             accounts.remove(i);
             format!("deleted {address} (its mail stays in the data directory)")
+        }
+        Change::Allow { address, senders } => {
+            let k = key(address)?;
+            let i = position(accounts, &k).with_context(|| format!("no account {address}"))?;
+            let mut list = toml_edit::Array::new();
+            for s in senders {
+                // Checked with the whole file (the configuration's words
+                // for an entry that is neither an address nor a domain).
+                list.push(s.trim());
+            }
+            let table = accounts.get_mut(i).expect("found");
+            if list.is_empty() {
+                table.remove("allow");
+                format!("{address} has no allowed senders now")
+            } else {
+                let n = list.len();
+                table["allow"] = value(list);
+                format!("{address} allows {n} sender(s) past Junk")
+            }
         }
     };
     Ok(done)
@@ -199,5 +232,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Config::load(&path).unwrap().accounts.len(), 1);
+    }
+
+    #[test]
+    fn an_allow_list_is_set_checked_and_cleared() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("mailbox.toml");
+        std::fs::write(&path, TEXT).unwrap();
+        let allow = |senders: &[&str]| {
+            let senders: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
+            apply(
+                &path,
+                Change::Allow {
+                    address: "alice@example.org",
+                    senders: &senders,
+                },
+            )
+        };
+        allow(&["friend@example.net", "example.com"]).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.accounts[0].allow, ["friend@example.net", "@example.com"]);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("# the owner")
+        );
+        // Not an address or a domain: refused with the checker's words,
+        // nothing changed.
+        let e = allow(&["not a sender"]).unwrap_err().to_string();
+        assert!(e.contains("is not an address or a domain"), "{e}");
+        assert_eq!(Config::load(&path).unwrap().accounts[0].allow.len(), 2);
+        allow(&[]).unwrap();
+        assert!(Config::load(&path).unwrap().accounts[0].allow.is_empty());
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("allow"));
     }
 }

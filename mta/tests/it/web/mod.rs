@@ -663,6 +663,34 @@ fn the_admin_pages_change_accounts_and_aliases_and_refuse_bad_input() {
         &[("csrf", &csrf), ("address", "bob@example.org")],
     );
     assert!(ok && text.contains("Deleted bob@example.org"), "{text}");
+
+    // Senders whose mail never goes to the owner's Junk folder.
+    let allow = |w: &mut Web, senders: &str| {
+        w.act(
+            "/accounts/allow",
+            &[
+                ("csrf", &csrf),
+                ("address", "owner@example.org"),
+                ("senders", senders),
+            ],
+        )
+    };
+    let (ok, text) = allow(&mut w, "Friend@Example.NET, example.com");
+    assert!(ok && text.contains("allows 2 sender(s)"), "{text}");
+    let page = w.https("/accounts");
+    assert_eq!(page.input("senders"), "friend@example.net, example.com");
+    let (ok, text) = allow(&mut w, "friend@example.net, not a sender!");
+    assert!(
+        !ok && text.contains("is not an address or a domain"),
+        "{text}"
+    );
+    assert_eq!(
+        w.https("/accounts").input("senders"),
+        "friend@example.net, example.com",
+        "a refused list changes nothing"
+    );
+    let (ok, text) = allow(&mut w, "");
+    assert!(ok && text.contains("no allowed senders"), "{text}");
 }
 
 #[test]

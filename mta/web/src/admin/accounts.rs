@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/accounts/add", post(add))
         .route("/accounts/password", post(password))
         .route("/accounts/delete", post(delete))
+        .route("/accounts/allow", post(allow))
 }
 
 #[derive(Deserialize, Default)]
@@ -78,10 +79,10 @@ async fn page(
         &session,
         html! {
             h1 { "Accounts" }
-            p.lead { "Each account has a mailbox and can send mail with its password." }
+            p.lead { "Each account has a mailbox and can send mail with its password. Mail that fails its sender's checks goes to the Junk folder, unless its sender is one the account never wants there: addresses, or whole domains, separated by commas." }
             div.card {
                 table.stack {
-                    thead { tr { th { "Address" } th { "Mailbox" } th { "Password" } th {} } }
+                    thead { tr { th { "Address" } th { "Mailbox" } th { "Password" } th { "Never in Junk" } th {} } }
                     tbody {
                         @for (a, (used, quota)) in config.accounts.iter().zip(usage) {
                             @let key = a.address.key();
@@ -105,6 +106,15 @@ async fn page(
                                         input type="hidden" name="address" value=(key);
                                         input type="password" name="password" placeholder="New password" aria-label={"New password for " (key)} autocomplete="new-password";
                                         button.secondary.small type="submit" { "Set" }
+                                    }
+                                }
+                                td {
+                                    @let shown: Vec<&str> = a.allow.iter().map(|s| s.strip_prefix('@').unwrap_or(s)).collect();
+                                    form.inline method="post" action="/accounts/allow" {
+                                        (csrf(&session))
+                                        input type="hidden" name="address" value=(key);
+                                        input type="text" name="senders" value=(shown.join(", ")) placeholder="friend@example.net, example.com" aria-label={"Senders whose mail to " (key) " never goes to Junk"} autocomplete="off";
+                                        button.secondary.small type="submit" { "Save" }
                                     }
                                 }
                                 td {
@@ -204,6 +214,52 @@ async fn with_password(
             Change::Password { address, password }
         };
         mta_app::accounts::apply(path, change)
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AllowForm {
+    csrf: String,
+    address: String,
+    senders: String,
+}
+
+/// The most senders an account may list (the field is at most
+/// `MAX_FIELD` long anyway).
+const MAX_SENDERS: usize = 100;
+
+async fn allow(
+    State(web): State<Arc<Web>>,
+    Extension(conn): Extension<Conn>,
+    headers: HeaderMap,
+    Form(f): Form<AllowForm>,
+) -> Response {
+    if let Err(r) = guard_post(&web, &conn, &headers, HERE, &f.csrf) {
+        return r.into_response();
+    }
+    change(&web, &headers, HERE, move |path| {
+        if f.senders.len() > crate::forms::MAX_FIELD {
+            anyhow::bail!("the list is too long");
+        }
+        let senders: Vec<String> = f
+            .senders
+            .split([',', ' ', '\n', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if senders.len() > MAX_SENDERS {
+            anyhow::bail!("at most {MAX_SENDERS} senders");
+        }
+        mta_app::accounts::apply(
+            path,
+            Change::Allow {
+                address: &f.address,
+                senders: &senders,
+            },
+        )
     })
     .await
 }
