@@ -541,6 +541,15 @@ mod tests {
             .unwrap(),
             Decision::Wait(_)
         ));
-        assert!(dir.path().join("inbound.redb.damaged").exists());
+        // Kept aside for inspection, with the time in its name.
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("inbound.redb.damaged-")
+            });
+        assert!(aside);
     }
 }

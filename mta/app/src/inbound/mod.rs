@@ -18,26 +18,21 @@ pub use auth::{Action, Verdict};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context as _;
+/// What `inbound.redb` may keep in memory: its tables are small (a
+/// greylist triplet or a report row is a hundred bytes or so), and the
+/// appliance may be a 1 GB Pi (redb's default would be 1 GiB).
+const CACHE: usize = 16 << 20;
 
 /// Opens (or makes) the inbound checks' database (`<data>/inbound.redb`:
-/// greylisting's triplets, the DNSBL cache); one that cannot be read is
-/// set aside (`.damaged`) and made anew: what it remembered starts over,
-/// no mail is lost.
+/// greylisting's triplets, the DNSBL cache, the reports); one that cannot
+/// be read is set aside and made anew (`fsutil::open_database`): what it
+/// remembered starts over, no mail is lost.
 pub fn open_db(path: &Path) -> anyhow::Result<Arc<redb::Database>> {
-    let db = match redb::Database::create(path) {
-        Ok(db) => db,
-        Err(e) => {
-            let aside = path.with_extension("redb.damaged");
-            tracing::warn!(
-                "{} cannot be read ({e}); set aside as {} and started anew",
-                path.display(),
-                aside.display()
-            );
-            std::fs::rename(path, &aside)
-                .with_context(|| format!("setting {} aside", path.display()))?;
-            redb::Database::create(path).with_context(|| format!("making {}", path.display()))?
-        }
-    };
+    let (db, _) = mta_store::fsutil::open_database(
+        path,
+        "greylisting's triplets, the DNSBL cache and the reports not sent yet start over",
+        CACHE,
+        |_| Ok(()),
+    )?;
     Ok(Arc::new(db))
 }
