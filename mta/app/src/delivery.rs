@@ -508,15 +508,13 @@ struct Remote {
 /// so that it passes SPF where it arrives and bounces come back here.
 fn sender_for(ctx: &Context, envelope: &Envelope, original: &str, address: &str) -> String {
     let from = &envelope.from;
-    let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
     let settings = ctx.settings.get();
-    let ours = |d: &str| settings.directory.is_local_domain(d);
-    // To another domain: a transport's address in ours is not forwarded.
-    let forwarded = envelope.auth.is_none()
-        && !original.eq_ignore_ascii_case(address)
-        && domain_of(address).is_some_and(|d| !ours(&d));
-    match (domain_of(from), domain_of(original)) {
-        (Some(sender), Some(alias)) if forwarded && !ours(&sender) && ours(&alias) => settings
+    // Ours (or none, the null sender) passes SPF as it is.
+    let sender_ours = from
+        .rsplit_once('@')
+        .is_none_or(|(_, d)| settings.directory.is_local_domain(&d.to_ascii_lowercase()));
+    match settings.directory.forwarding_domain(original, address) {
+        Some(alias) if envelope.auth.is_none() && !sender_ours => settings
             .srs
             .forward(from, &alias, mta_store::envelope::now_secs())
             .unwrap_or_else(|| from.clone()),

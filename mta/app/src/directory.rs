@@ -290,6 +290,19 @@ impl Directory {
         self.domains.contains(domain)
     }
 
+    /// The domain of the alias `original` (as in `RCPT TO`) when its copy
+    /// for `address` is forwarded to another domain: `original` in one of
+    /// ours, `address` not. That domain rewrites the sender (SRS) and
+    /// seals the message (ARC).
+    pub fn forwarding_domain(&self, original: &str, address: &str) -> Option<String> {
+        let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+        let (alias, target) = (domain_of(original)?, domain_of(address)?);
+        (!original.eq_ignore_ascii_case(address)
+            && self.is_local_domain(&alias)
+            && !self.is_local_domain(&target))
+        .then_some(alias)
+    }
+
     /// The first local domain, for the bare `RCPT TO:<postmaster>` of RFC 5321.
     pub fn primary_domain(&self) -> Option<&str> {
         self.first_account.as_ref().map(|a| a.domain())

@@ -586,15 +586,9 @@ struct Checked {
 /// The domain of the first alias that forwards this message to another
 /// domain (it ARC-seals the message), if one does.
 fn forwarded_from(envelope: &Envelope, settings: &Settings) -> Option<String> {
-    let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
-    let elsewhere = |a: &str| domain_of(a).is_some_and(|d| !settings.directory.is_local_domain(&d));
     envelope.recipients.iter().find_map(|r| match &r.target {
-        Target::Remote { address }
-            if !address.eq_ignore_ascii_case(&r.original) && elsewhere(address) =>
-        {
-            domain_of(&r.original)
-        }
-        _ => None,
+        Target::Remote { address } => settings.directory.forwarding_domain(&r.original, address),
+        Target::Local { .. } => None,
     })
 }
 

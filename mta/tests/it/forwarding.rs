@@ -8,7 +8,7 @@
 //! domains' MX is an aiosmtpd peer, their DNS a dnslib one (peer.py).
 
 use crate::common::peer::{Options, Peer};
-use crate::common::{Client, Server, python};
+use crate::common::{AS_STRANGER, Client, Server, python, python_on_file};
 
 /// Every other domain's mail goes to the peer on loopback.
 const ZONE: &str = "\
@@ -196,21 +196,15 @@ print(cv.decode(), comment)
 "#;
 
 fn arc_verify(message: &str, records: &[(String, String)]) -> String {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), message).unwrap();
     let json: serde_json::Map<String, serde_json::Value> = records
         .iter()
         .map(|(n, v)| (n.clone(), v.clone().into()))
         .collect();
-    python(
+    python_on_file(
         ARC_VERIFY,
-        &[
-            file.path().to_str().unwrap(),
-            &serde_json::Value::Object(json).to_string(),
-        ],
+        message,
+        &[&serde_json::Value::Object(json).to_string()],
     )
-    .trim()
-    .to_string()
 }
 
 #[test]
@@ -222,8 +216,7 @@ fn forwarded_mail_is_arc_sealed_and_dkimpy_verifies_the_chain() {
     });
     // Checked as a stranger's mail (loopback is trusted by default).
     let s = Server::start(&format!(
-        "[inbound]\ntrusted_networks = []\npregreet = \"0s\"\ngreylist = \"0s\"\ndnsbl = []\n\
-         [outbound]\nport = {}\nnameservers = [\"127.0.0.1:{}\"]\n",
+        "{AS_STRANGER}[outbound]\nport = {}\nnameservers = [\"127.0.0.1:{}\"]\n",
         peer.smtp,
         peer.dns.unwrap()
     ));

@@ -7,7 +7,7 @@
 //! the sender; greylisting; DNSBL scoring; HELO and sender sanity.
 
 use crate::common::peer::{Options, Peer};
-use crate::common::{Client, Server, python};
+use crate::common::{AS_STRANGER, Client, Server, python};
 
 /// Makes an RSA and an Ed25519 key with Python; (JSON with the private
 /// keys, the DKIM TXT values).
@@ -417,8 +417,7 @@ fn a_stranger_needs_a_proper_helo_name_and_a_sender_domain_that_takes_mail() {
         ..Options::default()
     });
     let s = Server::start(&format!(
-        "[inbound]\ntrusted_networks = []\npregreet = \"0s\"\ngreylist = \"0s\"\ndnsbl = []\n\
-         [outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        "{AS_STRANGER}[outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
         peer.dns.unwrap()
     ));
     let text = "From: a@exists.example\r\nSubject: sanity\r\n\r\nHello.\r\n";

@@ -5,14 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server};
+use crate::common::{AS_STRANGER, Client, Server};
 
 /// Port 25 as a stranger sees it (loopback is trusted by default), with
 /// `limits` in `[limits]`.
 fn as_stranger(limits: &str) -> Server {
     Server::start(&format!(
-        "[inbound]\ntrusted_networks = []\npregreet = \"0s\"\ngreylist = \"0s\"\ndnsbl = []\n\
-         authenticate = false\nsender_sanity = false\n[limits]\n{limits}\n"
+        "{AS_STRANGER}authenticate = false\nsender_sanity = false\n[limits]\n{limits}\n"
     ))
 }
 

@@ -7,7 +7,7 @@
 //! one (peer.py).
 
 use crate::common::peer::{Options, Peer};
-use crate::common::{Client, Server, python};
+use crate::common::{AS_STRANGER, Client, Server, python, python_on_file};
 
 const ZONE: &str = "\
 sender.example. 60 IN MX 10 mx.elsewhere.example.
@@ -60,12 +60,11 @@ fn a_domain_that_asks_for_dmarc_reports_gets_one_at_its_addresses() {
         ..Options::default()
     });
     let s = Server::start(&format!(
-        "[inbound]\ntrusted_networks = []\npregreet = \"0s\"\ngreylist = \"0s\"\ndnsbl = []\n\
-         [outbound]\nport = {}\nnameservers = [\"127.0.0.1:{}\"]\n",
+        "{AS_STRANGER}[outbound]\nport = {}\nnameservers = [\"127.0.0.1:{}\"]\n",
         peer.smtp,
         peer.dns.unwrap()
     ));
-    assert!(s.mta("reports", &["send"]).status.success());
+    s.send_reports();
     let mut c = Client::greeted(s.addr);
     assert_eq!(c.cmd("EHLO mx.sender.example").code, 250);
     let text = |n: u32| format!("From: dave@sender.example\r\nSubject: m{n}\r\n\r\nHi.\r\n");
@@ -79,13 +78,7 @@ fn a_domain_that_asks_for_dmarc_reports_gets_one_at_its_addresses() {
     assert_eq!(r.code, 250, "{r:?}");
     s.wait_for_mail("alice@example.org", 3);
 
-    let out = s.mta("reports", &["send"]);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = s.send_reports();
     assert!(
         said.contains("the DMARC report of sender.example for"),
         "{said}"
@@ -108,10 +101,8 @@ fn a_domain_that_asks_for_dmarc_reports_gets_one_at_its_addresses() {
     );
     assert_eq!(got[0].envelope["mail_from"], "postmaster@example.org");
 
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &got[0].message).unwrap();
     let report: serde_json::Value =
-        serde_json::from_str(&python(READ_REPORT, &[file.path()])).unwrap();
+        serde_json::from_str(&python_on_file(READ_REPORT, &got[0].message, &[])).unwrap();
     assert_eq!(report["domain"], "sender.example");
     assert_eq!(report["org"], "mx.example.org");
     assert_eq!(report["p"], "none");
@@ -234,8 +225,7 @@ fn reports_about_our_domains_are_read_and_listed() {
         ..Options::default()
     });
     let s = Server::start(&format!(
-        "[inbound]\ntrusted_networks = []\npregreet = \"0s\"\ngreylist = \"0s\"\ndnsbl = []\n\
-         [outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        "{AS_STRANGER}[outbound]\nnameservers = [\"127.0.0.1:{}\"]\n",
         peer.dns.unwrap()
     ));
     let list = || String::from_utf8_lossy(&s.mta("reports", &["list"]).stdout).to_string();

@@ -265,6 +265,18 @@ impl Server {
         assert!(ok, "{out}");
     }
 
+    /// `mta reports send`, which must succeed: what it said.
+    pub fn send_reports(&self) -> String {
+        let out = self.mta("reports", &["send"]);
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        said
+    }
+
     /// Waits until the queue is empty.
     pub fn wait_queue_empty(&self, within: Duration) {
         wait_until(
@@ -416,6 +428,22 @@ pub fn python<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+/// Runs `script` on a file holding `contents` (its path is argv[1], then
+/// `args`); what it printed, trimmed.
+pub fn python_on_file(script: &str, contents: &str, args: &[&str]) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), contents).unwrap();
+    let mut all = vec![file.path().to_str().unwrap()];
+    all.extend(args);
+    python(script, &all).trim().to_string()
+}
+
+/// `[inbound]` for port 25 as a stranger sees it: loopback (where the
+/// tests come from) not trusted, no pregreet wait, no greylisting, no
+/// blocklists.
+pub const AS_STRANGER: &str =
+    "[inbound]\ntrusted_networks = []\npregreet = \"0s\"\ngreylist = \"0s\"\ndnsbl = []\n";
 
 /// A DNS server on loopback (one for all tests) that answers every
 /// question `REFUSED`: lookups fail at once, as when the DNS is down, instead
